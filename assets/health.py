@@ -1,0 +1,99 @@
+"""The three servers the data layer runs on: versions, round-trip latency and pool use."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestrator_data.health import ServiceHealth, version_problem
+from orchestrator_data.redaction import redact
+from resources import ElasticsearchResource, PostgresResource, RedisResource
+
+LATENCY_WARN_MS = 50.0
+
+HEALTH_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("service", "string"),
+    dg.TableColumn("healthy", "bool"),
+    dg.TableColumn("version", "string"),
+    dg.TableColumn("latency_ms", "float", description="median of 5 round trips"),
+    dg.TableColumn("problem", "string"),
+])
+
+
+def _collect(postgres: PostgresResource, redis: RedisResource, elasticsearch: ElasticsearchResource) -> list[ServiceHealth]:
+    return [postgres.health(), redis.health(), elasticsearch.health()]
+
+
+def _metadata(results: list[ServiceHealth]) -> dict:
+    metadata: dict = {
+        "services": dg.MetadataValue.table(
+            records=[dg.TableRecord({
+                "service": h.service, "healthy": h.ok, "version": h.version or "",
+                "latency_ms": h.latency_ms if h.latency_ms is not None else -1.0,
+                "problem": redact(h.error or ""),
+            }) for h in results],
+            schema=HEALTH_COLUMNS,
+        ),
+        "healthy": all(h.ok for h in results),
+    }
+    for h in results:
+        metadata[f"{h.service}/version"] = h.version or "unknown"
+        if h.latency_ms is not None:
+            metadata[f"{h.service}/latency_ms"] = dg.MetadataValue.float(h.latency_ms)
+        detail = {k: v for k, v in h.detail.items() if v is not None}
+        metadata[f"{h.service}/detail"] = dg.MetadataValue.json(detail)
+    pg = next(h for h in results if h.service == "postgres").detail
+    if "pool_size" in pg:
+        metadata["postgres/pool_checked_out"] = pg.get("pool_checkedout", 0)
+        metadata["postgres/pool_size"] = pg["pool_size"]
+    return metadata
+
+
+@dg.asset(
+    group_name="platform",
+    kinds={"postgres", "redis", "elasticsearch"},
+    owners=["team:data-platform"],
+    description="Each server of the data layer, reached through the shared resources: version, "
+                "round-trip latency (median of 5) and connection-pool use. Fails when one is unreachable "
+                "or its version is outside what the product supports (PostgreSQL >= 16, Redis >= 7, "
+                "Elasticsearch 8.x/9.x).",
+)
+def service_health(postgres: PostgresResource, redis: RedisResource,
+                   elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
+    results = _collect(postgres, redis, elasticsearch)
+    metadata = _metadata(results)
+    unhealthy = [h for h in results if not h.ok]
+    if unhealthy:
+        raise dg.Failure(
+            description="unhealthy: " + "; ".join(f"{h.service}: {redact(h.error or 'failed')}" for h in unhealthy),
+            metadata=metadata,
+        )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset_check(asset=service_health, description="Every server's version is one the product supports.",
+                blocking=True)
+def check_service_versions(postgres: PostgresResource, redis: RedisResource,
+                           elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
+    results = _collect(postgres, redis, elasticsearch)
+    problems = {h.service: (version_problem(h.service, h.version) if h.version else redact(h.error or "unreachable"))
+                for h in results}
+    failing = {k: v for k, v in problems.items() if v}
+    return dg.AssetCheckResult(
+        passed=not failing,
+        metadata={f"{h.service}/version": h.version or "unknown" for h in results}
+        | ({"problems": dg.MetadataValue.json(failing)} if failing else {}),
+    )
+
+
+@dg.asset_check(asset=service_health,
+                description=f"Median round trip to every server is under {LATENCY_WARN_MS:.0f} ms (warning only).")
+def check_service_latency(postgres: PostgresResource, redis: RedisResource,
+                          elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
+    results = _collect(postgres, redis, elasticsearch)
+    slow = {h.service: h.latency_ms for h in results if h.latency_ms is None or h.latency_ms > LATENCY_WARN_MS}
+    return dg.AssetCheckResult(
+        passed=not slow,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={f"{h.service}/latency_ms": dg.MetadataValue.float(h.latency_ms if h.latency_ms is not None else -1.0)
+                  for h in results} | {"threshold_ms": LATENCY_WARN_MS},
+    )

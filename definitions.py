@@ -1,0 +1,17 @@
+"""The one Definitions object of the orchestrator-data code location."""
+
+import dagster as dg
+
+from assets import ASSET_CHECKS, ASSETS
+from jobs import JOBS
+from resources import build_resources
+from schedules import SCHEDULES, SENSORS
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=ASSET_CHECKS,
+    jobs=JOBS,
+    schedules=SCHEDULES,
+    sensors=SENSORS,
+    resources=build_resources(),
+)

@@ -1,0 +1,136 @@
+"""Entry point of the `orchestrator-data` console script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator_data import __version__
+from orchestrator_data.cli import output
+from orchestrator_data.cli import stack as stack_cli
+from orchestrator_data.cli.context import load_or_exit
+from orchestrator_data.connections import check_services
+from orchestrator_data.urls import dagster_postgres_url
+
+app = typer.Typer(
+    help="Run the Robust AI Orchestrator's database layer: PostgreSQL, Redis and Elasticsearch.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # tracebacks could show local variables holding secrets
+    add_completion=False,
+)
+app.add_typer(stack_cli.app, name="stack")
+
+
+def _version(value: bool) -> None:
+    if value:
+        output.info(f"orchestrator-data {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """orchestrator-data: schema, seeding, search sync, backups — the data layer, run from Dagster."""
+
+
+@app.command("test")
+def test_connections(
+    skip_redis: Annotated[bool, typer.Option("--skip-redis", help="Do not require Redis.")] = False,
+    skip_search: Annotated[bool, typer.Option("--skip-search", help="Do not require Elasticsearch.")] = False,
+) -> None:
+    """Connect to each configured service and print ✓/✗ with latency; exit 1 if one fails."""
+    settings = load_or_exit()
+    services = ["postgres"]
+    if not skip_redis:
+        services.append("redis")
+    if not skip_search:
+        services.append("elasticsearch")
+    results = check_services(settings, tuple(services))
+    for health in results:
+        if health.ok:
+            output.info(f"{output.OK} {health.service:<14} {health.version:<10} {health.latency_ms:8.2f} ms")
+        else:
+            output.info(f"{output.FAIL} {health.service:<14} {health.error}")
+    if not all(h.ok for h in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Health of PostgreSQL, Redis and Elasticsearch: versions, latency, pool use. Exit 1 if one is unhealthy."""
+    settings = load_or_exit()
+    results = check_services(settings)
+    if as_json:
+        output.print_json({
+            "environment": settings.environment.value,
+            "healthy": all(h.ok for h in results),
+            "services": {h.service: h.as_dict() for h in results},
+        })
+    else:
+        output.console.print(output.health_table(results, f"orchestrator-data ({settings.environment.value})"))
+    if not all(h.ok for h in results):
+        raise typer.Exit(1)
+
+
+def dagster_environment(settings) -> dict[str, str]:
+    """The environment a Dagster process needs: DAGSTER_HOME with our dagster.yaml, and the URLs."""
+    from orchestrator_data.stack import Stack
+
+    endpoints = Stack(settings).endpoints()
+    if endpoints.dagster_pg_url is None:
+        output.error("DAGSTER_PG_URL is not set and the local stack has no PostgreSQL: "
+                     "run `orchestrator-data stack start` or set DAGSTER_PG_URL")
+        raise typer.Exit(2)
+    project = Path(__file__).resolve().parents[2]
+    user_home = os.environ.get("DAGSTER_HOME")
+    home = Path(user_home) if user_home else Path(settings.state_dir).resolve() / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    # our own home always gets the project's dagster.yaml; a user's home keeps theirs if present
+    if not user_home or not (home / "dagster.yaml").exists():
+        shutil.copyfile(project / "dagster.yaml", home / "dagster.yaml")
+    # dagster-postgres needs psycopg2 (DESIGN.md pitfalls), whatever form the URL was given in
+    env = dict(os.environ, DAGSTER_HOME=str(home), DAGSTER_PG_URL=dagster_postgres_url(endpoints.dagster_pg_url))
+    return env
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Web UI port.")] = 3000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Open the Dagster web UI (dagster dev) on this project, with its storage in PostgreSQL."""
+    settings = load_or_exit()
+    env = dagster_environment(settings)
+    project = Path(__file__).resolve().parents[2]
+    os.chdir(project)
+    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port), "-h", host]
+    os.execvpe(command[0], command, env)
+
+
+@app.command()
+def run(job: Annotated[str, typer.Argument(help="The Dagster job to run.")] = "bootstrap_job") -> None:
+    """Run a Dagster job on the Postgres-backed instance; it shows in the UI like any other run."""
+    settings = load_or_exit()
+    env = dagster_environment(settings)
+    project = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-w", str(project / "workspace.yaml"), "-j", job],
+        env=env, cwd=project,
+    )
+    raise typer.Exit(0 if result.returncode == 0 else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

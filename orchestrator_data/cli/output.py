@@ -1,0 +1,53 @@
+"""Printing for the CLI: rich tables for people, JSON for scripts, and nothing secret in either."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator_data.redaction import redact
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+OK = "[green]✓[/green]"
+FAIL = "[red]✗[/red]"
+
+
+def print_json(payload) -> None:
+    sys.stdout.write(redact(json.dumps(payload, indent=2, default=str)) + "\n")
+
+
+def error(message: str) -> None:
+    err_console.print(f"[red]error:[/red] {redact(message)}", markup=True, soft_wrap=True)
+
+
+def info(message: str) -> None:
+    console.print(redact(message), soft_wrap=True)
+
+
+def health_table(results, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("", "service", "version", "latency", "detail"):
+        table.add_column(column)
+    for health in results:
+        mark = OK if health.ok else FAIL
+        latency = f"{health.latency_ms:.2f} ms" if health.latency_ms is not None else "-"
+        detail = redact(health.error) if health.error else _summary(health)
+        table.add_row(mark, health.service, health.version or "-", latency, detail)
+    return table
+
+
+def _summary(health) -> str:
+    d = health.detail
+    if health.service == "postgres":
+        return (f"db {d.get('database')} · {d.get('connections')}/{d.get('max_connections')} connections · "
+                f"pool {d.get('pool_checkedout', 0)}/{d.get('pool_size')} in use · source {d.get('source')}")
+    if health.service == "redis":
+        return (f"{d.get('server')} · {d.get('keys')} keys · {d.get('used_memory_bytes')} B used · "
+                f"policy {d.get('maxmemory_policy')} · source {d.get('source')}")
+    return (f"cluster {d.get('cluster_name')} {d.get('cluster_status')} · {d.get('nodes')} node(s) · "
+            f"source {d.get('source')}")

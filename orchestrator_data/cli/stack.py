@@ -1,0 +1,78 @@
+"""`orchestrator-data stack start|stop|status`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orchestrator_data.cli import output
+from orchestrator_data.cli.context import load_or_exit
+from orchestrator_data.stack import SERVICES, Stack, StackError
+
+app = typer.Typer(help="Start, stop and inspect the local PostgreSQL, Redis and Elasticsearch.", no_args_is_help=True)
+
+Only = Annotated[
+    list[str] | None,
+    typer.Option("--only", help=f"Limit to these services ({', '.join(SERVICES)}); repeatable."),
+]
+
+
+def _check_only(only: list[str] | None) -> list[str] | None:
+    for name in only or []:
+        if name not in SERVICES:
+            output.error(f"--only: unknown service '{name}'; expected one of {', '.join(SERVICES)}")
+            raise typer.Exit(2)
+    return only
+
+
+@app.command()
+def start(only: Only = None) -> None:
+    """Start every service whose URL is not configured (idempotent; data is kept between runs)."""
+    settings = load_or_exit()
+    stack = Stack(settings)
+    only = _check_only(only)
+    external = [name for name in SERVICES if stack.configured_externally(name)]
+    for name in external:
+        output.info(f"{name}: configured by the environment, not started locally")
+    try:
+        stack.start(only=only, on_started=lambda s: output.info(
+            f"{output.OK} {s.name} {s.version or ''} at {s.masked_url} (pid {s.pid})"))
+    except StackError as exc:
+        output.error(str(exc))
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def stop(only: Only = None) -> None:
+    """Stop the local services; their data stays under the state directory."""
+    settings = load_or_exit()
+    only = _check_only(only)
+    try:
+        stopped = Stack(settings).stop(only=only)
+    except StackError as exc:
+        output.error(str(exc))
+        raise typer.Exit(1) from None
+    for name, was_running in stopped.items():
+        output.info(f"{name}: {'stopped' if was_running else 'was not running'}")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Each local service: URL (password masked), version, pid, data directory. Exit 1 if one is down."""
+    settings = load_or_exit()
+    stack = Stack(settings)
+    statuses = stack.status()
+    if as_json:
+        output.print_json({"state_dir": str(stack.root), "services": [s.public() for s in statuses]})
+    else:
+        table = Table(title=f"local stack in {stack.root}", title_justify="left")
+        for column in ("", "service", "url", "version", "pid", "data directory"):
+            table.add_column(column)
+        for s in statuses:
+            table.add_row(output.OK if s.running else output.FAIL, s.name, s.masked_url or "-",
+                          s.version or "-", str(s.pid or "-"), s.data_dir or "-")
+        output.console.print(table)
+    if not all(s.running for s in statuses):
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""PostgreSQL: engines, health, and (to come) schema, migrations and seeding."""

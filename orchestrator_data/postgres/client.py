@@ -1,0 +1,113 @@
+"""SQLAlchemy 2 engines on psycopg 3, with a deliberately sized pool and TLS options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from orchestrator_data import urls
+from orchestrator_data.health import ServiceHealth, failed, median_latency_ms, version_problem
+from orchestrator_data.redaction import register_secret
+from orchestrator_data.retry import transient_retrying
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    size: int = 5
+    max_overflow: int = 5
+    timeout: float = 10.0
+    recycle: int = 1800
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """libpq TLS parameters; any given here override the URL's own query parameters."""
+
+    sslmode: str | None = None
+    sslrootcert: str | None = None
+    sslcert: str | None = None
+    sslkey: str | None = None
+    channel_binding: str | None = None
+
+    def connect_args(self) -> dict:
+        return {k: v for k, v in vars(self).items() if v}
+
+
+def create_engine(
+    url: str,
+    pool: PoolOptions = PoolOptions(),
+    tls: TlsOptions = TlsOptions(),
+    application_name: str = "orchestrator-data",
+    connect_timeout: int = 10,
+) -> sa.Engine:
+    urls.validate_postgres_url(url)
+    parsed = sa.make_url(urls.sqlalchemy_postgres_url(url))
+    register_secret(parsed.password)
+    return sa.create_engine(
+        parsed,
+        pool_size=pool.size,
+        max_overflow=pool.max_overflow,
+        pool_timeout=pool.timeout,
+        pool_recycle=pool.recycle,
+        pool_pre_ping=True,  # a server restart must not hand out dead connections
+        connect_args={"application_name": application_name, "connect_timeout": connect_timeout,
+                      **tls.connect_args()},
+        hide_parameters=True,  # bound values never appear in error messages
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc, sa_exc.OperationalError)
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def connect(engine: sa.Engine, attempts: int = 4) -> sa.Connection:
+    """A connection, retried with backoff while the server is restarting or briefly unreachable."""
+    for attempt in transient_retrying(is_transient, attempts=attempts):
+        with attempt:
+            return engine.connect()
+    raise AssertionError("unreachable")
+
+
+def pool_figures(engine: sa.Engine) -> dict:
+    pool = engine.pool
+    figures = {"pool_class": type(pool).__name__}
+    for name in ("size", "checkedin", "checkedout", "overflow"):
+        method = getattr(pool, name, None)
+        if callable(method):
+            figures[f"pool_{name}"] = method()
+    return figures
+
+
+def check_health(engine: sa.Engine, attempts: int = 3) -> ServiceHealth:
+    try:
+        with connect(engine, attempts=attempts) as conn:
+            version = conn.execute(sa.text("SHOW server_version")).scalar_one()
+            latency = median_latency_ms(lambda: conn.execute(sa.text("SELECT 1")).scalar_one())
+            row = conn.execute(sa.text(
+                "SELECT current_database(), current_user, pg_database_size(current_database()),"
+                " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
+                " current_setting('max_connections')::int, current_setting('ssl') = 'on'"
+            )).one()
+    except Exception as exc:  # noqa: BLE001 - a health check reports every failure
+        return failed("postgres", exc)
+    problem = version_problem("postgres", version)
+    return ServiceHealth(
+        service="postgres",
+        ok=problem is None,
+        version=version,
+        latency_ms=latency,
+        error=problem,
+        detail={
+            "database": row[0],
+            "user": row[1],
+            "database_bytes": row[2],
+            "connections": row[3],
+            "max_connections": row[4],
+            "server_ssl": row[5],
+            **pool_figures(engine),
+        },
+    )

@@ -1,0 +1,69 @@
+"""redis-py clients on a bounded connection pool, retrying transient errors with backoff."""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from orchestrator_data import urls
+from orchestrator_data.health import ServiceHealth, failed, median_latency_ms, version_problem
+from orchestrator_data.redaction import register_secret
+
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+def create_client(
+    url: str,
+    max_connections: int = 20,
+    socket_timeout: float = 5.0,
+    retries: int = 3,
+) -> redis.Redis:
+    urls.validate_redis_url(url)
+    pool = redis.ConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), retries, supported_errors=TRANSIENT),
+        retry_on_error=list(TRANSIENT),
+    )
+    register_secret(pool.connection_kwargs.get("password"))
+    return redis.Redis(connection_pool=pool)
+
+
+def pool_figures(client: redis.Redis) -> dict:
+    pool = client.connection_pool
+    figures = {"pool_max_connections": pool.max_connections}
+    # redis-py keeps these as attributes, not an API; report them when present.
+    for attr, key in (("_created_connections", "pool_created"), ("_available_connections", "pool_idle"),
+                      ("_in_use_connections", "pool_in_use")):
+        value = getattr(pool, attr, None)
+        if value is not None:
+            figures[key] = value if isinstance(value, int) else len(value)
+    return figures
+
+
+def check_health(client: redis.Redis) -> ServiceHealth:
+    try:
+        info = client.info()
+        latency = median_latency_ms(client.ping)
+    except Exception as exc:  # noqa: BLE001
+        return failed("redis", exc)
+    version = info.get("redis_version")
+    problem = version_problem("redis", version)
+    detail = {
+        "server": f"valkey {info['valkey_version']}" if "valkey_version" in info else "redis",
+        "mode": info.get("redis_mode"),
+        "used_memory_bytes": info.get("used_memory"),
+        "maxmemory_bytes": info.get("maxmemory"),
+        "maxmemory_policy": info.get("maxmemory_policy"),
+        "connected_clients": info.get("connected_clients"),
+        "keys": sum(v.get("keys", 0) for k, v in info.items() if k.startswith("db") and isinstance(v, dict)),
+        "keyspace_hits": info.get("keyspace_hits"),
+        "keyspace_misses": info.get("keyspace_misses"),
+        **pool_figures(client),
+    }
+    return ServiceHealth(service="redis", ok=problem is None, version=version, latency_ms=latency,
+                         error=problem, detail=detail)

@@ -1,0 +1,1 @@
+"""Elasticsearch: clients, health, and (to come) indices, sync and lifecycle."""

@@ -1,0 +1,139 @@
+"""One typed settings object, read from the environment, then `.env.local`, then `.env`.
+
+The original tool's flow (`cp .env.example .env.local`) keeps working: real environment variables
+win over `.env.local`, which wins over `.env`. Any invalid value raises `SettingsError`, whose
+message names the variable and what is wrong and never contains a secret; the CLI turns it into
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator_data import urls
+
+ENV_FILES = (".env", ".env.local")  # later files win
+
+
+class Environment(str, enum.Enum):
+    DEVELOPMENT = "development"
+    TESTING = "testing"
+    PRODUCTION = "production"
+
+
+class SettingsError(Exception):
+    """A configuration value that cannot be used. `variable` names it; the message is safe to print."""
+
+    def __init__(self, variable: str, problem: str):
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable} {problem}")
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILES,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    environment: Environment = Field(
+        Environment.DEVELOPMENT, validation_alias=AliasChoices("ENVIRONMENT", "ORCHESTRATOR_ENV")
+    )
+
+    # Service URLs. Unset means "use the local stack" (orchestrator-data stack start).
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    elasticsearch_url: str | None = Field(None, validation_alias="ELASTICSEARCH_URL")
+    dagster_pg_url: str | None = Field(None, validation_alias="DAGSTER_PG_URL")
+
+    elasticsearch_api_key: SecretStr | None = Field(None, validation_alias="ELASTICSEARCH_API_KEY")
+    elasticsearch_username: str | None = Field(None, validation_alias="ELASTICSEARCH_USERNAME")
+    elasticsearch_password: SecretStr | None = Field(None, validation_alias="ELASTICSEARCH_PASSWORD")
+    elasticsearch_ca_cert: Path | None = Field(None, validation_alias="ELASTICSEARCH_CA_CERT")
+
+    database_pool_size: int = Field(5, ge=1, le=200, validation_alias="DATABASE_POOL_SIZE")
+    database_max_overflow: int = Field(5, ge=0, le=200, validation_alias="DATABASE_MAX_OVERFLOW")
+    database_pool_timeout: float = Field(10.0, gt=0, le=600, validation_alias="DATABASE_POOL_TIMEOUT")
+    redis_max_connections: int = Field(20, ge=1, le=10_000, validation_alias="REDIS_MAX_CONNECTIONS")
+
+    backup_dir: Path = Field(Path("backups"), validation_alias="BACKUP_DIR")
+    # Where the local stack keeps its data, logs, ports and generated passwords.
+    state_dir: Path = Field(Path(".orchestrator-data"), validation_alias="ORCHESTRATOR_DATA_HOME")
+
+    # Ports of the local stack (only used by `stack start`).
+    stack_postgres_port: Port = Field(55432, validation_alias="STACK_POSTGRES_PORT")
+    stack_redis_port: Port = Field(56379, validation_alias="STACK_REDIS_PORT")
+    stack_elasticsearch_port: Port = Field(59200, validation_alias="STACK_ELASTICSEARCH_PORT")
+    stack_elasticsearch_heap: str = Field("512m", pattern=r"^\d+[mg]$", validation_alias="STACK_ELASTICSEARCH_HEAP")
+
+    @field_validator("database_url", "dagster_pg_url")
+    @classmethod
+    def _postgres(cls, value: str | None) -> str | None:
+        return urls.validate_postgres_url(value) if value else None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        return urls.validate_redis_url(value) if value else None
+
+    @field_validator("elasticsearch_url")
+    @classmethod
+    def _elasticsearch(cls, value: str | None) -> str | None:
+        return urls.validate_elasticsearch_url(value) if value else None
+
+    @field_validator("elasticsearch_ca_cert")
+    @classmethod
+    def _ca_cert(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("does not name a readable file")
+        return value
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment(cls, value):
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value not in {e.value for e in Environment}:
+                raise ValueError(
+                    "is not a known environment; expected development, testing or production"
+                )
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+
+def _variable_of(settings_cls: type[BaseSettings], loc: tuple) -> str:
+    if not loc:
+        return "settings"
+    field = settings_cls.model_fields.get(str(loc[0]))
+    if field is None:
+        return str(loc[0]).upper()
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return str(alias or loc[0]).upper()
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings, turning pydantic's errors into a SettingsError that names the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] not in {"value_error", "assertion_error"}:
+            message = "is invalid: " + message[0].lower() + message[1:]
+        raise SettingsError(_variable_of(Settings, first["loc"]), message) from None

@@ -1,0 +1,176 @@
+"""What the three local services share: their status record, pid files, port probes, secrets."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import signal
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from orchestrator_data.urls import mask_url
+
+
+class StackError(Exception):
+    """A local service that cannot be started, stopped or found. The message is safe to print."""
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    running: bool
+    url: str | None = None  # carries the password: never print it, use `masked_url`
+    pid: int | None = None
+    version: str | None = None
+    data_dir: str | None = None
+    log_file: str | None = None
+    port: int | None = None
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def masked_url(self) -> str | None:
+        return mask_url(self.url)
+
+    def public(self) -> dict:
+        """The record without any secret, for output."""
+        record = asdict(self)
+        record["url"] = self.masked_url
+        return record
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+def ensure_port_free(port: int, service: str, variable: str) -> None:
+    if port_in_use(port):
+        owner = _port_owner(port)
+        raise StackError(
+            f"{service}: port {port} on 127.0.0.1 is already in use{owner}; stop that process or "
+            f"choose another port with {variable}"
+        )
+
+
+def _port_owner(port: int) -> str:
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                return f" by pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: int | None, expect_in_cmdline: str | None = None) -> bool:
+    """True when `pid` runs and, if given, its command line mentions `expect_in_cmdline`
+    (a recycled pid then does not pass for our server)."""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if expect_in_cmdline is not None:
+            return expect_in_cmdline in " ".join(proc.cmdline())
+        return True
+    except psutil.Error:
+        return False
+
+
+def terminate(pid: int, timeout: float = 30.0) -> bool:
+    """SIGTERM, wait, then SIGKILL. True when the process had to be killed."""
+    try:
+        proc = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return False
+    with contextlib.suppress(psutil.NoSuchProcess):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+        return False
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+            proc.wait(10)
+        return True
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        content = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    return "\n".join(content[-lines:])
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+class Secrets:
+    """Generated passwords of the local stack, kept in a 0600 file under the state directory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def get(self, name: str) -> str:
+        values = self._read()
+        if name not in values:
+            values[name] = secrets.token_urlsafe(24)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(values, fh)
+        return values[name]
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Serialises `stack start/stop` of one state directory across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

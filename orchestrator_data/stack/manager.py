@@ -1,0 +1,140 @@
+"""The embedded default stack: every service whose URL is not configured runs locally under the
+state directory. `stack.json` there records the ports the running stack was started on, so every
+other command finds it without any URL set."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator_data.settings import Settings
+from orchestrator_data.stack.common import Secrets, ServiceStatus, file_lock
+from orchestrator_data.stack.elasticsearch import ElasticsearchService
+from orchestrator_data.stack.postgres import DAGSTER_DATABASE, PostgresService
+from orchestrator_data.stack.redis import RedisService
+
+SERVICES = ("postgres", "redis", "elasticsearch")
+_URL_VARIABLE = {"postgres": "DATABASE_URL", "redis": "REDIS_URL", "elasticsearch": "ELASTICSEARCH_URL"}
+
+
+@dataclass
+class Endpoints:
+    """The URL each service is reached at, and where it came from ('environment' or 'stack')."""
+
+    database_url: str | None
+    redis_url: str | None
+    elasticsearch_url: str | None
+    dagster_pg_url: str | None
+    sources: dict[str, str | None]
+
+
+class Stack:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = Path(settings.state_dir).expanduser().resolve()
+        self.state_file = self.root / "stack.json"
+        self.secrets = Secrets(self.root / "secrets.json")
+
+    # -- which services are ours --------------------------------------------------------------
+    def configured_externally(self, name: str) -> bool:
+        return bool(getattr(self.settings, {"postgres": "database_url", "redis": "redis_url",
+                                            "elasticsearch": "elasticsearch_url"}[name]))
+
+    def managed(self) -> list[str]:
+        return [name for name in SERVICES if not self.configured_externally(name)]
+
+    def _recorded_ports(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _port(self, name: str, for_start: bool) -> int:
+        configured = getattr(self.settings, f"stack_{name}_port")
+        if for_start:
+            return configured
+        return int(self._recorded_ports().get(name, {}).get("port", configured))
+
+    def service(self, name: str, for_start: bool = False):
+        port = self._port(name, for_start)
+        if name == "postgres":
+            return PostgresService(self.root, port, self.secrets)
+        if name == "redis":
+            return RedisService(self.root, port, self.secrets)
+        if name == "elasticsearch":
+            return ElasticsearchService(self.root, port, heap=self.settings.stack_elasticsearch_heap)
+        raise KeyError(name)
+
+    # -- operations ---------------------------------------------------------------------------
+    def start(self, only: list[str] | None = None, on_started=None) -> list[ServiceStatus]:
+        """Start each managed service (idempotent: a running one is left alone)."""
+        results = []
+        with file_lock(self.root / "stack.lock"):
+            recorded = self._recorded_ports()
+            for name in self.managed():
+                if only and name not in only:
+                    continue
+                running = self.service(name)
+                if running.is_running():
+                    status = running.status()
+                else:
+                    status = self.service(name, for_start=True).start()
+                    recorded[name] = {"port": status.port}
+                    self._write_state(recorded)
+                results.append(status)
+                if on_started:
+                    on_started(status)
+        return results
+
+    def stop(self, only: list[str] | None = None) -> dict[str, bool]:
+        """Stop the managed services, keeping their data. Returns whether each was running."""
+        stopped = {}
+        with file_lock(self.root / "stack.lock"):
+            for name in reversed(SERVICES):
+                if only and name not in only:
+                    continue
+                stopped[name] = self.service(name).stop()
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        return [self.service(name).status() for name in self.managed()]
+
+    def _write_state(self, recorded: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(recorded, indent=2))
+        tmp.replace(self.state_file)
+
+    # -- endpoints ----------------------------------------------------------------------------
+    def endpoints(self) -> Endpoints:
+        s = self.settings
+        recorded = self._recorded_ports()
+        sources: dict[str, str | None] = {}
+
+        def pick(name: str, external: str | None, from_stack):
+            if external:
+                sources[name] = "environment"
+                return external
+            if name in recorded:
+                sources[name] = "stack"
+                return from_stack()
+            sources[name] = None
+            return None
+
+        pg = self.service("postgres")
+        database_url = pick("postgres", s.database_url, pg.url)
+        redis_url = pick("redis", s.redis_url, self.service("redis").url)
+        es_url = pick("elasticsearch", s.elasticsearch_url, self.service("elasticsearch").url)
+        if s.dagster_pg_url:
+            dagster_url, sources["dagster"] = s.dagster_pg_url, "environment"
+        elif "postgres" in recorded and not s.database_url:
+            dagster_url, sources["dagster"] = pg.url(DAGSTER_DATABASE), "stack"
+        else:
+            dagster_url, sources["dagster"] = None, None
+        return Endpoints(database_url, redis_url, es_url, dagster_url, sources)
+
+
+def missing_endpoint_message(name: str) -> str:
+    return (f"{_URL_VARIABLE[name]} is not set and the local stack has no {name}: "
+            f"run `orchestrator-data stack start` or set {_URL_VARIABLE[name]}")

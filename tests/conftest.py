@@ -1,0 +1,78 @@
+"""The test session's own stack: real PostgreSQL, Redis and Elasticsearch on free ports under a
+temporary state directory, so a developer's running stack is never touched.
+
+A test that needs a service depends on `stack`; if the stack cannot start, those tests error —
+they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestrator_data.settings import load_settings
+from orchestrator_data.stack import Stack
+from orchestrator_data.stack.common import free_port
+
+SERVICE_VARIABLES = (
+    "DATABASE_URL", "REDIS_URL", "ELASTICSEARCH_URL", "DAGSTER_PG_URL", "ELASTICSEARCH_API_KEY",
+    "ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD", "ELASTICSEARCH_CA_CERT", "ENVIRONMENT",
+    "ORCHESTRATOR_ENV", "BACKUP_DIR", "DAGSTER_HOME",
+)
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def stack_environment(root: Path) -> dict[str, str]:
+    return {
+        "ORCHESTRATOR_DATA_HOME": str(root),
+        "STACK_POSTGRES_PORT": str(free_port()),
+        "STACK_REDIS_PORT": str(free_port()),
+        "STACK_ELASTICSEARCH_PORT": str(free_port()),
+        "ENVIRONMENT": "testing",
+    }
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("orchestrator-data")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(session_dir):
+    """No service URL, .env file or Dagster home of the developer leaks into the tests: the
+    variables are cleared and the session runs from an empty directory."""
+    saved = dict(os.environ)
+    cwd = os.getcwd()
+    for name in SERVICE_VARIABLES:
+        os.environ.pop(name, None)
+    work = session_dir / "cwd"
+    work.mkdir()
+    os.chdir(work)
+    yield work
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def stack(session_dir, isolated_environment):
+    """The running test stack; its URLs are what every resource and command resolves to."""
+    root = session_dir / "stack"
+    os.environ.update(stack_environment(root))
+    stack = Stack(load_settings())
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def endpoints(stack):
+    return stack.endpoints()
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """A function-scoped view of the environment to change freely."""
+    return monkeypatch

@@ -1,0 +1,116 @@
+"""Settings: every good and bad case, and never a password in an error."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator_data.settings import Environment, SettingsError, load_settings
+
+SECRET = "s3cr3t-P4ss"
+NEON = (f"postgresql://neondb_owner:{SECRET}@ep-cool-darkness-123456.eu-central-1.aws.neon.tech/neondb"
+        "?sslmode=require&channel_binding=require")
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "REDIS_URL", "ELASTICSEARCH_URL", "DAGSTER_PG_URL", "ENVIRONMENT",
+                 "ORCHESTRATOR_ENV", "BACKUP_DIR", "ELASTICSEARCH_CA_CERT", "STACK_POSTGRES_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_defaults_mean_local_stack(env):
+    settings = load_settings()
+    assert settings.environment is Environment.DEVELOPMENT
+    assert settings.database_url is None and settings.redis_url is None and settings.elasticsearch_url is None
+
+
+def test_neon_url_with_channel_binding_is_accepted(env):
+    env.setenv("DATABASE_URL", NEON)
+    assert load_settings().database_url == NEON
+
+
+@pytest.mark.parametrize("value", ["production", "PRODUCTION", " testing "])
+def test_known_environments(env, value):
+    env.setenv("ENVIRONMENT", value)
+    assert load_settings().environment.value == value.strip().lower()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DATABASE_URL", f"mysql://root:{SECRET}@db:3306/app", "scheme 'mysql'"),
+        ("DATABASE_URL", f"postgresql://u:{SECRET}@db:99999/app", "port"),
+        ("DATABASE_URL", f"postgresql://u:{SECRET}@db:abc/app", "port"),
+        ("DATABASE_URL", f"postgresql://u:{SECRET}@db:5432/", "no database name"),
+        ("DATABASE_URL", f"postgresql://u:{SECRET}@:5432/app", "no host"),
+        ("DATABASE_URL", f"postgresql://u:{SECRET}@db/app?sslmode=always", "sslmode"),
+        ("DATABASE_URL", f"postgresql://u:{SECRET}@db/app?channel_binding=maybe", "channel_binding"),
+        ("DATABASE_URL", f"u:{SECRET}@db/app", "not a URL"),
+        ("DAGSTER_PG_URL", f"postgresql://u:{SECRET}@db:0/dagster", "port"),
+        ("REDIS_URL", f"redis://:{SECRET}@cache:70000/0", "port"),
+        ("REDIS_URL", f"redis://:{SECRET}@cache:6379/zero", "database number"),
+        ("REDIS_URL", f"memcached://:{SECRET}@cache:11211", "scheme"),
+        ("ELASTICSEARCH_URL", f"ftp://elastic:{SECRET}@search:9200", "scheme 'ftp'"),
+        ("ELASTICSEARCH_URL", f"https://elastic:{SECRET}@search:port", "port"),
+        ("ENVIRONMENT", "staging", "not a known environment"),
+        ("STACK_POSTGRES_PORT", "70000", "65535"),
+        ("STACK_POSTGRES_PORT", "fifty", "integer"),
+        ("DATABASE_POOL_SIZE", "0", "greater than or equal to 1"),
+        ("ELASTICSEARCH_CA_CERT", "/nonexistent/ca.pem", "readable file"),
+    ],
+)
+def test_bad_values_name_the_variable_and_hide_the_secret(env, variable, value, expected):
+    env.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert caught.value.variable == variable
+    assert message.startswith(variable)
+    assert expected in message
+    assert SECRET not in message
+    assert SECRET not in repr(caught.value)
+
+
+def test_env_local_overrides_env_and_environment_overrides_both(env, tmp_path):
+    (tmp_path / ".env").write_text("ENVIRONMENT=testing\nREDIS_URL=redis://from-env-file:6379/0\n")
+    (tmp_path / ".env.local").write_text("REDIS_URL=redis://from-env-local:6379/1\n")
+    settings = load_settings()
+    assert settings.environment is Environment.TESTING
+    assert settings.redis_url == "redis://from-env-local:6379/1"
+    env.setenv("REDIS_URL", "redis://from-process:6379/2")
+    assert load_settings().redis_url == "redis://from-process:6379/2"
+
+
+def test_bad_value_in_env_file_is_reported_like_an_environment_variable(env, tmp_path):
+    (tmp_path / ".env.local").write_text(f"DATABASE_URL=postgresql://u:{SECRET}@db:123456/app\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.variable == "DATABASE_URL"
+    assert SECRET not in str(caught.value)
+
+
+def test_unknown_variables_in_env_files_are_ignored(env, tmp_path):
+    (tmp_path / ".env").write_text("NODE_ENV=development\nJWT_SECRET=whatever\n")
+    assert load_settings().environment is Environment.DEVELOPMENT
+
+
+def test_elasticsearch_credentials_are_secret_strings(env, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env.setenv("ELASTICSEARCH_URL", "https://search.example:9243")
+    env.setenv("ELASTICSEARCH_API_KEY", SECRET)
+    env.setenv("ELASTICSEARCH_CA_CERT", str(ca))
+    settings = load_settings()
+    assert settings.elasticsearch_api_key.get_secret_value() == SECRET
+    assert SECRET not in repr(settings)
+    assert settings.elasticsearch_ca_cert == ca
+
+
+def test_backup_dir_and_production_flag(env):
+    env.setenv("BACKUP_DIR", "/var/backups/orchestrator")
+    env.setenv("ENVIRONMENT", "production")
+    settings = load_settings()
+    assert str(settings.backup_dir) == "/var/backups/orchestrator"
+    assert settings.is_production
