@@ -6,7 +6,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
-from orchestrator_data.connections import resolve_url
+from orchestrator_data.connections import ServiceNotConfigured, resolve_url
 from orchestrator_data.health import ServiceHealth
 from orchestrator_data.postgres import client
 from orchestrator_data.settings import load_settings
@@ -46,7 +46,11 @@ class PostgresResource(dg.ConfigurableResource):
         return client.connect(self.engine)
 
     def health(self) -> ServiceHealth:
-        return client.check_health(self.engine)
+        try:
+            target = self.engine
+        except ServiceNotConfigured as exc:
+            return ServiceHealth(service="postgres", ok=False, error=str(exc))
+        return client.check_health(target)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._engine is not None:

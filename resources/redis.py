@@ -6,7 +6,7 @@ import dagster as dg
 import redis
 from pydantic import Field, PrivateAttr
 
-from orchestrator_data.connections import resolve_url
+from orchestrator_data.connections import ServiceNotConfigured, resolve_url
 from orchestrator_data.health import ServiceHealth
 from orchestrator_data.redis import client
 from orchestrator_data.settings import load_settings
@@ -33,7 +33,11 @@ class RedisResource(dg.ConfigurableResource):
         return self._client
 
     def health(self) -> ServiceHealth:
-        return client.check_health(self.client)
+        try:
+            target = self.client
+        except ServiceNotConfigured as exc:
+            return ServiceHealth(service="redis", ok=False, error=str(exc))
+        return client.check_health(target)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:

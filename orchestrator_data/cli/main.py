@@ -122,7 +122,7 @@ def run(job: Annotated[str, typer.Argument(help="The Dagster job to run.")] = "b
     env = dagster_environment(settings)
     project = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [sys.executable, "-m", "dagster", "job", "execute", "-w", str(project / "workspace.yaml"), "-j", job],
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "definitions", "-d", str(project), "-j", job],
         env=env, cwd=project,
     )
     raise typer.Exit(0 if result.returncode == 0 else 1)

@@ -1,0 +1,52 @@
+# orchestrator-data — `make run` brings the data layer up on the embedded stack; `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CLI    := $(BIN)/orchestrator-data
+ES_NODE_SOURCES := elasticsearch-node/pom.xml $(shell find elasticsearch-node/src -name '*.java' 2>/dev/null)
+
+.PHONY: install run test test-unit ui stack-start stack-stop stack-status status bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The Elasticsearch node's jars come from Maven Central (see elasticsearch-node/README.md).
+elasticsearch-node/target/.built: $(ES_NODE_SOURCES)
+	mvn -q -B -f elasticsearch-node/pom.xml -DskipTests package
+	touch $@
+
+install: $(BIN)/.installed elasticsearch-node/target/.built
+
+run: install
+	$(CLI) stack start
+	$(CLI) test
+	$(CLI) status
+	$(CLI) run bootstrap_job
+
+test: install
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest -m "not integration"
+
+ui: install
+	$(CLI) stack start
+	$(CLI) ui
+
+stack-start: install
+	$(CLI) stack start
+
+stack-stop:
+	$(CLI) stack stop
+
+stack-status status:
+	$(CLI) stack status
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) elasticsearch-node/target *.egg-info .pytest_cache

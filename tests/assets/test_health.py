@@ -1,0 +1,44 @@
+"""The service_health asset and its checks, materialized against the real stack."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from assets import ASSET_CHECKS, ASSETS
+from assets.health import service_health
+from orchestrator_data.stack.common import free_port
+from resources import ElasticsearchResource, PostgresResource, RedisResource, build_resources
+
+pytestmark = pytest.mark.integration
+
+
+def test_service_health_materializes_with_versions_and_latency(stack):
+    result = dg.materialize([*ASSETS, *ASSET_CHECKS], resources=build_resources())
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("service_health")
+    metadata = materialization.metadata
+    assert int(metadata["postgres/version"].value.split(".")[0]) >= 16
+    assert int(metadata["redis/version"].value.split(".")[0]) >= 7
+    assert metadata["elasticsearch/version"].value.startswith("8.")
+    for service in ("postgres", "redis", "elasticsearch"):
+        assert metadata[f"{service}/latency_ms"].value > 0
+    assert metadata["healthy"].value is True
+    assert len(metadata["services"].value.records) == 3
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"check_service_versions": True, "check_service_latency": True}
+
+
+def test_service_health_fails_naming_the_unreachable_service_without_secrets(stack):
+    resources = {
+        "postgres": PostgresResource(),
+        "redis": RedisResource(redis_url=f"redis://:HiddenPw77@127.0.0.1:{free_port()}/0", retries=0),
+        "elasticsearch": ElasticsearchResource(),
+    }
+    result = dg.materialize([service_health], resources=resources, raise_on_error=False)
+    assert not result.success
+    failure = result.failure_data_for_node("service_health")
+    text = str(failure.user_failure_data.description)
+    assert "redis" in text
+    assert "HiddenPw77" not in text
+    assert failure.user_failure_data.metadata["healthy"].value is False

@@ -1,0 +1,137 @@
+"""The CLI end to end: exit codes, output, and no secret in any of it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator_data.stack.common import free_port
+
+SECRET = "Cl1Secret-do-not-print"
+
+
+def _stack_secrets(stack) -> list[str]:
+    values = json.loads((stack.root / "secrets.json").read_text())
+    return list(values.values())
+
+
+def _assert_no_secret(result, secrets):
+    for secret in secrets:
+        assert secret not in result.stdout and secret not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DATABASE_URL", f"postgresql://u:{SECRET}@db:99999/app", "DATABASE_URL has a port"),
+        ("REDIS_URL", f"redis://:{SECRET}@cache:6379/x", "REDIS_URL has a database number"),
+        ("ELASTICSEARCH_URL", f"tcp://elastic:{SECRET}@search:9200", "ELASTICSEARCH_URL has scheme 'tcp'"),
+        ("ENVIRONMENT", "staging", "ENVIRONMENT is not a known environment"),
+        ("STACK_REDIS_PORT", "0", "STACK_REDIS_PORT is invalid"),
+    ],
+)
+@pytest.mark.parametrize("command", [["status"], ["test"], ["stack", "status"]])
+def test_bad_configuration_exits_2_naming_the_variable(cli, variable, value, expected, command):
+    result = cli(*command, env={variable: value})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr
+    _assert_no_secret(result, [SECRET])
+
+
+def test_unknown_option_is_a_usage_error(cli):
+    result = cli("test", "--skip-everything")
+    assert result.returncode == 2
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.returncode == 0 and "orchestrator-data 0.1.0" in result.stdout
+
+
+@pytest.mark.integration
+def test_test_command_passes_on_the_stack(cli, stack):
+    result = cli("test")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for service in ("postgres", "redis", "elasticsearch"):
+        assert f"✓ {service}" in result.stdout
+    assert " ms" in result.stdout
+    _assert_no_secret(result, _stack_secrets(stack))
+
+
+@pytest.mark.integration
+def test_test_command_fails_when_a_required_service_is_down(cli, stack):
+    dead = {"REDIS_URL": f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"}
+    result = cli("test", env=dead)
+    assert result.returncode == 1
+    assert "✗ redis" in result.stdout and "✓ postgres" in result.stdout
+    _assert_no_secret(result, [SECRET, *_stack_secrets(stack)])
+    skipped = cli("test", "--skip-redis", env=dead)
+    assert skipped.returncode == 0, skipped.stdout
+    assert "redis" not in skipped.stdout
+
+
+@pytest.mark.integration
+def test_test_command_skip_search(cli, stack):
+    result = cli("test", "--skip-search", env={"ELASTICSEARCH_URL": f"http://127.0.0.1:{free_port()}"})
+    assert result.returncode == 0
+    assert "elasticsearch" not in result.stdout
+
+
+@pytest.mark.integration
+def test_status_json_reports_all_three_healthy(cli, stack):
+    result = cli("status", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["healthy"] is True and report["environment"] == "testing"
+    services = report["services"]
+    assert int(services["postgres"]["version"].split(".")[0]) >= 16
+    assert int(services["redis"]["version"].split(".")[0]) >= 7
+    assert services["elasticsearch"]["version"].startswith("8.")
+    assert services["postgres"]["detail"]["pool_size"] >= 1
+    assert all(s["latency_ms"] > 0 for s in services.values())
+    _assert_no_secret(result, _stack_secrets(stack))
+
+
+@pytest.mark.integration
+def test_status_table_and_failure_exit(cli, stack):
+    result = cli("status")
+    assert result.returncode == 0 and "postgres" in result.stdout and "elasticsearch" in result.stdout
+    down = cli("status", "--json", env={"ELASTICSEARCH_URL": f"http://127.0.0.1:{free_port()}"})
+    assert down.returncode == 1
+    assert json.loads(down.stdout)["services"]["elasticsearch"]["ok"] is False
+
+
+@pytest.mark.integration
+def test_stack_status_masks_passwords(cli, stack):
+    result = cli("stack", "status", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    services = {s["name"]: s for s in json.loads(result.stdout)["services"]}
+    assert set(services) == {"postgres", "redis", "elasticsearch"}
+    assert services["postgres"]["url"].startswith("postgresql://postgres:***@127.0.0.1:")
+    assert services["redis"]["url"].startswith("redis://:***@127.0.0.1:")
+    assert all(s["running"] and s["pid"] and s["data_dir"] for s in services.values())
+    _assert_no_secret(result, _stack_secrets(stack))
+    table = cli("stack", "status")
+    assert table.returncode == 0
+    _assert_no_secret(table, _stack_secrets(stack))
+
+
+@pytest.mark.integration
+def test_stack_start_is_idempotent(cli, stack):
+    before = {s.name: s.pid for s in stack.status()}
+    result = cli("stack", "start")
+    assert result.returncode == 0, result.stderr
+    assert {s.name: s.pid for s in stack.status()} == before
+    _assert_no_secret(result, _stack_secrets(stack))
+
+
+def test_stack_start_rejects_an_unknown_service(cli):
+    result = cli("stack", "start", "--only", "mongodb")
+    assert result.returncode == 2 and "unknown service 'mongodb'" in result.stderr
+
+
+def test_commands_without_a_stack_say_what_to_do(cli, tmp_path):
+    result = cli("test", env={"ORCHESTRATOR_DATA_HOME": str(tmp_path / "nothing-here")})
+    assert result.returncode == 1
+    assert "DATABASE_URL is not set" in result.stdout and "orchestrator-data stack start" in result.stdout

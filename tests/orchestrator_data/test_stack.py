@@ -1,0 +1,105 @@
+"""The embedded stack on its own state directory: start, answer, stop, restart with data kept,
+and the failure messages a user meets (port in use, stale pid file, a node that cannot start)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import psycopg
+import pytest
+import redis
+from elasticsearch import Elasticsearch
+
+from orchestrator_data.settings import load_settings
+from orchestrator_data.stack import Stack, StackError
+from tests.conftest import stack_environment
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_stack(tmp_path, monkeypatch):
+    for name, value in stack_environment(tmp_path / "stack").items():
+        monkeypatch.setenv(name, value)
+    stack = Stack(load_settings())
+    yield stack
+    stack.stop()
+
+
+def test_start_stop_restart_keeps_data(own_stack):
+    started = {s.name: s for s in own_stack.start()}
+    assert set(started) == {"postgres", "redis", "elasticsearch"}
+    assert all(s.running and s.pid for s in started.values())
+    assert int(started["postgres"].version.split(".")[0]) >= 16
+    assert int(started["redis"].version.split(".")[0]) >= 7
+    assert started["elasticsearch"].version.startswith("8.")
+
+    found = own_stack.endpoints()
+    assert found.sources == {"postgres": "stack", "redis": "stack", "elasticsearch": "stack", "dagster": "stack"}
+    with psycopg.connect(found.database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (id int)")
+        conn.execute("INSERT INTO kept VALUES (42)")
+    with psycopg.connect(found.dagster_pg_url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == "dagster"
+    redis.Redis.from_url(found.redis_url).set("kept", "yes")
+    es = Elasticsearch(found.elasticsearch_url)
+    es.index(index="kept", id="1", document={"value": 42}, refresh=True)
+    es.close()
+
+    assert own_stack.stop() == {"elasticsearch": True, "redis": True, "postgres": True}
+    assert not any(s.running for s in own_stack.status())
+    assert own_stack.stop() == {"elasticsearch": False, "redis": False, "postgres": False}
+
+    restarted = {s.name: s for s in own_stack.start()}
+    assert all(s.running for s in restarted.values())
+    with psycopg.connect(found.database_url) as conn:
+        assert conn.execute("SELECT id FROM kept").fetchone()[0] == 42
+    assert redis.Redis.from_url(found.redis_url).get("kept") == b"yes"
+    es = Elasticsearch(found.elasticsearch_url)
+    assert es.get(index="kept", id="1")["_source"] == {"value": 42}
+    es.close()
+
+    # idempotent: a second start leaves the running servers alone
+    again = {s.name: s.pid for s in own_stack.start()}
+    assert again == {name: s.pid for name, s in restarted.items()}
+
+
+def test_port_in_use_is_named(own_stack, monkeypatch):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    monkeypatch.setenv("STACK_REDIS_PORT", str(port))
+    try:
+        with pytest.raises(StackError) as caught:
+            Stack(load_settings()).start(only=["redis"])
+    finally:
+        blocker.close()
+    message = str(caught.value)
+    assert f"port {port}" in message and "already in use" in message and "STACK_REDIS_PORT" in message
+
+
+def test_stale_pid_files_are_replaced(own_stack):
+    redis_service = own_stack.service("redis", for_start=True)
+    redis_service.root.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    redis_service.pid_file.write_text(f"{dead.pid}\n")  # a process that is gone
+    es_service = own_stack.service("elasticsearch", for_start=True)
+    es_service.root.mkdir(parents=True)
+    es_service.pid_file.write_text(f"{os.getpid()}\n")  # alive, but not an Elasticsearch node
+    assert not redis_service.is_running() and not es_service.is_running()
+    statuses = {s.name: s for s in own_stack.start(only=["redis"])}
+    assert statuses["redis"].running and statuses["redis"].pid != dead.pid
+
+
+def test_elasticsearch_that_cannot_start_shows_its_log(own_stack, monkeypatch):
+    monkeypatch.setenv("STACK_ELASTICSEARCH_HEAP", "1m")  # the JVM refuses a heap this small
+    with pytest.raises(StackError) as caught:
+        Stack(load_settings()).start(only=["elasticsearch"])
+    message = str(caught.value)
+    assert "Elasticsearch exited with code" in message
+    assert "heap" in message.lower()
+    assert not own_stack.service("elasticsearch").pid_file.exists()
