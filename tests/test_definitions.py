@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import dagster as dg
+import psycopg
 import pytest
 
-from orchestrator_data.urls import dagster_postgres_url
 from tests.conftest import PROJECT_ROOT
 
 
@@ -21,12 +21,12 @@ def test_definitions_load_and_every_job_resolves():
 
 
 @pytest.mark.integration
-def test_bootstrap_job_runs_on_a_postgres_backed_instance(stack, endpoints, tmp_path, monkeypatch):
-    """dagster.yaml keeps runs and events in PostgreSQL (dagster-postgres via psycopg2)."""
+def test_bootstrap_job_runs_on_a_postgres_backed_instance(stack, tmp_path):
+    """dagster.yaml keeps runs and events in PostgreSQL; with DAGSTER_PG_URL unset it finds the
+    stack's `dagster` database, as `dagster dev -w workspace.yaml` does."""
     from definitions import defs
 
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_PG_URL", dagster_postgres_url(endpoints.dagster_pg_url))
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         result = defs.resolve_job_def("bootstrap_job").execute_in_process(instance=instance)
@@ -34,3 +34,17 @@ def test_bootstrap_job_runs_on_a_postgres_backed_instance(stack, endpoints, tmp_
         stored = instance.get_run_by_id(result.run_id)
         assert stored is not None and stored.is_success
         assert instance.get_latest_materialization_event(dg.AssetKey("service_health")) is not None
+    with psycopg.connect(stack.endpoints().dagster_pg_url) as conn:
+        [count] = conn.execute("SELECT count(*) FROM runs WHERE run_id = %s", (result.run_id,)).fetchone()
+    assert count == 1
+
+
+@pytest.mark.integration
+def test_dagster_pg_url_wins_over_the_stack_in_any_scheme(stack, tmp_path, monkeypatch):
+    from resources.dagster_storage import OrchestratorPostgresStorage
+
+    plain = stack.endpoints().dagster_pg_url.replace("postgresql://", "postgres://")
+    monkeypatch.setenv("DAGSTER_PG_URL", plain)
+    storage = OrchestratorPostgresStorage.from_config_value(None, {})
+    assert storage.postgres_url.startswith("postgresql+psycopg2://")
+    assert storage.run_storage.get_runs_count() >= 0

@@ -15,8 +15,9 @@ from orchestrator_data import __version__
 from orchestrator_data.cli import output
 from orchestrator_data.cli import stack as stack_cli
 from orchestrator_data.cli.context import load_or_exit
-from orchestrator_data.connections import check_services
-from orchestrator_data.urls import dagster_postgres_url
+from orchestrator_data.connections import ServiceNotConfigured, check_services, resolve_url
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 app = typer.Typer(
     help="Run the Robust AI Orchestrator's database layer: PostgreSQL, Redis and Elasticsearch.",
@@ -81,24 +82,20 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 
 
 def dagster_environment(settings) -> dict[str, str]:
-    """The environment a Dagster process needs: DAGSTER_HOME with our dagster.yaml, and the URLs."""
-    from orchestrator_data.stack import Stack
-
-    endpoints = Stack(settings).endpoints()
-    if endpoints.dagster_pg_url is None:
-        output.error("DAGSTER_PG_URL is not set and the local stack has no PostgreSQL: "
-                     "run `orchestrator-data stack start` or set DAGSTER_PG_URL")
-        raise typer.Exit(2)
-    project = Path(__file__).resolve().parents[2]
+    """The environment of a Dagster process: DAGSTER_HOME holding this project's dagster.yaml, whose
+    storage finds PostgreSQL as every command does (DAGSTER_PG_URL, else the local stack)."""
+    try:
+        resolve_url("dagster", settings)
+    except ServiceNotConfigured as exc:
+        output.error(f"{exc}: run `orchestrator-data stack start` or set DAGSTER_PG_URL")
+        raise typer.Exit(2) from None
     user_home = os.environ.get("DAGSTER_HOME")
     home = Path(user_home) if user_home else Path(settings.state_dir).resolve() / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     # our own home always gets the project's dagster.yaml; a user's home keeps theirs if present
     if not user_home or not (home / "dagster.yaml").exists():
-        shutil.copyfile(project / "dagster.yaml", home / "dagster.yaml")
-    # dagster-postgres needs psycopg2 (DESIGN.md pitfalls), whatever form the URL was given in
-    env = dict(os.environ, DAGSTER_HOME=str(home), DAGSTER_PG_URL=dagster_postgres_url(endpoints.dagster_pg_url))
-    return env
+        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return dict(os.environ, DAGSTER_HOME=str(home))
 
 
 @app.command()
@@ -109,8 +106,7 @@ def ui(
     """Open the Dagster web UI (dagster dev) on this project, with its storage in PostgreSQL."""
     settings = load_or_exit()
     env = dagster_environment(settings)
-    project = Path(__file__).resolve().parents[2]
-    os.chdir(project)
+    os.chdir(PROJECT_ROOT)
     command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port), "-h", host]
     os.execvpe(command[0], command, env)
 
@@ -120,10 +116,9 @@ def run(job: Annotated[str, typer.Argument(help="The Dagster job to run.")] = "b
     """Run a Dagster job on the Postgres-backed instance; it shows in the UI like any other run."""
     settings = load_or_exit()
     env = dagster_environment(settings)
-    project = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "definitions", "-d", str(project), "-j", job],
-        env=env, cwd=project,
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "definitions", "-d", str(PROJECT_ROOT), "-j", job],
+        env=env, cwd=PROJECT_ROOT,
     )
     raise typer.Exit(0 if result.returncode == 0 else 1)
 
