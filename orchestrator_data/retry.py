@@ -14,7 +14,7 @@ def transient_retrying(is_transient, attempts: int = 4, initial: float = 0.2, ma
     return Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=initial, max=maximum),
+        wait=wait_exponential_jitter(multiplier=initial, max=maximum),
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
     )

@@ -109,7 +109,6 @@ class ElasticsearchService:
             directory.mkdir(parents=True, exist_ok=True)
         command = [
             java_binary(), f"-Xms{self.heap}", f"-Xmx{self.heap}",
-            *_jvm_flags(),
             "-cp", f"{classes}{os.pathsep}{lib}{os.sep}*",
             MAIN_CLASS,
             "--home", str(self.home), "--data", str(self.data_dir), "--repo", str(self.repo_dir),
@@ -172,13 +171,3 @@ class ElasticsearchService:
                 status.detail["error"] = type(exc).__name__
         return status
 
-
-def _jvm_flags() -> list[str]:
-    """Flags the launcher needs (see elasticsearch-node/README.md)."""
-    flags_file = node_dir() / "jvm.options"
-    if not flags_file.exists():
-        return []
-    return [
-        line.strip() for line in flags_file.read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
