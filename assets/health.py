@@ -43,7 +43,7 @@ def _metadata(results: list[ServiceHealth]) -> dict:
         metadata[f"{h.service}/detail"] = dg.MetadataValue.json(detail)
     pg = next(h for h in results if h.service == "postgres").detail
     if "pool_size" in pg:
-        metadata["postgres/pool_checked_out"] = pg.get("pool_checkedout", 0)
+        metadata["postgres/pool_checked_out"] = pg.get("pool_checked_out", 0)
         metadata["postgres/pool_size"] = pg["pool_size"]
     return metadata
 

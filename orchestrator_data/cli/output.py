@@ -45,7 +45,7 @@ def _summary(health) -> str:
     d = health.detail
     if health.service == "postgres":
         return (f"db {d.get('database')} · {d.get('connections')}/{d.get('max_connections')} connections · "
-                f"pool {d.get('pool_checkedout', 0)}/{d.get('pool_size')} in use · source {d.get('source')}")
+                f"pool {d.get('pool_checked_out', 0)}/{d.get('pool_size')} in use · source {d.get('source')}")
     if health.service == "redis":
         return (f"{d.get('server')} · {d.get('keys')} keys · {d.get('used_memory_bytes')} B used · "
                 f"policy {d.get('maxmemory_policy')} · source {d.get('source')}")

@@ -36,9 +36,13 @@ def start(only: Only = None) -> None:
     external = [name for name in SERVICES if stack.configured_externally(name)]
     for name in external:
         output.info(f"{name}: configured by the environment, not started locally")
+    def report(s) -> None:
+        if s.detail.get("note"):
+            output.info(f"{s.name}: {s.detail['note']}")
+        output.info(f"{output.OK} {s.name} {s.version or ''} at {s.masked_url} (pid {s.pid})")
+
     try:
-        stack.start(only=only, on_started=lambda s: output.info(
-            f"{output.OK} {s.name} {s.version or ''} at {s.masked_url} (pid {s.pid})"))
+        stack.start(only=only, on_started=report)
     except StackError as exc:
         output.error(str(exc))
         raise typer.Exit(1) from None

@@ -74,11 +74,15 @@ def connect(engine: sa.Engine, attempts: int = 4) -> sa.Connection:
 
 def pool_figures(engine: sa.Engine) -> dict:
     pool = engine.pool
-    figures = {"pool_class": type(pool).__name__}
-    for name in ("size", "checkedin", "checkedout", "overflow"):
-        method = getattr(pool, name, None)
-        if callable(method):
-            figures[f"pool_{name}"] = method()
+    figures: dict = {"pool_class": type(pool).__name__}
+    if isinstance(pool, sa.QueuePool):
+        figures.update(
+            pool_size=pool.size(),
+            pool_checked_in=pool.checkedin(),
+            pool_checked_out=pool.checkedout(),
+            # QueuePool counts overflow from -pool_size; report connections opened beyond the pool
+            pool_overflow_in_use=max(0, pool.overflow()),
+        )
     return figures
 
 

@@ -101,7 +101,8 @@ class ElasticsearchService:
     def start(self) -> ServiceStatus:
         if self.is_running():
             return self.status()
-        if read_pid(self.pid_file) is not None:
+        stale = read_pid(self.pid_file)
+        if stale is not None:
             self.pid_file.unlink(missing_ok=True)  # stale: its process is gone
         ensure_port_free(self.port, "Elasticsearch", self.port_variable)
         classes, lib = ensure_built()
@@ -143,7 +144,10 @@ class ElasticsearchService:
                 f"Elasticsearch did not reach cluster health yellow within {self.start_timeout:.0f} s. "
                 f"Last lines of {self.log_file}:\n{tail(self.log_file)}"
             )
-        return self.status()
+        status = self.status()
+        if stale is not None:
+            status.detail["note"] = f"removed a stale pid file (pid {stale} was not a running Elasticsearch node)"
+        return status
 
     def stop(self) -> bool:
         pid = self._pid()

@@ -96,7 +96,10 @@ maxmemory-policy noeviction
                 raise StackError(f"Redis did not answer within 30 s. Last lines of {self.log_file}:\n{tail(self.log_file)}")
         finally:
             client.close()
-        return self.status()
+        status = self.status()
+        if stale is not None:
+            status.detail["note"] = f"removed a stale pid file (pid {stale} was not a running Redis)"
+        return status
 
     def stop(self) -> bool:
         pid = self._pid()

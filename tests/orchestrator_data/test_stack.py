@@ -91,8 +91,11 @@ def test_stale_pid_files_are_replaced(own_stack):
     es_service.root.mkdir(parents=True)
     es_service.pid_file.write_text(f"{os.getpid()}\n")  # alive, but not an Elasticsearch node
     assert not redis_service.is_running() and not es_service.is_running()
-    statuses = {s.name: s for s in own_stack.start(only=["redis"])}
+    statuses = {s.name: s for s in own_stack.start(only=["redis", "elasticsearch"])}
     assert statuses["redis"].running and statuses["redis"].pid != dead.pid
+    assert f"stale pid file (pid {dead.pid}" in statuses["redis"].detail["note"]
+    assert statuses["elasticsearch"].running and statuses["elasticsearch"].pid != os.getpid()
+    assert f"stale pid file (pid {os.getpid()}" in statuses["elasticsearch"].detail["note"]
 
 
 def test_elasticsearch_that_cannot_start_shows_its_log(own_stack, monkeypatch):
