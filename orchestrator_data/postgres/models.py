@@ -48,6 +48,15 @@ def _timestamps() -> list[sa.Column]:
     ]
 
 
+def _search_vector(**weights: str) -> sa.Column:
+    """A stored tsvector over columns, weighted A/B/C for ranking; kept current by PostgreSQL itself."""
+    parts = " || ".join(
+        f"setweight(to_tsvector('english'::regconfig, coalesce({column}, '')), '{weight}')"
+        for column, weight in weights.items()
+    )
+    return sa.Column("search_vector", pg.TSVECTOR, sa.Computed(parts, persisted=True))
+
+
 def _tenant(ondelete: str = "CASCADE") -> sa.Column:
     return sa.Column(
         "organization_id", pg.UUID(as_uuid=True),
@@ -119,14 +128,7 @@ workflows = sa.Table(
     sa.Column("current_version", sa.Integer, nullable=False, server_default="1"),
     sa.Column("status", sa.Text, nullable=False, server_default="draft"),
     sa.Column("tags", pg.ARRAY(sa.Text), nullable=False, server_default=sa.text("'{}'::text[]")),
-    sa.Column(
-        "search_vector", pg.TSVECTOR,
-        sa.Computed(
-            "setweight(to_tsvector('english'::regconfig, coalesce(name, '')), 'A') || "
-            "setweight(to_tsvector('english'::regconfig, coalesce(description, '')), 'B')",
-            persisted=True,
-        ),
-    ),
+    _search_vector(name="A", description="B"),
     *_timestamps(),
     sa.Column("deleted_at", sa.DateTime(timezone=True)),
     sa.CheckConstraint(_in("engine_type", ENGINE_TYPES), name="engine_type"),
@@ -198,15 +200,7 @@ marketplace_items = sa.Table(
     sa.Column("status", sa.Text, nullable=False, server_default="draft"),
     sa.Column("tags", pg.ARRAY(sa.Text), nullable=False, server_default=sa.text("'{}'::text[]")),
     sa.Column("published_at", sa.DateTime(timezone=True)),
-    sa.Column(
-        "search_vector", pg.TSVECTOR,
-        sa.Computed(
-            "setweight(to_tsvector('english'::regconfig, coalesce(name, '')), 'A') || "
-            "setweight(to_tsvector('english'::regconfig, coalesce(summary, '')), 'B') || "
-            "setweight(to_tsvector('english'::regconfig, coalesce(description, '')), 'C')",
-            persisted=True,
-        ),
-    ),
+    _search_vector(name="A", summary="B", description="C"),
     *_timestamps(),
     sa.Column("deleted_at", sa.DateTime(timezone=True)),
     sa.CheckConstraint(_in("pricing_model", PRICING_MODELS), name="pricing_model"),

@@ -141,6 +141,30 @@ def wait_until(predicate, timeout: float, interval: float = 0.25) -> bool:
     return predicate()
 
 
+class PidFileServer:
+    """A server this stack started itself and tracks by its pid file. A recorded pid counts only
+    while its process runs and its command line carries `cmdline_marker` (pids get reused)."""
+
+    pid_file: Path
+
+    def cmdline_marker(self) -> str:
+        raise NotImplementedError
+
+    def _pid(self) -> int | None:
+        pid = read_pid(self.pid_file)
+        return pid if pid_alive(pid, expect_in_cmdline=self.cmdline_marker()) else None
+
+    def is_running(self) -> bool:
+        return self._pid() is not None
+
+    def remove_stale_pid_file(self) -> int | None:
+        """Drop a pid file whose server is gone; returns the pid it named, if any."""
+        stale = read_pid(self.pid_file)
+        if stale is not None:
+            self.pid_file.unlink(missing_ok=True)
+        return stale
+
+
 class Secrets:
     """Generated passwords of the local stack, kept in a 0600 file under the state directory."""
 

@@ -12,11 +12,10 @@ from pathlib import Path
 import urllib3
 
 from orchestrator_data.stack.common import (
+    PidFileServer,
     ServiceStatus,
     StackError,
     ensure_port_free,
-    pid_alive,
-    read_pid,
     tail,
     terminate,
     wait_until,
@@ -61,7 +60,7 @@ def ensure_built() -> tuple[Path, Path]:
     return classes, lib
 
 
-class ElasticsearchService:
+class ElasticsearchService(PidFileServer):
     name = "elasticsearch"
     port_variable = "STACK_ELASTICSEARCH_PORT"
 
@@ -80,12 +79,8 @@ class ElasticsearchService:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _pid(self) -> int | None:
-        pid = read_pid(self.pid_file)
-        return pid if pid_alive(pid, expect_in_cmdline=MAIN_CLASS) else None
-
-    def is_running(self) -> bool:
-        return self._pid() is not None
+    def cmdline_marker(self) -> str:
+        return MAIN_CLASS
 
     def _health(self, timeout: float = 2.0) -> dict | None:
         try:
@@ -101,9 +96,7 @@ class ElasticsearchService:
     def start(self) -> ServiceStatus:
         if self.is_running():
             return self.status()
-        stale = read_pid(self.pid_file)
-        if stale is not None:
-            self.pid_file.unlink(missing_ok=True)  # stale: its process is gone
+        stale = self.remove_stale_pid_file()
         ensure_port_free(self.port, "Elasticsearch", self.port_variable)
         classes, lib = ensure_built()
         for directory in (self.home, self.data_dir, self.repo_dir, self.logs_dir):

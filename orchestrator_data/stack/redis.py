@@ -10,12 +10,12 @@ from pathlib import Path
 import redis
 
 from orchestrator_data.stack.common import (
+    PidFileServer,
     Secrets,
     ServiceStatus,
     StackError,
     ensure_port_free,
     pid_alive,
-    read_pid,
     tail,
     terminate,
     wait_until,
@@ -33,7 +33,7 @@ def server_binary() -> Path:
     return Path(get_binary_path())
 
 
-class RedisService:
+class RedisService(PidFileServer):
     name = "redis"
     port_variable = "STACK_REDIS_PORT"
 
@@ -49,12 +49,8 @@ class RedisService:
     def url(self) -> str:
         return f"redis://:{self.secrets.get('redis_password')}@127.0.0.1:{self.port}/0"
 
-    def _pid(self) -> int | None:
-        pid = read_pid(self.pid_file)
-        return pid if pid_alive(pid, expect_in_cmdline=f":{self.port}") else None
-
-    def is_running(self) -> bool:
-        return self._pid() is not None
+    def cmdline_marker(self) -> str:
+        return f":{self.port}"  # redis-server retitles itself "redis-server 127.0.0.1:<port>"
 
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -81,9 +77,7 @@ maxmemory-policy noeviction
     def start(self) -> ServiceStatus:
         if self.is_running():
             return self.status()
-        stale = read_pid(self.pid_file)
-        if stale is not None:
-            self.pid_file.unlink(missing_ok=True)  # the server that wrote it is gone
+        stale = self.remove_stale_pid_file()
         ensure_port_free(self.port, "Redis", self.port_variable)
         self._write_config()
         binary = server_binary()
