@@ -1,0 +1,86 @@
+"""What the keyspace operations raise. Messages are safe to print: driver text goes through `redact`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import redis
+
+from orchestrator_data.redaction import redact
+
+# Errors that mean "Redis cannot serve this now" (down, restarting, loading, a read-only replica,
+# out of memory under noeviction) as opposed to a bug in a command or script.
+UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+)
+
+
+class KeyspaceError(Exception):
+    """A Redis keyspace operation failed. The message names the operation and is safe to print."""
+
+
+class RedisUnavailable(KeyspaceError):
+    """Redis could not serve the operation (unreachable, restarting, loading, out of memory) and the
+    operation has no fallback. Retry later; nothing was half-applied (every write is one command or
+    one script)."""
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {redact(str(exc))}"
+
+
+@contextlib.contextmanager
+def translated(operation: str):
+    """Turn redis-py's exceptions into the project's, naming the operation."""
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        raise RedisUnavailable(f"{operation}: Redis is unavailable ({describe(exc)})") from exc
+    except redis.RedisError as exc:
+        raise KeyspaceError(f"{operation} failed ({describe(exc)})") from exc
+
+
+class ThrottledLog:
+    """A warning logged at most once per `interval` seconds, so a Redis outage on a hot path (every
+    cache read, every limiter check) does not flood the log."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0):
+        self.logger = logger
+        self.interval = interval
+        self._last = -float("inf")
+        self.suppressed = 0
+
+    def warning(self, message: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            suffix = f" ({self.suppressed} similar warnings suppressed)" if self.suppressed else ""
+            self.logger.warning(message + suffix, *args)
+            self._last, self.suppressed = now, 0
+        else:
+            self.suppressed += 1
+
+
+class Breaker:
+    """After Redis failed as unavailable, skip it for `cooldown` seconds. During an outage every call
+    would otherwise pay a connection attempt and the client's retries with backoff — on the hot
+    paths (cache reads, limiter checks) that have a fallback and should take it at once."""
+
+    def __init__(self, cooldown: float):
+        self.cooldown = cooldown
+        self._closed_at = 0.0
+
+    @property
+    def open(self) -> bool:
+        return time.monotonic() < self._closed_at
+
+    def trip(self, exc: BaseException) -> None:
+        if isinstance(exc, UNAVAILABLE):
+            self._closed_at = time.monotonic() + self.cooldown
