@@ -20,9 +20,12 @@ def create_client(
     retries: int = 3,
 ) -> redis.Redis:
     urls.validate_redis_url(url)
-    pool = redis.ConnectionPool.from_url(
+    # Blocking: a caller beyond max_connections waits (up to socket_timeout) for a free connection
+    # instead of failing at once with "Too many connections".
+    pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
+        timeout=socket_timeout,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         health_check_interval=30,
