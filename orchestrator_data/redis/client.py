@@ -40,11 +40,11 @@ def pool_figures(client: redis.Redis) -> dict:
     pool = client.connection_pool
     figures = {"pool_max_connections": pool.max_connections}
     # redis-py keeps these as attributes, not an API; report them when present.
-    for attr, key in (("_created_connections", "pool_created"), ("_available_connections", "pool_idle"),
-                      ("_in_use_connections", "pool_in_use")):
-        value = getattr(pool, attr, None)
-        if value is not None:
-            figures[key] = value if isinstance(value, int) else len(value)
+    created = getattr(pool, "_connections", None)
+    queue = getattr(getattr(pool, "pool", None), "queue", None)
+    if created is not None and queue is not None:  # BlockingConnectionPool: idle ones wait in the queue
+        idle = sum(1 for connection in list(queue) if connection is not None)
+        figures.update(pool_created=len(created), pool_idle=idle, pool_in_use=len(created) - idle)
     return figures
 
 

@@ -51,6 +51,7 @@ def test_redis_resource_health(stack):
     assert int(health.version.split(".")[0]) >= 7
     assert health.detail["maxmemory_policy"] == "noeviction"
     assert health.detail["pool_max_connections"] == 20
+    assert health.detail["pool_created"] >= 1 and health.detail["pool_in_use"] == 0
     resource.client.set("orchestrator-data:test", "1", ex=60)
     assert resource.client.get("orchestrator-data:test") == b"1"
 
