@@ -91,6 +91,9 @@ users = sa.Table(
     sa.CheckConstraint("position('@' in email) > 1", name="email_format"),
     # "users by organization": the members page and every permission lookup
     sa.Index("ix_users_organization_id_created_at", "organization_id", "created_at"),
+    # target of the tenant-consistent foreign keys (role_memberships, workflow_versions, executions): a row
+    # may only point into its own organization
+    sa.UniqueConstraint("organization_id", "id"),
     sa.Index("uq_users_organization_id_lower_email", "organization_id", sa.text("lower(email)"), unique=True),
 )
 
@@ -104,6 +107,7 @@ roles = sa.Table(
     sa.Column("is_system", sa.Boolean, nullable=False, server_default=sa.false()),
     *_timestamps(),
     sa.UniqueConstraint("organization_id", "name"),
+    sa.UniqueConstraint("organization_id", "id"),
 )
 
 role_memberships = sa.Table(
@@ -114,6 +118,11 @@ role_memberships = sa.Table(
     sa.Column("granted_by", pg.UUID(as_uuid=True), sa.ForeignKey("users.id", ondelete="SET NULL")),
     sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Index("ix_role_memberships_role_id", "role_id"),
+    # foreign keys bypass row-level security, so without these a tenant could link to another's rows
+    sa.ForeignKeyConstraint(["organization_id", "user_id"], ["users.organization_id", "users.id"],
+                            ondelete="CASCADE", name="fk_role_memberships_tenant_user"),
+    sa.ForeignKeyConstraint(["organization_id", "role_id"], ["roles.organization_id", "roles.id"],
+                            ondelete="CASCADE", name="fk_role_memberships_tenant_role"),
 )
 
 workflows = sa.Table(
@@ -137,6 +146,7 @@ workflows = sa.Table(
     # "workflows by engine type": the engine filter of the workflow list
     sa.Index("ix_workflows_organization_id_engine_type", "organization_id", "engine_type"),
     sa.Index("ix_workflows_search_vector", "search_vector", postgresql_using="gin"),
+    sa.UniqueConstraint("organization_id", "id"),
 )
 
 workflow_versions = sa.Table(
@@ -151,6 +161,8 @@ workflow_versions = sa.Table(
     sa.Column("created_by", pg.UUID(as_uuid=True), sa.ForeignKey("users.id", ondelete="SET NULL")),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.UniqueConstraint("workflow_id", "version"),
+    sa.ForeignKeyConstraint(["organization_id", "workflow_id"], ["workflows.organization_id", "workflows.id"],
+                            ondelete="CASCADE", name="fk_workflow_versions_tenant_workflow"),
     sa.CheckConstraint("version >= 1", name="version_positive"),
 )
 
@@ -179,6 +191,8 @@ executions = sa.Table(
     # "executions by status and time": the runs page ("failed in the last 24 h"), newest first
     sa.Index("ix_executions_organization_id_status_created_at", "organization_id", "status", sa.text("created_at DESC")),
     sa.Index("ix_executions_workflow_id_created_at", "workflow_id", sa.text("created_at DESC")),
+    sa.ForeignKeyConstraint(["organization_id", "workflow_id"], ["workflows.organization_id", "workflows.id"],
+                            ondelete="CASCADE", name="fk_executions_tenant_workflow"),
 )
 
 marketplace_items = sa.Table(
@@ -221,6 +235,7 @@ audit_logs = sa.Table(
     sa.Column("organization_id", pg.UUID(as_uuid=True)),
     sa.Column("actor_id", pg.UUID(as_uuid=True)),  # the application user, from app.user_id
     sa.Column("actor_role", sa.Text, nullable=False),  # the database role that made the change
+    sa.Column("login_role", sa.Text),  # session_user: the login behind actor_role when it switched with SET ROLE
     sa.Column("action", sa.Text, nullable=False),
     sa.Column("table_name", sa.Text, nullable=False),
     sa.Column("record_id", sa.Text),

@@ -1,0 +1,122 @@
+"""The application schema as an asset: migrations to head, with what they did and what the tables hold.
+
+Thin: `orchestrator_data.postgres.migrator` does the work (advisory lock, checksums, one
+transaction per revision, ledger, security check) — the same code `orchestrator-data migrate up` runs.
+"""
+
+# no `from __future__ import annotations`: Dagster reads the context annotation at definition time
+import dagster as dg
+
+from orchestrator_data.postgres import migrator
+from orchestrator_data.redaction import redact
+from resources import PostgresResource
+
+REVISION_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("revision", "string"),
+    dg.TableColumn("description", "string"),
+    dg.TableColumn("duration_ms", "int"),
+    dg.TableColumn("checksum", "string", description="sha256 of the revision file (first 12 hex digits)"),
+])
+TABLE_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("table", "string"),
+    dg.TableColumn("rows", "int"),
+    dg.TableColumn("rows_exact", "bool", description="false: pg_class.reltuples estimate (large table)"),
+    dg.TableColumn("total_bytes", "int", description="pg_total_relation_size: heap, TOAST and indexes"),
+    dg.TableColumn("table_bytes", "int"),
+    dg.TableColumn("index_bytes", "int"),
+])
+SECURITY_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("table", "string"),
+    dg.TableColumn("rls_enabled", "bool"),
+    dg.TableColumn("rls_forced", "bool"),
+    dg.TableColumn("policies", "string"),
+    dg.TableColumn("audit_trigger", "string"),
+    dg.TableColumn("problems", "string"),
+])
+
+
+def _metadata(report: migrator.MigrationReport, stats: list[migrator.TableStats]) -> dict:
+    return {
+        "head_revision": report.head,
+        "current_revision": report.end_revision or "base",
+        "previous_revision": report.start_revision or "base",
+        "applied_count": len(report.applied),
+        "applied_revisions": dg.MetadataValue.table(
+            records=[dg.TableRecord({"revision": a.revision, "description": a.description,
+                                     "duration_ms": a.duration_ms, "checksum": a.checksum[:12]})
+                     for a in report.applied],
+            schema=REVISION_COLUMNS,
+        ),
+        "migration_ms": sum(a.duration_ms for a in report.applied),
+        "lock_wait_ms": report.lock_wait_ms,
+        "tables": dg.MetadataValue.table(
+            records=[dg.TableRecord({"table": s.table, "rows": s.rows, "rows_exact": s.rows_exact,
+                                     "total_bytes": s.total_bytes, "table_bytes": s.table_bytes,
+                                     "index_bytes": s.index_bytes}) for s in stats],
+            schema=TABLE_COLUMNS,
+        ),
+        "total_bytes": sum(s.total_bytes for s in stats),
+        "dagster/row_count": sum(s.rows for s in stats),
+    }
+
+
+@dg.asset(
+    group_name="postgres",
+    kinds={"postgres"},
+    owners=["team:data-platform"],
+    description="The application schema in PostgreSQL, migrated to the head revision under an advisory lock "
+                "(concurrent runs wait, then find nothing to do). Refuses when an applied revision file was "
+                "edited; each revision runs in its own transaction and is recorded in _migration_history; "
+                "the security check (forced RLS, policies, audit triggers) runs after it. Metadata: the "
+                "revisions applied with their durations, and rows and sizes per table.",
+)
+def postgres_schema(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    try:
+        report = migrator.upgrade(postgres.engine)
+    except migrator.MigrationError as exc:
+        raise dg.Failure(description=redact(str(exc))) from None
+    if report.applied:
+        context.log.info("applied " + ", ".join(f"{a.revision} ({a.duration_ms} ms)" for a in report.applied))
+    else:
+        context.log.info(f"already at {report.end_revision}; nothing to apply")
+    return dg.MaterializeResult(metadata=_metadata(report, migrator.table_stats(postgres.engine)))
+
+
+@dg.asset_check(asset=postgres_schema, blocking=True,
+                description="The live schema matches the models (orchestrator_data/postgres/models.py), as "
+                            "`alembic check` compares them: tables, columns, types, defaults, indexes, keys.")
+def check_postgres_schema_drift(postgres: PostgresResource) -> dg.AssetCheckResult:
+    differences = migrator.check_drift(postgres.engine)
+    return dg.AssetCheckResult(
+        passed=not differences,
+        metadata={"difference_count": len(differences),
+                  "differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in differences) or "none")},
+    )
+
+
+@dg.asset_check(asset=postgres_schema, blocking=True,
+                description="Every tenant table has row-level security enabled AND forced with the expected "
+                            "policies and its audit trigger; audit_logs is append-only; the app role bypasses "
+                            "nothing and owns nothing.")
+def check_postgres_schema_security(postgres: PostgresResource) -> dg.AssetCheckResult:
+    report = migrator.check_security(postgres.engine)
+    return dg.AssetCheckResult(
+        passed=report.ok,
+        metadata={
+            "problem_count": len(report.problems),
+            "problems": dg.MetadataValue.json(report.problems),
+            "tables": dg.MetadataValue.table(
+                records=[dg.TableRecord({
+                    "table": t.table, "rls_enabled": t.rls_enabled, "rls_forced": t.rls_forced,
+                    "policies": ", ".join(t.policies),
+                    "audit_trigger": {True: "yes", False: "MISSING", None: "n/a"}[t.audit_trigger],
+                    "problems": "; ".join(t.problems),
+                }) for t in report.tables],
+                schema=SECURITY_COLUMNS,
+            ),
+        },
+    )
+
+
+POSTGRES_ASSETS = [postgres_schema]
+POSTGRES_ASSET_CHECKS = [check_postgres_schema_drift, check_postgres_schema_security]

@@ -1,0 +1,137 @@
+"""`orchestrator-data migrate up|status|rollback`: the same migrator the `postgres_schema` asset runs.
+
+Exit codes: 0 done (or nothing to do), 1 the migration or a check failed (an edited revision, a
+failed revision, the security check, an unreachable server), 2 refused before touching anything
+(bad configuration, unknown revision, rollback in production without --confirm).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orchestrator_data.cli import output
+from orchestrator_data.cli.context import load_or_exit
+from orchestrator_data.connections import ServiceNotConfigured, resolve_url
+from orchestrator_data.postgres import migrator
+
+app = typer.Typer(
+    help="Schema migrations: Alembic revisions under an advisory lock, checksummed in _migration_history.",
+    no_args_is_help=True,
+)
+
+
+def _url(settings) -> str:
+    try:
+        return resolve_url("postgres", settings)
+    except ServiceNotConfigured as exc:
+        output.error(f"{exc}: run `orchestrator-data stack start` or set DATABASE_URL")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    """Print a failure (redacted) and return the exit to raise: 2 for refusals, 1 for failures."""
+    if isinstance(exc, migrator.UnknownRevision):
+        output.error(str(exc))
+        return typer.Exit(2)
+    if isinstance(exc, migrator.SecurityCheckFailed):
+        output.error("the migration ran, but the security check failed:")
+        for problem in exc.report.problems:
+            output.error(f"  {problem}")
+        return typer.Exit(1)
+    if isinstance(exc, migrator.MigrationError):
+        output.error(str(exc))
+    else:  # a server that cannot be reached, a driver error: no traceback, no URL
+        output.error(f"PostgreSQL: {migrator.describe_error(exc)}")
+    return typer.Exit(1)
+
+
+def _applied_table(report: migrator.MigrationReport) -> Table:
+    table = Table(title=f"{report.direction}: {report.start_revision or 'base'} → {report.end_revision or 'base'}",
+                  title_justify="left")
+    for column in ("", "revision", "description", "duration", "checksum"):
+        table.add_column(column)
+    for applied in report.applied:
+        table.add_row(output.OK, applied.revision, applied.description, f"{applied.duration_ms} ms",
+                      applied.checksum[:12])
+    return table
+
+
+def _print_report(report: migrator.MigrationReport, nothing: str) -> None:
+    if not report.applied:
+        output.info(nothing)
+    else:
+        output.console.print(_applied_table(report))
+    if report.lock_wait_ms >= 1000:
+        output.info(f"waited {report.lock_wait_ms / 1000:.1f} s for another migration to finish")
+    if report.security is not None:
+        output.info(f"{output.OK} security check: row-level security forced, policies and audit triggers in place "
+                    f"on {len(report.security.tables)} tables")
+
+
+@app.command()
+def up(
+    to: Annotated[str, typer.Option("--to", help="Stop at this revision (default: the head).")] = "head",
+) -> None:
+    """Apply pending revisions (each in its own transaction) under the migration lock."""
+    settings = load_or_exit()
+    url = _url(settings)
+    try:
+        report = migrator.upgrade(url, target=to)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
+        raise _fail(exc) from None
+    _print_report(report, f"{output.OK} up to date at {report.end_revision or 'base'} (head {report.head})")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Applied and pending revisions, with checksums and times. Exit 1 if an applied revision was edited."""
+    settings = load_or_exit()
+    url = _url(settings)
+    try:
+        state = migrator.status(url)
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc) from None
+    if as_json:
+        output.print_json(state.as_dict())
+    else:
+        table = Table(title=f"migrations: at {state.current or 'base'}, head {state.head}", title_justify="left")
+        for column in ("", "revision", "state", "description", "checksum", "applied at", "duration", "by"):
+            table.add_column(column)
+        marks = {"applied": output.OK, "pending": "·", "edited": output.FAIL, "unrecorded": output.FAIL}
+        for r in state.revisions:
+            table.add_row(marks[r.state], r.revision, r.state, r.description, r.file_checksum[:12],
+                          r.applied_at.isoformat(timespec="seconds") if r.applied_at else "-",
+                          f"{r.duration_ms} ms" if r.duration_ms is not None else "-", r.applied_by or "-")
+        output.console.print(table)
+        failures = [h for h in state.history if not h.success]
+        if failures:
+            last = failures[0]
+            output.info(f"last failed attempt: {last.direction} {last.revision} at "
+                        f"{last.applied_at.isoformat(timespec='seconds')}: {last.error}")
+    for problem in state.problems:
+        output.error(f"revision {problem.revision} is {problem.state}: the file differs from what was applied"
+                     if problem.state == "edited" else
+                     f"revision {problem.revision} is applied but not recorded in the ledger")
+    if state.problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def rollback(
+    revision: Annotated[str, typer.Argument(help="The revision to go back to ('base' removes everything).")],
+    confirm: Annotated[bool, typer.Option("--confirm", help="Required in production.")] = False,
+) -> None:
+    """Downgrade until REVISION is the latest applied; each step is recorded in the ledger."""
+    settings = load_or_exit()
+    if settings.is_production and not confirm:
+        output.error(f"refusing to roll back the production database to {revision} without --confirm")
+        raise typer.Exit(2)
+    url = _url(settings)
+    try:
+        report = migrator.rollback(url, revision)
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc) from None
+    _print_report(report, f"{output.OK} already at {report.end_revision or 'base'}: nothing to roll back")

@@ -1,0 +1,83 @@
+"""Scoping a transaction to one tenant, the way the product must talk to the database.
+
+Row-level security keys every tenant table on `app.organization_id`. It is set here with
+set_config(..., is_local => true) — i.e. SET LOCAL — inside a transaction, so it ends with that
+transaction and a pooled connection never carries one tenant into the next request. The
+organization id is checked to be a UUID before it is sent (the database would refuse anything else
+anyway: the policies cast it, and a cast error fails the statement rather than leaking rows).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+APP_ROLE = "orchestrator_app"
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class InvalidTenant(ValueError):
+    """An organization or user id that is not a UUID; the message does not echo the value."""
+
+
+class TenancyError(RuntimeError):
+    """The tenant scope was requested where it cannot hold (e.g. inside an open transaction)."""
+
+
+def as_uuid(value: uuid.UUID | str, what: str = "organization id") -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise InvalidTenant(f"{what} must be a UUID, got {type(value).__name__}")
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise InvalidTenant(f"{what} is not a UUID") from None
+
+
+@contextmanager
+def tenant_transaction(
+    bind: sa.Engine | sa.Connection,
+    organization_id: uuid.UUID | str | None,
+    user_id: uuid.UUID | str | None = None,
+    *,
+    role: str | None = APP_ROLE,
+) -> Iterator[sa.Connection]:
+    """A transaction in which the database sees `organization_id` (and `user_id`, the actor of the
+    audit trail) and, unless role=None, runs as `role` (SET LOCAL ROLE). Commits on success, rolls
+    back on error; the settings and the role end with it. organization_id=None sets no tenant:
+    every tenant table then shows no row and refuses every write (fail closed)."""
+    organization = as_uuid(organization_id) if organization_id is not None else None
+    user = as_uuid(user_id, "user id") if user_id is not None else None
+    if role is not None and not _ROLE_NAME.match(role):
+        raise TenancyError("role must be a plain lower-case role name")
+    if isinstance(bind, sa.Engine):
+        with bind.connect() as conn, conn.begin():
+            _scope(conn, organization, user, role)
+            yield conn
+        return
+    if bind.in_transaction():
+        raise TenancyError("tenant_transaction needs a connection without an open transaction: "
+                           "settings made with SET LOCAL would leak into the rest of that transaction")
+    with bind.begin():
+        _scope(bind, organization, user, role)
+        yield bind
+
+
+def _scope(conn: sa.Connection, organization: uuid.UUID | None, user: uuid.UUID | None, role: str | None) -> None:
+    if role is not None:
+        conn.execute(sa.text(f'SET LOCAL ROLE "{role}"'))
+    conn.execute(
+        sa.text("SELECT set_config('app.organization_id', :organization, true), set_config('app.user_id', :user, true)"),
+        {"organization": str(organization) if organization else "", "user": str(user) if user else ""},
+    )
+
+
+def current_tenant(conn: sa.Connection) -> uuid.UUID | None:
+    """The organization the current transaction is scoped to, or None."""
+    value = conn.execute(sa.text("SELECT NULLIF(current_setting('app.organization_id', true), '')")).scalar_one()
+    return uuid.UUID(value) if value else None

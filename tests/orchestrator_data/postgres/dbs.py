@@ -1,0 +1,36 @@
+"""Fresh databases on the session's PostgreSQL: one per test, dropped (WITH (FORCE)) afterwards.
+
+Roles are cluster-wide, so they are shared by every test database; everything else a test does
+stays in its own database. Shared with tests/cli and tests/assets."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+
+from orchestrator_data import urls
+
+
+def admin_url(stack) -> str:
+    """The superuser's libpq URL to the maintenance database."""
+    return urls.libpq_url(urls.replace_database(stack.endpoints().database_url, "postgres"))
+
+
+@contextmanager
+def fresh_database(stack, prefix: str = "od_test", owner: str | None = None) -> Iterator[str]:
+    base = stack.endpoints().database_url
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url(stack), autocommit=True) as conn:
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if owner:
+            statement += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        conn.execute(statement)
+    try:
+        yield urls.replace_database(base, name)
+    finally:
+        with psycopg.connect(admin_url(stack), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
