@@ -1,8 +1,11 @@
 """Dagster assets and asset checks. Thin: they call the core through resources and record metadata."""
 
 from assets.health import check_service_latency, check_service_versions, service_health
+from assets.postgres import POSTGRES_ASSET_CHECKS, POSTGRES_ASSETS
+from assets.redis import REDIS_ASSET_CHECKS, REDIS_ASSETS
+from assets.seed import seed_data
 
-ASSETS = [service_health]
-ASSET_CHECKS = [check_service_versions, check_service_latency]
+ASSETS = [service_health, *POSTGRES_ASSETS, seed_data, *REDIS_ASSETS]
+ASSET_CHECKS = [check_service_versions, check_service_latency, *POSTGRES_ASSET_CHECKS, *REDIS_ASSET_CHECKS]
 
 __all__ = ["ASSETS", "ASSET_CHECKS"]

@@ -1,9 +1,10 @@
 """`python -m bench` (or `make bench`): run every benchmark against the configured services or the
-local stack (`orchestrator-data stack start` first)."""
+local stack (`orchestrator-data stack start` first). Each prints its ratio against a baseline
+measured in the same run."""
 
-from bench import pool
+from bench import pool, redis_limiter, seed
 
-BENCHMARKS = [pool]
+BENCHMARKS = [pool, redis_limiter, seed]
 
 if __name__ == "__main__":
     for benchmark in BENCHMARKS:

@@ -2,11 +2,14 @@
 
 import dagster as dg
 
-# The whole bring-up of the data layer. It grows as capabilities land (schema, seed, indices).
+from jobs.reset import reset_job
+
+# Bring the data layer up from nothing: check the servers, migrate, set Redis up, seed (development
+# and testing only: seed_data fails in production). `make run` runs it.
 bootstrap_job = dg.define_asset_job(
     "bootstrap_job",
-    selection=dg.AssetSelection.groups("platform"),
-    description="Bring the data layer up: check every server (grows into schema, seed and indices).",
+    selection=dg.AssetSelection.groups("platform", "postgres", "redis"),
+    description="Check every server, migrate PostgreSQL to head, set the Redis keyspace up and seed.",
 )
 
 health_job = dg.define_asset_job(
@@ -15,6 +18,18 @@ health_job = dg.define_asset_job(
     description="Check PostgreSQL, Redis and Elasticsearch: versions, latency, pools.",
 )
 
-JOBS = [bootstrap_job, health_job]
+migrate_job = dg.define_asset_job(
+    "migrate_job",
+    selection=dg.AssetSelection.assets("postgres_schema"),
+    description="Migrate PostgreSQL to head under the advisory lock, then check drift and row-level security.",
+)
 
-__all__ = ["JOBS", "bootstrap_job", "health_job"]
+seed_job = dg.define_asset_job(
+    "seed_job",
+    selection=dg.AssetSelection.assets("seed_data"),
+    description="Load the deterministic seed (idempotent; refused in production).",
+)
+
+JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job]
+
+__all__ = ["JOBS", "bootstrap_job", "health_job", "migrate_job", "reset_job", "seed_job"]

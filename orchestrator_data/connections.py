@@ -7,6 +7,7 @@ from contextlib import suppress
 from orchestrator_data.health import ServiceHealth
 from orchestrator_data.postgres import client as pg
 from orchestrator_data.redis import client as rd
+from orchestrator_data.redis.setup import redis_status
 from orchestrator_data.search import client as es
 from orchestrator_data.settings import Settings
 from orchestrator_data.stack import Endpoints, Stack, missing_endpoint_message
@@ -59,6 +60,11 @@ def check_services(settings: Settings, services: tuple[str, ...] = ("postgres", 
             client = redis_client(settings, url)
             try:
                 health = rd.check_health(client)
+                if health.ok:
+                    # the keyspace's own figures: cache hit rate and queue depths
+                    keyspace = redis_status(client)
+                    health.detail["cache_hit_rate"] = keyspace.cache_hit_rate
+                    health.detail["queues"] = keyspace.queues
             finally:
                 with suppress(Exception):
                     client.close()

@@ -8,6 +8,8 @@ they never skip.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,8 +37,12 @@ def stack_environment(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def session_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("orchestrator-data")
+def session_dir():
+    """Outside pytest's own temp root on purpose: every new pytest session resets that root to mode
+    0700, which would cut the stack's PostgreSQL (run as its own OS user) off from its data."""
+    path = Path(tempfile.mkdtemp(prefix="orchestrator-data-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

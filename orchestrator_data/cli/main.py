@@ -12,7 +12,10 @@ from typing import Annotated
 import typer
 
 from orchestrator_data import __version__
+from orchestrator_data.cli import lifecycle as lifecycle_cli
+from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
+from orchestrator_data.cli import seed as seed_cli
 from orchestrator_data.cli import stack as stack_cli
 from orchestrator_data.cli.context import load_or_exit
 from orchestrator_data.connections import ServiceNotConfigured, check_services, resolve_url
@@ -26,6 +29,10 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(stack_cli.app, name="stack")
+app.add_typer(migrate_cli.app, name="migrate")
+app.add_typer(seed_cli.app, name="seed")
+app.command("init")(lifecycle_cli.init)
+app.command("reset")(lifecycle_cli.reset)
 
 
 def _version(value: bool) -> None:

@@ -47,7 +47,21 @@ def _summary(health) -> str:
         return (f"db {d.get('database')} · {d.get('connections')}/{d.get('max_connections')} connections · "
                 f"pool {d.get('pool_checked_out', 0)}/{d.get('pool_size')} in use · source {d.get('source')}")
     if health.service == "redis":
-        return (f"{d.get('server')} · {d.get('keys')} keys · {d.get('used_memory_bytes')} B used · "
-                f"policy {d.get('maxmemory_policy')} · source {d.get('source')}")
+        hit_rate = d.get("cache_hit_rate")
+        depths = ", ".join(f"{name} {q.get('length', 0)}/{q.get('pending', 0)} pending"
+                           for name, q in (d.get("queues") or {}).items())
+        return (f"{d.get('server')} · {d.get('keys')} keys · {_bytes(d.get('used_memory_bytes'))} used · "
+                f"policy {d.get('maxmemory_policy')} · cache hit rate "
+                f"{'-' if hit_rate is None else f'{hit_rate:.0%}'} · queues {depths or '-'} · source {d.get('source')}")
     return (f"cluster {d.get('cluster_name')} {d.get('cluster_status')} · {d.get('nodes')} node(s) · "
             f"source {d.get('source')}")
+
+
+def _bytes(value) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(value)

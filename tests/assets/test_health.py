@@ -5,8 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from assets import ASSET_CHECKS, ASSETS
-from assets.health import service_health
+from assets.health import check_service_latency, check_service_versions, service_health
 from orchestrator_data.stack.common import free_port
 from resources import ElasticsearchResource, PostgresResource, RedisResource, build_resources
 
@@ -14,7 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_service_health_materializes_with_versions_and_latency(stack):
-    result = dg.materialize([*ASSETS, *ASSET_CHECKS], resources=build_resources())
+    result = dg.materialize([service_health, check_service_versions, check_service_latency],
+                            resources=build_resources())
     assert result.success
     [materialization] = result.asset_materializations_for_node("service_health")
     metadata = materialization.metadata

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import uuid
 
 import psycopg
 import pytest
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def own_stack(tmp_path, monkeypatch):
-    for name, value in stack_environment(tmp_path / "stack").items():
+def own_stack(session_dir, monkeypatch):
+    root = session_dir / f"own-stack-{uuid.uuid4().hex[:8]}"  # not under pytest's 0700 temp root
+    for name, value in stack_environment(root).items():
         monkeypatch.setenv(name, value)
     stack = Stack(load_settings())
     yield stack

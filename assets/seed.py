@@ -1,0 +1,56 @@
+"""The seed: deterministic, realistic demo and test data in PostgreSQL."""
+
+import dagster as dg
+from pydantic import Field
+
+from orchestrator_data.postgres import models
+from orchestrator_data.postgres.seed import DEFAULT_SCALE, SeedRefused, seed
+from orchestrator_data.postgres.seed_data import SeedPlan
+from orchestrator_data.settings import load_settings
+from resources import PostgresResource
+
+
+class SeedConfig(dg.Config):
+    scale: int | None = Field(None, description="Number of executions (default: 20,000 development, 2,000 testing).")
+    environment: str | None = Field(None, description="development or testing (default: ENVIRONMENT).")
+
+
+def _per_organization_table(rows_per_organization: dict[str, dict[str, int]]) -> dg.MetadataValue:
+    columns = [dg.TableColumn("organization", "string")] + [dg.TableColumn(t, "int") for t in models.TENANT_TABLES]
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({"organization": slug, **counts}) for slug, counts in sorted(rows_per_organization.items())],
+        schema=dg.TableSchema(columns=columns),
+    )
+
+
+@dg.asset(
+    group_name="postgres",
+    kinds={"postgres"},
+    owners=["team:data-platform"],
+    deps=["postgres_schema"],
+    description="Deterministic seed data (fixed random seed): organizations, users, roles, workflows with "
+                "versions, months of executions with a realistic status mix, marketplace items. Idempotent: a "
+                "second run adds nothing. Refused in production.",
+)
+def seed_data(config: SeedConfig, postgres: PostgresResource) -> dg.MaterializeResult:
+    environment = config.environment or load_settings().environment.value
+    plan = SeedPlan(executions=config.scale or DEFAULT_SCALE.get(environment, 0))
+    try:
+        report = seed(postgres.engine, environment, plan)
+    except SeedRefused as exc:
+        raise dg.Failure(description=str(exc)) from None
+    totals = {table: sum(per[table] for per in report.rows_per_organization.values()) for table in models.TENANT_TABLES}
+    metadata = {
+        "environment": environment,
+        "executions_planned": plan.executions,
+        "rows_per_organization": _per_organization_table(report.rows_per_organization),
+        "inserted_this_run": dg.MetadataValue.json(report.inserted),
+        "organizations": len(report.rows_per_organization),
+        "dagster/row_count": sum(totals.values()) + len(report.rows_per_organization),
+        "duration_s": dg.MetadataValue.float(round(report.duration_s, 3)),
+    }
+    if report.deleted:
+        metadata["replaced_this_run"] = dg.MetadataValue.json(report.deleted)
+    if report.copy_rows_per_s:
+        metadata["copy_rows_per_s"] = dg.MetadataValue.float(round(report.copy_rows_per_s, 1))
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,42 @@
+"""reset_job: drop and recreate the data layer, as `orchestrator-data reset --confirm` does."""
+
+import dagster as dg
+from pydantic import Field
+
+from orchestrator_data import lifecycle
+from orchestrator_data.settings import load_settings
+from resources import ElasticsearchResource, PostgresResource, RedisResource
+
+
+class ResetConfig(dg.Config):
+    confirm: bool = Field(False, description="Must be true: the reset drops every table and registered key.")
+
+
+@dg.op(description="Drop every application table (roles stay) and registered Redis key, then migrate to head "
+                   "and set the keyspace up again. Refused in production and without confirm.")
+def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgres: PostgresResource,
+                     redis: RedisResource, elasticsearch: ElasticsearchResource):
+    environment = load_settings().environment.value
+    try:
+        report = lifecycle.reset(environment, config.confirm, postgres.engine, redis.client, elasticsearch.health)
+    except lifecycle.ResetRefused as exc:
+        raise dg.Failure(description=str(exc)) from None
+    migration = report.init.migration
+    yield dg.AssetMaterialization(
+        asset_key="postgres_schema",
+        description="recreated by reset_job",
+        metadata={"dropped": dg.MetadataValue.json(report.dropped_tables),
+                  "head_revision": migration.end_revision or "base",
+                  "applied": dg.MetadataValue.json(migration.applied_revisions)},
+    )
+    yield dg.AssetMaterialization(
+        asset_key="redis_keyspace", description="registered keys deleted by reset_job",
+        metadata={"keys_deleted": report.redis_keys_deleted},
+    )
+    yield dg.Output(None)
+
+
+@dg.job(description="Drop and recreate PostgreSQL's schema and the Redis keyspace (run config: confirm: true). "
+                    "Refused in production.")
+def reset_job():
+    reset_data_layer()

@@ -1,0 +1,127 @@
+"""`orchestrator-data init` and `orchestrator-data reset`, as the original tool had them."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Annotated
+
+import typer
+
+from orchestrator_data import lifecycle
+from orchestrator_data.cli import output
+from orchestrator_data.cli.context import load_or_exit
+from orchestrator_data.connections import (
+    ServiceNotConfigured,
+    elasticsearch_client,
+    redis_client,
+    resolve_url,
+)
+from orchestrator_data.postgres import migrator
+from orchestrator_data.redis.errors import KeyspaceError
+from orchestrator_data.search import client as search
+
+SkipRedis = Annotated[bool, typer.Option("--skip-redis", help="Leave Redis alone.")]
+SkipSearch = Annotated[bool, typer.Option("--skip-search", help="Leave Elasticsearch alone.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print each step's details.")]
+
+
+def _targets(settings, skip_redis: bool, skip_search: bool):
+    try:
+        postgres_url = resolve_url("postgres", settings)
+        redis = None if skip_redis else redis_client(settings, resolve_url("redis", settings))
+        es = None if skip_search else elasticsearch_client(settings, resolve_url("elasticsearch", settings))
+    except ServiceNotConfigured as exc:
+        output.error(str(exc))
+        raise typer.Exit(2) from None
+    search_health = (lambda: search.check_health(es)) if es is not None else None
+    return postgres_url, redis, es, search_health
+
+
+def _close(redis, es) -> None:
+    with suppress(Exception):
+        if redis is not None:
+            redis.close()
+        if es is not None:
+            es.close()
+
+
+def _print_init(report: lifecycle.InitReport, verbose: bool) -> bool:
+    ok = True
+    migration = report.migration
+    if migration.applied:
+        output.info(f"{output.OK} postgres   migrated {migration.start_revision or 'base'} → {migration.end_revision}"
+                    f" ({', '.join(migration.applied_revisions)})")
+    else:
+        output.info(f"{output.OK} postgres   schema at {migration.end_revision}, nothing to migrate")
+    if verbose:
+        for applied in migration.applied:
+            output.info(f"    {applied.revision} {applied.description} in {applied.duration_ms} ms")
+    if report.redis is not None:
+        keyspace = report.redis.keyspace
+        problems = keyspace.problems
+        mark = output.FAIL if problems else output.OK
+        ok = ok and not problems
+        output.info(f"{mark} redis      {keyspace.server}: {len(report.redis.scripts)} scripts loaded, "
+                    f"{len(report.redis.groups_created)} consumer groups created")
+        for line in problems:
+            output.info(f"    problem: {line}")
+        for line in keyspace.warnings:
+            output.info(f"    warning: {line}")
+    if report.search is not None:
+        health = report.search
+        ok = ok and health.ok
+        if health.ok:
+            output.info(f"{output.OK} search     Elasticsearch {health.version} reachable, cluster "
+                        f"{health.detail.get('cluster_status')} (indices arrive with the search sync)")
+        else:
+            output.info(f"{output.FAIL} search     {health.error}")
+    for name in report.skipped:
+        output.info(f"- {name:<10} skipped")
+    return ok
+
+
+def init(skip_redis: SkipRedis = False, skip_search: SkipSearch = False, verbose: Verbose = False) -> None:
+    """Set the data layer up: migrate PostgreSQL to head, set up the Redis keyspace, check Elasticsearch."""
+    settings = load_or_exit()
+    postgres_url, redis, es, search_health = _targets(settings, skip_redis, skip_search)
+    try:
+        report = lifecycle.init(postgres_url, redis, search_health)
+    except (migrator.MigrationError, KeyspaceError) as exc:
+        output.error(str(exc))
+        raise typer.Exit(1) from None
+    except Exception as exc:  # noqa: BLE001 - an unreachable server: the reason, without a traceback
+        output.error(f"init failed: {migrator.describe_error(exc)}")
+        raise typer.Exit(1) from None
+    finally:
+        _close(redis, es)
+    if not _print_init(report, verbose):
+        raise typer.Exit(1)
+
+
+def reset(
+    confirm: Annotated[bool, typer.Option("--confirm", help="Required: reset drops every table and key.")] = False,
+    skip_redis: SkipRedis = False,
+    skip_search: SkipSearch = False,
+    verbose: Verbose = False,
+) -> None:
+    """Drop and recreate everything: PostgreSQL tables (roles stay), the Redis keyspace. Refused in production."""
+    settings = load_or_exit()
+    try:
+        lifecycle.check_reset_allowed(settings.environment.value, confirm)
+    except lifecycle.ResetRefused as exc:
+        output.error(str(exc))
+        raise typer.Exit(2) from None
+    postgres_url, redis, es, search_health = _targets(settings, skip_redis, skip_search)
+    try:
+        report = lifecycle.reset(settings.environment.value, confirm, postgres_url, redis, search_health)
+    except (migrator.MigrationError, KeyspaceError) as exc:
+        output.error(str(exc))
+        raise typer.Exit(1) from None
+    except Exception as exc:  # noqa: BLE001
+        output.error(f"reset failed: {migrator.describe_error(exc)}")
+        raise typer.Exit(1) from None
+    finally:
+        _close(redis, es)
+    output.info(f"dropped {len(report.dropped_tables)} tables; deleted {report.redis_keys_deleted} Redis keys")
+    if not _print_init(report.init, verbose):
+        raise typer.Exit(1)

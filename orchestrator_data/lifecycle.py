@@ -1,0 +1,88 @@
+"""`init` and `reset`: bring the whole data layer up, or tear it down and bring it up again.
+
+The same functions back the CLI commands and the Dagster jobs. Each step reports what it did; a
+step that fails stops the run with the reason (nothing after it runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+import sqlalchemy as sa
+
+from orchestrator_data.health import ServiceHealth
+from orchestrator_data.postgres import migrator
+from orchestrator_data.redis import keyspace
+from orchestrator_data.redis.errors import translated
+from orchestrator_data.redis.setup import SetupReport, setup_redis
+
+
+class ResetRefused(Exception):
+    """A reset that must not run (production, or no --confirm). The message says why."""
+
+
+@dataclass
+class InitReport:
+    migration: migrator.MigrationReport | None = None
+    redis: SetupReport | None = None
+    search: ServiceHealth | None = None
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ResetReport:
+    dropped_tables: list[str] = field(default_factory=list)
+    redis_keys_deleted: int = 0
+    init: InitReport | None = None
+
+
+def init(postgres: sa.Engine | str, redis_client: redis.Redis | None, search_health=None) -> InitReport:
+    """Migrate PostgreSQL to head, set up the Redis keyspace, check Elasticsearch.
+
+    `search_health` is a callable returning the cluster's ServiceHealth; its indices arrive with the
+    search sync, so for now init checks the cluster is there and fit."""
+    report = InitReport()
+    report.migration = migrator.upgrade(postgres)
+    if redis_client is None:
+        report.skipped.append("redis")
+    else:
+        report.redis = setup_redis(redis_client)
+    if search_health is None:
+        report.skipped.append("elasticsearch")
+    else:
+        report.search = search_health()
+    return report
+
+
+def check_reset_allowed(environment: str, confirm: bool) -> None:
+    if environment == "production":
+        raise ResetRefused("reset is refused in production: it drops every table and key of the data layer")
+    if not confirm:
+        raise ResetRefused("reset drops and recreates every table and key of the data layer; pass --confirm")
+
+
+def delete_registered_keys(client: redis.Redis, batch: int = 1000) -> int:
+    """UNLINK every key whose name the keyspace registry knows; other keys are left alone."""
+    deleted = 0
+    with translated("delete the keyspace"):
+        pending: list = []
+        for key in client.scan_iter(count=batch):
+            if keyspace.classify(key) is not None:
+                pending.append(key)
+            if len(pending) >= batch:
+                deleted += client.unlink(*pending)
+                pending = []
+        if pending:
+            deleted += client.unlink(*pending)
+    return deleted
+
+
+def reset(environment: str, confirm: bool, postgres: sa.Engine | str, redis_client: redis.Redis | None,
+          search_health=None) -> ResetReport:
+    check_reset_allowed(environment, confirm)
+    report = ResetReport()
+    report.dropped_tables = migrator.drop_everything(postgres)
+    if redis_client is not None:
+        report.redis_keys_deleted = delete_registered_keys(redis_client)
+    report.init = init(postgres, redis_client, search_health)
+    return report

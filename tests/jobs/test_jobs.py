@@ -1,0 +1,61 @@
+"""The jobs: what each selects, and reset_job and bootstrap_job run end to end on a fresh database."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import sqlalchemy as sa
+
+from definitions import defs
+from resources import ElasticsearchResource, PostgresResource, RedisResource
+from tests.orchestrator_data.postgres.dbs import fresh_database
+
+
+def _selected(job_name: str) -> set[str]:
+    job = defs.resolve_job_def(job_name)
+    return {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
+
+
+def test_job_selections():
+    assert _selected("bootstrap_job") == {"service_health", "postgres_schema", "seed_data", "redis_keyspace"}
+    assert _selected("migrate_job") == {"postgres_schema"}
+    assert _selected("seed_job") == {"seed_data"}
+    assert _selected("health_job") == {"service_health"}
+
+
+def _resources(stack, url: str) -> dict:
+    parts = urlsplit(stack.endpoints().redis_url)
+    redis_url = urlunsplit((parts.scheme, parts.netloc, "/12", "", ""))
+    return {"postgres": PostgresResource(database_url=url), "redis": RedisResource(redis_url=redis_url),
+            "elasticsearch": ElasticsearchResource()}
+
+
+@pytest.mark.integration
+def test_bootstrap_job_then_reset_job(stack):
+    with fresh_database(stack, prefix="jobs") as url:
+        resources = _resources(stack, url)
+        bootstrap = defs.resolve_job_def("bootstrap_job")
+        result = bootstrap.execute_in_process(
+            resources=resources,
+            run_config={"ops": {"seed_data": {"config": {"scale": 200, "environment": "testing"}}}},
+        )
+        assert result.success
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 200
+
+        not_confirmed = defs.resolve_job_def("reset_job").execute_in_process(resources=resources, raise_on_error=False)
+        assert not not_confirmed.success
+        assert "--confirm" in not_confirmed.failure_data_for_node("reset_data_layer").user_failure_data.description
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 200
+
+        reset = defs.resolve_job_def("reset_job").execute_in_process(
+            resources=resources, run_config={"ops": {"reset_data_layer": {"config": {"confirm": True}}}})
+        assert reset.success
+        keys = {event.asset_key.to_user_string() for event in reset.get_asset_materialization_events()}
+        assert keys == {"postgres_schema", "redis_keyspace"}
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 0
+        engine.dispose()
