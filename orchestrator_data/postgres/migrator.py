@@ -449,6 +449,17 @@ def _finish(conn: sa.Connection, chain: list[Script], report: MigrationReport, c
 
 
 # -- public API -----------------------------------------------------------------------------------
+def _prepare(conn: sa.Connection, chain: list[Script]) -> tuple[str | None, str]:
+    """Under the lock, before any revision: the ledger exists, the applied revisions are unedited.
+    Returns the current revision and who is applying."""
+    _ensure_ledger(conn)
+    current = _current_revision(conn)
+    _validate_applied(conn, chain, current)
+    applied_by = _applied_by(conn)
+    conn.rollback()
+    return current, applied_by
+
+
 def upgrade(bind: sa.Engine | str, target: str = "head", *, script_location: str | Path | None = None,
             lock_timeout_s: float = 600.0, check: bool = True) -> MigrationReport:
     """Apply the pending revisions up to `target` ('head' or a revision id), each in its own
@@ -458,11 +469,7 @@ def upgrade(bind: sa.Engine | str, target: str = "head", *, script_location: str
     target_index = _resolve(chain, target)
     head = chain[-1].revision if chain else ""
     with _engine(bind) as engine, migration_lock(engine, lock_timeout_s) as waited, engine.connect() as conn:
-        _ensure_ledger(conn)
-        current = _current_revision(conn)
-        _validate_applied(conn, chain, current)
-        applied_by = _applied_by(conn)
-        conn.rollback()
+        current, applied_by = _prepare(conn, chain)
         current_index = _index(chain, current)
         if target_index < current_index:
             raise MigrationStateError(
@@ -484,11 +491,7 @@ def rollback(bind: sa.Engine | str, revision: str, *, script_location: str | Pat
     target_index = _resolve(chain, revision)
     head = chain[-1].revision if chain else ""
     with _engine(bind) as engine, migration_lock(engine, lock_timeout_s) as waited, engine.connect() as conn:
-        _ensure_ledger(conn)
-        current = _current_revision(conn)
-        _validate_applied(conn, chain, current)
-        applied_by = _applied_by(conn)
-        conn.rollback()
+        current, applied_by = _prepare(conn, chain)
         current_index = _index(chain, current)
         if target_index > current_index:
             raise MigrationStateError(
