@@ -8,6 +8,8 @@ exit code 2.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 from pathlib import Path
 from typing import Annotated
@@ -68,6 +70,13 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(20, ge=1, le=10_000, validation_alias="REDIS_MAX_CONNECTIONS")
 
     backup_dir: Path = Field(Path("backups"), validation_alias="BACKUP_DIR")
+    # base64 of 32 random bytes; set: backups are encrypted at rest (AES-256-GCM), unset: plain
+    backup_encryption_key: SecretStr | None = Field(None, validation_alias="BACKUP_ENCRYPTION_KEY")
+    # The newest *verified* backup may be this old before the freshness check and the stale-backup
+    # sensor alert: a nightly backup plus two hours of slack.
+    backup_max_age_hours: float = Field(26.0, gt=0, le=24 * 90, validation_alias="BACKUP_MAX_AGE_HOURS")
+    # Alerts are also POSTed here when set; a SecretStr because webhook URLs often embed a token.
+    alert_webhook_url: SecretStr | None = Field(None, validation_alias="ALERT_WEBHOOK_URL")
     # Where the local stack keeps its data, logs, ports and generated passwords.
     state_dir: Path = Field(Path(".orchestrator-data"), validation_alias="ORCHESTRATOR_DATA_HOME")
 
@@ -92,12 +101,35 @@ class Settings(BaseSettings):
     def _elasticsearch(cls, value: str | None) -> str | None:
         return urls.validate_elasticsearch_url(value) if value else None
 
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().strip().lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return SecretStr(value.get_secret_value().strip())
+
     @field_validator("elasticsearch_ca_cert")
     @classmethod
     def _ca_cert(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError("does not name a readable file")
         return value
+
+    @field_validator("backup_encryption_key", mode="before")
+    @classmethod
+    def _backup_key(cls, value):
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        try:
+            decoded = base64.b64decode(raw.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be base64 of 32 random bytes (e.g. `openssl rand -base64 32`)") from None
+        if len(decoded) != 32:
+            raise ValueError(f"must decode to 32 bytes, not {len(decoded)}")
+        return raw.strip()
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -109,6 +141,11 @@ class Settings(BaseSettings):
                     "is not a known environment; expected development, testing or production"
                 )
         return value
+
+    @property
+    def backup_key_bytes(self) -> bytes | None:
+        key = self.backup_encryption_key
+        return base64.b64decode(key.get_secret_value()) if key else None
 
     @property
     def is_production(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from orchestrator_data import __version__
+from orchestrator_data.cli import backup as backup_cli
 from orchestrator_data.cli import lifecycle as lifecycle_cli
 from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.add_typer(stack_cli.app, name="stack")
 app.add_typer(migrate_cli.app, name="migrate")
 app.add_typer(seed_cli.app, name="seed")
+app.add_typer(backup_cli.app, name="backup")
 app.command("init")(lifecycle_cli.init)
 app.command("reset")(lifecycle_cli.reset)
 

@@ -1,0 +1,76 @@
+"""Retention: keep the newest backup of each of the last N days and of each of the last M ISO weeks.
+
+Days and weeks are UTC calendar periods counted back from `now` (today is the first day, this ISO
+week the first week); a period without a backup keeps nothing. The newest verified backup is never
+deleted, whatever the policy says, so a restore is always possible from a checked backup. Backups
+dated after `now` (clock skew) are kept."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from orchestrator_data.backups.catalog import BackupEntry, list_backups
+
+
+@dataclass
+class PruneResult:
+    kept: list[BackupEntry] = field(default_factory=list)
+    deleted: list[BackupEntry] = field(default_factory=list)
+    reasons: dict[str, list[str]] = field(default_factory=dict)  # kept id -> why ("daily 2026-11-25", ...)
+
+    def as_dict(self) -> dict:
+        return {"kept": [e.id for e in self.kept], "deleted": [e.id for e in self.deleted], "reasons": self.reasons}
+
+
+def _week(day: date) -> tuple[int, int]:
+    iso = day.isocalendar()
+    return iso.year, iso.week
+
+
+def plan_prune(entries: list[BackupEntry], keep_daily: int, keep_weekly: int,
+               now: datetime | None = None) -> PruneResult:
+    """Decide, without touching anything. Deterministic for given entries and now."""
+    if keep_daily < 0 or keep_weekly < 0:
+        raise ValueError("keep_daily and keep_weekly must be >= 0")
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    today = now.date()
+    days = {today - timedelta(days=i) for i in range(keep_daily)}
+    weeks = {_week(today - timedelta(weeks=i)) for i in range(keep_weekly)}
+    newest_first = sorted(entries, key=lambda e: (e.created_at, e.id), reverse=True)
+    reasons: dict[str, list[str]] = {}
+    seen_days: set[date] = set()
+    seen_weeks: set[tuple[int, int]] = set()
+    for entry in newest_first:
+        created = entry.created_at.astimezone(UTC)
+        if created > now:
+            reasons.setdefault(entry.id, []).append("newer than now")
+            continue
+        day, week = created.date(), _week(created.date())
+        if day in days and day not in seen_days:
+            seen_days.add(day)
+            reasons.setdefault(entry.id, []).append(f"daily {day.isoformat()}")
+        if week in weeks and week not in seen_weeks:
+            seen_weeks.add(week)
+            reasons.setdefault(entry.id, []).append(f"weekly {week[0]}-W{week[1]:02d}")
+    verified = next((e for e in newest_first if e.verification_ok is True), None)
+    if verified is not None:
+        reasons.setdefault(verified.id, []).append("newest verified")
+    kept = [e for e in newest_first if e.id in reasons]
+    deleted = [e for e in newest_first if e.id not in reasons]
+    return PruneResult(kept, deleted, reasons)
+
+
+def prune(backup_dir: Path, keep_daily: int, keep_weekly: int, now: datetime | None = None, *,
+          dry_run: bool = False) -> PruneResult:
+    """Apply the policy to BACKUP_DIR: delete the directories of the backups it does not keep."""
+    result = plan_prune(list_backups(backup_dir), keep_daily, keep_weekly, now)
+    if not dry_run:
+        for entry in result.deleted:
+            # hide it first (a "." name is never listed), so a crash mid-delete leaves no half backup listed
+            hidden = entry.path.with_name(f".deleting-{entry.id}")
+            entry.path.rename(hidden)
+            shutil.rmtree(hidden)
+    return result

@@ -1,0 +1,75 @@
+"""`orchestrator-data backup ...` as a user runs it: exit codes, output, and no secret anywhere."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import pytest
+
+from orchestrator_data.postgres import migrator
+from tests.orchestrator_data.backups.conftest import database_password, flip_bit, scratch_databases
+from tests.orchestrator_data.postgres.dbs import fresh_database
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def database(stack):
+    with fresh_database(stack, prefix="od_cli_backup") as url:
+        migrator.upgrade(url)
+        yield url
+
+
+def test_backup_commands(cli, database, tmp_path, stack):
+    key = base64.b64encode(os.urandom(32)).decode()
+    env = {"DATABASE_URL": database, "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_ENCRYPTION_KEY": key}
+    secrets = [database_password(database), key]
+    outputs = []
+
+    def run(*args, expect: int, extra: dict | None = None):
+        done = cli("backup", *args, env={**env, **(extra or {})})
+        outputs.append(done.stdout + done.stderr)
+        assert done.returncode == expect, (args, done.stdout, done.stderr)
+        return done
+
+    created = run("create", expect=0)
+    assert "encrypted" in created.stdout
+    listed = json.loads(run("list", "--json", expect=0).stdout)
+    assert len(listed) == 1 and listed[0]["encrypted"] and listed[0]["verification_ok"] is None
+    backup_id = listed[0]["id"]
+    assert backup_id in run("list", expect=0).stdout
+    assert "every chunk authenticated" in run("verify", "latest", expect=0).stdout
+    assert "matches its manifest" in run("restore-check", backup_id, expect=0).stdout
+    assert json.loads(run("list", "--json", expect=0).stdout)[0]["verification_ok"] is True
+
+    # bad input: 2
+    assert "no backup" in run("verify", "20200101T000000Z-dead", expect=2).stderr
+    assert "BACKUP_ENCRYPTION_KEY" in run("list", expect=2, extra={"BACKUP_ENCRYPTION_KEY": "not-a-key"}).stderr
+    wrong = base64.b64encode(bytes(32)).decode()
+    secrets.append(wrong)
+    assert "wrong encryption key" in run("restore-check", "latest", expect=2,
+                                         extra={"BACKUP_ENCRYPTION_KEY": wrong}).stderr
+    assert "is encrypted" in run("restore-check", "latest", expect=2, extra={"BACKUP_ENCRYPTION_KEY": ""}).stderr
+
+    # a failed check: 1
+    flip_bit(tmp_path / "backups" / backup_id / "dump.pgc.enc")
+    assert "sha256" in run("verify", backup_id, expect=1).stderr
+    assert "FAILED at integrity" in run("restore-check", backup_id, expect=1).stderr
+
+    # retention: the only backup is no longer verified, 0/0 policy deletes it (dry run first)
+    assert "would delete" in run("prune", "--keep-daily", "0", "--keep-weekly", "0", "--dry-run", expect=0).stdout
+    assert len(json.loads(run("list", "--json", expect=0).stdout)) == 1
+    pruned = json.loads(run("prune", "--keep-daily", "1", "--keep-weekly", "0", "--json", expect=0).stdout)
+    assert pruned["kept"] == [backup_id] and pruned["deleted"] == []
+
+    # a server that refuses the login: 1, and the password given is not echoed
+    bad_url = database.replace(f":{database_password(database)}@", ":Wr0ngPassw0rdXyz@")
+    secrets.append("Wr0ngPassw0rdXyz")
+    run("create", expect=1, extra={"DATABASE_URL": bad_url})
+
+    assert scratch_databases(stack) == []
+    everything = "\n".join(outputs)
+    for secret in secrets:
+        assert secret and secret not in everything

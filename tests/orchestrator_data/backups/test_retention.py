@@ -1,0 +1,112 @@
+"""Retention on synthetic manifests: exactly the policy, deterministic, newest verified always kept."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator_data.backups import catalog
+from orchestrator_data.backups.catalog import BackupEntry, get_backup, latest_verified, list_backups
+from orchestrator_data.backups.retention import plan_prune, prune
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday, ISO week 2026-W48
+
+
+def entry(created: datetime, verified: bool | None = None) -> BackupEntry:
+    backup_id = f"{created:%Y%m%dT%H%M%SZ}-0000"
+    return BackupEntry(backup_id, Path("/nonexistent") / backup_id, created, created + timedelta(minutes=1), 1, "0" * 64,
+                       False, True, "18.6", "0003", created if verified is not None else None, verified)
+
+
+def every_12h(days: int = 40) -> list[BackupEntry]:
+    return [entry(NOW - timedelta(hours=12 * i)) for i in range(days * 2)]
+
+
+def ids(entries) -> list[str]:
+    return [e.id for e in entries]
+
+
+def test_daily_and_weekly_keep_exactly_the_policy():
+    result = plan_prune(every_12h(), keep_daily=7, keep_weekly=4, now=NOW)
+    expected = [f"202611{d:02d}T120000Z-0000" for d in range(25, 18, -1)]  # newest of each of the last 7 days
+    expected += ["20261115T120000Z-0000", "20261108T120000Z-0000"]      # newest of W46 and W45 (W48, W47 already)
+    assert ids(result.kept) == expected
+    assert len(result.deleted) == 80 - 9
+    assert result.reasons["20261122T120000Z-0000"] == ["daily 2026-11-22", "weekly 2026-W47"]
+    assert result.reasons["20261125T120000Z-0000"] == ["daily 2026-11-25", "weekly 2026-W48"]
+
+
+def test_deterministic_whatever_the_input_order():
+    entries = every_12h()
+    first = plan_prune(entries, 3, 2, now=NOW)
+    shuffled = entries[:]
+    random.Random(7).shuffle(shuffled)
+    second = plan_prune(shuffled, 3, 2, now=NOW)
+    assert ids(first.kept) == ids(second.kept) and ids(first.deleted) == ids(second.deleted)
+
+
+def test_newest_verified_is_never_deleted():
+    entries = every_12h()
+    old_ok = entry(NOW - timedelta(days=60), verified=True)
+    older_ok = entry(NOW - timedelta(days=61), verified=True)
+    newer_failed = entry(NOW - timedelta(days=50), verified=False)
+    result = plan_prune(entries + [old_ok, older_ok, newer_failed], keep_daily=2, keep_weekly=0, now=NOW)
+    assert old_ok.id in ids(result.kept) and result.reasons[old_ok.id] == ["newest verified"]
+    assert older_ok.id in ids(result.deleted) and newer_failed.id in ids(result.deleted)
+    assert len(result.kept) == 3
+
+
+def test_zero_policy_keeps_only_newest_verified_and_future():
+    future = entry(NOW + timedelta(hours=1))
+    verified = entry(NOW - timedelta(days=3, hours=1), verified=True)
+    result = plan_prune(every_12h(5) + [future, verified], 0, 0, now=NOW)
+    assert ids(result.kept) == [future.id, verified.id]
+
+
+def test_gaps_keep_nothing_for_empty_periods():
+    entries = [entry(NOW - timedelta(days=d)) for d in (0, 1, 9, 30)]
+    result = plan_prune(entries, keep_daily=7, keep_weekly=2, now=NOW)
+    # the 25th and 24th are daily; W48's newest is the 25th, W47's (Mon 16th - Sun 22nd) the 16th; Oct 26th is out
+    assert ids(result.kept) == ids(entries[:3])
+    assert ids(result.deleted) == ids(entries[3:])
+
+
+def test_negative_policy_is_refused():
+    with pytest.raises(ValueError):
+        plan_prune([], -1, 0, now=NOW)
+
+
+def write_backup(root: Path, created: datetime, verified: bool | None = None) -> str:
+    backup_id = f"{created:%Y%m%dT%H%M%SZ}-abcd"
+    d = root / backup_id
+    d.mkdir(parents=True)
+    (d / "dump.pgc").write_bytes(b"x")
+    manifest = {"format": 1, "id": backup_id, "file": "dump.pgc", "created_at": created.isoformat(),
+                "finished_at": created.isoformat(), "size_bytes": 1, "sha256": "0" * 64, "server_version": "18.6",
+                "migration_head": "0003", "tables": {}, "encryption": None, "compression": {"enabled": True}}
+    (d / catalog.MANIFEST).write_text(json.dumps(manifest))
+    if verified is not None:
+        (d / catalog.VERIFICATION).write_text(json.dumps({"ok": verified, "checked_at": NOW.isoformat()}))
+    return backup_id
+
+
+def test_prune_on_disk_and_catalog(tmp_path):
+    made = [write_backup(tmp_path, NOW - timedelta(days=d), verified=(True if d == 20 else None)) for d in range(30)]
+    (tmp_path / ".tmp-20261125T130000Z-ffff").mkdir()          # half-written: never listed, never pruned
+    (tmp_path / "junk").mkdir()                                 # no manifest: ignored
+    assert ids(list_backups(tmp_path)) == made                  # newest first
+    assert get_backup(tmp_path, "latest").id == made[0]
+    assert latest_verified(tmp_path).id == made[20]
+    with pytest.raises(catalog.BackupNotFound):
+        get_backup(tmp_path, "../etc")
+
+    dry = prune(tmp_path, 3, 1, now=NOW, dry_run=True)
+    assert len(list_backups(tmp_path)) == 30
+    result = prune(tmp_path, 3, 1, now=NOW)
+    assert ids(result.kept) == ids(dry.kept) == [made[0], made[1], made[2], made[20]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [made[0], made[1], made[2], made[20], ".tmp-20261125T130000Z-ffff", "junk"])
