@@ -30,6 +30,18 @@ seed_job = dg.define_asset_job(
     description="Load the deterministic seed (idempotent; refused in production).",
 )
 
-JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job]
+backup_job = dg.define_asset_job(
+    "backup_job",
+    selection=dg.AssetSelection.assets("postgres_backup"),
+    description="Back PostgreSQL up into BACKUP_DIR (pg_dump with per-table checksums, encrypted when a key is set).",
+)
 
-__all__ = ["JOBS", "bootstrap_job", "health_job", "migrate_job", "reset_job", "seed_job"]
+restore_test_job = dg.define_asset_job(
+    "restore_test_job",
+    selection=dg.AssetSelection.assets("postgres_restore_check"),
+    description="Restore the newest backup into a scratch database, compare it with its manifest, check freshness.",
+)
+
+JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job]
+
+__all__ = ["JOBS", "backup_job", "bootstrap_job", "health_job", "migrate_job", "reset_job", "restore_test_job", "seed_job"]

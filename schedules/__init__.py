@@ -1,8 +1,11 @@
-"""Schedules and sensors. Each one's default status is chosen on purpose (see DESIGN.md)."""
+"""Schedules and sensors. Each one's default status is chosen on purpose (see DESIGN.md and
+schedules/_status.py: the backup schedules and alert sensors run by default only in production)."""
 
 import dagster as dg
 
 from jobs import health_job
+from schedules.alerts import run_failure_alert_sensor
+from schedules.backups import nightly_backup_schedule, stale_backup_sensor, weekly_restore_test_schedule
 
 # Off by default outside production: a developer's laptop should not poll on its own.
 health_schedule = dg.ScheduleDefinition(
@@ -13,7 +16,8 @@ health_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
-SCHEDULES = [health_schedule]
-SENSORS: list = []
+SCHEDULES = [health_schedule, nightly_backup_schedule, weekly_restore_test_schedule]
+SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor]
 
-__all__ = ["SCHEDULES", "SENSORS", "health_schedule"]
+__all__ = ["SCHEDULES", "SENSORS", "health_schedule", "nightly_backup_schedule", "run_failure_alert_sensor",
+           "stale_backup_sensor", "weekly_restore_test_schedule"]

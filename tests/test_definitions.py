@@ -15,8 +15,14 @@ def test_definitions_load_and_every_job_resolves():
     from definitions import defs
 
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert {"bootstrap_job", "health_job"} <= jobs
+    assert {"bootstrap_job", "health_job", "backup_job", "restore_test_job"} <= jobs
     assert defs.resolve_schedule_def("health_schedule").default_status == dg.DefaultScheduleStatus.STOPPED
+    # outside production (the test session) the backup schedules and alert sensors start stopped
+    for name in ("nightly_backup_schedule", "weekly_restore_test_schedule"):
+        assert defs.resolve_schedule_def(name).default_status == dg.DefaultScheduleStatus.STOPPED
+    for name in ("run_failure_alert_sensor", "stale_backup_sensor"):
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.STOPPED
+    assert dg.AssetKey("postgres_backup") in defs.resolve_asset_graph().get_all_asset_keys()
     defs.resolve_asset_graph()
 
 

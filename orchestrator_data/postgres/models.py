@@ -243,7 +243,8 @@ audit_logs = sa.Table(
     sa.Column("new_values", pg.JSONB),
     sa.Column("transaction_id", sa.BigInteger, nullable=False, server_default=sa.text("txid_current()")),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("clock_timestamp()")),
-    sa.CheckConstraint("action IN ('INSERT', 'UPDATE', 'DELETE')", name="action"),
+    # 'ALERT': an operational alert (revision 0003), written by the owner role, never the app role
+    sa.CheckConstraint("action IN ('INSERT', 'UPDATE', 'DELETE', 'ALERT')", name="action"),
     sa.Index("ix_audit_logs_organization_id_occurred_at", "organization_id", "occurred_at"),
     sa.Index("ix_audit_logs_table_name_record_id", "table_name", "record_id"),
 )

@@ -22,6 +22,8 @@ def test_job_selections():
     assert _selected("migrate_job") == {"postgres_schema"}
     assert _selected("seed_job") == {"seed_data"}
     assert _selected("health_job") == {"service_health"}
+    assert _selected("backup_job") == {"postgres_backup"}
+    assert _selected("restore_test_job") == {"postgres_restore_check"}
 
 
 def _resources(stack, url: str) -> dict:

@@ -22,7 +22,8 @@ from tests.orchestrator_data.postgres.dbs import admin_url, fresh_database
 
 pytestmark = pytest.mark.integration
 
-HEAD = ["0001", "0002"]
+HEAD = ["0001", "0002", "0003"]
+PROBE = "0004"  # test-only revisions go after the real head
 
 
 def _connect(url: str) -> psycopg.Connection:
@@ -50,9 +51,9 @@ def _copy_migrations(tmp_path: Path, **extra: str) -> Path:
 
 def _probe(body: str, downgrade: str = "    pass\n") -> str:
     return (
-        '"""test probe\n\nRevision ID: 0003\nRevises: 0002\n"""\n'
+        '"""test probe\n\nRevision ID: 0004\nRevises: 0003\n"""\n'
         "import os\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n"
-        'revision = "0003"\ndown_revision = "0002"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        'revision = "0004"\ndown_revision = "0003"\nbranch_labels = None\ndepends_on = None\n\n\n'
         f"def upgrade():\n{body}\n\ndef downgrade():\n{downgrade}"
     )
 
@@ -74,26 +75,26 @@ SLOW_PROBE = _probe('    op.execute("SELECT pg_sleep(1)")\n')
 def test_a_fresh_database_is_migrated_to_head_and_every_revision_recorded(fresh_url):
     report = migrator.upgrade(fresh_url)
     assert report.applied_revisions == HEAD
-    assert (report.start_revision, report.end_revision, report.head) == (None, "0002", "0002")
+    assert (report.start_revision, report.end_revision, report.head) == (None, "0003", "0003")
     assert report.security is not None and report.security.ok
     assert all(a.duration_ms >= 0 and len(a.checksum) == 64 for a in report.applied)
     with _connect(fresh_url) as conn:
         rows = conn.execute("SELECT revision, direction, checksum, duration_ms, applied_by, success, error, applied_at "
                             "FROM _migration_history ORDER BY id").fetchall()
     files = {s.revision: migrator.file_checksum(s.path) for s in migrator._chain(None)}
-    assert [(r[0], r[1], r[5], r[6]) for r in rows] == [("0001", "upgrade", True, None), ("0002", "upgrade", True, None)]
-    assert [r[2] for r in rows] == [files["0001"], files["0002"]]
+    assert [(r[0], r[1], r[5], r[6]) for r in rows] == [(r, "upgrade", True, None) for r in HEAD]
+    assert [r[2] for r in rows] == [files[r] for r in HEAD]
     assert all(r[4].startswith("postgres@") and r[7] is not None for r in rows)
 
     state = migrator.status(fresh_url)
-    assert state.current == "0002" and state.pending == []
+    assert state.current == "0003" and state.pending == []
     assert [(r.revision, r.state, r.applied_checksum == r.file_checksum) for r in state.revisions] == [
-        ("0001", "applied", True), ("0002", "applied", True)]
+        (r, "applied", True) for r in HEAD]
     assert migrator.check_drift(fresh_url) == []
 
     again = migrator.upgrade(fresh_url)
-    assert again.applied == [] and again.end_revision == "0002" and again.security.ok
-    assert len(_ledger(fresh_url)) == 2
+    assert again.applied == [] and again.end_revision == "0003" and again.security.ok
+    assert len(_ledger(fresh_url)) == 3
 
 
 def test_status_of_a_fresh_database_and_a_partial_upgrade(fresh_url):
@@ -102,16 +103,16 @@ def test_status_of_a_fresh_database_and_a_partial_upgrade(fresh_url):
     report = migrator.upgrade(fresh_url, target="0001")
     assert report.applied_revisions == ["0001"] and report.security is None  # security arrives with 0002
     state = migrator.status(fresh_url)
-    assert [(r.revision, r.state) for r in state.revisions] == [("0001", "applied"), ("0002", "pending")]
+    assert [(r.revision, r.state) for r in state.revisions] == [("0001", "applied"), ("0002", "pending"), ("0003", "pending")]
     assert state.revisions[0].applied_at is not None and state.revisions[0].duration_ms is not None
-    assert migrator.upgrade(fresh_url).applied_revisions == ["0002"]
+    assert migrator.upgrade(fresh_url).applied_revisions == ["0002", "0003"]
     with pytest.raises(migrator.UnknownRevision, match="nope"):
         migrator.upgrade(fresh_url, target="nope")
 
 
 def test_concurrent_migrations_apply_each_revision_once(fresh_url, tmp_path):
     """Four processes start together; the lock lets one apply, the others wait and find nothing to do."""
-    location = str(_copy_migrations(tmp_path, **{"0003_slow.py": SLOW_PROBE}))
+    location = str(_copy_migrations(tmp_path, **{"0004_slow.py": SLOW_PROBE}))
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(4), context.Queue()
     processes = [context.Process(target=workers.upgrade_together, args=(fresh_url, location, barrier, results))
@@ -123,11 +124,11 @@ def test_concurrent_migrations_apply_each_revision_once(fresh_url, tmp_path):
         p.join(timeout=30)
     assert [o[3] for o in outcomes] == [None] * 4
     applied = sorted(r for o in outcomes for r in o[1])
-    assert applied == ["0001", "0002", "0003"]
+    assert applied == [*HEAD, PROBE]
     assert sum(1 for o in outcomes if o[1]) == 1  # one process applied everything
     assert sum(1 for o in outcomes if o[2] > 0) >= 3  # the others waited for it
-    assert _ledger(fresh_url) == [("0001", "upgrade", True), ("0002", "upgrade", True), ("0003", "upgrade", True)]
-    assert _scalar(fresh_url, "SELECT version_num FROM alembic_version") == "0003"
+    assert _ledger(fresh_url) == [(r, "upgrade", True) for r in [*HEAD, PROBE]]
+    assert _scalar(fresh_url, "SELECT version_num FROM alembic_version") == PROBE
 
 
 def test_an_edited_revision_is_refused_naming_it(fresh_url, tmp_path):
@@ -141,7 +142,7 @@ def test_an_edited_revision_is_refused_naming_it(fresh_url, tmp_path):
     with pytest.raises(migrator.MigrationChecksumMismatch):
         migrator.rollback(fresh_url, "0001", script_location=location)
     state = migrator.status(fresh_url, script_location=location)
-    assert [(r.revision, r.state) for r in state.revisions] == [("0001", "edited"), ("0002", "applied")]
+    assert [(r.revision, r.state) for r in state.revisions] == [("0001", "edited"), ("0002", "applied"), ("0003", "applied")]
     # line endings alone do not count as an edit
     crlf = location / "versions" / "0002_security.py"
     crlf.write_bytes(crlf.read_bytes().replace(b"\n", b"\r\n"))
@@ -149,23 +150,23 @@ def test_an_edited_revision_is_refused_naming_it(fresh_url, tmp_path):
 
 
 def test_a_failing_revision_leaves_nothing_behind_and_is_recorded_redacted(fresh_url, tmp_path):
-    location = _copy_migrations(tmp_path, **{"0003_failing.py": FAILING_PROBE})
+    location = _copy_migrations(tmp_path, **{"0004_failing.py": FAILING_PROBE})
     with pytest.raises(migrator.MigrationFailed) as failed:
         migrator.upgrade(fresh_url, script_location=location)
-    assert failed.value.revision == "0003"
+    assert failed.value.revision == PROBE
     assert "Sup3rSecretValue" not in str(failed.value)
     assert _scalar(fresh_url, "SELECT to_regclass('public.failed_probe') IS NULL")
-    assert _scalar(fresh_url, "SELECT version_num FROM alembic_version") == "0002"  # 0001, 0002 stay applied
-    assert _ledger(fresh_url)[-1] == ("0003", "upgrade", False)
+    assert _scalar(fresh_url, "SELECT version_num FROM alembic_version") == "0003"  # the real revisions stay applied
+    assert _ledger(fresh_url)[-1] == (PROBE, "upgrade", False)
     error = _scalar(fresh_url, "SELECT error FROM _migration_history WHERE NOT success")
     assert "replica unreachable" in error and "Sup3rSecretValue" not in error and "password=***" in error
     state = migrator.status(fresh_url, script_location=location)
-    assert state.pending == ["0003"] and not state.history[0].success
+    assert state.pending == [PROBE] and not state.history[0].success
 
 
 def test_a_migration_killed_midway_leaves_no_partial_schema_and_the_rerun_succeeds(fresh_url, tmp_path):
-    location = str(_copy_migrations(tmp_path, **{"0003_sleeping.py": SLEEPING_PROBE}))
-    migrator.upgrade(fresh_url, target="0002", script_location=location)
+    location = str(_copy_migrations(tmp_path, **{"0004_sleeping.py": SLEEPING_PROBE}))
+    migrator.upgrade(fresh_url, target="0003", script_location=location)
     process = multiprocessing.get_context("spawn").Process(target=workers.upgrade_slowly,
                                                            args=(fresh_url, location))
     process.start()
@@ -190,11 +191,11 @@ def test_a_migration_killed_midway_leaves_no_partial_schema_and_the_rerun_succee
     assert _scalar(fresh_url, "SELECT to_regclass('public.killed_probe') IS NULL")
     assert not _scalar(fresh_url, "SELECT count(*) FROM information_schema.columns "
                                   "WHERE table_name = 'workflows' AND column_name = 'killed_probe'")
-    assert _scalar(fresh_url, "SELECT version_num FROM alembic_version") == "0002"
+    assert _scalar(fresh_url, "SELECT version_num FROM alembic_version") == "0003"
     assert _scalar(fresh_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
 
     report = migrator.upgrade(fresh_url, script_location=location)
-    assert report.applied_revisions == ["0003"] and report.lock_wait_ms < 1000
+    assert report.applied_revisions == [PROBE] and report.lock_wait_ms < 1000
     assert _scalar(fresh_url, "SELECT to_regclass('public.killed_probe') IS NOT NULL")
     assert _scalar(fresh_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
 
@@ -205,7 +206,7 @@ def test_rollback_and_upgrade_again_round_trip(fresh_url):
         conn.execute("INSERT INTO organizations (slug, name) VALUES ('kept', 'Kept')")
 
     report = migrator.rollback(fresh_url, "0001")
-    assert [(a.revision, a.direction) for a in report.applied] == [("0002", "downgrade")]
+    assert [(a.revision, a.direction) for a in report.applied] == [("0003", "downgrade"), ("0002", "downgrade")]
     assert report.end_revision == "0001" and report.security is None
     with _connect(fresh_url) as conn:
         assert conn.execute("SELECT count(*) FROM pg_policies WHERE schemaname = 'public'").fetchone()[0] == 0
@@ -220,18 +221,20 @@ def test_rollback_and_upgrade_again_round_trip(fresh_url):
         assert conn.execute("SELECT slug FROM organizations").fetchone()[0] == "kept"
     assert migrator.check_drift(fresh_url) == []
 
-    assert migrator.upgrade(fresh_url).applied_revisions == ["0002"]
+    assert migrator.upgrade(fresh_url).applied_revisions == ["0002", "0003"]
     assert migrator.check_security(fresh_url).ok
     assert _scalar(fresh_url, "SELECT count(*) FROM organizations") == 1
 
     report = migrator.rollback(fresh_url, "base")
-    assert [a.revision for a in report.applied] == ["0002", "0001"]
+    assert [a.revision for a in report.applied] == ["0003", "0002", "0001"]
     assert _scalar(fresh_url, "SELECT to_regclass('public.organizations') IS NULL")
     assert migrator.status(fresh_url).pending == HEAD
     assert migrator.upgrade(fresh_url).applied_revisions == HEAD
     assert [(r[0], r[1]) for r in _ledger(fresh_url)] == [
-        ("0001", "upgrade"), ("0002", "upgrade"), ("0002", "downgrade"), ("0002", "upgrade"),
-        ("0002", "downgrade"), ("0001", "downgrade"), ("0001", "upgrade"), ("0002", "upgrade")]
+        ("0001", "upgrade"), ("0002", "upgrade"), ("0003", "upgrade"),
+        ("0003", "downgrade"), ("0002", "downgrade"), ("0002", "upgrade"), ("0003", "upgrade"),
+        ("0003", "downgrade"), ("0002", "downgrade"), ("0001", "downgrade"),
+        ("0001", "upgrade"), ("0002", "upgrade"), ("0003", "upgrade")]
     assert all(r[2] for r in _ledger(fresh_url))
 
 
@@ -327,7 +330,7 @@ def test_a_createrole_login_that_owns_the_database_can_migrate(stack):
             assert _scalar(url, "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class "
                                 "WHERE relname IN ('users', 'audit_logs', '_migration_history')") == "orchestrator_owner"
             assert _scalar(url, "SELECT applied_by FROM _migration_history ORDER BY id LIMIT 1").startswith(login)
-            assert [a.revision for a in migrator.rollback(as_login, "base").applied] == ["0002", "0001"]
+            assert [a.revision for a in migrator.rollback(as_login, "base").applied] == ["0003", "0002", "0001"]
             assert migrator.upgrade(as_login).applied_revisions == HEAD
             assert migrator.table_stats(as_login)
             migrator.drop_everything(as_login)
@@ -369,7 +372,7 @@ def test_on_a_new_cluster_a_createrole_login_creates_the_roles_itself(tmp_path):
             assert roles == [("orchestrator_app", False, False), ("orchestrator_owner", False, False),
                              ("orchestrator_readonly", False, False)]
             assert conn.execute("SELECT pg_has_role('neon_owner', 'orchestrator_owner', 'SET')").fetchone()[0]
-        assert [a.revision for a in migrator.rollback(url, "base").applied] == ["0002", "0001"]
+        assert [a.revision for a in migrator.rollback(url, "base").applied] == ["0003", "0002", "0001"]
         assert migrator.upgrade(url).applied_revisions == HEAD
     finally:
         server.stop()

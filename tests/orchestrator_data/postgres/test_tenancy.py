@@ -338,7 +338,7 @@ def test_the_readonly_role_reads_every_tenant_and_writes_nothing(engine, tenants
         for table in ("organizations", *models.TENANT_TABLES):
             assert set(_count_by_org(conn, table)) == {a["org"], b["org"]}, table
         assert set(_count_by_org(conn, "audit_logs")) == {a["org"], b["org"]}
-        assert conn.execute(sa.text("SELECT count(*) FROM _migration_history")).scalar_one() == 2
+        assert conn.execute(sa.text("SELECT count(*) FROM _migration_history")).scalar_one() == 3  # one row per revision
     with pytest.raises(sa_exc.DBAPIError) as refused, engine.connect() as conn, conn.begin():
         conn.execute(sa.text("SET LOCAL ROLE orchestrator_readonly"))
         conn.execute(sa.text("DELETE FROM executions"))

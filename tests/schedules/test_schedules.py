@@ -1,0 +1,70 @@
+"""The schedules and sensors are registered with the intended cron and default status."""
+
+from __future__ import annotations
+
+import importlib
+
+import dagster as dg
+import pytest
+
+import schedules
+import schedules.alerts
+import schedules.backups
+
+EXPECTED_SCHEDULES = {
+    "health_schedule": ("*/15 * * * *", "health_job"),
+    "nightly_backup_schedule": ("0 2 * * *", "backup_job"),
+    "weekly_restore_test_schedule": ("0 4 * * 0", "restore_test_job"),
+}
+
+
+def _reload():
+    importlib.reload(schedules.alerts)
+    importlib.reload(schedules.backups)
+    return importlib.reload(schedules)
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    """Set ENVIRONMENT, reload the schedule modules; afterwards restore both."""
+    def set_to(value: str):
+        monkeypatch.setenv("ENVIRONMENT", value)
+        return _reload()
+    yield set_to
+    monkeypatch.undo()
+    _reload()
+
+
+def test_schedules_and_sensors_are_registered_with_their_cron_and_job():
+    from definitions import defs
+
+    for name, (cron, job) in EXPECTED_SCHEDULES.items():
+        schedule = defs.resolve_schedule_def(name)
+        assert (schedule.cron_schedule, schedule.job_name) == (cron, job)
+    assert defs.resolve_schedule_def("nightly_backup_schedule").execution_timezone == "UTC"
+    sensors = {s.name for s in schedules.SENSORS}
+    assert sensors == {"run_failure_alert_sensor", "stale_backup_sensor"}
+    assert defs.resolve_sensor_def("stale_backup_sensor").minimum_interval_seconds == 3600
+    assert defs.resolve_sensor_def("run_failure_alert_sensor").required_resource_keys == {"postgres", "redis"}
+
+
+def test_outside_production_everything_is_stopped(environment):
+    module = environment("development")
+    assert {s.name: s.default_status for s in module.SCHEDULES} == {
+        name: dg.DefaultScheduleStatus.STOPPED for name in EXPECTED_SCHEDULES}
+    assert {s.name: s.default_status for s in module.SENSORS} == {
+        "run_failure_alert_sensor": dg.DefaultSensorStatus.STOPPED,
+        "stale_backup_sensor": dg.DefaultSensorStatus.STOPPED,
+    }
+
+
+def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
+    module = environment("production")
+    status = {s.name: s.default_status for s in module.SCHEDULES}
+    assert status == {"health_schedule": dg.DefaultScheduleStatus.STOPPED,  # unchanged: polling is opt-in
+                      "nightly_backup_schedule": dg.DefaultScheduleStatus.RUNNING,
+                      "weekly_restore_test_schedule": dg.DefaultScheduleStatus.RUNNING}
+    assert {s.name: s.default_status for s in module.SENSORS} == {
+        "run_failure_alert_sensor": dg.DefaultSensorStatus.RUNNING,
+        "stale_backup_sensor": dg.DefaultSensorStatus.RUNNING,
+    }

@@ -1,0 +1,148 @@
+"""The alert sensors on the real services: a really failed run, and synthetic backup catalogues."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from orchestrator_data.connections import resolve_url
+from orchestrator_data.redis import pubsub
+from orchestrator_data.redis.client import create_client
+from orchestrator_data.settings import load_settings
+from resources import PostgresResource, RedisResource
+from schedules.alerts import run_failure_alert_sensor
+from schedules.backups import stale_backup_sensor
+from tests.alerting import WebhookServer, alert_rows, migrated_database
+
+pytestmark = pytest.mark.integration
+
+SECRET_PW = "Sup3rSecretPw"
+
+
+@dg.op
+def extract():
+    return 1
+
+
+@dg.op
+def explode(value):
+    raise RuntimeError(f"replica at postgresql://app:{SECRET_PW}@db:5432/app refused: password={SECRET_PW}")
+
+
+@dg.job
+def failing_job():
+    explode(extract())
+
+
+@pytest.fixture
+def services(stack):
+    """A migrated database, the stack's Redis, and resources on them."""
+    with migrated_database(stack, prefix="sensors") as (url, engine):
+        redis_url = resolve_url("redis", load_settings())
+        client = create_client(redis_url)
+        yield {"engine": engine, "redis": client,
+               "resources": {"postgres": PostgresResource(database_url=url), "redis": RedisResource(redis_url=redis_url)}}
+        client.close()
+        client.connection_pool.disconnect()
+
+
+def test_run_failure_alert_sensor_alerts_every_target_about_a_real_failed_run(services, monkeypatch):
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        [failure] = [r.dagster_event for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+        with WebhookServer() as hook, pubsub.subscribe_alerts(services["redis"]) as subscription:
+            monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url())
+            with dg.build_run_status_sensor_context(
+                sensor_name="run_failure_alert_sensor", dagster_event=failure, dagster_instance=instance,
+                dagster_run=run, resources=services["resources"],
+            ) as context:
+                run_failure_alert_sensor(context.for_run_failure())
+            event = subscription.get(timeout=5)
+            assert hook.received.wait(5)
+
+    [row] = alert_rows(services["engine"])
+    assert (row.action, row.table_name, row.record_id) == ("ALERT", "_dagster_run", result.run_id)
+    assert row.new_values["job"] == "failing_job" and row.new_values["step"] == "explode"
+    assert "refused" in row.new_values["error"]
+    assert event.data["title"] == "failing_job failed" and result.run_id in event.data["detail"]
+    [request] = hook.requests
+    assert request["json"]["run_id"] == result.run_id and request["json"]["step"] == "explode"
+    for payload in (json.dumps(row.new_values), json.dumps(event.data), request["raw"]):
+        assert SECRET_PW not in payload
+
+
+def _backup(root: Path, created: datetime, *, verified: bool | None) -> str:
+    """A catalogue entry as orchestrator_data.backups writes it (manifest, verification record)."""
+    backup_id = f"{created:%Y%m%dT%H%M%SZ}-beef"
+    path = root / backup_id
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text(json.dumps({
+        "id": backup_id, "created_at": created.isoformat(), "finished_at": (created + timedelta(seconds=3)).isoformat(),
+        "size_bytes": 1234, "sha256": "0" * 64, "encryption": None, "compression": {"enabled": True},
+        "server_version": "18.1", "migration_head": "0003", "file": "dump.pgc", "tables": {},
+    }))
+    if verified is not None:
+        (path / "verification.json").write_text(json.dumps({"checked_at": created.isoformat(), "ok": verified}))
+    return backup_id
+
+
+def _tick(resources: dict, cursor: str | None):
+    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+        result = stale_backup_sensor(context)
+        return result, context.cursor
+
+
+def test_stale_backup_sensor_alerts_once_per_stale_backup_and_is_quiet_when_fresh(services, tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKUP_DIR", str(tmp_path))
+    monkeypatch.setenv("BACKUP_MAX_AGE_HOURS", "26")
+    now = datetime.now(UTC)
+    resources = services["resources"]
+
+    # nothing verified at all: one alert, keyed "none"
+    _backup(tmp_path, now - timedelta(hours=1), verified=None)
+    result, cursor = _tick(resources, None)
+    assert cursor == "none" and len(alert_rows(services["engine"])) == 1
+    assert _tick(resources, cursor)[1] == "none" and len(alert_rows(services["engine"])) == 1
+
+    stale = _backup(tmp_path, now - timedelta(hours=30), verified=True)
+    with WebhookServer() as hook, pubsub.subscribe_alerts(services["redis"]) as subscription:
+        monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url())
+        result, cursor = _tick(resources, cursor)
+        event = subscription.get(timeout=5)
+        assert hook.received.wait(5)
+        assert cursor == stale and isinstance(result, dg.SkipReason) and stale in result.skip_message
+        assert event.data["severity"] == "warning" and stale in event.data["detail"]
+        assert hook.requests[0]["json"]["title"] == "PostgreSQL backup is stale"
+
+        for _ in range(3):  # later ticks: the cursor holds, no repeat
+            result, cursor = _tick(resources, cursor)
+            assert cursor == stale and "already alerted" in result.skip_message
+        assert len(hook.requests) == 1 and subscription.get(timeout=0.5) is None
+    rows = alert_rows(services["engine"])
+    assert len(rows) == 2 and rows[-1].record_id is None and stale in rows[-1].new_values["error"]
+
+    fresh = _backup(tmp_path, now - timedelta(hours=2), verified=True)
+    result, cursor = _tick(resources, cursor)
+    assert cursor == stale and fresh in result.skip_message and len(alert_rows(services["engine"])) == 2
+
+    # a failed restore check does not count as verified: the fresh-but-failed one is ignored
+    _backup(tmp_path, now - timedelta(minutes=5), verified=False)
+    assert fresh in _tick(resources, cursor)[0].skip_message
+
+
+def test_stale_backup_sensor_keeps_its_cursor_when_no_target_got_the_alert(tmp_path, monkeypatch):
+    from orchestrator_data.stack.common import free_port
+
+    monkeypatch.setenv("BACKUP_DIR", str(tmp_path))
+    _backup(tmp_path, datetime.now(UTC) - timedelta(days=3), verified=True)
+    dead = {"postgres": PostgresResource(database_url=f"postgresql://x:y@127.0.0.1:{free_port()}/db",
+                                         pool_timeout=1),
+            "redis": RedisResource(redis_url=f"redis://127.0.0.1:{free_port()}/0", retries=0, socket_timeout=1)}
+    result, cursor = _tick(dead, None)
+    assert cursor is None and "will retry" in result.skip_message
