@@ -146,3 +146,44 @@ def test_stale_backup_sensor_keeps_its_cursor_when_no_target_got_the_alert(tmp_p
             "redis": RedisResource(redis_url=f"redis://127.0.0.1:{free_port()}/0", retries=0, socket_timeout=1)}
     result, cursor = _tick(dead, None)
     assert cursor is None and "will retry" in result.skip_message
+
+
+def test_a_restore_check_that_finds_a_difference_alerts_every_target(services, tmp_path, monkeypatch):
+    """End to end: a backup whose manifest disagrees with its dump fails postgres_restore_check, and
+    the run-failure sensor carries that failure to the audit log, Redis and the webhook."""
+    from assets.backups import postgres_restore_check
+    from orchestrator_data.backups import create_backup
+    from orchestrator_data.postgres.seed import seed
+    from orchestrator_data.postgres.seed_data import SeedPlan
+
+    url = services["resources"]["postgres"].database_url
+    seed(services["engine"], "testing", SeedPlan(executions=100))
+    backup_dir = tmp_path / "backups"
+    monkeypatch.setenv("BACKUP_DIR", str(backup_dir))
+    entry = create_backup(url, backup_dir)
+    manifest = json.loads((entry.path / "manifest.json").read_text())
+    manifest["tables"]["executions"]["rows"] += 1
+    (entry.path / "manifest.json").write_text(json.dumps(manifest))
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([postgres_restore_check], resources=services["resources"], instance=instance,
+                                raise_on_error=False)
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        [failure] = [r.dagster_event for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+        with WebhookServer() as hook, pubsub.subscribe_alerts(services["redis"]) as subscription:
+            monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url())
+            with dg.build_run_status_sensor_context(
+                sensor_name="run_failure_alert_sensor", dagster_event=failure, dagster_instance=instance,
+                dagster_run=run, resources=services["resources"],
+            ) as context:
+                run_failure_alert_sensor(context.for_run_failure())
+            event = subscription.get(timeout=5)
+            assert hook.received.wait(5)
+
+    [row] = alert_rows(services["engine"])
+    assert row.record_id == result.run_id and row.new_values["step"] == "postgres_restore_check"
+    assert "executions" in row.new_values["error"] and entry.id in row.new_values["error"]
+    assert result.run_id in event.data["detail"]
+    [request] = hook.requests
+    assert request["json"]["run_id"] == result.run_id and "executions" in request["json"]["error"]
