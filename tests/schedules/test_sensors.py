@@ -50,21 +50,28 @@ def services(stack):
         client.connection_pool.disconnect()
 
 
+def _alert_through_the_sensor(instance, run_id: str, services, monkeypatch):
+    """Hand a failed run to run_failure_alert_sensor, as Dagster's daemon would, with all three targets
+    listening; returns what Redis delivered and the webhook server (its requests)."""
+    run = instance.get_run_by_id(run_id)
+    [failure] = [r.dagster_event for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+    with WebhookServer() as hook, pubsub.subscribe_alerts(services["redis"]) as subscription:
+        monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url())
+        with dg.build_run_status_sensor_context(
+            sensor_name="run_failure_alert_sensor", dagster_event=failure, dagster_instance=instance,
+            dagster_run=run, resources=services["resources"],
+        ) as context:
+            run_failure_alert_sensor(context.for_run_failure())
+        event = subscription.get(timeout=5)
+        assert hook.received.wait(5)
+    return event, hook
+
+
 def test_run_failure_alert_sensor_alerts_every_target_about_a_real_failed_run(services, monkeypatch):
     with dg.DagsterInstance.ephemeral() as instance:
         result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
-        run = instance.get_run_by_id(result.run_id)
-        [failure] = [r.dagster_event for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
-        with WebhookServer() as hook, pubsub.subscribe_alerts(services["redis"]) as subscription:
-            monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url())
-            with dg.build_run_status_sensor_context(
-                sensor_name="run_failure_alert_sensor", dagster_event=failure, dagster_instance=instance,
-                dagster_run=run, resources=services["resources"],
-            ) as context:
-                run_failure_alert_sensor(context.for_run_failure())
-            event = subscription.get(timeout=5)
-            assert hook.received.wait(5)
+        event, hook = _alert_through_the_sensor(instance, result.run_id, services, monkeypatch)
 
     [row] = alert_rows(services["engine"])
     assert (row.action, row.table_name, row.record_id) == ("ALERT", "_dagster_run", result.run_id)
@@ -169,17 +176,7 @@ def test_a_restore_check_that_finds_a_difference_alerts_every_target(services, t
         result = dg.materialize([postgres_restore_check], resources=services["resources"], instance=instance,
                                 raise_on_error=False)
         assert not result.success
-        run = instance.get_run_by_id(result.run_id)
-        [failure] = [r.dagster_event for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
-        with WebhookServer() as hook, pubsub.subscribe_alerts(services["redis"]) as subscription:
-            monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url())
-            with dg.build_run_status_sensor_context(
-                sensor_name="run_failure_alert_sensor", dagster_event=failure, dagster_instance=instance,
-                dagster_run=run, resources=services["resources"],
-            ) as context:
-                run_failure_alert_sensor(context.for_run_failure())
-            event = subscription.get(timeout=5)
-            assert hook.received.wait(5)
+        event, hook = _alert_through_the_sensor(instance, result.run_id, services, monkeypatch)
 
     [row] = alert_rows(services["engine"])
     assert row.record_id == result.run_id and row.new_values["step"] == "postgres_restore_check"
