@@ -90,6 +90,7 @@ def resolve_url(service: str, settings: Settings) -> str:
            "elasticsearch": found.elasticsearch_url, "dagster": found.dagster_pg_url}[service]
     if url is None:
         if service == "dagster":
-            raise ServiceNotConfigured("DAGSTER_PG_URL is not set and the local stack has no PostgreSQL")
+            raise ServiceNotConfigured("DAGSTER_PG_URL is not set and the local stack has no PostgreSQL: "
+                                      "run `orchestrator-data stack start` or set DAGSTER_PG_URL")
         raise ServiceNotConfigured(missing_endpoint_message(service))
     return url

@@ -20,20 +20,11 @@ from orchestrator_data.backups import (
     verify_backup,
 )
 from orchestrator_data.cli import output
-from orchestrator_data.cli.context import load_or_exit
-from orchestrator_data.connections import ServiceNotConfigured, resolve_url
+from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 
 app = typer.Typer(help="PostgreSQL backups: create, list, verify, restore-check, prune.", no_args_is_help=True)
 
 BackupId = Annotated[str, typer.Argument(help="A backup id, or 'latest'.")]
-
-
-def _database_url(settings) -> str:
-    try:
-        return resolve_url("postgres", settings)
-    except ServiceNotConfigured as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -62,7 +53,7 @@ def create(
     """Take a backup now: pg_dump -Fc in an exported snapshot, with per-table checksums, encrypted when
     BACKUP_ENCRYPTION_KEY is set."""
     settings = load_or_exit()
-    url = _database_url(settings)
+    url = resolve_or_exit(settings, "postgres")
     try:
         entry = create_backup(url, settings.backup_dir, encryption_key=settings.backup_key_bytes,
                               compress=not no_compress)
@@ -123,7 +114,7 @@ def verify(backup_id: BackupId) -> None:
 def restore_check_cmd(backup_id: BackupId) -> None:
     """Restore into a scratch database (dropped afterwards), compare every table with the manifest."""
     settings = load_or_exit()
-    url = _database_url(settings)
+    url = resolve_or_exit(settings, "postgres")
     try:
         result = restore_check(url, settings.backup_dir, backup_id, encryption_key=settings.backup_key_bytes)
     except Exception as exc:  # noqa: BLE001

@@ -9,13 +9,8 @@ import typer
 
 from orchestrator_data import lifecycle
 from orchestrator_data.cli import output
-from orchestrator_data.cli.context import load_or_exit
-from orchestrator_data.connections import (
-    ServiceNotConfigured,
-    elasticsearch_client,
-    redis_client,
-    resolve_url,
-)
+from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
+from orchestrator_data.connections import elasticsearch_client, redis_client
 from orchestrator_data.postgres import migrator
 from orchestrator_data.redis.errors import KeyspaceError
 from orchestrator_data.search import client as search
@@ -26,13 +21,9 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print each step'
 
 
 def _targets(settings, skip_redis: bool, skip_search: bool):
-    try:
-        postgres_url = resolve_url("postgres", settings)
-        redis = None if skip_redis else redis_client(settings, resolve_url("redis", settings))
-        es = None if skip_search else elasticsearch_client(settings, resolve_url("elasticsearch", settings))
-    except ServiceNotConfigured as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
+    postgres_url = resolve_or_exit(settings, "postgres")
+    redis = None if skip_redis else redis_client(settings, resolve_or_exit(settings, "redis"))
+    es = None if skip_search else elasticsearch_client(settings, resolve_or_exit(settings, "elasticsearch"))
     search_health = (lambda: search.check_health(es)) if es is not None else None
     return postgres_url, redis, es, search_health
 

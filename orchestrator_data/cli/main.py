@@ -18,8 +18,8 @@ from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
 from orchestrator_data.cli import seed as seed_cli
 from orchestrator_data.cli import stack as stack_cli
-from orchestrator_data.cli.context import load_or_exit
-from orchestrator_data.connections import ServiceNotConfigured, check_services, resolve_url
+from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
+from orchestrator_data.connections import check_services
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,11 +93,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 def dagster_environment(settings) -> dict[str, str]:
     """The environment of a Dagster process: DAGSTER_HOME holding this project's dagster.yaml, whose
     storage finds PostgreSQL as every command does (DAGSTER_PG_URL, else the local stack)."""
-    try:
-        resolve_url("dagster", settings)
-    except ServiceNotConfigured as exc:
-        output.error(f"{exc}: run `orchestrator-data stack start` or set DAGSTER_PG_URL")
-        raise typer.Exit(2) from None
+    resolve_or_exit(settings, "dagster")
     user_home = os.environ.get("DAGSTER_HOME")
     home = Path(user_home) if user_home else Path(settings.state_dir).resolve() / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)

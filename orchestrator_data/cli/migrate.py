@@ -13,22 +13,13 @@ import typer
 from rich.table import Table
 
 from orchestrator_data.cli import output
-from orchestrator_data.cli.context import load_or_exit
-from orchestrator_data.connections import ServiceNotConfigured, resolve_url
+from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.postgres import migrator
 
 app = typer.Typer(
     help="Schema migrations: Alembic revisions under an advisory lock, checksummed in _migration_history.",
     no_args_is_help=True,
 )
-
-
-def _url(settings) -> str:
-    try:
-        return resolve_url("postgres", settings)
-    except ServiceNotConfigured as exc:
-        output.error(f"{exc}: run `orchestrator-data stack start` or set DATABASE_URL")
-        raise typer.Exit(2) from None
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -77,7 +68,7 @@ def up(
 ) -> None:
     """Apply pending revisions (each in its own transaction) under the migration lock."""
     settings = load_or_exit()
-    url = _url(settings)
+    url = resolve_or_exit(settings, "postgres")
     try:
         report = migrator.upgrade(url, target=to)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
@@ -89,7 +80,7 @@ def up(
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Applied and pending revisions, with checksums and times. Exit 1 if an applied revision was edited."""
     settings = load_or_exit()
-    url = _url(settings)
+    url = resolve_or_exit(settings, "postgres")
     try:
         state = migrator.status(url)
     except Exception as exc:  # noqa: BLE001
@@ -129,7 +120,7 @@ def rollback(
     if settings.is_production and not confirm:
         output.error(f"refusing to roll back the production database to {revision} without --confirm")
         raise typer.Exit(2)
-    url = _url(settings)
+    url = resolve_or_exit(settings, "postgres")
     try:
         report = migrator.rollback(url, revision)
     except Exception as exc:  # noqa: BLE001

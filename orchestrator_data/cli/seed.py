@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 
 from orchestrator_data.cli import output
-from orchestrator_data.cli.context import load_or_exit
-from orchestrator_data.connections import ServiceNotConfigured, postgres_engine, resolve_url
+from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
+from orchestrator_data.connections import postgres_engine
 from orchestrator_data.postgres.seed import DEFAULT_SCALE, SeedRefused, check_clean_allowed, clean, seed
 from orchestrator_data.postgres.seed_data import SeedPlan
 
@@ -22,11 +22,7 @@ EnvironmentOption = Annotated[
 
 
 def _engine(settings):
-    try:
-        return postgres_engine(settings, resolve_url("postgres", settings))
-    except ServiceNotConfigured as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
+    return postgres_engine(settings, resolve_or_exit(settings, "postgres"))
 
 
 def _print_report(report, verb: str) -> None:
