@@ -19,7 +19,7 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
-from orchestrator_data.postgres import models
+from orchestrator_data.postgres import migrator, models
 from orchestrator_data.redaction import redact
 from orchestrator_data.redis import pubsub
 
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 AUDIT_ACTION = "ALERT"  # allowed by ck_audit_logs_action from revision 0003
 AUDIT_TABLE = "_dagster_run"
-OWNER_ROLE = "orchestrator_owner"
 ERROR_LIMIT = 4000
 WEBHOOK_TIMEOUT_S = 5.0
 SEVERITIES = ("info", "warning", "critical")
@@ -86,18 +85,11 @@ class AlertDelivery:
         return bool(self.delivered) and not self.failed
 
 
-def _owner_usable(conn: sa.Connection) -> bool:
-    # The app role may not insert into audit_logs; the migrating login may act as the owner.
-    return bool(conn.execute(sa.text(
-        "SELECT coalesce((SELECT pg_has_role(session_user, r.oid, 'SET') FROM pg_roles r "
-        "WHERE r.rolname = :owner), false)"), {"owner": OWNER_ROLE}).scalar_one())
-
-
 def write_audit(engine: sa.Engine, alert: Alert) -> int:
     """Insert the alert into audit_logs as the owner role; returns the row id."""
     with engine.begin() as conn:
-        if _owner_usable(conn):
-            conn.execute(sa.text(f"SET LOCAL ROLE {OWNER_ROLE}"))
+        # the app role may not insert into audit_logs; the migrating login may act as the owner
+        migrator.act_as_owner(conn)
         return conn.execute(
             models.audit_logs.insert().values(
                 actor_role=sa.func.current_user(), login_role=sa.func.session_user(), action=AUDIT_ACTION,

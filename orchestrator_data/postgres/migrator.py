@@ -343,10 +343,18 @@ def _owner_usable(conn: sa.Connection) -> bool:
     ), {"schema": SCHEMA, "owner": OWNER_ROLE}).scalar_one())
 
 
+def act_as_owner(conn: sa.Connection) -> bool:
+    """In the open transaction, SET LOCAL ROLE to the owner role when the login may (see
+    _owner_usable); returns whether it did. Migrations and alert audit rows both write as the owner."""
+    if not _owner_usable(conn):
+        return False
+    conn.execute(sa.text(f"SET LOCAL ROLE {OWNER_ROLE}"))
+    return True
+
+
 def _begin_revision_transaction(conn: sa.Connection) -> None:
     conn.execute(sa.text(f"SET LOCAL client_connection_check_interval = '{CLIENT_CHECK_INTERVAL}'"))
-    if _owner_usable(conn):
-        conn.execute(sa.text(f"SET LOCAL ROLE {OWNER_ROLE}"))
+    act_as_owner(conn)
 
 
 def _ensure_ledger(conn: sa.Connection) -> None:
