@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import sqlalchemy as sa
 
-from orchestrator_data.postgres import client, migrator
-from tests.orchestrator_data.postgres.dbs import fresh_database
 
 
 class WebhookServer:
@@ -51,15 +47,6 @@ class WebhookServer:
         self._thread.join(timeout=5)
 
 
-@contextmanager
-def migrated_database(stack, prefix: str = "alerts") -> Iterator[tuple[str, sa.Engine]]:
-    with fresh_database(stack, prefix=prefix) as url:
-        migrator.upgrade(url)
-        engine = client.create_engine(url, pool=client.PoolOptions(size=2, max_overflow=2))
-        try:
-            yield url, engine
-        finally:
-            engine.dispose()
 
 
 def alert_rows(engine: sa.Engine) -> list[sa.Row]:

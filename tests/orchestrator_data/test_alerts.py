@@ -13,7 +13,8 @@ from orchestrator_data.redis import pubsub
 from orchestrator_data.redis.client import create_client
 from orchestrator_data.settings import load_settings
 from orchestrator_data.stack.common import free_port
-from tests.alerting import WebhookServer, alert_rows, migrated_database
+from tests.alerting import WebhookServer, alert_rows
+from tests.orchestrator_data.postgres.dbs import migrated_database
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ HOOK_TOKEN = "WebH00kT0ken"
 
 @pytest.fixture
 def database(stack):
-    with migrated_database(stack) as (url, engine):
+    with migrated_database(stack, prefix="alerts") as (url, engine):
         yield url, engine
 
 

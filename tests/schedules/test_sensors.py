@@ -16,7 +16,8 @@ from orchestrator_data.settings import load_settings
 from resources import PostgresResource, RedisResource
 from schedules.alerts import run_failure_alert_sensor
 from schedules.backups import stale_backup_sensor
-from tests.alerting import WebhookServer, alert_rows, migrated_database
+from tests.alerting import WebhookServer, alert_rows
+from tests.orchestrator_data.postgres.dbs import migrated_database
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+import sqlalchemy as sa
 from psycopg import sql
 
 from orchestrator_data import urls
+from orchestrator_data.postgres import client, migrator
 
 
 def admin_url(stack) -> str:
@@ -34,3 +36,15 @@ def fresh_database(stack, prefix: str = "od_test", owner: str | None = None) -> 
     finally:
         with psycopg.connect(admin_url(stack), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def migrated_database(stack, prefix: str = "od_test") -> Iterator[tuple[str, sa.Engine]]:
+    """A fresh database migrated to head, as production gets it, with an engine on it."""
+    with fresh_database(stack, prefix=prefix) as url:
+        migrator.upgrade(url)
+        engine = client.create_engine(url, pool=client.PoolOptions(size=2, max_overflow=2))
+        try:
+            yield url, engine
+        finally:
+            engine.dispose()

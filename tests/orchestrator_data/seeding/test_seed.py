@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from orchestrator_data.postgres import models
 from orchestrator_data.postgres.seed import SeedRefused, clean, seed
 from orchestrator_data.postgres.seed_data import SeedPlan, build_small_tables, executions_for, seeded_range
-from tests.orchestrator_data.seeding.conftest import new_database
+from tests.orchestrator_data.postgres.dbs import migrated_database
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def test_seed_is_deterministic_and_idempotent(seeded_db, stack):
     assert _fingerprint(seeded_db) == before
 
     # the same plan on another database gives the very same rows
-    with new_database(stack) as other:
+    with migrated_database(stack, prefix="seed") as (_, other):
         seed(other, "testing", plan)
         assert _fingerprint(other) == before
 
