@@ -29,14 +29,18 @@ def redis_client(settings: Settings, url: str):
     return rd.create_client(url, max_connections=settings.redis_max_connections)
 
 
+def elasticsearch_credentials(settings: Settings) -> dict:
+    """API key, basic auth and CA certificate from the settings, as es.create_client takes them."""
+    return {
+        "api_key": settings.elasticsearch_api_key.get_secret_value() if settings.elasticsearch_api_key else None,
+        "username": settings.elasticsearch_username,
+        "password": settings.elasticsearch_password.get_secret_value() if settings.elasticsearch_password else None,
+        "ca_certs": str(settings.elasticsearch_ca_cert) if settings.elasticsearch_ca_cert else None,
+    }
+
+
 def elasticsearch_client(settings: Settings, url: str):
-    return es.create_client(
-        url,
-        api_key=settings.elasticsearch_api_key.get_secret_value() if settings.elasticsearch_api_key else None,
-        username=settings.elasticsearch_username,
-        password=settings.elasticsearch_password.get_secret_value() if settings.elasticsearch_password else None,
-        ca_certs=str(settings.elasticsearch_ca_cert) if settings.elasticsearch_ca_cert else None,
-    )
+    return es.create_client(url, **elasticsearch_credentials(settings))
 
 
 def check_services(settings: Settings, services: tuple[str, ...] = ("postgres", "redis", "elasticsearch"),

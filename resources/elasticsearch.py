@@ -6,7 +6,7 @@ import dagster as dg
 from elasticsearch import Elasticsearch
 from pydantic import Field, PrivateAttr
 
-from orchestrator_data.connections import ServiceNotConfigured, resolve_url
+from orchestrator_data.connections import ServiceNotConfigured, elasticsearch_credentials, resolve_url
 from orchestrator_data.health import ServiceHealth
 from orchestrator_data.search import client
 from orchestrator_data.settings import load_settings
@@ -33,12 +33,11 @@ class ElasticsearchResource(dg.ConfigurableResource):
         if self._client is None:
             # unset fields fall back to the settings (environment and .env files)
             settings = load_settings()
-            api_key = self.api_key or _secret(settings.elasticsearch_api_key)
-            username = self.username or settings.elasticsearch_username
-            password = self.password or _secret(settings.elasticsearch_password)
-            ca_certs = self.ca_certs or (str(settings.elasticsearch_ca_cert) if settings.elasticsearch_ca_cert else None)
+            configured = {"api_key": self.api_key, "username": self.username, "password": self.password,
+                          "ca_certs": self.ca_certs}
+            credentials = elasticsearch_credentials(settings) | {k: v for k, v in configured.items() if v}
             self._client = client.create_client(
-                self.url(), api_key=api_key, username=username, password=password, ca_certs=ca_certs,
+                self.elasticsearch_url or resolve_url("elasticsearch", settings), **credentials,
                 request_timeout=self.request_timeout, max_retries=self.max_retries,
             )
         return self._client
@@ -55,6 +54,3 @@ class ElasticsearchResource(dg.ConfigurableResource):
             self._client.close()
             self._client = None
 
-
-def _secret(value) -> str | None:
-    return value.get_secret_value() if value is not None else None
