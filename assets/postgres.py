@@ -7,7 +7,7 @@ transaction per revision, ledger, security check) — the same code `orchestrato
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
-from orchestrator_data.postgres import migrator
+from orchestrator_data.postgres import catalog, migrator, security
 from orchestrator_data.redaction import redact
 from resources import PostgresResource
 
@@ -35,7 +35,7 @@ SECURITY_COLUMNS = dg.TableSchema(columns=[
 ])
 
 
-def _metadata(report: migrator.MigrationReport, stats: list[migrator.TableStats]) -> dict:
+def _metadata(report: migrator.MigrationReport, stats: list[catalog.TableStats]) -> dict:
     return {
         "head_revision": report.head,
         "current_revision": report.end_revision or "base",
@@ -79,14 +79,14 @@ def postgres_schema(context: dg.AssetExecutionContext, postgres: PostgresResourc
         context.log.info("applied " + ", ".join(f"{a.revision} ({a.duration_ms} ms)" for a in report.applied))
     else:
         context.log.info(f"already at {report.end_revision}; nothing to apply")
-    return dg.MaterializeResult(metadata=_metadata(report, migrator.table_stats(postgres.engine)))
+    return dg.MaterializeResult(metadata=_metadata(report, catalog.table_stats(postgres.engine)))
 
 
 @dg.asset_check(asset=postgres_schema, blocking=True,
                 description="The live schema matches the models (orchestrator_data/postgres/models.py), as "
                             "`alembic check` compares them: tables, columns, types, defaults, indexes, keys.")
 def check_postgres_schema_drift(postgres: PostgresResource) -> dg.AssetCheckResult:
-    differences = migrator.check_drift(postgres.engine)
+    differences = catalog.check_drift(postgres.engine)
     return dg.AssetCheckResult(
         passed=not differences,
         metadata={"difference_count": len(differences),
@@ -99,7 +99,7 @@ def check_postgres_schema_drift(postgres: PostgresResource) -> dg.AssetCheckResu
                             "policies and its audit trigger; audit_logs is append-only; the app role bypasses "
                             "nothing and owns nothing.")
 def check_postgres_schema_security(postgres: PostgresResource) -> dg.AssetCheckResult:
-    report = migrator.check_security(postgres.engine)
+    report = security.check_security(postgres.engine)
     return dg.AssetCheckResult(
         passed=report.ok,
         metadata={

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
-from orchestrator_data.postgres import migrator, models
+from orchestrator_data.postgres import models, roles
 from orchestrator_data.redaction import redact
 from orchestrator_data.redis import pubsub
 
@@ -127,7 +127,8 @@ def send_alert(alert: Alert, *, engine: sa.Engine | None = None, redis_client: r
             delivery.audit_log, delivery.errors["audit_log"] = False, _reason(exc)
     if redis_client is not None:
         try:
-            pubsub.publish_alert(redis_client, alert.severity, alert.title, alert.detail(), source=alert.job)
+            pubsub.publish_alert(redis_client, alert.severity, alert.title, alert.detail(), source=alert.job,
+                                 channel=channel)
             delivery.redis = True
         except Exception as exc:  # noqa: BLE001
             delivery.redis, delivery.errors["redis"] = False, _reason(exc)

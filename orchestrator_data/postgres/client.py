@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -115,3 +117,30 @@ def check_health(engine: sa.Engine, attempts: int = 3) -> ServiceHealth:
             **pool_figures(engine),
         },
     )
+
+
+# What the schema tools (migrator, catalog, security check) accept: an engine, an open connection,
+# or a URL for which they make a small engine of their own and dispose of it afterwards.
+Bind = sa.Engine | sa.Connection | str
+
+
+@contextmanager
+def engine_for(bind: sa.Engine | str, application_name: str = "orchestrator-data-migrate") -> Iterator[sa.Engine]:
+    if isinstance(bind, sa.Engine):
+        yield bind
+        return
+    engine = create_engine(str(bind), pool=PoolOptions(size=2, max_overflow=2), application_name=application_name)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def connection_for(bind: Bind) -> Iterator[sa.Connection]:
+    """A connection for read-only checks; a given Connection is used as it is."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+        return
+    with engine_for(bind) as engine, engine.connect() as conn:
+        yield conn

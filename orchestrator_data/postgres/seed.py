@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator_data.postgres import models
-from orchestrator_data.postgres.migrator import AUDIT_FUNCTION
+from orchestrator_data.postgres.security import AUDIT_FUNCTION
 from orchestrator_data.postgres.seed_data import (
     EXECUTION_COLUMNS,
     SeedPlan,

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-APP_ROLE = "orchestrator_app"
+from orchestrator_data.postgres.roles import APP_ROLE
+
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
