@@ -2,20 +2,19 @@
 
 Thin: `orchestrator_data.backups` does the work (pg_dump with a manifest of per-table checksums,
 encryption, restore into a scratch database) — the same code the CLI runs. The backup directory and
-key come from the settings at run time, so the key never appears in the UI or in metadata.
+key come from the `backup_storage` resource (BACKUP_DIR and BACKUP_ENCRYPTION_KEY unless set on it), so
+the key never appears in the UI or in metadata.
 """
 
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 
 from orchestrator_data import backups
+from orchestrator_data.backups.freshness import Freshness, restore_check_freshness, verified_freshness
 from orchestrator_data.redaction import redact
-from orchestrator_data.settings import Settings, load_settings
-from resources import PostgresResource
+from resources import BackupStorageResource, PostgresResource
 
 TABLE_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("table", "string"),
@@ -25,24 +24,8 @@ TABLE_COLUMNS = dg.TableSchema(columns=[
 DIFFERENCES_SHOWN = 10
 
 
-def backup_settings() -> tuple[Path, bytes | None, float]:
-    """BACKUP_DIR, the decoded BACKUP_ENCRYPTION_KEY (None: unencrypted) and the age policy in hours."""
-    settings: Settings = load_settings()
-    return Path(settings.backup_dir), settings.backup_key_bytes, settings.backup_max_age_hours
-
-
-def _tables(manifest: dict) -> list[dict]:
-    """Per-table rows and checksums from the manifest, whichever shape it keeps them in."""
-    tables = manifest.get("tables") or []
-    if isinstance(tables, dict):
-        tables = [{"table": name, **(value if isinstance(value, dict) else {"rows": value})}
-                  for name, value in tables.items()]
-    return [{"table": str(t.get("table") or t.get("name")), "rows": int(t.get("rows") or 0),
-             "checksum": str(t.get("checksum") or "")[:16]} for t in tables]
-
-
 def backup_metadata(entry: "backups.BackupEntry") -> dict:
-    tables = _tables(entry.manifest)
+    tables = backups.table_summary(entry.manifest)
     return {
         "backup_id": entry.id,
         "size_bytes": entry.size_bytes,
@@ -67,10 +50,10 @@ def backup_metadata(entry: "backups.BackupEntry") -> dict:
                 "per-table row counts and checksums; encrypted at rest when BACKUP_ENCRYPTION_KEY is set. "
                 "Metadata: id, size, sha256, duration, server version, migration head, rows per table.",
 )
-def postgres_backup(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-    backup_dir, key, _ = backup_settings()
+def postgres_backup(context: dg.AssetExecutionContext, postgres: PostgresResource,
+                    backup_storage: BackupStorageResource) -> dg.MaterializeResult:
     try:
-        entry = backups.create_backup(postgres.url(), backup_dir, encryption_key=key)
+        entry = backups.create_backup(postgres.url(), backup_storage.directory(), encryption_key=backup_storage.key())
     except backups.BackupError as exc:
         raise dg.Failure(description=redact(str(exc))) from None
     context.log.info(f"backup {entry.id}: {entry.size_bytes} bytes")
@@ -86,12 +69,13 @@ def postgres_backup(context: dg.AssetExecutionContext, postgres: PostgresResourc
                 "per table with its manifest; fails listing the first differences. Metadata: RTO (seconds "
                 "to restore and compare), size, differences.",
 )
-def postgres_restore_check(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-    backup_dir, key, _ = backup_settings()
+def postgres_restore_check(context: dg.AssetExecutionContext, postgres: PostgresResource,
+                           backup_storage: BackupStorageResource) -> dg.MaterializeResult:
+    backup_dir = backup_storage.directory()
     try:
         entry = backups.get_backup(backup_dir, "latest")
         started = time.monotonic()
-        result = backups.restore_check(postgres.url(), backup_dir, entry.id, encryption_key=key)
+        result = backups.restore_check(postgres.url(), backup_dir, entry.id, encryption_key=backup_storage.key())
     except backups.BackupError as exc:
         raise dg.Failure(description=redact(str(exc))) from None
     differences = [redact(str(d)) for d in (result.differences or [])]
@@ -117,27 +101,30 @@ def postgres_restore_check(context: dg.AssetExecutionContext, postgres: Postgres
     return dg.MaterializeResult(metadata=metadata)
 
 
-def backup_age_hours(entry: "backups.BackupEntry | None", now: datetime | None = None) -> float | None:
-    if entry is None:
-        return None
-    now = now or datetime.now(timezone.utc)
-    return (now - entry.created_at).total_seconds() / 3600
-
-
-@dg.asset_check(asset=postgres_restore_check,
-                description="The newest backup whose restore check passed is younger than BACKUP_MAX_AGE_HOURS "
-                            "(default 26: a nightly backup plus slack).")
-def check_postgres_backup_freshness() -> dg.AssetCheckResult:
-    backup_dir, _, max_age = backup_settings()
-    entry = backups.latest_verified(backup_dir)
-    age = backup_age_hours(entry)
+def _freshness_result(freshness: Freshness) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        passed=age is not None and age <= max_age,
-        metadata={"latest_verified_id": entry.id if entry else "none",
-                  "age_hours": dg.MetadataValue.float(age if age is not None else -1.0),
-                  "max_age_hours": dg.MetadataValue.float(max_age)},
+        passed=freshness.ok,
+        description=freshness.describe(),
+        metadata={"newest_id": freshness.cursor,
+                  "age_hours": dg.MetadataValue.float(freshness.age_hours if freshness.age_hours is not None else -1.0),
+                  "max_age_hours": dg.MetadataValue.float(freshness.max_age_hours)},
     )
 
 
+@dg.asset_check(asset=postgres_backup,
+                description="The newest verified backup (its sha256 re-checked after writing) is younger than "
+                            "BACKUP_MAX_AGE_HOURS (default 26: a nightly backup plus slack).")
+def check_postgres_backup_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
+    return _freshness_result(verified_freshness(backup_storage.directory(), backup_storage.verified_max_age_hours()))
+
+
+@dg.asset_check(asset=postgres_restore_check,
+                description="The newest backup whose restore check passed is younger than RESTORE_CHECK_MAX_AGE_DAYS "
+                            "(default 8: a weekly restore test plus slack).")
+def check_postgres_restore_check_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
+    return _freshness_result(restore_check_freshness(backup_storage.directory(),
+                                                     backup_storage.restore_checked_max_age_hours()))
+
+
 BACKUP_ASSETS = [postgres_backup, postgres_restore_check]
-BACKUP_ASSET_CHECKS = [check_postgres_backup_freshness]
+BACKUP_ASSET_CHECKS = [check_postgres_backup_freshness, check_postgres_restore_check_freshness]

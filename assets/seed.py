@@ -6,8 +6,7 @@ from pydantic import Field
 from orchestrator_data.postgres import models
 from orchestrator_data.postgres.seed import DEFAULT_SCALE, SeedRefused, seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.settings import load_settings
-from resources import PostgresResource
+from resources import DeploymentResource, PostgresResource
 
 
 class SeedConfig(dg.Config):
@@ -32,8 +31,8 @@ def _per_organization_table(rows_per_organization: dict[str, dict[str, int]]) ->
                 "versions, months of executions with a realistic status mix, marketplace items. Idempotent: a "
                 "second run adds nothing. Refused in production.",
 )
-def seed_data(config: SeedConfig, postgres: PostgresResource) -> dg.MaterializeResult:
-    environment = config.environment or load_settings().environment.value
+def seed_data(config: SeedConfig, postgres: PostgresResource, deployment: DeploymentResource) -> dg.MaterializeResult:
+    environment = config.environment or deployment.name()
     plan = SeedPlan(executions=config.scale or DEFAULT_SCALE.get(environment, 0))
     try:
         report = seed(postgres.engine, environment, plan)

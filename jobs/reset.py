@@ -3,9 +3,8 @@
 import dagster as dg
 from pydantic import Field
 
-from orchestrator_data import lifecycle
-from orchestrator_data.settings import load_settings
-from resources import ElasticsearchResource, PostgresResource, RedisResource
+from orchestrator_data import provisioning
+from resources import DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
 
 
 class ResetConfig(dg.Config):
@@ -15,11 +14,11 @@ class ResetConfig(dg.Config):
 @dg.op(description="Drop every application table (roles stay) and registered Redis key, then migrate to head "
                    "and set the keyspace up again. Refused in production and without confirm.")
 def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgres: PostgresResource,
-                     redis: RedisResource, elasticsearch: ElasticsearchResource):
-    environment = load_settings().environment.value
+                     redis: RedisResource, elasticsearch: ElasticsearchResource, deployment: DeploymentResource):
+    environment = deployment.name()
     try:
-        report = lifecycle.reset(environment, config.confirm, postgres.engine, redis.client, elasticsearch.health)
-    except lifecycle.ResetRefused as exc:
+        report = provisioning.reset(environment, config.confirm, postgres.engine, redis.client, elasticsearch.health)
+    except provisioning.ResetRefused as exc:
         raise dg.Failure(description=str(exc)) from None
     migration = report.init.migration
     yield dg.AssetMaterialization(

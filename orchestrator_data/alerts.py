@@ -89,7 +89,7 @@ def write_audit(engine: sa.Engine, alert: Alert) -> int:
     """Insert the alert into audit_logs as the owner role; returns the row id."""
     with engine.begin() as conn:
         # the app role may not insert into audit_logs; the migrating login may act as the owner
-        migrator.act_as_owner(conn)
+        roles.act_as_owner(conn)
         return conn.execute(
             models.audit_logs.insert().values(
                 actor_role=sa.func.current_user(), login_role=sa.func.session_user(), action=AUDIT_ACTION,
@@ -116,8 +116,9 @@ def _reason(exc: BaseException, *secrets: str | None) -> str:
 
 
 def send_alert(alert: Alert, *, engine: sa.Engine | None = None, redis_client: redis.Redis | None = None,
-               webhook_url: str | None = None) -> AlertDelivery:
-    """Deliver to every configured target (None = not configured); never raises for a target."""
+               webhook_url: str | None = None, channel: str | None = None) -> AlertDelivery:
+    """Deliver to every configured target (None = not configured); never raises for a target.
+    `channel` is the Redis pub/sub channel (default: the keyspace's `alerts`)."""
     delivery = AlertDelivery()
     if engine is not None:
         try:

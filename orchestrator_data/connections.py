@@ -1,4 +1,8 @@
-"""Clients for the configured services, built from settings and the stack's endpoints."""
+"""One way to build each service's client, for the CLI and the Dagster resources alike.
+
+A URL comes from the settings, else from the local stack (`resolve_url`); pool sizes and
+credentials come from the settings unless the caller (a resource with a field set) overrides them.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +16,46 @@ from orchestrator_data.search import client as es
 from orchestrator_data.settings import Settings
 from orchestrator_data.stack import Endpoints, Stack, missing_endpoint_message
 
+SERVICES = ("postgres", "redis", "elasticsearch")
+
+
+class ServiceNotConfigured(Exception):
+    """No URL is set for a service and the local stack does not provide it."""
+
 
 def endpoints(settings: Settings) -> Endpoints:
     return Stack(settings).endpoints()
 
 
-def postgres_engine(settings: Settings, url: str):
-    return pg.create_engine(
-        url,
-        pool=pg.PoolOptions(size=settings.database_pool_size, max_overflow=settings.database_max_overflow,
-                            timeout=settings.database_pool_timeout),
-    )
+def resolve_url(service: str, settings: Settings) -> str:
+    """The URL of `service` ('postgres', 'redis', 'elasticsearch' or 'dagster') from settings or the stack."""
+    url = endpoints(settings).url(service)
+    if url is None:
+        raise ServiceNotConfigured(missing_endpoint_message(service))
+    return url
 
 
-def redis_client(settings: Settings, url: str):
-    return rd.create_client(url, max_connections=settings.redis_max_connections)
+def _given(value, default):
+    return default if value is None else value
+
+
+def postgres_engine(settings: Settings, url: str | None = None, *, pool_size: int | None = None,
+                    max_overflow: int | None = None, pool_timeout: float | None = None,
+                    tls: pg.TlsOptions = pg.TlsOptions(), application_name: str = "orchestrator-data"):
+    """A pooled engine; the pool is DATABASE_POOL_SIZE / _MAX_OVERFLOW / _POOL_TIMEOUT unless given."""
+    pool = pg.PoolOptions(size=_given(pool_size, settings.database_pool_size),
+                          max_overflow=_given(max_overflow, settings.database_max_overflow),
+                          timeout=_given(pool_timeout, settings.database_pool_timeout))
+    return pg.create_engine(url or resolve_url("postgres", settings), pool=pool, tls=tls,
+                            application_name=application_name)
+
+
+def redis_client(settings: Settings, url: str | None = None, *, max_connections: int | None = None,
+                 socket_timeout: float = 5.0, retries: int = 3):
+    """A client on a blocking pool of REDIS_MAX_CONNECTIONS unless given."""
+    return rd.create_client(url or resolve_url("redis", settings),
+                            max_connections=_given(max_connections, settings.redis_max_connections),
+                            socket_timeout=socket_timeout, retries=retries)
 
 
 def elasticsearch_credentials(settings: Settings) -> dict:
@@ -39,62 +68,59 @@ def elasticsearch_credentials(settings: Settings) -> dict:
     }
 
 
-def elasticsearch_client(settings: Settings, url: str):
-    return es.create_client(url, **elasticsearch_credentials(settings))
+def elasticsearch_client(settings: Settings, url: str | None = None, *, credentials: dict | None = None,
+                         request_timeout: float = 30.0, max_retries: int = 3):
+    """A client with the settings' credentials, each overridden by a value given in `credentials`."""
+    given = {name: value for name, value in (credentials or {}).items() if value}
+    return es.create_client(url or resolve_url("elasticsearch", settings),
+                            **(elasticsearch_credentials(settings) | given),
+                            request_timeout=request_timeout, max_retries=max_retries)
 
 
-def check_services(settings: Settings, services: tuple[str, ...] = ("postgres", "redis", "elasticsearch"),
-                   attempts: int = 2) -> list[ServiceHealth]:
+def _postgres_health(settings: Settings, url: str, attempts: int) -> ServiceHealth:
+    engine = postgres_engine(settings, url)
+    try:
+        return pg.check_health(engine, attempts=attempts)
+    finally:
+        engine.dispose()
+
+
+def _redis_health(settings: Settings, url: str, attempts: int) -> ServiceHealth:
+    client = redis_client(settings, url)
+    try:
+        health = rd.check_health(client)
+        if health.ok:
+            # the keyspace's own figures: cache hit rate and queue depths
+            keyspace = redis_status(client)
+            health.detail["cache_hit_rate"] = keyspace.cache_hit_rate
+            health.detail["queues"] = keyspace.queues
+        return health
+    finally:
+        with suppress(Exception):
+            client.close()
+
+
+def _elasticsearch_health(settings: Settings, url: str, attempts: int) -> ServiceHealth:
+    client = elasticsearch_client(settings, url)
+    try:
+        return es.check_health(client)
+    finally:
+        client.close()
+
+
+_HEALTH = {"postgres": _postgres_health, "redis": _redis_health, "elasticsearch": _elasticsearch_health}
+
+
+def check_services(settings: Settings, services: tuple[str, ...] = SERVICES, attempts: int = 2) -> list[ServiceHealth]:
     """One health record per service, in order; an unconfigured service is reported, not raised."""
     found = endpoints(settings)
     results = []
     for name in services:
-        url = {"postgres": found.database_url, "redis": found.redis_url,
-               "elasticsearch": found.elasticsearch_url}[name]
+        url = found.url(name)
         if url is None:
             results.append(ServiceHealth(service=name, ok=False, error=missing_endpoint_message(name)))
             continue
-        if name == "postgres":
-            engine = postgres_engine(settings, url)
-            try:
-                health = pg.check_health(engine, attempts=attempts)
-            finally:
-                engine.dispose()
-        elif name == "redis":
-            client = redis_client(settings, url)
-            try:
-                health = rd.check_health(client)
-                if health.ok:
-                    # the keyspace's own figures: cache hit rate and queue depths
-                    keyspace = redis_status(client)
-                    health.detail["cache_hit_rate"] = keyspace.cache_hit_rate
-                    health.detail["queues"] = keyspace.queues
-            finally:
-                with suppress(Exception):
-                    client.close()
-        else:
-            client = elasticsearch_client(settings, url)
-            try:
-                health = es.check_health(client)
-            finally:
-                client.close()
+        health = _HEALTH[name](settings, url, attempts)
         health.detail["source"] = found.sources.get(name)
         results.append(health)
     return results
-
-
-class ServiceNotConfigured(Exception):
-    """No URL is set for a service and the local stack does not provide it."""
-
-
-def resolve_url(service: str, settings: Settings) -> str:
-    """The URL of `service` ('postgres', 'redis', 'elasticsearch' or 'dagster') from settings or the stack."""
-    found = endpoints(settings)
-    url = {"postgres": found.database_url, "redis": found.redis_url,
-           "elasticsearch": found.elasticsearch_url, "dagster": found.dagster_pg_url}[service]
-    if url is None:
-        if service == "dagster":
-            raise ServiceNotConfigured("DAGSTER_PG_URL is not set and the local stack has no PostgreSQL: "
-                                      "run `orchestrator-data stack start` or set DAGSTER_PG_URL")
-        raise ServiceNotConfigured(missing_endpoint_message(service))
-    return url

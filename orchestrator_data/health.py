@@ -6,7 +6,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
-# The versions the product needs (DESIGN.md: PostgreSQL >= 16, Redis >= 7, Elasticsearch 8.x,
+# The versions the product needs (docs/architecture.md: PostgreSQL >= 16, Redis >= 7, Elasticsearch 8.x,
 # or 9.x through REST compatibility).
 MINIMUM_MAJOR = {"postgres": 16, "redis": 7, "elasticsearch": 8}
 MAXIMUM_MAJOR = {"elasticsearch": 9}

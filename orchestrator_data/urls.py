@@ -123,7 +123,7 @@ def sqlalchemy_postgres_url(url: str) -> str:
 
 
 def dagster_postgres_url(url: str) -> str:
-    """psycopg2 for dagster-postgres, which breaks on psycopg 3 (DESIGN.md pitfalls)."""
+    """psycopg2 for dagster-postgres, which breaks on psycopg 3 (docs/architecture.md, pitfalls)."""
     return with_scheme(url, "postgresql+psycopg2")
 
 

@@ -3,7 +3,7 @@
 dagster.yaml names this class instead of dagster-postgres's, so that `dagster dev -w workspace.yaml`
 works with nothing exported: the URL is DAGSTER_PG_URL when set (environment or .env files), else
 the local stack's `dagster` database. Either way it is turned into the psycopg2 form that
-dagster-postgres needs (DESIGN.md pitfalls), and it never appears in the instance's config.
+dagster-postgres needs (docs/architecture.md, pitfalls), and it never appears in the instance's config.
 """
 
 from __future__ import annotations

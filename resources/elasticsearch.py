@@ -6,14 +6,15 @@ import dagster as dg
 from elasticsearch import Elasticsearch
 from pydantic import Field, PrivateAttr
 
-from orchestrator_data.connections import ServiceNotConfigured, elasticsearch_credentials, resolve_url
+from orchestrator_data import connections
 from orchestrator_data.health import ServiceHealth
 from orchestrator_data.search import client
-from orchestrator_data.settings import load_settings
+from resources._base import SettingsResource
 
 
-class ElasticsearchResource(dg.ConfigurableResource):
-    """Search and analytics indices. Leave `elasticsearch_url` unset to use the local stack."""
+class ElasticsearchResource(SettingsResource):
+    """Search and analytics indices. Leave `elasticsearch_url` unset to use ELASTICSEARCH_URL or the local
+    stack; credentials left unset come from ELASTICSEARCH_API_KEY / _USERNAME / _PASSWORD / _CA_CERT."""
 
     elasticsearch_url: str | None = Field(None, description="http(s):// URL; set through dg.EnvVar('ELASTICSEARCH_URL').")
     api_key: str | None = Field(None, description="API key (dg.EnvVar('ELASTICSEARCH_API_KEY')).")
@@ -26,31 +27,23 @@ class ElasticsearchResource(dg.ConfigurableResource):
     _client: Elasticsearch | None = PrivateAttr(None)
 
     def url(self) -> str:
-        return self.elasticsearch_url or resolve_url("elasticsearch", load_settings())
+        return self.elasticsearch_url or connections.resolve_url("elasticsearch", self.settings)
 
     @property
     def client(self) -> Elasticsearch:
         if self._client is None:
-            # unset fields fall back to the settings (environment and .env files)
-            settings = load_settings()
-            configured = {"api_key": self.api_key, "username": self.username, "password": self.password,
-                          "ca_certs": self.ca_certs}
-            credentials = elasticsearch_credentials(settings) | {k: v for k, v in configured.items() if v}
-            self._client = client.create_client(
-                self.elasticsearch_url or resolve_url("elasticsearch", settings), **credentials,
+            self._client = connections.elasticsearch_client(
+                self.settings, self.url(),
+                credentials={"api_key": self.api_key, "username": self.username, "password": self.password,
+                             "ca_certs": self.ca_certs},
                 request_timeout=self.request_timeout, max_retries=self.max_retries,
             )
         return self._client
 
     def health(self) -> ServiceHealth:
-        try:
-            target = self.client
-        except ServiceNotConfigured as exc:
-            return ServiceHealth(service="elasticsearch", ok=False, error=str(exc))
-        return client.check_health(target)
+        return self._health("elasticsearch", lambda: self.client, client.check_health)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
-

@@ -1,4 +1,4 @@
-"""Schedules and sensors. Each one's default status is chosen on purpose (see DESIGN.md and
+"""Schedules and sensors. Each one's default status is chosen on purpose (see docs/architecture.md and
 schedules/_status.py: the backup schedules and alert sensors run by default only in production)."""
 
 import dagster as dg

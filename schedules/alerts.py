@@ -1,49 +1,11 @@
 """run_failure_alert_sensor: every failed run of every job, to the audit log, Redis and the webhook."""
 
 # no `from __future__ import annotations`: Dagster reads the parameter annotations to inject resources
-import logging
-
 import dagster as dg
 
-from orchestrator_data.alerts import Alert, AlertDelivery, send_alert
-from orchestrator_data.settings import SettingsError, load_settings
-from resources import PostgresResource, RedisResource
+from orchestrator_data.alerts import Alert
+from resources import AlertsResource
 from schedules._status import sensor_status
-
-log = logging.getLogger(__name__)
-
-
-def webhook_url() -> str | None:
-    """Read at tick time, never at load time: the URL (often with a token) stays out of the UI."""
-    try:
-        secret = load_settings().alert_webhook_url
-    except SettingsError as exc:
-        log.warning("alert webhook disabled: %s", exc)
-        return None
-    return secret.get_secret_value() if secret is not None else None
-
-
-def deliver(alert: Alert, postgres: PostgresResource, redis: RedisResource) -> AlertDelivery:
-    """send_alert with the resources' clients; a target whose client cannot even be built counts as failed."""
-    engine = client = None
-    errors: dict[str, str] = {}
-    try:
-        engine = postgres.engine
-    except Exception as exc:  # noqa: BLE001 - e.g. no URL and no local stack
-        errors["audit_log"] = f"{type(exc).__name__}"
-    try:
-        client = redis.client
-    except Exception as exc:  # noqa: BLE001
-        errors["redis"] = f"{type(exc).__name__}"
-    try:
-        delivery = send_alert(alert, engine=engine, redis_client=client, webhook_url=webhook_url())
-    finally:
-        if engine is not None:
-            engine.dispose()  # a sensor tick is short; do not keep idle connections between ticks
-    for target, reason in errors.items():
-        setattr(delivery, target, False)
-        delivery.errors[target] = reason
-    return delivery
 
 
 def alert_from_failure(context: dg.RunFailureSensorContext) -> Alert:
@@ -72,10 +34,9 @@ def alert_from_failure(context: dg.RunFailureSensorContext) -> Alert:
     description="Every failed run of any job in any code location: one alert (run id, job, failed steps, "
                 "redacted error) to the audit log, the Redis `alerts` channel and ALERT_WEBHOOK_URL when set.",
 )
-def run_failure_alert_sensor(context: dg.RunFailureSensorContext, postgres: PostgresResource,
-                             redis: RedisResource):
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
     alert = alert_from_failure(context)
-    delivery = deliver(alert, postgres, redis)
+    delivery = alerts.send(alert)
     if not delivery.delivered:
         # nowhere got it: fail the tick so the sensor page shows it
         raise RuntimeError(f"alert for run {alert.run_id} not delivered: {delivery.errors}")

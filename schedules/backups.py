@@ -1,19 +1,16 @@
-"""Nightly backups, weekly restore tests, and an alert when the newest verified backup gets old."""
+"""Nightly backups, weekly restore tests, and an alert when either promise goes stale."""
 
 # no `from __future__ import annotations`: Dagster reads the parameter annotations to inject resources
-from datetime import datetime, timezone
+import json
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from assets.backups import backup_age_hours, backup_settings
 from jobs import backup_job, restore_test_job
-from orchestrator_data import backups
 from orchestrator_data.alerts import Alert
-from resources import PostgresResource, RedisResource
+from orchestrator_data.backups.freshness import Freshness, restore_check_freshness, verified_freshness
+from resources import AlertsResource, BackupStorageResource
 from schedules._status import schedule_status, sensor_status
-from schedules.alerts import deliver
-
-NO_VERIFIED = "none"  # the cursor when there is no verified backup at all
 
 nightly_backup_schedule = dg.ScheduleDefinition(
     name="nightly_backup_schedule",
@@ -35,28 +32,54 @@ weekly_restore_test_schedule = dg.ScheduleDefinition(
 )
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _cursor(text: str | None) -> dict:
+    """The id alerted for, per promise. An older cursor was the bare id of the restore-checked promise."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"restore-checked": text}
+    return value if isinstance(value, dict) else {}
+
+
 @dg.sensor(
     name="stale_backup_sensor",
     minimum_interval_seconds=3600,
     default_status=sensor_status(),
     description="Alerts (audit log, Redis, webhook) when the newest verified backup is older than "
-                "BACKUP_MAX_AGE_HOURS, or there is none; once per stale backup (the cursor keeps its id).",
+                "BACKUP_MAX_AGE_HOURS or the newest restore-checked one older than RESTORE_CHECK_MAX_AGE_DAYS "
+                "(or there is none); once per stale backup and promise (the cursor keeps the ids).",
 )
-def stale_backup_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource, redis: RedisResource):
-    backup_dir, _, max_age = backup_settings()
-    entry = backups.latest_verified(backup_dir)
-    age = backup_age_hours(entry, datetime.now(timezone.utc))
-    if age is not None and age <= max_age:
-        return dg.SkipReason(f"newest verified backup {entry.id} is {age:.1f} h old (limit {max_age:g} h)")
-    stale_id = entry.id if entry else NO_VERIFIED
-    if context.cursor == stale_id:
-        return dg.SkipReason(f"already alerted for {stale_id}")
-    error = (f"newest verified backup {entry.id} is {age:.1f} h old (limit {max_age:g} h)" if entry
-             else "no backup has passed a restore check")
-    alert = Alert(run_id=None, job="stale_backup_sensor", error=error, severity="warning",
-                  title="PostgreSQL backup is stale")
-    delivery = deliver(alert, postgres, redis)
-    if not delivery.delivered:
-        return dg.SkipReason(f"alert not delivered, will retry: {delivery.errors}")  # cursor unchanged
-    context.update_cursor(stale_id)
-    return dg.SkipReason(f"alerted for {stale_id} ({', '.join(delivery.delivered)})")
+def stale_backup_sensor(context: dg.SensorEvaluationContext, backup_storage: BackupStorageResource,
+                        alerts: AlertsResource):
+    now = utcnow()
+    directory = backup_storage.directory()
+    promises: list[Freshness] = [
+        verified_freshness(directory, backup_storage.verified_max_age_hours(), now),
+        restore_check_freshness(directory, backup_storage.restore_checked_max_age_hours(), now),
+    ]
+    alerted = _cursor(context.cursor)
+    said = []
+    for freshness in promises:
+        if freshness.ok:
+            said.append(freshness.describe())
+            continue
+        if alerted.get(freshness.promise) == freshness.cursor:
+            said.append(f"already alerted: {freshness.describe()}")
+            continue
+        alert = Alert(run_id=None, job="stale_backup_sensor", error=freshness.describe(), severity="warning",
+                      title=f"PostgreSQL {freshness.promise} backup is stale")
+        delivery = alerts.send(alert)
+        if not delivery.delivered:
+            said.append(f"alert not delivered, will retry: {delivery.errors}")  # cursor unchanged
+            continue
+        alerted[freshness.promise] = freshness.cursor
+        said.append(f"alerted ({', '.join(delivery.delivered)}): {freshness.describe()}")
+    if alerted:
+        context.update_cursor(json.dumps(alerted, sort_keys=True))
+    return dg.SkipReason("; ".join(said))

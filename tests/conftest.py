@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator_data.postgres import client, migrator
 from orchestrator_data.settings import load_settings
 from orchestrator_data.stack import Stack
 from orchestrator_data.stack.common import free_port
+from tests.databases import fresh_database
 
 SERVICE_VARIABLES = (
     "DATABASE_URL", "REDIS_URL", "ELASTICSEARCH_URL", "DAGSTER_PG_URL", "ELASTICSEARCH_API_KEY",
@@ -82,3 +84,25 @@ def endpoints(stack):
 def clean_env(monkeypatch):
     """A function-scoped view of the environment to change freely."""
     return monkeypatch
+
+
+@pytest.fixture
+def database(stack):
+    """A new, empty database on the session's PostgreSQL (the superuser's URL), dropped after the test."""
+    with fresh_database(stack) as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_url(database):
+    """`database` migrated to head, as production gets it."""
+    migrator.upgrade(database)
+    return database
+
+
+@pytest.fixture
+def engine(migrated_url):
+    """A superuser engine on a database migrated to head."""
+    engine = client.create_engine(migrated_url, pool=client.PoolOptions(size=2, max_overflow=2))
+    yield engine
+    engine.dispose()

@@ -11,8 +11,10 @@ from orchestrator_data.backups.catalog import (
     BackupNotFound,
     BackupToolError,
     get_backup,
+    latest_restore_checked,
     latest_verified,
     list_backups,
+    table_summary,
 )
 from orchestrator_data.backups.create import VerifyResult, create_backup, verify_backup
 from orchestrator_data.backups.crypto import decode_key, key_id
@@ -22,5 +24,5 @@ from orchestrator_data.backups.retention import PruneResult, plan_prune, prune
 __all__ = [
     "BackupCorrupt", "BackupEntry", "BackupError", "BackupKeyError", "BackupNotFound", "BackupToolError",
     "PruneResult", "RestoreCheckResult", "VerifyResult", "create_backup", "decode_key", "get_backup", "key_id",
-    "latest_verified", "list_backups", "plan_prune", "prune", "restore_check", "verify_backup",
+    "latest_restore_checked", "latest_verified", "list_backups", "table_summary", "plan_prune", "prune", "restore_check", "verify_backup",
 ]

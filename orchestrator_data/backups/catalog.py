@@ -2,6 +2,8 @@
 
     BACKUP_DIR/<id>/manifest.json      what was dumped (written last, inside a temp dir)
     BACKUP_DIR/<id>/dump.pgc[.enc]     pg_dump -Fc output, encrypted when a key was given
+    BACKUP_DIR/<id>/integrity.json     the latest sha256 re-check of the stored file (written right
+                                       after the backup, and by verify and restore_check)
     BACKUP_DIR/<id>/verification.json  the latest restore check (written by restore_check)
 
 A backup is assembled in BACKUP_DIR/.tmp-<id>/ and renamed into place when complete, so a
@@ -18,6 +20,7 @@ from pathlib import Path
 
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
+INTEGRITY = "integrity.json"
 MANIFEST_FORMAT = 1
 
 
@@ -53,8 +56,10 @@ class BackupEntry:
     compressed: bool
     server_version: str
     migration_head: str | None
-    verified_at: datetime | None     # time of the latest restore check
-    verification_ok: bool | None     # its result (None = never checked)
+    verified_at: datetime | None     # time of the latest sha256 re-check of the stored file
+    verified_ok: bool | None         # its result (None = never checked)
+    restore_checked_at: datetime | None  # time of the latest restore check
+    restore_check_ok: bool | None        # its result (None = never checked)
 
     @property
     def manifest(self) -> dict:
@@ -71,7 +76,9 @@ class BackupEntry:
             "encrypted": self.encrypted, "compressed": self.compressed, "server_version": self.server_version,
             "migration_head": self.migration_head,
             "verified_at": self.verified_at.isoformat() if self.verified_at else None,
-            "verification_ok": self.verification_ok,
+            "verified_ok": self.verified_ok,
+            "restore_checked_at": self.restore_checked_at.isoformat() if self.restore_checked_at else None,
+            "restore_check_ok": self.restore_check_ok,
         }
 
 
@@ -96,23 +103,35 @@ def write_json_atomic(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def _check_record(path: Path) -> tuple[datetime | None, bool | None]:
+    """(checked_at, ok) of a check record; (None, None) when there is none."""
+    if not path.exists():
+        return None, None
+    try:
+        record = read_json(path)
+        return utc(record["checked_at"]), bool(record["ok"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return None, False  # unreadable record: treat as failed
+
+
+def record_integrity(path: Path, ok: bool, sha256: str | None, checked_at: datetime | None = None) -> None:
+    """Record a sha256 re-check of the stored file in BACKUP_DIR/<id>/integrity.json."""
+    write_json_atomic(path / INTEGRITY, {"ok": ok, "sha256": sha256,
+                                         "checked_at": (checked_at or datetime.now(UTC)).isoformat()})
+
+
 def entry_from_dir(path: Path) -> BackupEntry:
     manifest = read_json(path / MANIFEST)
-    verified_at = verification_ok = None
-    verification = path / VERIFICATION
-    if verification.exists():
-        try:
-            v = read_json(verification)
-            verified_at, verification_ok = utc(v["checked_at"]), bool(v["ok"])
-        except (ValueError, KeyError, TypeError):
-            verified_at, verification_ok = None, False  # unreadable record: treat as not verified
+    verified_at, verified_ok = _check_record(path / INTEGRITY)
+    restore_checked_at, restore_check_ok = _check_record(path / VERIFICATION)
     return BackupEntry(
         id=manifest["id"], path=path, created_at=utc(manifest["created_at"]),
         finished_at=utc(manifest["finished_at"]), size_bytes=int(manifest["size_bytes"]),
         sha256=manifest["sha256"], encrypted=manifest.get("encryption") is not None,
         compressed=bool(manifest.get("compression", {}).get("enabled")),
         server_version=manifest["server_version"], migration_head=manifest.get("migration_head"),
-        verified_at=verified_at, verification_ok=verification_ok,
+        verified_at=verified_at, verified_ok=verified_ok,
+        restore_checked_at=restore_checked_at, restore_check_ok=restore_check_ok,
     )
 
 
@@ -153,5 +172,20 @@ def get_backup(backup_dir: Path, backup_id: str) -> BackupEntry:
 
 
 def latest_verified(backup_dir: Path) -> BackupEntry | None:
+    """The newest backup whose latest sha256 re-check passed."""
+    return next((e for e in list_backups(backup_dir) if e.verified_ok is True), None)
+
+
+def latest_restore_checked(backup_dir: Path) -> BackupEntry | None:
     """The newest backup whose latest restore check passed."""
-    return next((e for e in list_backups(backup_dir) if e.verification_ok is True), None)
+    return next((e for e in list_backups(backup_dir) if e.restore_check_ok is True), None)
+
+
+def table_summary(manifest: dict) -> list[dict]:
+    """Per-table rows and checksum (first 16 hex digits) from a manifest, whichever shape it keeps them in."""
+    tables = manifest.get("tables") or []
+    if isinstance(tables, dict):
+        tables = [{"table": name, **(value if isinstance(value, dict) else {"rows": value})}
+                  for name, value in tables.items()]
+    return [{"table": str(t.get("table") or t.get("name")), "rows": int(t.get("rows") or 0),
+             "checksum": str(t.get("checksum") or "")[:16]} for t in tables]

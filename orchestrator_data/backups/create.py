@@ -28,6 +28,7 @@ from orchestrator_data.backups.catalog import (
     entry_from_dir,
     get_backup,
     new_backup_id,
+    record_integrity,
     write_json_atomic,
 )
 from orchestrator_data.backups.crypto import ALGORITHM, CHUNK_SIZE, decrypt_file, encrypt_stream, key_id
@@ -60,6 +61,13 @@ def create_backup(database_url: str, backup_dir: Path, *, encryption_key: bytes 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("backup %s written: %d bytes", backup_id, manifest["size_bytes"])
+    # read back what landed on disk: a backup counts as verified only once its stored bytes hash right
+    actual, size = file_sha256(final / manifest["file"])
+    ok = actual == manifest["sha256"] and size == manifest["size_bytes"]
+    record_integrity(final, ok, actual)
+    if not ok:
+        raise BackupCorrupt(f"backup {backup_id} does not read back as written: sha256 {actual} ({size} bytes), "
+                            f"expected {manifest['sha256']} ({manifest['size_bytes']} bytes)")
     return entry_from_dir(final)
 
 
@@ -194,6 +202,7 @@ def verify_backup(backup_dir: Path, backup_id: str, *, encryption_key: bytes | N
     path = entry.dump_path
     problems: list[str] = []
     if not path.is_file():
+        record_integrity(entry.path, False, None)
         return VerifyResult(entry.id, False, False, False, entry.sha256, None, None, [f"dump file {path.name} is missing"])
     actual, size = file_sha256(path)
     size_ok, sha_ok = size == entry.size_bytes, actual == entry.sha256
@@ -209,4 +218,5 @@ def verify_backup(backup_dir: Path, backup_id: str, *, encryption_key: bytes | N
         except BackupCorrupt as exc:
             authenticated = False
             problems.append(str(exc))
+    record_integrity(entry.path, not problems, actual)
     return VerifyResult(entry.id, not problems, size_ok, sha_ok, entry.sha256, actual, authenticated, problems)

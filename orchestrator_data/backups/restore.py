@@ -33,6 +33,7 @@ from orchestrator_data.backups.catalog import (
     BackupEntry,
     BackupToolError,
     get_backup,
+    record_integrity,
     write_json_atomic,
 )
 from orchestrator_data.backups.create import check_key, file_sha256
@@ -97,8 +98,10 @@ def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
 
     path = entry.dump_path
     if not path.is_file():
+        record_integrity(entry.path, False, None)
         return finish(False, "integrity", [f"dump file {path.name} is missing"])
     actual, size = file_sha256(path)
+    record_integrity(entry.path, actual == entry.sha256 and size == entry.size_bytes, actual)
     if actual != entry.sha256 or size != entry.size_bytes:
         return finish(False, "integrity", [f"stored file does not match the manifest: sha256 {actual} "
                                            f"({size} bytes), expected {entry.sha256} ({entry.size_bytes} bytes)"])

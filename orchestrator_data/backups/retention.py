@@ -1,8 +1,9 @@
 """Retention: keep the newest backup of each of the last N days and of each of the last M ISO weeks.
 
 Days and weeks are UTC calendar periods counted back from `now` (today is the first day, this ISO
-week the first week); a period without a backup keeps nothing. The newest verified backup is never
-deleted, whatever the policy says, so a restore is always possible from a checked backup. Backups
+week the first week); a period without a backup keeps nothing. The newest verified backup (sha256 re-checked) and the
+newest restore-checked backup are never deleted, whatever the policy says, so a restore is always
+possible from a checked backup. Backups
 dated after `now` (clock skew) are kept."""
 
 from __future__ import annotations
@@ -55,9 +56,12 @@ def plan_prune(entries: list[BackupEntry], keep_daily: int, keep_weekly: int,
         if week in weeks and week not in seen_weeks:
             seen_weeks.add(week)
             reasons.setdefault(entry.id, []).append(f"weekly {week[0]}-W{week[1]:02d}")
-    verified = next((e for e in newest_first if e.verification_ok is True), None)
-    if verified is not None:
-        reasons.setdefault(verified.id, []).append("newest verified")
+    # the newest backup known good at each level is kept whatever the calendar says
+    for reason, good in (("newest verified", lambda e: e.verified_ok is True),
+                         ("newest restore-checked", lambda e: e.restore_check_ok is True)):
+        keep = next((e for e in newest_first if good(e)), None)
+        if keep is not None:
+            reasons.setdefault(keep.id, []).append(reason)
     kept = [e for e in newest_first if e.id in reasons]
     deleted = [e for e in newest_first if e.id not in reasons]
     return PruneResult(kept, deleted, reasons)

@@ -67,9 +67,15 @@ def create(
     output.info(f"  sha256 {entry.sha256}")
 
 
+def _check(ok: bool | None, at) -> str:
+    if ok is None:
+        return "-"
+    return f"{'ok' if ok else 'FAILED'} {at:%Y-%m-%d %H:%M}" if at else ("ok" if ok else "FAILED")
+
+
 @app.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Backups, newest first: id, time, size, path, verified or not."""
+    """Backups, newest first: id, time, size, path, verified (sha256) and restore-checked or not."""
     settings = load_or_exit()
     entries = list_backups(settings.backup_dir)
     if as_json:
@@ -79,13 +85,12 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         output.info(f"no backups in {settings.backup_dir}")
         return
     table = Table(title=f"backups in {settings.backup_dir}", title_justify="left")
-    for column in ("id", "created (UTC)", "size", "encrypted", "verified", "path"):
+    for column in ("id", "created (UTC)", "size", "encrypted", "verified", "restore check", "path"):
         table.add_column(column)
     for e in entries:
-        verified = ("-" if e.verification_ok is None else
-                    f"{'ok' if e.verification_ok else 'FAILED'} {e.verified_at:%Y-%m-%d %H:%M}")
         table.add_row(e.id, f"{e.created_at:%Y-%m-%d %H:%M:%S}", _size(e.size_bytes),
-                      "yes" if e.encrypted else "no", verified, str(e.path))
+                      "yes" if e.encrypted else "no", _check(e.verified_ok, e.verified_at),
+                      _check(e.restore_check_ok, e.restore_checked_at), str(e.path))
     output.console.print(table)
 
 

@@ -13,7 +13,7 @@ import typer
 
 from orchestrator_data import __version__
 from orchestrator_data.cli import backup as backup_cli
-from orchestrator_data.cli import lifecycle as lifecycle_cli
+from orchestrator_data.cli import provisioning as provisioning_cli
 from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
 from orchestrator_data.cli import seed as seed_cli
@@ -33,8 +33,8 @@ app.add_typer(stack_cli.app, name="stack")
 app.add_typer(migrate_cli.app, name="migrate")
 app.add_typer(seed_cli.app, name="seed")
 app.add_typer(backup_cli.app, name="backup")
-app.command("init")(lifecycle_cli.init)
-app.command("reset")(lifecycle_cli.reset)
+app.command("init")(provisioning_cli.init)
+app.command("reset")(provisioning_cli.reset)
 
 
 def _version(value: bool) -> None:

@@ -1,1 +1,2 @@
-"""PostgreSQL: engines, health, and (to come) schema, migrations and seeding."""
+"""PostgreSQL: engines and health, the schema (models, Alembic revisions), the migrator with its
+security check, catalog inspection and roles, tenant scoping, and seeding."""

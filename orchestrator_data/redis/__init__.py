@@ -1,1 +1,2 @@
-"""Redis: clients, health, and (to come) the keyspace of sessions, cache, limits and queues."""
+"""Redis: clients and health, and the keyspace: sessions, cache, rate limits, execution state,
+queues and pub/sub, with its setup and status checks."""

@@ -169,12 +169,12 @@ class Alert:
 
 
 def publish_alert(client: redis.Redis, severity: Severity | str, title: str, detail: str = "",
-                  source: str = "orchestrator-data") -> int:
-    """Publish an alert on `alerts`; returns how many subscribers got it. The text goes out as given:
-    keep secrets out of it (orchestrator_data.redaction.redact driver messages first)."""
+                  source: str = "orchestrator-data", channel: str | None = None) -> int:
+    """Publish an alert on `channel` (default `alerts`); returns how many subscribers got it. The text
+    goes out as given: keep secrets out of it (orchestrator_data.redaction.redact driver messages first)."""
     alert = Alert(Severity(severity), title, detail, source, datetime.now(timezone.utc).isoformat())
-    return publish(client, ALERTS.channel(), asdict(alert) | {"severity": alert.severity.value})
+    return publish(client, channel or ALERTS.channel(), asdict(alert) | {"severity": alert.severity.value})
 
 
-def subscribe_alerts(client: redis.Redis) -> Subscription:
-    return Subscription(client, channels=(ALERTS.channel(),))
+def subscribe_alerts(client: redis.Redis, channel: str | None = None) -> Subscription:
+    return Subscription(client, channels=(channel or ALERTS.channel(),))

@@ -1,1 +1,2 @@
-"""Elasticsearch: clients, health, and (to come) indices, sync and lifecycle."""
+"""Search (on Elasticsearch): the client and health check. Indices, their sync from PostgreSQL and
+their lifecycle are the next issues."""

@@ -15,7 +15,12 @@ from orchestrator_data.stack.postgres import DAGSTER_DATABASE, PostgresService
 from orchestrator_data.stack.redis import RedisService
 
 SERVICES = ("postgres", "redis", "elasticsearch")
-_URL_VARIABLE = {"postgres": "DATABASE_URL", "redis": "REDIS_URL", "elasticsearch": "ELASTICSEARCH_URL"}
+# The one mapping from a service to where its URL is configured: the Settings field (which is also
+# the Endpoints field) and the environment variable a user sets. "dagster" is Dagster's own storage.
+URL_FIELDS = {"postgres": "database_url", "redis": "redis_url", "elasticsearch": "elasticsearch_url",
+              "dagster": "dagster_pg_url"}
+URL_VARIABLES = {"postgres": "DATABASE_URL", "redis": "REDIS_URL", "elasticsearch": "ELASTICSEARCH_URL",
+                 "dagster": "DAGSTER_PG_URL"}
 
 
 @dataclass
@@ -28,6 +33,9 @@ class Endpoints:
     dagster_pg_url: str | None
     sources: dict[str, str | None]
 
+    def url(self, service: str) -> str | None:
+        return getattr(self, URL_FIELDS[service])
+
 
 class Stack:
     def __init__(self, settings: Settings):
@@ -38,8 +46,7 @@ class Stack:
 
     # -- which services are ours --------------------------------------------------------------
     def configured_externally(self, name: str) -> bool:
-        return bool(getattr(self.settings, {"postgres": "database_url", "redis": "redis_url",
-                                            "elasticsearch": "elasticsearch_url"}[name]))
+        return bool(getattr(self.settings, URL_FIELDS[name]))
 
     def managed(self) -> list[str]:
         return [name for name in SERVICES if not self.configured_externally(name)]
@@ -136,5 +143,7 @@ class Stack:
 
 
 def missing_endpoint_message(name: str) -> str:
-    return (f"{_URL_VARIABLE[name]} is not set and the local stack has no {name}: "
-            f"run `orchestrator-data stack start` or set {_URL_VARIABLE[name]}")
+    variable = URL_VARIABLES[name]
+    what = "PostgreSQL" if name == "dagster" else name
+    return (f"{variable} is not set and the local stack has no {what}: "
+            f"run `orchestrator-data stack start` or set {variable}")

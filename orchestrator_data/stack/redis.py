@@ -55,7 +55,7 @@ class RedisService(PidFileServer):
     def _write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         password = self.secrets.get("redis_password")
-        # Sessions, queues and execution state must never be evicted: noeviction (DESIGN.md).
+        # Sessions, queues and execution state must never be evicted: noeviction (docs/redis-keyspace.md).
         config = f"""# written by orchestrator-data stack start; edits are overwritten
 bind 127.0.0.1
 port {self.port}

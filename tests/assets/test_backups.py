@@ -7,12 +7,17 @@ import json
 import dagster as dg
 import pytest
 
-from assets.backups import check_postgres_backup_freshness, postgres_backup, postgres_restore_check
+from assets.backups import (
+    check_postgres_backup_freshness,
+    check_postgres_restore_check_freshness,
+    postgres_backup,
+    postgres_restore_check,
+)
 from assets.postgres import postgres_schema
 from assets.seed import seed_data
 from orchestrator_data import backups
-from resources import PostgresResource
-from tests.orchestrator_data.postgres.dbs import fresh_database
+from resources import BackupStorageResource, DeploymentResource, PostgresResource
+from tests.databases import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +28,8 @@ KEY_B64 = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80="  # 32 bytes, test-only
 def seeded(stack, tmp_path, monkeypatch):
     monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "backups"))
     with fresh_database(stack, prefix="asset_backup") as url:
-        resources = {"postgres": PostgresResource(database_url=url)}
+        resources = {"postgres": PostgresResource(database_url=url), "backup_storage": BackupStorageResource(),
+                     "deployment": DeploymentResource()}
         config = dg.RunConfig(ops={"seed_data": {"config": {"scale": 200, "environment": "testing"}}})
         assert dg.materialize([postgres_schema, seed_data], resources=resources, run_config=config).success
         yield resources, tmp_path / "backups"
@@ -32,8 +38,8 @@ def seeded(stack, tmp_path, monkeypatch):
 def test_backup_then_restore_check_then_fresh(seeded, monkeypatch):
     resources, backup_dir = seeded
     monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", KEY_B64)
-    result = dg.materialize([postgres_backup, postgres_restore_check, check_postgres_backup_freshness],
-                            resources=resources)
+    result = dg.materialize([postgres_backup, postgres_restore_check, check_postgres_backup_freshness,
+                             check_postgres_restore_check_freshness], resources=resources)
     assert result.success
     [made] = result.asset_materializations_for_node("postgres_backup")
     meta = made.metadata
@@ -49,18 +55,28 @@ def test_backup_then_restore_check_then_fresh(seeded, monkeypatch):
     [checked] = result.asset_materializations_for_node("postgres_restore_check")
     assert checked.metadata["ok"].value is True and checked.metadata["difference_count"].value == 0
     assert checked.metadata["rto_seconds"].value > 0 and checked.metadata["backup_id"].value == entry.id
-    [freshness] = result.get_asset_check_evaluations()
-    assert freshness.passed and freshness.metadata["latest_verified_id"].value == entry.id
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {"check_postgres_backup_freshness", "check_postgres_restore_check_freshness"}
+    assert all(c.passed and c.metadata["newest_id"].value == entry.id for c in checks.values())
+    assert checks["check_postgres_backup_freshness"].metadata["max_age_hours"].value == 26
+    assert checks["check_postgres_restore_check_freshness"].metadata["max_age_hours"].value == 8 * 24
 
 
-def test_freshness_fails_without_a_verified_backup_and_restore_check_lists_differences(seeded, monkeypatch):
+def test_freshness_of_each_promise_and_restore_check_lists_differences(seeded, monkeypatch):
     resources, backup_dir = seeded
     assert dg.materialize([postgres_backup], resources=resources).success
     entry = backups.get_backup(backup_dir, "latest")
-    check = dg.materialize([postgres_restore_check, check_postgres_backup_freshness], resources=resources,
-                           selection=dg.AssetSelection.checks(check_postgres_backup_freshness))
-    [freshness] = check.get_asset_check_evaluations()
-    assert not freshness.passed and freshness.metadata["latest_verified_id"].value == "none"
+    # written and read back: verified at once, but not restore-checked yet
+    assert entry.verified_ok is True and entry.restore_check_ok is None
+    check = dg.materialize([postgres_backup, postgres_restore_check, check_postgres_backup_freshness,
+                            check_postgres_restore_check_freshness], resources=resources,
+                           selection=dg.AssetSelection.checks(check_postgres_backup_freshness,
+                                                              check_postgres_restore_check_freshness))
+    checks = {c.check_name: c for c in check.get_asset_check_evaluations()}
+    assert checks["check_postgres_backup_freshness"].passed
+    assert checks["check_postgres_backup_freshness"].metadata["newest_id"].value == entry.id
+    assert not checks["check_postgres_restore_check_freshness"].passed
+    assert checks["check_postgres_restore_check_freshness"].metadata["newest_id"].value == "none"
 
     # the manifest now disagrees with what was dumped: the restore check must say where
     manifest_path = entry.path / "manifest.json"

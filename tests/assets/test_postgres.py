@@ -15,15 +15,8 @@ from assets.postgres import (
 )
 from orchestrator_data import urls
 from resources import PostgresResource
-from tests.orchestrator_data.postgres.dbs import fresh_database
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def database(stack):
-    with fresh_database(stack) as url:
-        yield url
 
 
 def _checks(result) -> dict[str, bool]:

@@ -7,15 +7,15 @@ import pytest
 
 from assets.postgres import postgres_schema
 from assets.seed import seed_data
-from resources import PostgresResource
-from tests.orchestrator_data.postgres.dbs import fresh_database
+from resources import DeploymentResource, PostgresResource
+from tests.databases import fresh_database
 
 pytestmark = pytest.mark.integration
 
 
 def test_seed_data_records_rows_per_organization(stack):
     with fresh_database(stack, prefix="asset_seed") as url:
-        resources = {"postgres": PostgresResource(database_url=url)}
+        resources = {"postgres": PostgresResource(database_url=url), "deployment": DeploymentResource()}
         config = dg.RunConfig(ops={"seed_data": {"config": {"scale": 600, "environment": "testing"}}})
         result = dg.materialize([postgres_schema, seed_data], resources=resources, run_config=config)
         assert result.success
@@ -34,7 +34,7 @@ def test_seed_data_records_rows_per_organization(stack):
 
 def test_seed_data_refuses_production(stack):
     with fresh_database(stack, prefix="asset_seed") as url:
-        resources = {"postgres": PostgresResource(database_url=url)}
+        resources = {"postgres": PostgresResource(database_url=url), "deployment": DeploymentResource()}
         config = dg.RunConfig(ops={"seed_data": {"config": {"environment": "production"}}})
         result = dg.materialize([postgres_schema, seed_data], resources=resources, run_config=config,
                                 raise_on_error=False)

@@ -8,24 +8,15 @@ import os
 
 import pytest
 
-from orchestrator_data.postgres import migrator
 from tests.orchestrator_data.backups.conftest import database_password, flip_bit, scratch_databases
-from tests.orchestrator_data.postgres.dbs import fresh_database
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def database(stack):
-    with fresh_database(stack, prefix="od_cli_backup") as url:
-        migrator.upgrade(url)
-        yield url
-
-
-def test_backup_commands(cli, database, tmp_path, stack):
+def test_backup_commands(cli, migrated_url, tmp_path, stack):
     key = base64.b64encode(os.urandom(32)).decode()
-    env = {"DATABASE_URL": database, "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_ENCRYPTION_KEY": key}
-    secrets = [database_password(database), key]
+    env = {"DATABASE_URL": migrated_url, "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_ENCRYPTION_KEY": key}
+    secrets = [database_password(migrated_url), key]
     outputs = []
 
     def run(*args, expect: int, extra: dict | None = None):
@@ -37,12 +28,12 @@ def test_backup_commands(cli, database, tmp_path, stack):
     created = run("create", expect=0)
     assert "encrypted" in created.stdout
     listed = json.loads(run("list", "--json", expect=0).stdout)
-    assert len(listed) == 1 and listed[0]["encrypted"] and listed[0]["verification_ok"] is None
+    assert len(listed) == 1 and listed[0]["encrypted"] and listed[0]["verified_ok"] is True and listed[0]["restore_check_ok"] is None
     backup_id = listed[0]["id"]
     assert backup_id in run("list", expect=0).stdout
     assert "every chunk authenticated" in run("verify", "latest", expect=0).stdout
     assert "matches its manifest" in run("restore-check", backup_id, expect=0).stdout
-    assert json.loads(run("list", "--json", expect=0).stdout)[0]["verification_ok"] is True
+    assert json.loads(run("list", "--json", expect=0).stdout)[0]["restore_check_ok"] is True
 
     # bad input: 2
     assert "no backup" in run("verify", "20200101T000000Z-dead", expect=2).stderr
@@ -65,7 +56,7 @@ def test_backup_commands(cli, database, tmp_path, stack):
     assert pruned["kept"] == [backup_id] and pruned["deleted"] == []
 
     # a server that refuses the login: 1, and the password given is not echoed
-    bad_url = database.replace(f":{database_password(database)}@", ":Wr0ngPassw0rdXyz@")
+    bad_url = migrated_url.replace(f":{database_password(migrated_url)}@", ":Wr0ngPassw0rdXyz@")
     secrets.append("Wr0ngPassw0rdXyz")
     run("create", expect=1, extra={"DATABASE_URL": bad_url})
 

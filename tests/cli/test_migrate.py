@@ -9,15 +9,8 @@ import psycopg
 import pytest
 
 from orchestrator_data import urls
-from tests.orchestrator_data.postgres.dbs import fresh_database
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def database(stack):
-    with fresh_database(stack) as url:
-        yield url
 
 
 def _secrets(stack) -> list[str]:

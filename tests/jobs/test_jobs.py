@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from definitions import defs
-from resources import ElasticsearchResource, PostgresResource, RedisResource
-from tests.orchestrator_data.postgres.dbs import fresh_database
+from resources import DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
+from tests.databases import fresh_database
 
 
 def _selected(job_name: str) -> set[str]:
@@ -30,7 +30,7 @@ def _resources(stack, url: str) -> dict:
     parts = urlsplit(stack.endpoints().redis_url)
     redis_url = urlunsplit((parts.scheme, parts.netloc, "/12", "", ""))
     return {"postgres": PostgresResource(database_url=url), "redis": RedisResource(redis_url=redis_url),
-            "elasticsearch": ElasticsearchResource()}
+            "elasticsearch": ElasticsearchResource(), "deployment": DeploymentResource()}
 
 
 @pytest.mark.integration

@@ -8,24 +8,18 @@ import sqlalchemy as sa
 from orchestrator_data import alerts
 from orchestrator_data.alerts import Alert, send_alert
 from orchestrator_data.connections import resolve_url
-from orchestrator_data.postgres import migrator
+from orchestrator_data.postgres import catalog, migrator
 from orchestrator_data.redis import pubsub
 from orchestrator_data.redis.client import create_client
 from orchestrator_data.settings import load_settings
 from orchestrator_data.stack.common import free_port
 from tests.alerting import WebhookServer, alert_rows
-from tests.orchestrator_data.postgres.dbs import migrated_database
+from tests.databases import fresh_database
 
 pytestmark = pytest.mark.integration
 
 SECRET_PW = "Sup3rSecretPw"
 HOOK_TOKEN = "WebH00kT0ken"
-
-
-@pytest.fixture
-def database(stack):
-    with migrated_database(stack, prefix="alerts") as (url, engine):
-        yield url, engine
 
 
 @pytest.fixture
@@ -42,8 +36,7 @@ def _alert(**overrides) -> Alert:
                     | overrides))
 
 
-def test_an_alert_reaches_the_audit_log_redis_and_the_webhook_without_secrets(database, redis_client):
-    url, engine = database
+def test_an_alert_reaches_the_audit_log_redis_and_the_webhook_without_secrets(engine, redis_client):
     alert = _alert()
     with WebhookServer() as hook, pubsub.subscribe_alerts(redis_client) as subscription:
         delivery = send_alert(alert, engine=engine, redis_client=redis_client,
@@ -70,8 +63,7 @@ def test_an_alert_reaches_the_audit_log_redis_and_the_webhook_without_secrets(da
         assert "***" in payload
 
 
-def test_one_target_down_never_stops_the_others(database, redis_client):
-    _, engine = database
+def test_one_target_down_never_stops_the_others(engine, redis_client):
     dead_redis = create_client(f"redis://127.0.0.1:{free_port()}/0", retries=0, socket_timeout=1)
     dead_hook = f"http://127.0.0.1:{free_port()}/hook?token={HOOK_TOKEN}"
     with WebhookServer() as hook:
@@ -91,7 +83,6 @@ def test_one_target_down_never_stops_the_others(database, redis_client):
 
 
 def test_an_unmigrated_database_fails_only_the_audit_target(stack, redis_client):
-    from tests.orchestrator_data.postgres.dbs import fresh_database
     from orchestrator_data.postgres import client
 
     with fresh_database(stack, prefix="alerts_bare") as url, WebhookServer() as hook:
@@ -113,9 +104,9 @@ def test_unconfigured_targets_are_none_and_severity_is_validated():
     assert len(_alert(error="x" * 10_000).error) == alerts.ERROR_LIMIT
 
 
-def test_revision_0003_downgrade_refuses_while_alert_rows_exist(database):
-    url, engine = database
-    assert migrator.check_drift(url) == []
+def test_revision_0003_downgrade_refuses_while_alert_rows_exist(migrated_url, engine):
+    url = migrated_url
+    assert catalog.check_drift(url) == []
     with engine.connect() as conn:  # one CHECK, the name 0001 gave it, now allowing ALERT
         [(name, definition)] = conn.execute(sa.text(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "

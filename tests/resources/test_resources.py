@@ -100,3 +100,66 @@ def test_secrets_are_env_vars_in_the_definitions(monkeypatch):
 
 def test_redact_is_applied_to_driver_errors():
     assert "pw" not in redact("could not connect: postgresql://u:pw@h/d")
+
+
+def test_pool_sizes_come_from_the_settings_unless_set_on_the_resource(stack, monkeypatch):
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "2")
+    monkeypatch.setenv("DATABASE_MAX_OVERFLOW", "1")
+    monkeypatch.setenv("REDIS_MAX_CONNECTIONS", "3")
+    postgres, redis = PostgresResource(), RedisResource()
+    assert postgres.health().detail["pool_size"] == 2 and postgres.engine.pool._max_overflow == 1
+    assert redis.health().detail["pool_max_connections"] == 3
+    # the CLI builds its clients with the same factory, so both read the same numbers
+    from orchestrator_data import connections
+    from orchestrator_data.settings import load_settings
+
+    settings = load_settings()
+    engine = connections.postgres_engine(settings)
+    try:
+        assert engine.pool.size() == 2
+    finally:
+        engine.dispose()
+    assert connections.redis_client(settings).connection_pool.max_connections == 3
+    # a value set on the resource wins over the setting
+    assert PostgresResource(pool_size=4).health().detail["pool_size"] == 4
+    assert RedisResource(max_connections=7).health().detail["pool_max_connections"] == 7
+
+
+def test_backup_storage_and_deployment_resources_read_the_settings(monkeypatch, tmp_path):
+    import base64
+
+    from orchestrator_data.backups import BackupKeyError
+    from resources import BackupStorageResource, DeploymentResource
+
+    key = base64.b64encode(bytes(range(32))).decode()
+    monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "b"))
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", key)
+    monkeypatch.setenv("BACKUP_MAX_AGE_HOURS", "30")
+    monkeypatch.setenv("RESTORE_CHECK_MAX_AGE_DAYS", "9")
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    storage = BackupStorageResource()
+    assert storage.directory() == tmp_path / "b" and storage.key() == bytes(range(32))
+    assert storage.verified_max_age_hours() == 30 and storage.restore_checked_max_age_hours() == 9 * 24
+    assert DeploymentResource().name() == "production"
+    overridden = BackupStorageResource(backup_dir=str(tmp_path / "c"), max_age_hours=2, restore_check_max_age_days=1)
+    assert overridden.directory() == tmp_path / "c" and overridden.verified_max_age_hours() == 2
+    assert overridden.restore_checked_max_age_hours() == 24
+    assert DeploymentResource(environment="Testing").name() == "testing"
+    with pytest.raises(BackupKeyError) as refused:
+        BackupStorageResource(encryption_key="bm90LWEta2V5").key()
+    assert "bm90LWEta2V5" not in str(refused.value)
+
+
+def test_every_secret_of_every_resource_is_an_env_var(monkeypatch):
+    secrets = {"DATABASE_URL": "postgresql://app:EnvSecret9@db.example:5432/app",
+               "REDIS_URL": "redis://:EnvSecret8@cache.example:6379/0",
+               "ELASTICSEARCH_PASSWORD": "EnvSecret7", "ELASTICSEARCH_API_KEY": "EnvSecret6",
+               "BACKUP_ENCRYPTION_KEY": "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=",
+               "ALERT_WEBHOOK_URL": "https://hooks.example/EnvSecret5"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    resources = build_resources()
+    shown = repr(resources)
+    for value in secrets.values():
+        assert value not in shown
+    assert resources["alerts"].postgres is resources["postgres"]

@@ -45,7 +45,7 @@ def test_schedules_and_sensors_are_registered_with_their_cron_and_job():
     sensors = {s.name for s in schedules.SENSORS}
     assert sensors == {"run_failure_alert_sensor", "stale_backup_sensor"}
     assert defs.resolve_sensor_def("stale_backup_sensor").minimum_interval_seconds == 3600
-    assert defs.resolve_sensor_def("run_failure_alert_sensor").required_resource_keys == {"postgres", "redis"}
+    assert defs.resolve_sensor_def("run_failure_alert_sensor").required_resource_keys == {"alerts"}
 
 
 def test_outside_production_everything_is_stopped(environment):

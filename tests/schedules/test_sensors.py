@@ -13,11 +13,12 @@ from orchestrator_data.connections import resolve_url
 from orchestrator_data.redis import pubsub
 from orchestrator_data.redis.client import create_client
 from orchestrator_data.settings import load_settings
-from resources import PostgresResource, RedisResource
+from resources import AlertsResource, BackupStorageResource, PostgresResource, RedisResource
 from schedules.alerts import run_failure_alert_sensor
-from schedules.backups import stale_backup_sensor
+from schedules import backups as backup_schedules
+from schedules.backups import nightly_backup_schedule, stale_backup_sensor, weekly_restore_test_schedule
 from tests.alerting import WebhookServer, alert_rows
-from tests.orchestrator_data.postgres.dbs import migrated_database
+from tests.databases import migrated_database
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +46,10 @@ def services(stack):
     with migrated_database(stack, prefix="sensors") as (url, engine):
         redis_url = resolve_url("redis", load_settings())
         client = create_client(redis_url)
+        postgres, redis = PostgresResource(database_url=url), RedisResource(redis_url=redis_url)
         yield {"engine": engine, "redis": client,
-               "resources": {"postgres": PostgresResource(database_url=url), "redis": RedisResource(redis_url=redis_url)}}
+               "resources": {"postgres": postgres, "redis": redis, "backup_storage": BackupStorageResource(),
+                             "alerts": AlertsResource(postgres=postgres, redis=redis)}}
         client.close()
         client.connection_pool.disconnect()
 
@@ -85,8 +88,10 @@ def test_run_failure_alert_sensor_alerts_every_target_about_a_real_failed_run(se
         assert SECRET_PW not in payload
 
 
-def _backup(root: Path, created: datetime, *, verified: bool | None) -> str:
-    """A catalogue entry as orchestrator_data.backups writes it (manifest, verification record)."""
+def _backup(root: Path, created: datetime, *, verified: bool | None = True,
+            restore_checked: bool | None = None, checked_at: datetime | None = None) -> str:
+    """A catalogue entry as orchestrator_data.backups writes it: the manifest, the sha256 re-check record
+    (integrity.json) and the restore check record (verification.json)."""
     backup_id = f"{created:%Y%m%dT%H%M%SZ}-beef"
     path = root / backup_id
     path.mkdir(parents=True)
@@ -96,7 +101,10 @@ def _backup(root: Path, created: datetime, *, verified: bool | None) -> str:
         "server_version": "18.1", "migration_head": "0003", "file": "dump.pgc", "tables": {},
     }))
     if verified is not None:
-        (path / "verification.json").write_text(json.dumps({"checked_at": created.isoformat(), "ok": verified}))
+        (path / "integrity.json").write_text(json.dumps({"checked_at": created.isoformat(), "ok": verified}))
+    if restore_checked is not None:
+        (path / "verification.json").write_text(json.dumps({"checked_at": (checked_at or created).isoformat(),
+                                                            "ok": restore_checked}))
     return backup_id
 
 
@@ -106,52 +114,119 @@ def _tick(resources: dict, cursor: str | None):
         return result, context.cursor
 
 
+def _cursor(cursor: str | None) -> dict:
+    return json.loads(cursor) if cursor else {}
+
+
 def test_stale_backup_sensor_alerts_once_per_stale_backup_and_is_quiet_when_fresh(services, tmp_path, monkeypatch):
     monkeypatch.setenv("BACKUP_DIR", str(tmp_path))
     monkeypatch.setenv("BACKUP_MAX_AGE_HOURS", "26")
+    monkeypatch.setenv("RESTORE_CHECK_MAX_AGE_DAYS", "8")
     now = datetime.now(UTC)
     resources = services["resources"]
 
-    # nothing verified at all: one alert, keyed "none"
+    # a backup whose file was never re-checked, and no restore check at all: one alert per promise, keyed "none"
     _backup(tmp_path, now - timedelta(hours=1), verified=None)
     result, cursor = _tick(resources, None)
-    assert cursor == "none" and len(alert_rows(services["engine"])) == 1
-    assert _tick(resources, cursor)[1] == "none" and len(alert_rows(services["engine"])) == 1
+    assert _cursor(cursor) == {"verified": "none", "restore-checked": "none"}
+    assert len(alert_rows(services["engine"])) == 2
+    assert _tick(resources, cursor)[1] == cursor and len(alert_rows(services["engine"])) == 2
 
+    # a restore-checked backup five days old keeps the weekly promise; a verified one 30 h old breaks the nightly one
+    checked = _backup(tmp_path, now - timedelta(days=5), verified=True, restore_checked=True)
     stale = _backup(tmp_path, now - timedelta(hours=30), verified=True)
     with WebhookServer() as hook, pubsub.subscribe_alerts(services["redis"]) as subscription:
         monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url())
         result, cursor = _tick(resources, cursor)
         event = subscription.get(timeout=5)
         assert hook.received.wait(5)
-        assert cursor == stale and isinstance(result, dg.SkipReason) and stale in result.skip_message
+        assert _cursor(cursor)["verified"] == stale and isinstance(result, dg.SkipReason)
+        assert stale in result.skip_message and checked in result.skip_message
         assert event.data["severity"] == "warning" and stale in event.data["detail"]
-        assert hook.requests[0]["json"]["title"] == "PostgreSQL backup is stale"
+        assert hook.requests[0]["json"]["title"] == "PostgreSQL verified backup is stale"
 
         for _ in range(3):  # later ticks: the cursor holds, no repeat
             result, cursor = _tick(resources, cursor)
-            assert cursor == stale and "already alerted" in result.skip_message
+            assert _cursor(cursor)["verified"] == stale and "already alerted" in result.skip_message
         assert len(hook.requests) == 1 and subscription.get(timeout=0.5) is None
     rows = alert_rows(services["engine"])
-    assert len(rows) == 2 and rows[-1].record_id is None and stale in rows[-1].new_values["error"]
+    assert len(rows) == 3 and rows[-1].record_id is None and stale in rows[-1].new_values["error"]
 
     fresh = _backup(tmp_path, now - timedelta(hours=2), verified=True)
     result, cursor = _tick(resources, cursor)
-    assert cursor == stale and fresh in result.skip_message and len(alert_rows(services["engine"])) == 2
+    assert fresh in result.skip_message and len(alert_rows(services["engine"])) == 3
 
-    # a failed restore check does not count as verified: the fresh-but-failed one is ignored
+    # a failed sha256 re-check does not count as verified: the newer-but-corrupt one is passed over
     _backup(tmp_path, now - timedelta(minutes=5), verified=False)
     assert fresh in _tick(resources, cursor)[0].skip_message
+
+    # the weekly promise breaks once its newest restore-checked backup is older than 8 days
+    monkeypatch.setenv("RESTORE_CHECK_MAX_AGE_DAYS", "4")
+    result, cursor = _tick(resources, cursor)
+    assert _cursor(cursor)["restore-checked"] == checked and len(alert_rows(services["engine"])) == 4
+    assert "PostgreSQL restore-checked backup is stale" in [r.new_values["title"] for r in alert_rows(services["engine"])]
+
+
+def _ticks(schedule: dg.ScheduleDefinition, start: datetime, end: datetime) -> list[datetime]:
+    """The times `schedule` fires between start and end, from its own cron string."""
+    from dagster._utils.schedules import cron_string_iterator
+
+    times = []
+    for tick in cron_string_iterator(start.timestamp(), schedule.cron_schedule, schedule.execution_timezone):
+        if tick > end:
+            return times
+        times.append(tick.astimezone(UTC))
+    return times
+
+
+def test_a_simulated_fortnight_of_schedule_ticks_raises_no_false_alert(services, tmp_path, monkeypatch):
+    """Nightly backups (verified when written) and weekly restore tests as the two schedules fire them,
+    with the sensor ticking hourly in between: every promise holds, so no tick alerts. Then the backups
+    stop: the nightly promise alerts once, on the first tick past BACKUP_MAX_AGE_HOURS."""
+    monkeypatch.setenv("BACKUP_DIR", str(tmp_path))
+    start = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)  # a Sunday, before that night's backup
+    end = start + timedelta(days=15)
+    events = [(t + timedelta(minutes=5), "backup") for t in _ticks(nightly_backup_schedule, start, end)]
+    events += [(t + timedelta(minutes=20), "restore") for t in _ticks(weekly_restore_test_schedule, start, end)]
+    events.sort()
+    # the project was set up the night before: one backup, restore-checked
+    newest = _backup(tmp_path, start - timedelta(hours=22), restore_checked=True)
+    resources, cursor, now = services["resources"], None, start
+    while now <= end:
+        while events and events[0][0] <= now:
+            at, what = events.pop(0)
+            if what == "backup":
+                newest = _backup(tmp_path, at, verified=True)
+            else:  # the restore test checks the newest backup
+                (tmp_path / newest / "verification.json").write_text(
+                    json.dumps({"checked_at": at.isoformat(), "ok": True}))
+        monkeypatch.setattr(backup_schedules, "utcnow", lambda now=now: now)
+        result, cursor = _tick(resources, cursor)
+        assert "alerted" not in result.skip_message, f"false alert at {now}: {result.skip_message}"
+        now += timedelta(hours=1)
+    assert alert_rows(services["engine"]) == []
+
+    # the nightly backups stop: one alert, 26 h after the last one, and no repeat afterwards
+    last = datetime.strptime(newest.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    alerted_at = []
+    for hour in range(1, 60):
+        at = end + timedelta(hours=hour)
+        monkeypatch.setattr(backup_schedules, "utcnow", lambda at=at: at)
+        result, cursor = _tick(resources, cursor)
+        if "alerted (" in result.skip_message:
+            alerted_at.append(at)
+    assert len(alerted_at) == 1 and timedelta(hours=26) < alerted_at[0] - last <= timedelta(hours=27)
+    assert [r.new_values["title"] for r in alert_rows(services["engine"])] == ["PostgreSQL verified backup is stale"]
 
 
 def test_stale_backup_sensor_keeps_its_cursor_when_no_target_got_the_alert(tmp_path, monkeypatch):
     from orchestrator_data.stack.common import free_port
 
     monkeypatch.setenv("BACKUP_DIR", str(tmp_path))
-    _backup(tmp_path, datetime.now(UTC) - timedelta(days=3), verified=True)
-    dead = {"postgres": PostgresResource(database_url=f"postgresql://x:y@127.0.0.1:{free_port()}/db",
-                                         pool_timeout=1),
-            "redis": RedisResource(redis_url=f"redis://127.0.0.1:{free_port()}/0", retries=0, socket_timeout=1)}
+    _backup(tmp_path, datetime.now(UTC) - timedelta(days=3), verified=True, restore_checked=True)
+    postgres = PostgresResource(database_url=f"postgresql://x:y@127.0.0.1:{free_port()}/db", pool_timeout=1)
+    redis = RedisResource(redis_url=f"redis://127.0.0.1:{free_port()}/0", retries=0, socket_timeout=1)
+    dead = {"backup_storage": BackupStorageResource(), "alerts": AlertsResource(postgres=postgres, redis=redis)}
     result, cursor = _tick(dead, None)
     assert cursor is None and "will retry" in result.skip_message
 

@@ -10,7 +10,7 @@ from orchestrator_data.postgres import migrator
 from orchestrator_data.postgres.client import create_engine
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from tests.orchestrator_data.postgres.dbs import admin_url, fresh_database
+from tests.databases import admin_url, fresh_database
 
 
 @pytest.fixture(scope="module")

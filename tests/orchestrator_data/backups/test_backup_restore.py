@@ -14,6 +14,7 @@ from orchestrator_data.backups import (
     BackupToolError,
     create_backup,
     get_backup,
+    latest_restore_checked,
     latest_verified,
     list_backups,
     restore,
@@ -64,7 +65,10 @@ def test_manifest_describes_the_snapshot(plain_backup, seeded_url):
     assert expected_tables <= set(m["tables"])
     with psycopg.connect(libpq_url(seeded_url)) as conn:
         assert m["tables"]["executions"]["rows"] == conn.execute("SELECT count(*) FROM executions").fetchone()[0] == 1500
-    assert plain_backup.verification_ok is None and plain_backup.verified_at is None
+    # read back right after writing: verified, not yet restore-checked
+    assert plain_backup.verified_ok is True and plain_backup.verified_at is not None
+    assert json.loads((plain_backup.path / "integrity.json").read_text())["sha256"] == plain_backup.sha256
+    assert plain_backup.restore_check_ok is None and plain_backup.restore_checked_at is None
     assert not any(p.name.startswith(".tmp-") for p in plain_backup.path.parent.iterdir())
 
 
@@ -77,7 +81,8 @@ def test_round_trip_every_checksum_equal(plain_backup, seeded_url, stack):
     assert result.scratch_database.startswith("restore_check_")
     assert scratch_databases(stack) == []
     entry = get_backup(plain_backup.path.parent, plain_backup.id)
-    assert entry.verification_ok is True and entry.verified_at == result.checked_at
+    assert entry.restore_check_ok is True and entry.restore_checked_at == result.checked_at
+    assert latest_restore_checked(plain_backup.path.parent).id == plain_backup.id
     assert latest_verified(plain_backup.path.parent).id == plain_backup.id
     assert verify_backup(plain_backup.path.parent, plain_backup.id).ok
 
@@ -116,7 +121,10 @@ def test_flipped_bit_is_caught_before_any_restore(plain_backup, seeded_url, tmp_
     checked = restore_check(seeded_url, tmp_path, entry.id)
     assert not checked.ok and checked.stage == "integrity" and "sha256" in checked.differences[0]
     assert created == [] and checked.scratch_database is None and scratch_databases(stack) == []
-    assert get_backup(tmp_path, entry.id).verification_ok is False
+    # both records say so: the sha256 re-check (verify, then the restore check's own) and the restore check
+    assert get_backup(tmp_path, entry.id).verified_ok is False
+    assert get_backup(tmp_path, entry.id).restore_check_ok is False
+    assert latest_verified(tmp_path) is None
 
 
 def test_tampered_encrypted_chunk_with_forged_manifest_hash(seeded_url, tmp_path, key, monkeypatch, stack):
@@ -150,7 +158,8 @@ def test_mismatch_fails_and_lists_differences(plain_backup, seeded_url, tmp_path
     assert scratch_databases(stack) == []
     recorded = json.loads((entry.path / "verification.json").read_text())
     assert recorded["ok"] is False and recorded["differences"] == result.differences
-    assert latest_verified(tmp_path) is None
+    assert latest_restore_checked(tmp_path) is None
+    assert latest_verified(tmp_path).id == entry.id  # the file itself is intact
 
 
 def test_failed_restore_still_drops_the_scratch_database(plain_backup, seeded_url, tmp_path, monkeypatch, stack):
@@ -212,7 +221,7 @@ def test_backup_as_the_readonly_login_sees_every_tenant(seeded_url, tmp_path, st
 
     from urllib.parse import urlsplit, urlunsplit
 
-    from tests.orchestrator_data.postgres.dbs import admin_url
+    from tests.databases import admin_url
 
     role, password = f"od_backup_{pysecrets.token_hex(4)}", pysecrets.token_urlsafe(16)
     with psycopg.connect(admin_url(stack), autocommit=True) as conn:

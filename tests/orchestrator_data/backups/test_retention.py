@@ -16,10 +16,11 @@ from orchestrator_data.backups.retention import plan_prune, prune
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday, ISO week 2026-W48
 
 
-def entry(created: datetime, verified: bool | None = None) -> BackupEntry:
+def entry(created: datetime, verified: bool | None = None, restore_checked: bool | None = None) -> BackupEntry:
     backup_id = f"{created:%Y%m%dT%H%M%SZ}-0000"
     return BackupEntry(backup_id, Path("/nonexistent") / backup_id, created, created + timedelta(minutes=1), 1, "0" * 64,
-                       False, True, "18.6", "0003", created if verified is not None else None, verified)
+                       False, True, "18.6", "0003", created if verified is not None else None, verified,
+                       created if restore_checked is not None else None, restore_checked)
 
 
 def every_12h(days: int = 40) -> list[BackupEntry]:
@@ -60,6 +61,16 @@ def test_newest_verified_is_never_deleted():
     assert len(result.kept) == 3
 
 
+def test_newest_restore_checked_is_never_deleted_either():
+    entries = every_12h()
+    checked = entry(NOW - timedelta(days=70), verified=True, restore_checked=True)
+    verified = entry(NOW - timedelta(days=60), verified=True, restore_checked=False)
+    result = plan_prune(entries + [checked, verified], keep_daily=1, keep_weekly=0, now=NOW)
+    assert result.reasons[checked.id] == ["newest restore-checked"]
+    assert result.reasons[verified.id] == ["newest verified"]
+    assert len(result.kept) == 3
+
+
 def test_zero_policy_keeps_only_newest_verified_and_future():
     future = entry(NOW + timedelta(hours=1))
     verified = entry(NOW - timedelta(days=3, hours=1), verified=True)
@@ -90,7 +101,7 @@ def write_backup(root: Path, created: datetime, verified: bool | None = None) ->
                 "migration_head": "0003", "tables": {}, "encryption": None, "compression": {"enabled": True}}
     (d / catalog.MANIFEST).write_text(json.dumps(manifest))
     if verified is not None:
-        (d / catalog.VERIFICATION).write_text(json.dumps({"ok": verified, "checked_at": NOW.isoformat()}))
+        (d / catalog.INTEGRITY).write_text(json.dumps({"ok": verified, "checked_at": NOW.isoformat()}))
     return backup_id
 
 

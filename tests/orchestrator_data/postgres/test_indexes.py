@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from orchestrator_data.postgres import client, migrator
 from orchestrator_data.postgres.tenancy import tenant_transaction
-from tests.orchestrator_data.postgres.dbs import fresh_database
+from tests.databases import fresh_database
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ import pytest
 from psycopg import sql
 
 from orchestrator_data import urls
-from orchestrator_data.postgres import migrator
+from orchestrator_data.postgres import catalog, migrator, security
 from tests.orchestrator_data.postgres import workers
-from tests.orchestrator_data.postgres.dbs import admin_url, fresh_database
+from tests.databases import admin_url, fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -72,13 +72,13 @@ FAILING_PROBE = _probe(
 SLOW_PROBE = _probe('    op.execute("SELECT pg_sleep(1)")\n')
 
 
-def test_a_fresh_database_is_migrated_to_head_and_every_revision_recorded(fresh_url):
-    report = migrator.upgrade(fresh_url)
+def test_a_fresh_database_is_migrated_to_head_and_every_revision_recorded(database):
+    report = migrator.upgrade(database)
     assert report.applied_revisions == HEAD
     assert (report.start_revision, report.end_revision, report.head) == (None, "0003", "0003")
     assert report.security is not None and report.security.ok
     assert all(a.duration_ms >= 0 and len(a.checksum) == 64 for a in report.applied)
-    with _connect(fresh_url) as conn:
+    with _connect(database) as conn:
         rows = conn.execute("SELECT revision, direction, checksum, duration_ms, applied_by, success, error, applied_at "
                             "FROM _migration_history ORDER BY id").fetchall()
     files = {s.revision: migrator.file_checksum(s.path) for s in migrator._chain(None)}
@@ -86,36 +86,36 @@ def test_a_fresh_database_is_migrated_to_head_and_every_revision_recorded(fresh_
     assert [r[2] for r in rows] == [files[r] for r in HEAD]
     assert all(r[4].startswith("postgres@") and r[7] is not None for r in rows)
 
-    state = migrator.status(fresh_url)
+    state = migrator.status(database)
     assert state.current == "0003" and state.pending == []
     assert [(r.revision, r.state, r.applied_checksum == r.file_checksum) for r in state.revisions] == [
         (r, "applied", True) for r in HEAD]
-    assert migrator.check_drift(fresh_url) == []
+    assert catalog.check_drift(database) == []
 
-    again = migrator.upgrade(fresh_url)
+    again = migrator.upgrade(database)
     assert again.applied == [] and again.end_revision == "0003" and again.security.ok
-    assert len(_ledger(fresh_url)) == 3
+    assert len(_ledger(database)) == 3
 
 
-def test_status_of_a_fresh_database_and_a_partial_upgrade(fresh_url):
-    state = migrator.status(fresh_url)
+def test_status_of_a_fresh_database_and_a_partial_upgrade(database):
+    state = migrator.status(database)
     assert state.current is None and state.pending == HEAD and state.history == []
-    report = migrator.upgrade(fresh_url, target="0001")
+    report = migrator.upgrade(database, target="0001")
     assert report.applied_revisions == ["0001"] and report.security is None  # security arrives with 0002
-    state = migrator.status(fresh_url)
+    state = migrator.status(database)
     assert [(r.revision, r.state) for r in state.revisions] == [("0001", "applied"), ("0002", "pending"), ("0003", "pending")]
     assert state.revisions[0].applied_at is not None and state.revisions[0].duration_ms is not None
-    assert migrator.upgrade(fresh_url).applied_revisions == ["0002", "0003"]
+    assert migrator.upgrade(database).applied_revisions == ["0002", "0003"]
     with pytest.raises(migrator.UnknownRevision, match="nope"):
-        migrator.upgrade(fresh_url, target="nope")
+        migrator.upgrade(database, target="nope")
 
 
-def test_concurrent_migrations_apply_each_revision_once(fresh_url, tmp_path):
+def test_concurrent_migrations_apply_each_revision_once(database, tmp_path):
     """Four processes start together; the lock lets one apply, the others wait and find nothing to do."""
     location = str(_copy_migrations(tmp_path, **{"0004_slow.py": SLOW_PROBE}))
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(4), context.Queue()
-    processes = [context.Process(target=workers.upgrade_together, args=(fresh_url, location, barrier, results))
+    processes = [context.Process(target=workers.upgrade_together, args=(database, location, barrier, results))
                  for _ in range(4)]
     for p in processes:
         p.start()
@@ -127,88 +127,88 @@ def test_concurrent_migrations_apply_each_revision_once(fresh_url, tmp_path):
     assert applied == [*HEAD, PROBE]
     assert sum(1 for o in outcomes if o[1]) == 1  # one process applied everything
     assert sum(1 for o in outcomes if o[2] > 0) >= 3  # the others waited for it
-    assert _ledger(fresh_url) == [(r, "upgrade", True) for r in [*HEAD, PROBE]]
-    assert _scalar(fresh_url, "SELECT version_num FROM alembic_version") == PROBE
+    assert _ledger(database) == [(r, "upgrade", True) for r in [*HEAD, PROBE]]
+    assert _scalar(database, "SELECT version_num FROM alembic_version") == PROBE
 
 
-def test_an_edited_revision_is_refused_naming_it(fresh_url, tmp_path):
+def test_an_edited_revision_is_refused_naming_it(database, tmp_path):
     location = _copy_migrations(tmp_path)
-    migrator.upgrade(fresh_url, script_location=location)
+    migrator.upgrade(database, script_location=location)
     edited = location / "versions" / "0001_core_tables.py"
     edited.write_text(edited.read_text() + "\n# a later edit\n")
     with pytest.raises(migrator.MigrationChecksumMismatch) as refused:
-        migrator.upgrade(fresh_url, script_location=location)
+        migrator.upgrade(database, script_location=location)
     assert refused.value.revision == "0001" and "revision 0001 was edited" in str(refused.value)
     with pytest.raises(migrator.MigrationChecksumMismatch):
-        migrator.rollback(fresh_url, "0001", script_location=location)
-    state = migrator.status(fresh_url, script_location=location)
+        migrator.rollback(database, "0001", script_location=location)
+    state = migrator.status(database, script_location=location)
     assert [(r.revision, r.state) for r in state.revisions] == [("0001", "edited"), ("0002", "applied"), ("0003", "applied")]
     # line endings alone do not count as an edit
     crlf = location / "versions" / "0002_security.py"
     crlf.write_bytes(crlf.read_bytes().replace(b"\n", b"\r\n"))
-    assert migrator.status(fresh_url, script_location=location).revisions[1].state == "applied"
+    assert migrator.status(database, script_location=location).revisions[1].state == "applied"
 
 
-def test_a_failing_revision_leaves_nothing_behind_and_is_recorded_redacted(fresh_url, tmp_path):
+def test_a_failing_revision_leaves_nothing_behind_and_is_recorded_redacted(database, tmp_path):
     location = _copy_migrations(tmp_path, **{"0004_failing.py": FAILING_PROBE})
     with pytest.raises(migrator.MigrationFailed) as failed:
-        migrator.upgrade(fresh_url, script_location=location)
+        migrator.upgrade(database, script_location=location)
     assert failed.value.revision == PROBE
     assert "Sup3rSecretValue" not in str(failed.value)
-    assert _scalar(fresh_url, "SELECT to_regclass('public.failed_probe') IS NULL")
-    assert _scalar(fresh_url, "SELECT version_num FROM alembic_version") == "0003"  # the real revisions stay applied
-    assert _ledger(fresh_url)[-1] == (PROBE, "upgrade", False)
-    error = _scalar(fresh_url, "SELECT error FROM _migration_history WHERE NOT success")
+    assert _scalar(database, "SELECT to_regclass('public.failed_probe') IS NULL")
+    assert _scalar(database, "SELECT version_num FROM alembic_version") == "0003"  # the real revisions stay applied
+    assert _ledger(database)[-1] == (PROBE, "upgrade", False)
+    error = _scalar(database, "SELECT error FROM _migration_history WHERE NOT success")
     assert "replica unreachable" in error and "Sup3rSecretValue" not in error and "password=***" in error
-    state = migrator.status(fresh_url, script_location=location)
+    state = migrator.status(database, script_location=location)
     assert state.pending == [PROBE] and not state.history[0].success
 
 
-def test_a_migration_killed_midway_leaves_no_partial_schema_and_the_rerun_succeeds(fresh_url, tmp_path):
+def test_a_migration_killed_midway_leaves_no_partial_schema_and_the_rerun_succeeds(database, tmp_path):
     location = str(_copy_migrations(tmp_path, **{"0004_sleeping.py": SLEEPING_PROBE}))
-    migrator.upgrade(fresh_url, target="0003", script_location=location)
+    migrator.upgrade(database, target="0003", script_location=location)
     process = multiprocessing.get_context("spawn").Process(target=workers.upgrade_slowly,
-                                                           args=(fresh_url, location))
+                                                           args=(database, location))
     process.start()
-    database = urls.database_name(fresh_url)
+    name = urls.database_name(database)
     deadline = time.monotonic() + 60
-    while not _scalar(fresh_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE %s",
-                      database, "SELECT pg_sleep%"):
+    while not _scalar(database, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE %s",
+                      name, "SELECT pg_sleep%"):
         assert time.monotonic() < deadline, "the probe revision never reached its sleep"
         assert process.is_alive()
         time.sleep(0.1)
     # mid-revision: the table and column exist inside its transaction, invisible to everyone else
-    assert _scalar(fresh_url, "SELECT to_regclass('public.killed_probe') IS NULL")
+    assert _scalar(database, "SELECT to_regclass('public.killed_probe') IS NULL")
     os.kill(process.pid, signal.SIGKILL)
     process.join(timeout=10)
 
     # the server notices the dead client (client_connection_check_interval) and rolls back
     deadline = time.monotonic() + 20
-    while _scalar(fresh_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE %s "
-                             "AND pid <> pg_backend_pid()", database, "SELECT pg_sleep%"):
+    while _scalar(database, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query LIKE %s "
+                             "AND pid <> pg_backend_pid()", name, "SELECT pg_sleep%"):
         assert time.monotonic() < deadline, "the killed migration's transaction is still running"
         time.sleep(0.2)
-    assert _scalar(fresh_url, "SELECT to_regclass('public.killed_probe') IS NULL")
-    assert not _scalar(fresh_url, "SELECT count(*) FROM information_schema.columns "
+    assert _scalar(database, "SELECT to_regclass('public.killed_probe') IS NULL")
+    assert not _scalar(database, "SELECT count(*) FROM information_schema.columns "
                                   "WHERE table_name = 'workflows' AND column_name = 'killed_probe'")
-    assert _scalar(fresh_url, "SELECT version_num FROM alembic_version") == "0003"
-    assert _scalar(fresh_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    assert _scalar(database, "SELECT version_num FROM alembic_version") == "0003"
+    assert _scalar(database, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
 
-    report = migrator.upgrade(fresh_url, script_location=location)
+    report = migrator.upgrade(database, script_location=location)
     assert report.applied_revisions == [PROBE] and report.lock_wait_ms < 1000
-    assert _scalar(fresh_url, "SELECT to_regclass('public.killed_probe') IS NOT NULL")
-    assert _scalar(fresh_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    assert _scalar(database, "SELECT to_regclass('public.killed_probe') IS NOT NULL")
+    assert _scalar(database, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
 
 
-def test_rollback_and_upgrade_again_round_trip(fresh_url):
-    migrator.upgrade(fresh_url)
-    with _connect(fresh_url) as conn:  # data survives a rollback of the security revision
+def test_rollback_and_upgrade_again_round_trip(database):
+    migrator.upgrade(database)
+    with _connect(database) as conn:  # data survives a rollback of the security revision
         conn.execute("INSERT INTO organizations (slug, name) VALUES ('kept', 'Kept')")
 
-    report = migrator.rollback(fresh_url, "0001")
+    report = migrator.rollback(database, "0001")
     assert [(a.revision, a.direction) for a in report.applied] == [("0003", "downgrade"), ("0002", "downgrade")]
     assert report.end_revision == "0001" and report.security is None
-    with _connect(fresh_url) as conn:
+    with _connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM pg_policies WHERE schemaname = 'public'").fetchone()[0] == 0
         assert conn.execute("SELECT bool_or(relrowsecurity OR relforcerowsecurity) FROM pg_class "
                             "WHERE relname IN ('users', 'workflows', 'audit_logs')").fetchone()[0] is False
@@ -219,33 +219,33 @@ def test_rollback_and_upgrade_again_round_trip(fresh_url):
                                            "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'")} \
             == {"postgres"}
         assert conn.execute("SELECT slug FROM organizations").fetchone()[0] == "kept"
-    assert migrator.check_drift(fresh_url) == []
+    assert catalog.check_drift(database) == []
 
-    assert migrator.upgrade(fresh_url).applied_revisions == ["0002", "0003"]
-    assert migrator.check_security(fresh_url).ok
-    assert _scalar(fresh_url, "SELECT count(*) FROM organizations") == 1
+    assert migrator.upgrade(database).applied_revisions == ["0002", "0003"]
+    assert security.check_security(database).ok
+    assert _scalar(database, "SELECT count(*) FROM organizations") == 1
 
-    report = migrator.rollback(fresh_url, "base")
+    report = migrator.rollback(database, "base")
     assert [a.revision for a in report.applied] == ["0003", "0002", "0001"]
-    assert _scalar(fresh_url, "SELECT to_regclass('public.organizations') IS NULL")
-    assert migrator.status(fresh_url).pending == HEAD
-    assert migrator.upgrade(fresh_url).applied_revisions == HEAD
-    assert [(r[0], r[1]) for r in _ledger(fresh_url)] == [
+    assert _scalar(database, "SELECT to_regclass('public.organizations') IS NULL")
+    assert migrator.status(database).pending == HEAD
+    assert migrator.upgrade(database).applied_revisions == HEAD
+    assert [(r[0], r[1]) for r in _ledger(database)] == [
         ("0001", "upgrade"), ("0002", "upgrade"), ("0003", "upgrade"),
         ("0003", "downgrade"), ("0002", "downgrade"), ("0002", "upgrade"), ("0003", "upgrade"),
         ("0003", "downgrade"), ("0002", "downgrade"), ("0001", "downgrade"),
         ("0001", "upgrade"), ("0002", "upgrade"), ("0003", "upgrade")]
-    assert all(r[2] for r in _ledger(fresh_url))
+    assert all(r[2] for r in _ledger(database))
 
 
-def test_rollback_refuses_unknown_and_unapplied_revisions(fresh_url):
-    migrator.upgrade(fresh_url, target="0001")
+def test_rollback_refuses_unknown_and_unapplied_revisions(database):
+    migrator.upgrade(database, target="0001")
     with pytest.raises(migrator.UnknownRevision, match="unknown revision 'nope'"):
-        migrator.rollback(fresh_url, "nope")
+        migrator.rollback(database, "nope")
     with pytest.raises(migrator.MigrationStateError, match="not applied"):
-        migrator.rollback(fresh_url, "0002")
-    assert migrator.rollback(fresh_url, "0001").applied == []  # already there: nothing to do
-    assert len(_ledger(fresh_url)) == 1
+        migrator.rollback(database, "0002")
+    assert migrator.rollback(database, "0001").applied == []  # already there: nothing to do
+    assert len(_ledger(database)) == 1
 
 
 def test_drift_check_finds_an_added_column_and_a_removed_index(migrated_url):
@@ -254,7 +254,7 @@ def test_drift_check_finds_an_added_column_and_a_removed_index(migrated_url):
         conn.execute("DROP INDEX ix_workflows_organization_id_engine_type")
         conn.execute("DROP INDEX ix_executions_organization_id_status_created_at")
         conn.execute("ALTER TABLE executions ALTER COLUMN error SET NOT NULL")
-    drift = migrator.check_drift(migrated_url)
+    drift = catalog.check_drift(migrated_url)
     text = "\n".join(drift)
     assert "workflows.rogue is in the database, not in the models" in text
     assert "ix_workflows_organization_id_engine_type on workflows is in the models, not in the database" in text
@@ -264,7 +264,7 @@ def test_drift_check_finds_an_added_column_and_a_removed_index(migrated_url):
 
 
 def test_security_check_catches_what_was_loosened(migrated_url):
-    assert migrator.check_security(migrated_url).ok
+    assert security.check_security(migrated_url).ok
     with _connect(migrated_url) as conn:
         conn.execute("ALTER TABLE users DISABLE ROW LEVEL SECURITY")
         conn.execute("ALTER TABLE executions NO FORCE ROW LEVEL SECURITY")
@@ -273,7 +273,7 @@ def test_security_check_catches_what_was_loosened(migrated_url):
         conn.execute("DROP POLICY tenant_isolation ON marketplace_items")
         conn.execute("ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_append_only")
         conn.execute("GRANT TRUNCATE ON role_memberships TO orchestrator_app")
-    report = migrator.check_security(migrated_url)
+    report = security.check_security(migrated_url)
     problems = "\n".join(report.problems)
     assert not report.ok
     assert "users: row-level security is not enabled" in problems
@@ -326,13 +326,13 @@ def test_a_createrole_login_that_owns_the_database_can_migrate(stack):
             as_login = _with_login(url, login, password)
             report = migrator.upgrade(as_login)
             assert report.applied_revisions == HEAD and report.security.ok
-            assert migrator.check_drift(as_login) == []
+            assert catalog.check_drift(as_login) == []
             assert _scalar(url, "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class "
                                 "WHERE relname IN ('users', 'audit_logs', '_migration_history')") == "orchestrator_owner"
             assert _scalar(url, "SELECT applied_by FROM _migration_history ORDER BY id LIMIT 1").startswith(login)
             assert [a.revision for a in migrator.rollback(as_login, "base").applied] == ["0003", "0002", "0001"]
             assert migrator.upgrade(as_login).applied_revisions == HEAD
-            assert migrator.table_stats(as_login)
+            assert catalog.table_stats(as_login)
             migrator.drop_everything(as_login)
     finally:
         with psycopg.connect(admin_url(stack), autocommit=True) as conn:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.orchestrator_data.postgres.dbs import migrated_database
+from tests.databases import migrated_database
 
 
 @pytest.fixture

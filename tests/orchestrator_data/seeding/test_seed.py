@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from orchestrator_data.postgres import models
 from orchestrator_data.postgres.seed import SeedRefused, clean, seed
 from orchestrator_data.postgres.seed_data import SeedPlan, build_small_tables, executions_for, seeded_range
-from tests.orchestrator_data.postgres.dbs import migrated_database
+from tests.databases import migrated_database
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator_data import lifecycle
+from orchestrator_data import provisioning
 from orchestrator_data.cli import output
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.connections import elasticsearch_client, redis_client
@@ -36,7 +36,7 @@ def _close(redis, es) -> None:
             es.close()
 
 
-def _print_init(report: lifecycle.InitReport, verbose: bool) -> bool:
+def _print_init(report: provisioning.InitReport, verbose: bool) -> bool:
     ok = True
     migration = report.migration
     if migration.applied:
@@ -76,7 +76,7 @@ def init(skip_redis: SkipRedis = False, skip_search: SkipSearch = False, verbose
     settings = load_or_exit()
     postgres_url, redis, es, search_health = _targets(settings, skip_redis, skip_search)
     try:
-        report = lifecycle.init(postgres_url, redis, search_health)
+        report = provisioning.init(postgres_url, redis, search_health)
     except (migrator.MigrationError, KeyspaceError) as exc:
         output.error(str(exc))
         raise typer.Exit(1) from None
@@ -98,13 +98,13 @@ def reset(
     """Drop and recreate everything: PostgreSQL tables (roles stay), the Redis keyspace. Refused in production."""
     settings = load_or_exit()
     try:
-        lifecycle.check_reset_allowed(settings.environment.value, confirm)
-    except lifecycle.ResetRefused as exc:
+        provisioning.check_reset_allowed(settings.environment.value, confirm)
+    except provisioning.ResetRefused as exc:
         output.error(str(exc))
         raise typer.Exit(2) from None
     postgres_url, redis, es, search_health = _targets(settings, skip_redis, skip_search)
     try:
-        report = lifecycle.reset(settings.environment.value, confirm, postgres_url, redis, search_health)
+        report = provisioning.reset(settings.environment.value, confirm, postgres_url, redis, search_health)
     except (migrator.MigrationError, KeyspaceError) as exc:
         output.error(str(exc))
         raise typer.Exit(1) from None

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from orchestrator_data import urls
-from tests.orchestrator_data.postgres.dbs import fresh_database
+from tests.databases import fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_init_migrates_sets_up_redis_and_checks_search(cli, stack, env):
 def test_init_skips(cli, env):
     result = cli("init", "--skip-redis", "--skip-search", env=env)
     assert result.returncode == 0, result.stderr
-    assert "redis      skipped" in result.stdout and "elasticsearch skipped" in result.stdout
+    assert "redis      skipped" in result.stdout and "search     skipped" in result.stdout
 
 
 def test_seed_run_clean_round_trip(cli, stack, env):

@@ -48,7 +48,7 @@ def init(postgres: sa.Engine | str, redis_client: redis.Redis | None, search_hea
     else:
         report.redis = setup_redis(redis_client)
     if search_health is None:
-        report.skipped.append("elasticsearch")
+        report.skipped.append("search")
     else:
         report.search = search_health()
     return report
