@@ -191,7 +191,10 @@ def verify_backup(backup_dir: Path, backup_id: str, *, encryption_key: bytes | N
     also authenticate every chunk. Raises BackupNotFound, or BackupKeyError for a wrong key."""
     entry = get_backup(backup_dir, backup_id)
     check_key(entry, encryption_key, required=False)
-    path = entry.dump_path
+    try:
+        path = entry.dump_path
+    except BackupCorrupt as exc:
+        return VerifyResult(entry.id, False, False, False, entry.sha256, None, None, [str(exc)])
     problems: list[str] = []
     if not path.is_file():
         return VerifyResult(entry.id, False, False, False, entry.sha256, None, None, [f"dump file {path.name} is missing"])

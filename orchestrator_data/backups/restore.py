@@ -95,7 +95,10 @@ def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
         _record(entry, result)
         return result
 
-    path = entry.dump_path
+    try:
+        path = entry.dump_path
+    except BackupCorrupt as exc:
+        return finish(False, "integrity", [str(exc)])
     if not path.is_file():
         return finish(False, "integrity", [f"dump file {path.name} is missing"])
     actual, size = file_sha256(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 
@@ -73,3 +74,24 @@ def test_backup_commands(cli, database, tmp_path, stack):
     everything = "\n".join(outputs)
     for secret in secrets:
         assert secret and secret not in everything
+
+
+def test_a_manifest_pointing_outside_its_directory_is_corrupt(cli, database, tmp_path, stack):
+    """A manifest naming `../../<a file elsewhere>` with that file's sha256 and size: verify and
+    restore-check exit 1 (corrupt), they do not vouch for the file or restore from it."""
+    env = {"DATABASE_URL": database, "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_ENCRYPTION_KEY": ""}
+    assert cli("backup", "create", env=env).returncode == 0
+    backup_id = json.loads(cli("backup", "list", "--json", env=env).stdout)[0]["id"]
+    outside = tmp_path / "not-a-backup.txt"
+    outside.write_text("any file the CLI's user can read\n")
+    manifest_path = tmp_path / "backups" / backup_id / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(file="../../not-a-backup.txt", size_bytes=outside.stat().st_size,
+                    sha256=hashlib.sha256(outside.read_bytes()).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+    for command in ("verify", "restore-check"):
+        done = cli("backup", command, backup_id, env=env)
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert "'../../not-a-backup.txt': not a plain file name inside the backup directory" in done.stderr
+        assert "matches" not in done.stdout
+    assert scratch_databases(stack) == []
