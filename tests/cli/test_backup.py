@@ -37,13 +37,15 @@ def test_backup_commands(cli, database, tmp_path, stack):
 
     created = run("create", expect=0)
     assert "encrypted" in created.stdout
-    listed = json.loads(run("list", "--json", expect=0).stdout)
+    listing = json.loads(run("list", "--json", expect=0).stdout)
+    listed = listing["backups"]
+    assert listing["temporary"] == []  # the temp dir became the backup
     assert len(listed) == 1 and listed[0]["encrypted"] and listed[0]["verification_ok"] is None
     backup_id = listed[0]["id"]
     assert backup_id in run("list", expect=0).stdout
     assert "every chunk authenticated" in run("verify", "latest", expect=0).stdout
     assert "matches its manifest" in run("restore-check", backup_id, expect=0).stdout
-    assert json.loads(run("list", "--json", expect=0).stdout)[0]["verification_ok"] is True
+    assert json.loads(run("list", "--json", expect=0).stdout)["backups"][0]["verification_ok"] is True
 
     # bad input: 2
     assert "no backup" in run("verify", "20200101T000000Z-dead", expect=2).stderr
@@ -61,7 +63,7 @@ def test_backup_commands(cli, database, tmp_path, stack):
 
     # retention: the only backup is no longer verified, 0/0 policy deletes it (dry run first)
     assert "would delete" in run("prune", "--keep-daily", "0", "--keep-weekly", "0", "--dry-run", expect=0).stdout
-    assert len(json.loads(run("list", "--json", expect=0).stdout)) == 1
+    assert len(json.loads(run("list", "--json", expect=0).stdout)["backups"]) == 1
     pruned = json.loads(run("prune", "--keep-daily", "1", "--keep-weekly", "0", "--json", expect=0).stdout)
     assert pruned["kept"] == [backup_id] and pruned["deleted"] == []
 
@@ -81,7 +83,7 @@ def test_a_manifest_pointing_outside_its_directory_is_corrupt(cli, database, tmp
     restore-check exit 1 (corrupt), they do not vouch for the file or restore from it."""
     env = {"DATABASE_URL": database, "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_ENCRYPTION_KEY": ""}
     assert cli("backup", "create", env=env).returncode == 0
-    backup_id = json.loads(cli("backup", "list", "--json", env=env).stdout)[0]["id"]
+    backup_id = json.loads(cli("backup", "list", "--json", env=env).stdout)["backups"][0]["id"]
     outside = tmp_path / "not-a-backup.txt"
     outside.write_text("any file the CLI's user can read\n")
     manifest_path = tmp_path / "backups" / backup_id / "manifest.json"
