@@ -67,7 +67,8 @@ class BackupEntry:
 
     @property
     def dump_path(self) -> Path:
-        return self.path / self.manifest["file"]
+        """The dump file the manifest names. Raises BackupCorrupt if it is not a file of this directory."""
+        return contained_file(self.path, self.manifest.get("file"))
 
     def as_dict(self) -> dict:
         return {
@@ -80,6 +81,20 @@ class BackupEntry:
             "restore_checked_at": self.restore_checked_at.isoformat() if self.restore_checked_at else None,
             "restore_check_ok": self.restore_check_ok,
         }
+
+
+def contained_file(directory: Path, name: object) -> Path:
+    """`directory / name` for a plain file name of that directory. A manifest is data that may have
+    been edited: a separator, "..", an absolute path or a symlink that resolves elsewhere would make
+    verify and restore read (and vouch for) any file on the machine, so they make the backup corrupt."""
+    plain = (isinstance(name, str) and name not in ("", ".", "..") and "\0" not in name
+             and "/" not in name and "\\" not in name and Path(name).name == name)
+    if not plain:
+        raise BackupCorrupt(f"manifest names the dump file {name!r}: not a plain file name inside the backup directory")
+    path = directory / name
+    if path.is_symlink() and path.resolve().parent != directory.resolve():
+        raise BackupCorrupt(f"dump file {name!r} is a symlink that leads outside the backup directory")
+    return path
 
 
 def new_backup_id(now: datetime | None = None) -> str:

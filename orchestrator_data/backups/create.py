@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 import psycopg
 
 from orchestrator_data import urls
-from orchestrator_data.backups import _pg
+from orchestrator_data.backups import _pg, workdirs
 from orchestrator_data.backups.catalog import (
     MANIFEST,
     MANIFEST_FORMAT,
@@ -50,14 +51,15 @@ def create_backup(database_url: str, backup_dir: Path, *, encryption_key: bytes 
     dump_version = _pg.tool_version("pg_dump")
     created_at = datetime.now(UTC)
     backup_id = new_backup_id(created_at)
-    tmp = backup_dir / f".tmp-{backup_id}"
+    tmp = backup_dir / f"{workdirs.BACKUP_PREFIX}{backup_id}"
     tmp.mkdir()
     try:
-        manifest = _dump(database_url, tmp, backup_id, created_at, dump_version, encryption_key, compress)
-        write_json_atomic(tmp / MANIFEST, manifest)
-        final = backup_dir / backup_id
-        tmp.rename(final)  # the backup appears complete or not at all
-    except BaseException:
+        with workdirs.in_use(tmp):  # so `prune` tells it from the temp dir of a killed backup
+            manifest = _dump(database_url, tmp, backup_id, created_at, dump_version, encryption_key, compress)
+            write_json_atomic(tmp / MANIFEST, manifest)
+            final = backup_dir / backup_id
+            tmp.rename(final)  # the backup appears complete or not at all
+    except BaseException:  # also an interruption (KeyboardInterrupt, the CLI's SIGTERM): nothing half-written
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("backup %s written: %d bytes", backup_id, manifest["size_bytes"])
@@ -93,7 +95,8 @@ def _dump(database_url: str, tmp: Path, backup_id: str, created_at: datetime, du
         digest = hashlib.sha256()
         size = 0
         with tempfile.TemporaryFile() as stderr:
-            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, env=_pg.tool_env(password))
+            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, env=_pg.tool_env(password),
+                                       preexec_fn=_pg.dies_with_parent())
             # The table checksums run on the exporting connection while this thread stores pg_dump's
             # output: both read the same snapshot, and the two costs overlap instead of adding up.
             tables: dict = {}
@@ -105,7 +108,8 @@ def _dump(database_url: str, tmp: Path, backup_id: str, created_at: datetime, du
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
                     failure.append(exc)
 
-            worker = threading.Thread(target=checksums, name=f"backup-checksums-{backup_id}")
+            # a daemon: if its query cannot be cancelled, an interrupted backup still exits
+            worker = threading.Thread(target=checksums, name=f"backup-checksums-{backup_id}", daemon=True)
             worker.start()
             try:
                 with open(tmp / file_name, "wb") as out:
@@ -121,11 +125,14 @@ def _dump(database_url: str, tmp: Path, backup_id: str, created_at: datetime, du
                             out.write(data)
                             stored(data)
                 returncode = process.wait()
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-                worker.join()
+            except BaseException:
+                # interrupted (a signal, a full disk): stop pg_dump and the checksum queries now,
+                # rather than wait for a dump of the whole database that nobody will keep
+                process.kill()
+                process.wait()
+                _cancel_checksums(conn, worker)
+                raise
+            worker.join()
             if returncode != 0:
                 stderr.seek(0)
                 raise BackupToolError(f"pg_dump failed (exit {returncode}): "
@@ -153,6 +160,18 @@ def _dump(database_url: str, tmp: Path, backup_id: str, created_at: datetime, du
         "encryption": {"algorithm": ALGORITHM, "key_id": key_id(key), "chunk_size": CHUNK_SIZE} if key else None,
         "compression": {"enabled": compress, "method": "pg_dump -Fc default (gzip)" if compress else "none (-Z 0)"},
     }
+
+
+def _cancel_checksums(conn: psycopg.Connection, worker: threading.Thread, attempts: int = 20) -> None:
+    """Cancel the worker's running query until it gives up (a cancel that lands between two tables'
+    queries cancels nothing, hence the loop); bounded, the worker is a daemon thread."""
+    for _ in range(attempts):
+        if not worker.is_alive():
+            return
+        with contextlib.suppress(psycopg.Error):
+            conn.cancel_safe(timeout=2.0)
+        worker.join(0.25)
+    log.warning("the table checksums of an interrupted backup did not stop; leaving them to the exit")
 
 
 @dataclass
@@ -199,7 +218,11 @@ def verify_backup(backup_dir: Path, backup_id: str, *, encryption_key: bytes | N
     also authenticate every chunk. Raises BackupNotFound, or BackupKeyError for a wrong key."""
     entry = get_backup(backup_dir, backup_id)
     check_key(entry, encryption_key, required=False)
-    path = entry.dump_path
+    try:
+        path = entry.dump_path
+    except BackupCorrupt as exc:
+        record_integrity(entry.path, False, None)
+        return VerifyResult(entry.id, False, False, False, entry.sha256, None, None, [str(exc)])
     problems: list[str] = []
     if not path.is_file():
         record_integrity(entry.path, False, None)

@@ -26,7 +26,7 @@ from pathlib import Path
 from psycopg import sql
 
 from orchestrator_data import urls
-from orchestrator_data.backups import _pg
+from orchestrator_data.backups import _pg, workdirs
 from orchestrator_data.backups.catalog import (
     VERIFICATION,
     BackupCorrupt,
@@ -96,7 +96,11 @@ def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
         _record(entry, result)
         return result
 
-    path = entry.dump_path
+    try:
+        path = entry.dump_path
+    except BackupCorrupt as exc:
+        record_integrity(entry.path, False, None)
+        return finish(False, "integrity", [str(exc)])
     if not path.is_file():
         record_integrity(entry.path, False, None)
         return finish(False, "integrity", [f"dump file {path.name} is missing"])
@@ -107,13 +111,16 @@ def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
                                            f"({size} bytes), expected {entry.sha256} ({entry.size_bytes} bytes)"])
 
     # temp files live beside the backups ("." names are never listed): /tmp may be too small for a dump
-    with tempfile.TemporaryDirectory(prefix=".restore-", dir=Path(backup_dir)) as tmp:
+    # locked while in use, so `prune` removes it only when a killed check left it behind
+    with tempfile.TemporaryDirectory(prefix=workdirs.RESTORE_PREFIX, dir=Path(backup_dir)) as tmp, \
+            workdirs.in_use(Path(tmp)):
         archive = path
         if entry.encrypted:
             archive = Path(tmp) / "dump.pgc"
             try:
                 decrypt_file(path, archive, encryption_key)
             except BackupCorrupt as exc:
+                record_integrity(entry.path, False, actual)
                 return finish(False, "integrity", [str(exc)])
         name = scratch_name(entry.id)
         _create_database(database_url, name)
@@ -160,7 +167,8 @@ def _pg_restore(scratch_url: str, archive: Path) -> str | None:
     url, password = _pg.split_password(scratch_url)
     args = [str(_pg.tool("pg_restore")), "--no-owner", "--no-acl", "--exit-on-error", "--no-password",
             f"--dbname={url}", str(archive)]
-    done = subprocess.run(args, capture_output=True, text=True, env=_pg.tool_env(password), check=False)
+    done = subprocess.run(args, capture_output=True, text=True, env=_pg.tool_env(password), check=False,
+                          preexec_fn=_pg.dies_with_parent())
     if done.returncode != 0:
         return f"pg_restore failed (exit {done.returncode}): {_pg.stderr_tail(done.stderr)}"
     return None

@@ -1,10 +1,13 @@
 """Retention: keep the newest backup of each of the last N days and of each of the last M ISO weeks.
 
 Days and weeks are UTC calendar periods counted back from `now` (today is the first day, this ISO
-week the first week); a period without a backup keeps nothing. The newest verified backup (sha256 re-checked) and the
-newest restore-checked backup are never deleted, whatever the policy says, so a restore is always
-possible from a checked backup. Backups
-dated after `now` (clock skew) are kept."""
+week the first week); a period without a backup keeps nothing. The newest verified backup (sha256
+re-checked) and the newest restore-checked backup are never deleted, whatever the policy says, so a
+restore is always possible from a checked backup. Backups dated after `now` (clock skew) are kept.
+
+`prune` also removes abandoned working directories (`.tmp-*` of a killed `backup create`, `.restore-*`
+of a killed restore check, `.deleting-*` of a killed prune) older than a grace period; one whose
+process still runs is never removed (workdirs.py says how that is told)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from orchestrator_data.backups import workdirs
 from orchestrator_data.backups.catalog import BackupEntry, list_backups
+from orchestrator_data.backups.workdirs import DEFAULT_GRACE, WorkDir
 
 
 @dataclass
@@ -21,9 +26,13 @@ class PruneResult:
     kept: list[BackupEntry] = field(default_factory=list)
     deleted: list[BackupEntry] = field(default_factory=list)
     reasons: dict[str, list[str]] = field(default_factory=dict)  # kept id -> why ("daily 2026-11-25", ...)
+    temporary_removed: list[WorkDir] = field(default_factory=list)  # abandoned working directories
+    temporary_kept: list[WorkDir] = field(default_factory=list)     # in use, or younger than the grace
 
     def as_dict(self) -> dict:
-        return {"kept": [e.id for e in self.kept], "deleted": [e.id for e in self.deleted], "reasons": self.reasons}
+        return {"kept": [e.id for e in self.kept], "deleted": [e.id for e in self.deleted], "reasons": self.reasons,
+                "temporary_removed": [w.as_dict() for w in self.temporary_removed],
+                "temporary_kept": [w.as_dict() for w in self.temporary_kept]}
 
 
 def _week(day: date) -> tuple[int, int]:
@@ -68,13 +77,18 @@ def plan_prune(entries: list[BackupEntry], keep_daily: int, keep_weekly: int,
 
 
 def prune(backup_dir: Path, keep_daily: int, keep_weekly: int, now: datetime | None = None, *,
-          dry_run: bool = False) -> PruneResult:
-    """Apply the policy to BACKUP_DIR: delete the directories of the backups it does not keep."""
+          dry_run: bool = False, temp_grace: timedelta = DEFAULT_GRACE) -> PruneResult:
+    """Apply the policy to BACKUP_DIR: delete the directories of the backups it does not keep, and the
+    abandoned working directories older than `temp_grace` (by their files' mtime, not `now`)."""
     result = plan_prune(list_backups(backup_dir), keep_daily, keep_weekly, now)
     if not dry_run:
         for entry in result.deleted:
-            # hide it first (a "." name is never listed), so a crash mid-delete leaves no half backup listed
-            hidden = entry.path.with_name(f".deleting-{entry.id}")
-            entry.path.rename(hidden)
-            shutil.rmtree(hidden)
+            # hide it first (a "." name is never listed), so a crash mid-delete leaves no half backup
+            # listed; locked meanwhile, so a concurrent prune does not take it for an abandoned one
+            with workdirs.in_use(entry.path):
+                hidden = entry.path.with_name(f"{workdirs.DELETING_PREFIX}{entry.id}")
+                entry.path.rename(hidden)
+                shutil.rmtree(hidden)
+    result.temporary_removed, result.temporary_kept = workdirs.remove_abandoned(backup_dir, temp_grace,
+                                                                                 dry_run=dry_run)
     return result

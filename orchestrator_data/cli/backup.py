@@ -1,10 +1,14 @@
 """`orchestrator-data backup create|list|verify|restore-check|prune`.
 
 Exit codes: 0 done/ok; 1 a check failed (checksum, restore, mismatch) or a tool/server failed;
-2 bad input (unknown backup id, missing/malformed/wrong encryption key, bad configuration)."""
+2 bad input (unknown backup id, missing/malformed/wrong encryption key, bad configuration);
+128 + the signal's number (143 SIGTERM, 130 SIGINT) when `create` or `restore-check` was interrupted."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -19,6 +23,7 @@ from orchestrator_data.backups import (
     restore_check,
     verify_backup,
 )
+from orchestrator_data.backups.workdirs import DEFAULT_GRACE, list_workdirs
 from orchestrator_data.cli import output
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 
@@ -34,6 +39,38 @@ def _fail(exc: BaseException) -> typer.Exit:
         return typer.Exit(2)
     output.error(f"{type(exc).__name__}: {exc}")
     return typer.Exit(1)
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived. A BaseException, like KeyboardInterrupt, so that no `except
+    Exception` on the way swallows it, while every `finally` and `except BaseException` cleanup runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _interruptible(what: str, cleaned_up: str):
+    """Run the block with SIGTERM and SIGINT raising Interrupted, so the operation's own cleanup runs
+    (the default SIGTERM ends the process on the spot and leaves pg_dump running and a temp dir
+    behind); then print one line and exit 128 + the signal's number."""
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def handler(signum, frame):
+        for s in signals:  # one interruption: a second signal must not cut the cleanup short
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    except Interrupted as exc:
+        output.error(f"{what} interrupted by {signal.Signals(exc.signum).name}: {cleaned_up}")
+        raise typer.Exit(128 + exc.signum) from None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _encrypted(settings, backup_id: str) -> bool:
@@ -54,11 +91,12 @@ def create(
     BACKUP_ENCRYPTION_KEY is set."""
     settings = load_or_exit()
     url = resolve_or_exit(settings, "postgres")
-    try:
-        entry = create_backup(url, settings.backup_dir, encryption_key=settings.backup_key_bytes,
-                              compress=not no_compress)
-    except Exception as exc:  # noqa: BLE001 - reported with its exit code, redacted
-        raise _fail(exc) from None
+    with _interruptible("backup create", "pg_dump stopped, temporary directory removed, no backup written"):
+        try:
+            entry = create_backup(url, settings.backup_dir, encryption_key=settings.backup_key_bytes,
+                                  compress=not no_compress)
+        except Exception as exc:  # noqa: BLE001 - reported with its exit code, redacted
+            raise _fail(exc) from None
     tables = entry.manifest["tables"]
     output.info(f"{output.OK} backup {entry.id}: {_size(entry.size_bytes)}, {len(tables)} tables, "
                 f"{sum(t['rows'] for t in tables.values()):,} rows, "
@@ -73,25 +111,41 @@ def _check(ok: bool | None, at) -> str:
     return f"{'ok' if ok else 'FAILED'} {at:%Y-%m-%d %H:%M}" if at else ("ok" if ok else "FAILED")
 
 
+def _age(workdir) -> str:
+    minutes = int(workdir.age().total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
 @app.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Backups, newest first: id, time, size, path, verified (sha256) and restore-checked or not."""
+    """Backups, newest first: id, time, size, path, verified (sha256) and restore-checked or not; then any
+    temporary directories (a backup or restore check running, or left behind by one that was killed)."""
     settings = load_or_exit()
     entries = list_backups(settings.backup_dir)
+    temporary = list_workdirs(settings.backup_dir)
     if as_json:
-        output.print_json([e.as_dict() for e in entries])
+        output.print_json({"backups": [e.as_dict() for e in entries],
+                           "temporary": [w.as_dict() for w in temporary]})
         return
     if not entries:
         output.info(f"no backups in {settings.backup_dir}")
-        return
-    table = Table(title=f"backups in {settings.backup_dir}", title_justify="left")
-    for column in ("id", "created (UTC)", "size", "encrypted", "verified", "restore check", "path"):
-        table.add_column(column)
-    for e in entries:
-        table.add_row(e.id, f"{e.created_at:%Y-%m-%d %H:%M:%S}", _size(e.size_bytes),
-                      "yes" if e.encrypted else "no", _check(e.verified_ok, e.verified_at),
-                      _check(e.restore_check_ok, e.restore_checked_at), str(e.path))
-    output.console.print(table)
+    else:
+        table = Table(title=f"backups in {settings.backup_dir}", title_justify="left")
+        for column in ("id", "created (UTC)", "size", "encrypted", "verified", "restore check", "path"):
+            table.add_column(column)
+        for e in entries:
+            table.add_row(e.id, f"{e.created_at:%Y-%m-%d %H:%M:%S}", _size(e.size_bytes),
+                          "yes" if e.encrypted else "no", _check(e.verified_ok, e.verified_at),
+                          _check(e.restore_check_ok, e.restore_checked_at), str(e.path))
+        output.console.print(table)
+    if temporary:
+        table = Table(title="temporary directories", title_justify="left")
+        for column in ("name", "of a", "state", "last change", "size"):
+            table.add_column(column)
+        for w in temporary:
+            state = "in use" if w.in_use else "abandoned (prune removes it after the grace period)"
+            table.add_row(w.path.name, w.kind, state, f"{_age(w)} ago", _size(w.size_bytes))
+        output.console.print(table)
 
 
 @app.command("verify")
@@ -120,10 +174,11 @@ def restore_check_cmd(backup_id: BackupId) -> None:
     """Restore into a scratch database (dropped afterwards), compare every table with the manifest."""
     settings = load_or_exit()
     url = resolve_or_exit(settings, "postgres")
-    try:
-        result = restore_check(url, settings.backup_dir, backup_id, encryption_key=settings.backup_key_bytes)
-    except Exception as exc:  # noqa: BLE001
-        raise _fail(exc) from None
+    with _interruptible("restore check", "pg_restore stopped, scratch database dropped, nothing recorded"):
+        try:
+            result = restore_check(url, settings.backup_dir, backup_id, encryption_key=settings.backup_key_bytes)
+        except Exception as exc:  # noqa: BLE001
+            raise _fail(exc) from None
     if not result.ok:
         output.error(f"restore check of {result.backup_id} FAILED at {result.stage}; first differences:")
         for difference in result.differences:
@@ -139,12 +194,18 @@ def prune_cmd(
     keep_daily: Annotated[int, typer.Option("--keep-daily", min=0, help="Days to keep one backup of.")] = 7,
     keep_weekly: Annotated[int, typer.Option("--keep-weekly", min=0, help="ISO weeks to keep one backup of.")] = 4,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be deleted.")] = False,
+    temp_grace_hours: Annotated[float, typer.Option(
+        "--temp-grace-hours", min=0,
+        help="Remove temporary directories left by killed backups and restore checks once unchanged this long "
+             "(never one still in use).")] = DEFAULT_GRACE.total_seconds() / 3600,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Delete backups outside the retention policy; the newest verified backup is always kept."""
+    """Delete backups outside the retention policy (the newest verified backup is always kept) and the
+    temporary directories that killed backups and restore checks left behind."""
     settings = load_or_exit()
     try:
-        result = prune(settings.backup_dir, keep_daily, keep_weekly, dry_run=dry_run)
+        result = prune(settings.backup_dir, keep_daily, keep_weekly, dry_run=dry_run,
+                       temp_grace=timedelta(hours=temp_grace_hours))
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc) from None
     if as_json:
@@ -155,4 +216,13 @@ def prune_cmd(
         output.info(f"{verb} {entry.id}")
     for entry in result.kept:
         output.info(f"kept {entry.id} ({', '.join(result.reasons[entry.id])})")
-    output.info(f"{len(result.kept)} kept, {len(result.deleted)} {verb}")
+    for workdir in result.temporary_removed:
+        output.info(f"{verb} {workdir.path.name} (abandoned {workdir.kind}, unchanged for {_age(workdir)})")
+    for workdir in result.temporary_kept:
+        why = "in use" if workdir.in_use else f"unchanged for only {_age(workdir)}"
+        output.info(f"kept {workdir.path.name} ({why})")
+    temporary = ""
+    if result.temporary_removed or result.temporary_kept:
+        temporary = (f"; temporary directories: {len(result.temporary_kept)} kept, "
+                     f"{len(result.temporary_removed)} {verb}")
+    output.info(f"{len(result.kept)} kept, {len(result.deleted)} {verb}{temporary}")

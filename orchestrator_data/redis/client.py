@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from queue import Empty, LifoQueue
+
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
@@ -13,6 +15,22 @@ from orchestrator_data.redaction import register_secret
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 
+class _PoolQueue(LifoQueue):
+    """The blocking pool's queue of idle connections. When a caller's wait for one runs out, the pool
+    raises a bare ConnectionError("No connection available."), the type a refused or dropped
+    connection raises too; this raises redis-py's MaxConnectionsError (a ConnectionError subclass
+    meant for pool exhaustion) instead, so a busy pool is not mistaken for Redis being down."""
+
+    def get(self, block=True, timeout=None):
+        try:
+            return super().get(block, timeout)
+        except Empty:
+            if not block:
+                raise
+            raise redis.exceptions.MaxConnectionsError(
+                f"all {self.maxsize} connections of the pool stayed in use for {timeout:g} s") from None
+
+
 def create_client(
     url: str,
     max_connections: int = 20,
@@ -21,11 +39,12 @@ def create_client(
 ) -> redis.Redis:
     urls.validate_redis_url(url)
     # Blocking: a caller beyond max_connections waits (up to socket_timeout) for a free connection
-    # instead of failing at once with "Too many connections".
+    # instead of failing at once; if none comes free it gets MaxConnectionsError (see _PoolQueue).
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=socket_timeout,
+        queue_class=_PoolQueue,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         health_check_interval=30,

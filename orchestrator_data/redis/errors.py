@@ -22,6 +22,11 @@ UNAVAILABLE = (
     redis.exceptions.TryAgainError,
 )
 
+# The client's own connection pool had no free connection within its wait: this process is busy,
+# Redis is not known to be down. A ConnectionError subclass, so it is also in UNAVAILABLE; the
+# breakers and the limiter tell it apart (client.py makes the blocking pool raise it).
+POOL_EXHAUSTED = redis.exceptions.MaxConnectionsError
+
 
 class KeyspaceError(Exception):
     """A Redis keyspace operation failed. The message names the operation and is safe to print."""
@@ -33,6 +38,11 @@ class RedisUnavailable(KeyspaceError):
     one script)."""
 
 
+class RedisBusy(RedisUnavailable):
+    """No connection of the client's pool came free in time: this process has more concurrent
+    Redis calls than `max_connections`. Not an outage; retry, or size the pool for the threads."""
+
+
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {redact(str(exc))}"
 
@@ -42,6 +52,8 @@ def translated(operation: str):
     """Turn redis-py's exceptions into the project's, naming the operation."""
     try:
         yield
+    except POOL_EXHAUSTED as exc:
+        raise RedisBusy(f"{operation}: no free Redis connection in this process ({describe(exc)})") from exc
     except UNAVAILABLE as exc:
         raise RedisUnavailable(f"{operation}: Redis is unavailable ({describe(exc)})") from exc
     except redis.RedisError as exc:
@@ -71,7 +83,8 @@ class ThrottledLog:
 class Breaker:
     """After Redis failed as unavailable, skip it for `cooldown` seconds. During an outage every call
     would otherwise pay a connection attempt and the client's retries with backoff — on the hot
-    paths (cache reads, limiter checks) that have a fallback and should take it at once."""
+    paths (cache reads, limiter checks) that have a fallback and should take it at once. A busy
+    pool (POOL_EXHAUSTED) does not trip it: Redis answered the calls that had a connection."""
 
     def __init__(self, cooldown: float):
         self.cooldown = cooldown
@@ -82,5 +95,5 @@ class Breaker:
         return time.monotonic() < self._closed_at
 
     def trip(self, exc: BaseException) -> None:
-        if isinstance(exc, UNAVAILABLE):
+        if isinstance(exc, UNAVAILABLE) and not isinstance(exc, POOL_EXHAUSTED):
             self._closed_at = time.monotonic() + self.cooldown

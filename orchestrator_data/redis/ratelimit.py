@@ -13,6 +13,11 @@ When Redis is unavailable the limiter answers by its `fail_mode`: OPEN admits (a
 e.g. reads), CLOSED refuses (protection first, e.g. sign-in attempts, paid API calls); the result
 says `degraded=True` and a throttled warning is logged. For `unavailable_cooldown` seconds after a
 failure, checks answer by the fail mode without trying Redis (no connection attempt per request).
+
+A busy client is not an outage: when every connection of the client's pool stays in use for the
+pool's whole wait, the check is refused whatever the fail mode (`busy=True`, `degraded=True`), and
+the breaker is not tripped. Admitting it would let exactly the overload the limiter exists for
+through uncounted; refusing it until Redis "comes back" would refuse everyone for the cooldown.
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ from functools import cached_property
 
 import redis
 
-from orchestrator_data.redis.errors import UNAVAILABLE, Breaker, KeyspaceError, ThrottledLog, describe, translated
+from orchestrator_data.redis.errors import (
+    POOL_EXHAUSTED,
+    UNAVAILABLE,
+    Breaker,
+    KeyspaceError,
+    ThrottledLog,
+    describe,
+    translated,
+)
 from orchestrator_data.redis.keyspace import RATE_LIMIT
 
 log = logging.getLogger("orchestrator_data.redis.ratelimit")
@@ -108,7 +121,8 @@ class RateLimitResult:
     retry_after: float      # seconds until this request would be admitted (0 when it was)
     reset_after: float      # seconds until the bucket is full again
     limit: int
-    degraded: bool = False  # Redis was unavailable: the answer is the fail mode's, not a count
+    degraded: bool = False  # not a count: Redis was unavailable (the fail mode's answer) or the pool busy
+    busy: bool = False      # refused because no pooled connection came free in time (not an outage)
 
     def headers(self) -> dict[str, str]:
         """The conventional HTTP headers for this answer."""
@@ -121,9 +135,10 @@ class RateLimitResult:
 
 class RateLimiter:
     """`check(identifier, policy)` admits or refuses one request. `fail_mode` decides when Redis is
-    unavailable; `closed_retry_after` is the retry hint given then; for `unavailable_cooldown` seconds
-    after Redis was found unavailable, checks answer by the fail mode without trying it. Give it a
-    client with few retries and short timeouts: a check is on the request path."""
+    unavailable; `closed_retry_after` is the retry hint given then and when the pool is busy; for
+    `unavailable_cooldown` seconds after Redis was found unavailable, checks answer by the fail mode
+    without trying it. Give it a client with few retries and short timeouts: a check is on the
+    request path."""
 
     def __init__(self, client: redis.Redis, fail_mode: FailMode | str = FailMode.OPEN,
                  closed_retry_after: float = 1.0, unavailable_cooldown: float = 2.0):
@@ -133,6 +148,12 @@ class RateLimiter:
         self._gcra = client.register_script(GCRA_LUA)
         self._warn = ThrottledLog(log)
         self._breaker = Breaker(unavailable_cooldown)
+        self._busy_log = ThrottledLog(log)
+
+    @property
+    def cooling_down(self) -> bool:
+        """True while checks answer by the fail mode without trying Redis (after an outage)."""
+        return self._breaker.open
 
     def check(self, identifier: str | int, policy: RateLimit, cost: int = 1) -> RateLimitResult:
         if not 1 <= cost <= policy.capacity:
@@ -150,6 +171,8 @@ class RateLimiter:
                 reply = self.client.evalsha(self._gcra.sha, 1, key, policy.script_arg(cost))
             except redis.exceptions.NoScriptError:
                 reply = self._gcra(keys=[key], args=[policy.script_arg(cost)])  # loads it, then runs it
+        except POOL_EXHAUSTED as exc:
+            return self._busy(policy, exc)
         except UNAVAILABLE as exc:
             self._breaker.trip(exc)
             return self._degraded(policy, exc)
@@ -166,6 +189,12 @@ class RateLimiter:
             return RateLimitResult(True, 0, 0.0, 0.0, policy.limit, degraded=True)
         return RateLimitResult(False, 0, self.closed_retry_after, self.closed_retry_after, policy.limit,
                                degraded=True)
+
+    def _busy(self, policy: RateLimit, exc: BaseException) -> RateLimitResult:
+        self._busy_log.warning("rate limiter: no free Redis connection in time, refusing uncounted (%s); "
+                               "the pool is smaller than the concurrency", describe(exc))
+        return RateLimitResult(False, 0, self.closed_retry_after, self.closed_retry_after, policy.limit,
+                               degraded=True, busy=True)
 
     def reset(self, identifier: str | int, policy: RateLimit) -> None:
         """Forget an identifier's usage (e.g. after a successful sign-in). Raises RedisUnavailable."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 
@@ -27,13 +28,16 @@ def test_backup_commands(cli, migrated_url, tmp_path, stack):
 
     created = run("create", expect=0)
     assert "encrypted" in created.stdout
-    listed = json.loads(run("list", "--json", expect=0).stdout)
-    assert len(listed) == 1 and listed[0]["encrypted"] and listed[0]["verified_ok"] is True and listed[0]["restore_check_ok"] is None
+    listing = json.loads(run("list", "--json", expect=0).stdout)
+    listed = listing["backups"]
+    assert listing["temporary"] == []  # the temp dir became the backup
+    assert len(listed) == 1 and listed[0]["encrypted"] and listed[0]["verified_ok"] is True
+    assert listed[0]["restore_check_ok"] is None
     backup_id = listed[0]["id"]
     assert backup_id in run("list", expect=0).stdout
     assert "every chunk authenticated" in run("verify", "latest", expect=0).stdout
     assert "matches its manifest" in run("restore-check", backup_id, expect=0).stdout
-    assert json.loads(run("list", "--json", expect=0).stdout)[0]["restore_check_ok"] is True
+    assert json.loads(run("list", "--json", expect=0).stdout)["backups"][0]["restore_check_ok"] is True
 
     # bad input: 2
     assert "no backup" in run("verify", "20200101T000000Z-dead", expect=2).stderr
@@ -51,7 +55,7 @@ def test_backup_commands(cli, migrated_url, tmp_path, stack):
 
     # retention: the only backup is no longer verified, 0/0 policy deletes it (dry run first)
     assert "would delete" in run("prune", "--keep-daily", "0", "--keep-weekly", "0", "--dry-run", expect=0).stdout
-    assert len(json.loads(run("list", "--json", expect=0).stdout)) == 1
+    assert len(json.loads(run("list", "--json", expect=0).stdout)["backups"]) == 1
     pruned = json.loads(run("prune", "--keep-daily", "1", "--keep-weekly", "0", "--json", expect=0).stdout)
     assert pruned["kept"] == [backup_id] and pruned["deleted"] == []
 
@@ -64,3 +68,24 @@ def test_backup_commands(cli, migrated_url, tmp_path, stack):
     everything = "\n".join(outputs)
     for secret in secrets:
         assert secret and secret not in everything
+
+
+def test_a_manifest_pointing_outside_its_directory_is_corrupt(cli, database, tmp_path, stack):
+    """A manifest naming `../../<a file elsewhere>` with that file's sha256 and size: verify and
+    restore-check exit 1 (corrupt), they do not vouch for the file or restore from it."""
+    env = {"DATABASE_URL": database, "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_ENCRYPTION_KEY": ""}
+    assert cli("backup", "create", env=env).returncode == 0
+    backup_id = json.loads(cli("backup", "list", "--json", env=env).stdout)["backups"][0]["id"]
+    outside = tmp_path / "not-a-backup.txt"
+    outside.write_text("any file the CLI's user can read\n")
+    manifest_path = tmp_path / "backups" / backup_id / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(file="../../not-a-backup.txt", size_bytes=outside.stat().st_size,
+                    sha256=hashlib.sha256(outside.read_bytes()).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+    for command in ("verify", "restore-check"):
+        done = cli("backup", command, backup_id, env=env)
+        assert done.returncode == 1, (command, done.stdout, done.stderr)
+        assert "'../../not-a-backup.txt': not a plain file name inside the backup directory" in done.stderr
+        assert "matches" not in done.stdout
+    assert scratch_databases(stack) == []

@@ -141,6 +141,56 @@ def test_tampered_encrypted_chunk_with_forged_manifest_hash(seeded_url, tmp_path
     assert created == [] and scratch_databases(stack) == []
 
 
+def point_manifest_at(entry, file: str, target) -> None:
+    """Rewrite the manifest to name `file`, with `target`'s true sha256 and size (a consistent forgery)."""
+    manifest_path = entry.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"], manifest["size_bytes"] = restore.file_sha256(target)
+    manifest["file"] = file
+    manifest_path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute", "symlink", "subdirectory"])
+def test_a_manifest_naming_a_file_outside_its_directory_is_corrupt(plain_backup, seeded_url, tmp_path,
+                                                                    monkeypatch, stack, how):
+    """A sound dump outside the backup's directory, named by the manifest with its true hash: verify
+    and restore-check must refuse it as corrupt, not vouch for it or restore from it."""
+    catalog, elsewhere = tmp_path / "catalog", tmp_path / "elsewhere"
+    catalog.mkdir()
+    elsewhere.mkdir()
+    entry = copy_backup(plain_backup, catalog)
+    outside = elsewhere / "dump.pgc"
+    shutil.copy(entry.path / "dump.pgc", outside)
+    (entry.path / "dump.pgc").unlink()
+    if how == "relative":
+        point_manifest_at(entry, "../../elsewhere/dump.pgc", outside)
+    elif how == "absolute":
+        point_manifest_at(entry, str(outside), outside)
+    elif how == "symlink":
+        (entry.path / "dump.pgc").symlink_to(outside)
+        point_manifest_at(entry, "dump.pgc", outside)
+    else:  # a separator, even to a place inside the directory
+        (entry.path / "sub").mkdir()
+        shutil.copy(outside, entry.path / "sub" / "dump.pgc")
+        point_manifest_at(entry, "sub/dump.pgc", outside)
+    verified = verify_backup(catalog, entry.id)
+    assert not verified.ok and verified.actual_sha256 is None
+    assert "backup directory" in verified.problems[0], verified.problems
+    created = no_create(monkeypatch)
+    checked = restore_check(seeded_url, catalog, entry.id)
+    assert not checked.ok and checked.stage == "integrity" and "backup directory" in checked.differences[0]
+    assert created == [] and scratch_databases(stack) == []
+    assert get_backup(catalog, entry.id).restore_check_ok is False
+    assert get_backup(catalog, entry.id).verified_ok is False
+
+
+def test_a_symlink_to_a_file_of_its_own_directory_is_followed(plain_backup, tmp_path):
+    entry = copy_backup(plain_backup, tmp_path)
+    (entry.path / "dump.pgc").rename(entry.path / "dump-real.pgc")
+    (entry.path / "dump.pgc").symlink_to("dump-real.pgc")
+    assert verify_backup(tmp_path, entry.id).ok
+
+
 def test_mismatch_fails_and_lists_differences(plain_backup, seeded_url, tmp_path, stack):
     entry = copy_backup(plain_backup, tmp_path)
     manifest_path = entry.path / "manifest.json"

@@ -1,15 +1,18 @@
-"""Retention on synthetic manifests: exactly the policy, deterministic, newest verified always kept."""
+"""Retention on synthetic manifests: exactly the policy, deterministic, newest verified always kept;
+abandoned working directories removed after the grace period, never one still in use."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from orchestrator_data.backups import catalog
+from orchestrator_data.backups import catalog, workdirs
 from orchestrator_data.backups.catalog import BackupEntry, get_backup, latest_verified, list_backups
 from orchestrator_data.backups.retention import plan_prune, prune
 
@@ -121,3 +124,46 @@ def test_prune_on_disk_and_catalog(tmp_path):
     assert ids(result.kept) == ids(dry.kept) == [made[0], made[1], made[2], made[20]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [made[0], made[1], made[2], made[20], ".tmp-20261125T130000Z-ffff", "junk"])
+
+
+def make_workdir(root: Path, name: str, hours_old: float) -> Path:
+    path = root / name
+    path.mkdir()
+    (path / "dump.pgc").write_bytes(b"x" * 100)
+    when = time.time() - hours_old * 3600
+    for p in (path / "dump.pgc", path):
+        os.utime(p, (when, when))
+    return path
+
+
+def names(items) -> list[str]:
+    """Sorted directory names of WorkDirs or paths."""
+    return sorted((item.path if isinstance(item, workdirs.WorkDir) else item).name for item in items)
+
+
+def test_prune_removes_abandoned_working_directories_after_the_grace(tmp_path):
+    backup = write_backup(tmp_path, NOW, verified=True)
+    abandoned = [make_workdir(tmp_path, name, hours_old=2) for name in
+                 (".tmp-20261125T100000Z-aaaa", ".restore-k3j4h5", ".deleting-20261101T000000Z-bbbb")]
+    young = make_workdir(tmp_path, ".tmp-20261125T115500Z-cccc", hours_old=0.5)
+    running = make_workdir(tmp_path, ".tmp-20261125T020000Z-dddd", hours_old=10)  # a long backup, still going
+    foreign = make_workdir(tmp_path, ".cache", hours_old=100)                     # not ours: never touched
+
+    with workdirs.in_use(running):  # what create_backup holds while it runs
+        listed = {w.path.name: w for w in workdirs.list_workdirs(tmp_path)}
+        assert set(listed) == {p.name for p in [*abandoned, young, running]}
+        assert listed[running.name].in_use and not listed[young.name].in_use
+        assert listed[".restore-k3j4h5"].kind == "restore-check" and listed[young.name].size_bytes == 100
+        dry = prune(tmp_path, 7, 4, now=NOW, dry_run=True)
+        assert names(dry.temporary_removed) == names(abandoned) and all(p.exists() for p in abandoned)
+        result = prune(tmp_path, 7, 4, now=NOW)
+        assert names(result.temporary_removed) == names(abandoned)
+        assert names(result.temporary_kept) == names([young, running])
+        assert result.as_dict()["temporary_removed"][0]["name"] in {p.name for p in abandoned}
+        # no grace at all: the young one goes too, the running one still stays
+        result = prune(tmp_path, 7, 4, now=NOW, temp_grace=timedelta(0))
+        assert names(result.temporary_removed) == [young.name] and names(result.temporary_kept) == [running.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([backup, running.name, foreign.name])
+    assert names(prune(tmp_path, 7, 4, now=NOW).temporary_removed) == [running.name]  # its owner is gone
+    with pytest.raises(ValueError):
+        prune(tmp_path, 7, 4, now=NOW, temp_grace=timedelta(hours=-1))

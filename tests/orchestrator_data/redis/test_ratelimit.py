@@ -1,5 +1,6 @@
 """The GCRA limiter on the real server: answers, refill, exactness under threads and processes
-hammering one key, one round trip per check, and fail-open / fail-closed against a dead port."""
+hammering one key, one round trip per check, fail-open / fail-closed against a dead port, and a
+busy connection pool that is neither an outage nor a way past the limit."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 import redis
 
 from orchestrator_data.redis.client import create_client
-from orchestrator_data.redis.errors import KeyspaceError
+from orchestrator_data.redis.errors import KeyspaceError, RedisBusy
 from orchestrator_data.redis.keyspace import RATE_LIMIT
-from orchestrator_data.redis.ratelimit import FailMode, RateLimit, RateLimiter
+from orchestrator_data.redis.ratelimit import FailMode, RateLimit, RateLimiter, RateLimitResult
 from tests.orchestrator_data.redis import workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -165,3 +166,90 @@ def test_a_foreign_value_under_the_key_is_a_clear_error(client, uid):
         RateLimiter(client).check(uid, policy)
     assert "rate limit check failed" in str(caught.value) and "WRONGTYPE" in str(caught.value)
     client.delete(key)
+
+
+def hammer(limiter: RateLimiter, identifier: str, policy: RateLimit, threads: int, seconds: float,
+           max_checks: int = 3000) -> list[RateLimitResult]:
+    """`threads` threads checking one identifier as fast as they can, for `seconds` (and at most
+    `max_checks` each): bounded in time and count."""
+    barrier = threading.Barrier(threads)
+    answers, lock = [], threading.Lock()
+
+    def run():
+        barrier.wait()
+        deadline, mine = time.monotonic() + seconds, []
+        while time.monotonic() < deadline and len(mine) < max_checks:
+            mine.append(limiter.check(identifier, policy))
+        with lock:
+            answers.extend(mine)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(seconds + 20)
+    assert not any(t.is_alive() for t in workers)
+    return answers
+
+
+@pytest.mark.parametrize("mode", [FailMode.OPEN, FailMode.CLOSED])
+def test_a_busy_pool_neither_breaks_the_limit_nor_trips_the_breaker(redis_url, uid, mode):
+    # the hostile tester's setup: 64 threads on 4 connections that wait 50 ms at most
+    client = create_client(redis_url, max_connections=4, socket_timeout=0.05)
+    limiter = RateLimiter(client, fail_mode=mode)
+    policy = RateLimit(limit=50, period=HOUR)
+    answers = hammer(limiter, f"busy:{uid}", policy, threads=64, seconds=1.5)
+    admitted = [a for a in answers if a.allowed]
+    assert len(admitted) == 50, f"{len(admitted)} admitted for a limit of 50 in {len(answers)} checks"
+    after = limiter.check(f"busy2:{uid}", policy)
+    assert after.allowed and not after.degraded, "the breaker tripped: the limiter thinks Redis is down"
+    busy = [a for a in answers if a.busy]
+    assert busy, "the pool was never busy: the test did not reproduce the overload"
+    assert not any(a.busy and a.allowed for a in busy)
+    assert [a for a in answers if a.degraded and not a.busy] == []  # no answer was an outage's
+    assert not limiter.cooling_down
+    limiter.reset(f"busy:{uid}", policy)
+    limiter.reset(f"busy2:{uid}", policy)
+    client.close()
+    client.connection_pool.disconnect()
+
+
+def test_a_busy_pool_waits_its_timeout_then_refuses_uncounted(redis_url, uid, caplog):
+    client = create_client(redis_url, max_connections=1, socket_timeout=0.3)
+    limiter = RateLimiter(client, fail_mode="open")
+    policy = RateLimit(limit=5, period=HOUR)
+    assert limiter.check(uid, policy).remaining == 4
+    held = client.connection_pool.get_connection()  # the pool's only connection, taken by "another thread"
+    start = time.monotonic()
+    answer = limiter.check(uid, policy)
+    waited = time.monotonic() - start
+    assert answer.busy and answer.degraded and not answer.allowed  # fail-open does not admit uncounted
+    assert 0.25 < waited < 2.0  # it waited for a connection (bounded), then gave up
+    assert not limiter.cooling_down
+    assert "no free Redis connection" in caplog.text
+    with pytest.raises(RedisBusy, match="no free Redis connection"):  # a RedisUnavailable, but says why
+        limiter.reset(uid, policy)
+    client.connection_pool.release(held)
+    answer = limiter.check(uid, policy)
+    assert answer.allowed and not answer.degraded and answer.remaining == 3  # the busy check was not counted
+    limiter.reset(uid, policy)
+    client.connection_pool.disconnect()
+
+
+@pytest.mark.parametrize("mode,allowed", [(FailMode.OPEN, True), (FailMode.CLOSED, False)])
+def test_a_real_outage_still_trips_the_breaker_on_the_same_small_pool(own_redis, mode, allowed):
+    client = create_client(own_redis.url(), max_connections=4, socket_timeout=0.05)
+    limiter = RateLimiter(client, fail_mode=mode, unavailable_cooldown=30)
+    policy = RateLimit(limit=50, period=HOUR)
+    assert limiter.check("user:1", policy).remaining == 49
+    own_redis.stop()
+    answers = hammer(limiter, "user:1", policy, threads=16, seconds=1.5)
+    # while the first callers find Redis gone (the client's retries hold their connections), the
+    # others may find the pool busy; once one connection is refused, the breaker answers for all
+    outage = [a for a in answers if not a.busy]
+    assert all(a.degraded for a in answers) and outage and all(a.allowed is allowed for a in outage)
+    assert limiter.cooling_down  # a refused connection is an outage: no connection attempt per check
+    start = time.monotonic()
+    after = limiter.check("user:1", policy)
+    assert after.degraded and not after.busy and after.allowed is allowed and time.monotonic() - start < 0.05
+    client.connection_pool.disconnect()
