@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     stack_elasticsearch_port: Port = Field(59200, validation_alias="STACK_ELASTICSEARCH_PORT")
     stack_elasticsearch_heap: str = Field("512m", pattern=r"^\d+[mg]$", validation_alias="STACK_ELASTICSEARCH_HEAP")
 
+    # Each URL is kept in its canonical text (urls.parse_url's reading, re-encoded), so any parser
+    # that reads it later reads the same parts; an ambiguous one is refused here.
     @field_validator("database_url", "dagster_pg_url")
     @classmethod
     def _postgres(cls, value: str | None) -> str | None:

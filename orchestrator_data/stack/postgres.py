@@ -21,6 +21,7 @@ from orchestrator_data.stack.common import (
     ensure_port_free,
     tail,
 )
+from orchestrator_data.urls import make_url
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
@@ -85,8 +86,8 @@ class PostgresService:
 
     # -- URLs ---------------------------------------------------------------------------------
     def url(self, database: str = APP_DATABASE) -> str:
-        password = self.secrets.get("postgres_password")
-        return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self.port}/{database}"
+        return make_url("postgresql", "127.0.0.1", self.port, username=SUPERUSER,
+                        password=self.secrets.get("postgres_password"), database=database)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _pid(self) -> int | None:

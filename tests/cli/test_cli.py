@@ -7,6 +7,8 @@ import json
 import pytest
 
 from orchestrator_data.stack.common import free_port
+from orchestrator_data.urls import make_url
+from tests.credentials import PASSWORD, RAW_REFUSED, URL_TEMPLATES, leaks, postgres_login, redis_login
 
 SECRET = "Cl1Secret-do-not-print"
 
@@ -135,3 +137,48 @@ def test_commands_without_a_stack_say_what_to_do(cli, tmp_path):
     result = cli("test", env={"ORCHESTRATOR_DATA_HOME": str(tmp_path / "nothing-here")})
     assert result.returncode == 1
     assert "DATABASE_URL is not set" in result.stdout and "orchestrator-data stack start" in result.stdout
+
+
+# -- URLs whose password holds reserved characters -----------------------------------------------
+@pytest.mark.parametrize("command", [["migrate", "status"], ["status"]])
+def test_the_reported_ambiguous_url_exits_2_without_the_password(cli, command, tmp_path):
+    # urllib reads the password as 'p@Zq9Secret', SQLAlchemy and libpq as 'p' and the host as the rest
+    result = cli(*command, env={"DATABASE_URL": "postgresql://u:p@Zq9Secret@127.0.0.1:1/db",
+                                "ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "DATABASE_URL is ambiguous" in result.stderr and "%40" in result.stderr
+    assert leaks(result.stdout + result.stderr, "p@Zq9Secret") == [] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("variable", sorted(URL_TEMPLATES))
+@pytest.mark.parametrize("char", RAW_REFUSED)
+def test_a_raw_reserved_character_in_a_url_password_exits_2(cli, variable, char, tmp_path):
+    # every command loads the settings first: `status` stands for them (the reported case above runs two)
+    password = f"Qm4{char}Vx8kTr"
+    result = cli("status", env={variable: URL_TEMPLATES[variable].format(password=password),
+                                "ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: configuration: {variable} ")
+    assert leaks(result.stdout + result.stderr, password) == [] and "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_encoded_passwords_log_in_through_the_cli(cli, stack):
+    with postgres_login(stack) as database_url, redis_login(stack) as redis_url:
+        result = cli("test", "--skip-search", env={"DATABASE_URL": database_url, "REDIS_URL": redis_url})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "✓ postgres" in result.stdout and "✓ redis" in result.stdout
+    assert leaks(result.stdout + result.stderr, PASSWORD) == []
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", [["migrate", "status"], ["status"], ["test"]])
+def test_an_unreachable_server_fails_without_the_encoded_password(cli, stack, command):
+    port = free_port()
+    result = cli(*command, env={
+        "DATABASE_URL": make_url("postgresql", "127.0.0.1", port, username="app", password=PASSWORD, database="app"),
+        "REDIS_URL": make_url("redis", "127.0.0.1", port, username="app", password=PASSWORD, database=0),
+        "ELASTICSEARCH_URL": make_url("http", "127.0.0.1", port, username="app", password=PASSWORD),
+    })
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert leaks(result.stdout + result.stderr, PASSWORD) == [] and "Traceback" not in result.stderr
