@@ -135,10 +135,11 @@ class PostgresService:
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _prepare_permissions(self.data_dir)
+        password = self.secrets.get("postgres_password")
         password_file = self.root / ".pwfile"
         fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(self.secrets.get("postgres_password") + "\n")
+            fh.write(password + "\n")
         try:
             if _as_root():
                 import pwd

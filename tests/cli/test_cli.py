@@ -182,3 +182,37 @@ def test_an_unreachable_server_fails_without_the_encoded_password(cli, stack, co
     })
     assert result.returncode == 1, result.stdout + result.stderr
     assert leaks(result.stdout + result.stderr, PASSWORD) == [] and "Traceback" not in result.stderr
+
+
+# -- configuration files and the state directory -------------------------------------------------
+@pytest.mark.parametrize("command", [["status"], ["migrate", "status"], ["stack", "start"]])
+def test_an_env_file_that_is_not_utf8_exits_2_naming_it(cli, command, tmp_path):
+    (tmp_path / ".env.local").write_bytes(b"REDIS_URL=redis://:caf\xe9@cache:6379/0\n")
+    result = cli(*command, cwd=tmp_path, env={"ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: configuration: .env.local is not UTF-8" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize("command", [["status"], ["stack", "status"], ["stack", "start"], ["migrate", "status"]])
+def test_a_state_directory_that_is_a_file_exits_2_naming_the_variable(cli, command, tmp_path):
+    (tmp_path / "state").write_text("not a directory")
+    result = cli(*command, env={"ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: configuration: ORCHESTRATOR_DATA_HOME names a file, not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["stack", "status"], ["stack", "start"], ["migrate", "status"]])
+def test_a_corrupt_secrets_file_exits_2_naming_it(cli, command, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "stack.json").write_text(json.dumps({"postgres": {"port": free_port()}, "redis": {"port": free_port()}}))
+    corrupt = b'{"postgres_password": "Hk2pW9'  # cut off mid-write
+    (state / "secrets.json").write_bytes(corrupt)
+    result = cli(*command, env={"ORCHESTRATOR_DATA_HOME": str(state)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"error: configuration: {state / 'secrets.json'} is corrupt" in result.stderr
+    assert "Traceback" not in result.stderr and "Hk2pW9" not in result.stdout + result.stderr
+    assert (state / "secrets.json").read_bytes() == corrupt  # nothing overwritten
+    assert sorted(p.name for p in state.iterdir()) == ["secrets.json", "stack.json"]  # nothing started
