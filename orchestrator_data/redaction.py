@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+# The password runs to the *last* '@' before whitespace: a raw '@', '/' or '?' in it (a URL that
+# urls.parse_url would refuse) must not leave its tail visible.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>\S+)@")
 _KEY_VALUE = re.compile(
     r"(?i)\b(?P<key>password|passwd|pwd|api[_-]?key|secret|token|requirepass)(?P<sep>\s*[=:]\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;&]+)"
 )

@@ -29,7 +29,8 @@ class Environment(str, enum.Enum):
 
 
 class SettingsError(Exception):
-    """A configuration value that cannot be used. `variable` names it; the message is safe to print."""
+    """A configuration value or file that cannot be used. `variable` names the variable or the file;
+    the message is safe to print."""
 
     def __init__(self, variable: str, problem: str):
         self.variable = variable
@@ -89,6 +90,8 @@ class Settings(BaseSettings):
     stack_elasticsearch_port: Port = Field(59200, validation_alias="STACK_ELASTICSEARCH_PORT")
     stack_elasticsearch_heap: str = Field("512m", pattern=r"^\d+[mg]$", validation_alias="STACK_ELASTICSEARCH_HEAP")
 
+    # Each URL is kept in its canonical text (urls.parse_url's reading, re-encoded), so any parser
+    # that reads it later reads the same parts; an ambiguous one is refused here.
     @field_validator("database_url", "dagster_pg_url")
     @classmethod
     def _postgres(cls, value: str | None) -> str | None:
@@ -112,6 +115,19 @@ class Settings(BaseSettings):
         if not value.get_secret_value().strip().lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: Path) -> Path:
+        # The nearest existing ancestor must be a directory, or every command would fail creating it.
+        target = value.expanduser().absolute()
+        for path in (target, *target.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise ValueError("names a file, not a directory" if path == target
+                                     else "is a path below a file, not a directory")
+                break
+        return value
 
     @field_validator("elasticsearch_ca_cert")
     @classmethod
@@ -173,8 +189,26 @@ def _variable_of(settings_cls: type[BaseSettings], loc: tuple) -> str:
     return str(alias or loc[0]).upper()
 
 
+def _check_env_files(files) -> None:
+    """pydantic-settings would raise a bare UnicodeDecodeError (or OSError) from deep inside; name the file instead."""
+    if files is None:
+        return
+    for name in [files] if isinstance(files, (str, Path)) else files:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            continue
+        try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SettingsError(str(name), f"is not UTF-8 text (an invalid byte at offset {exc.start}); "
+                                           "save it as UTF-8") from None
+        except OSError as exc:
+            raise SettingsError(str(name), f"cannot be read: {exc.strerror}") from None
+
+
 def load_settings(**overrides) -> Settings:
     """Read settings, turning pydantic's errors into a SettingsError that names the variable."""
+    _check_env_files(overrides.get("_env_file", ENV_FILES))
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -55,14 +54,11 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 def split_password(url: str) -> tuple[str, str | None]:
     """(libpq URL without its password, the password). The password goes to PGPASSWORD."""
-    parts = urlsplit(urls.libpq_url(url))
-    password = unquote(parts.password) if parts.password is not None else None
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+    parsed = urls.parse_postgres_url(url)
+    password = parsed.password if parsed.password is not None else parsed.param("password")
     register_secret(password)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), password
+    bare = parsed.replace(password=None, query=tuple((k, v) for k, v in parsed.query if k != "password"))
+    return urls.libpq_url(bare), password
 
 
 def tool_env(password: str | None) -> dict[str, str]:

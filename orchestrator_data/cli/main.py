@@ -18,12 +18,13 @@ from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
 from orchestrator_data.cli import seed as seed_cli
 from orchestrator_data.cli import stack as stack_cli
-from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
+from orchestrator_data.cli.context import ConfigurationErrorsExit2, load_or_exit, resolve_or_exit
 from orchestrator_data.connections import check_services
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 app = typer.Typer(
+    cls=ConfigurationErrorsExit2,
     help="Run the Robust AI Orchestrator's database layer: PostgreSQL, Redis and Elasticsearch.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # tracebacks could show local variables holding secrets

@@ -38,17 +38,16 @@ class TlsOptions:
 
 
 def create_engine(
-    url: str,
+    url: str | urls.ServiceUrl,
     pool: PoolOptions = PoolOptions(),
     tls: TlsOptions = TlsOptions(),
     application_name: str = "orchestrator-data",
     connect_timeout: int = 10,
 ) -> sa.Engine:
-    urls.validate_postgres_url(url)
-    parsed = sa.make_url(urls.sqlalchemy_postgres_url(url))
+    parsed = urls.parse_postgres_url(url)
     register_secret(parsed.password)
     return sa.create_engine(
-        parsed,
+        urls.sqlalchemy_url(parsed),  # built from the parsed parts: SQLAlchemy never reads the text
         pool_size=pool.size,
         max_overflow=pool.max_overflow,
         pool_timeout=pool.timeout,

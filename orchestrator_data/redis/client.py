@@ -32,16 +32,16 @@ class _PoolQueue(LifoQueue):
 
 
 def create_client(
-    url: str,
+    url: str | urls.ServiceUrl,
     max_connections: int = 20,
     socket_timeout: float = 5.0,
     retries: int = 3,
 ) -> redis.Redis:
-    urls.validate_redis_url(url)
+    parsed = urls.parse_redis_url(url)
     # Blocking: a caller beyond max_connections waits (up to socket_timeout) for a free connection
     # instead of failing at once; if none comes free it gets MaxConnectionsError (see _PoolQueue).
     pool = redis.BlockingConnectionPool.from_url(
-        url,
+        parsed.render(),  # canonical text: redis-py's urlparse reads it as parse_url did (query options included)
         max_connections=max_connections,
         timeout=socket_timeout,
         queue_class=_PoolQueue,
@@ -51,7 +51,7 @@ def create_client(
         retry=Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), retries, supported_errors=TRANSIENT),
         retry_on_error=list(TRANSIENT),
     )
-    register_secret(pool.connection_kwargs.get("password"))
+    register_secret(pool.connection_kwargs.get("password"))  # from the userinfo or a ?password=
     return redis.Redis(connection_pool=pool)
 
 

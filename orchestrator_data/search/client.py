@@ -10,7 +10,7 @@ from orchestrator_data.redaction import register_secret
 
 
 def create_client(
-    url: str,
+    url: str | urls.ServiceUrl,
     api_key: str | None = None,
     username: str | None = None,
     password: str | None = None,
@@ -18,9 +18,10 @@ def create_client(
     request_timeout: float = 30.0,
     max_retries: int = 3,
 ) -> Elasticsearch:
-    urls.validate_elasticsearch_url(url)
+    parsed = urls.parse_elasticsearch_url(url)
     register_secret(api_key)
     register_secret(password)
+    register_secret(parsed.password)
     kwargs: dict = {
         "request_timeout": request_timeout,
         # elastic-transport retries connection errors and timeouts with backoff across nodes
@@ -32,9 +33,15 @@ def create_client(
         kwargs["api_key"] = api_key
     elif username:
         kwargs["basic_auth"] = (username, password or "")
+    elif parsed.username or parsed.password:  # credentials in the URL, when none are set apart
+        kwargs["basic_auth"] = (parsed.username or "", parsed.password or "")
     if ca_certs:
         kwargs["ca_certs"] = ca_certs
-    return Elasticsearch(url, **kwargs)
+    # A hosts mapping from the parsed parts rather than the text, which urllib3 would parse again.
+    node = {"scheme": parsed.scheme, "host": parsed.host,
+            "port": parsed.port or (443 if parsed.scheme == "https" else 80),
+            "path_prefix": parsed.path.rstrip("/")}
+    return Elasticsearch(hosts=[node], **kwargs)
 
 
 def check_health(client: Elasticsearch) -> ServiceHealth:

@@ -10,12 +10,14 @@ import os
 import secrets
 import signal
 import socket
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
 
+from orchestrator_data.settings import SettingsError
 from orchestrator_data.urls import mask_url
 
 
@@ -165,27 +167,68 @@ class PidFileServer:
         return stale
 
 
+def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`: a reader (or a
+    crash) sees the old content or the new, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a crash
+    finally:
+        os.close(directory)
+
+
 class Secrets:
-    """Generated passwords of the local stack, kept in a 0600 file under the state directory."""
+    """Generated passwords of the local stack, kept in a 0600 file under the state directory.
+
+    A password is added under a lock and the file replaced atomically: two commands starting at
+    once must not each generate a password and keep only their own (the server would keep the
+    other), and an interrupted write must not leave a half file."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
 
     def get(self, name: str) -> str:
-        values = self._read()
-        if name not in values:
-            values[name] = secrets.token_urlsafe(24)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(values, fh)
+        values = self.read()
+        if name in values:
+            return values[name]
+        with file_lock(self.lock_path):
+            values = self.read()  # another process may have added it while we waited
+            if name not in values:
+                values[name] = secrets.token_urlsafe(24)
+                write_atomically(self.path, json.dumps(values), mode=0o600)
         return values[name]
 
-    def _read(self) -> dict:
+    def read(self) -> dict[str, str]:
+        """The passwords generated so far; a SettingsError naming the file when it is corrupt."""
         try:
-            return json.loads(self.path.read_text())
+            values = json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return {}
+        except OSError as exc:
+            raise SettingsError(str(self.path), f"cannot be read: {exc.strerror}") from None
+        except ValueError:  # not JSON, or not UTF-8
+            values = None
+        if not isinstance(values, dict) or not all(isinstance(v, str) and v for v in values.values()):
+            raise SettingsError(
+                str(self.path),
+                "is corrupt (not a JSON object of the local stack's passwords): restore it, or remove "
+                "the state directory (ORCHESTRATOR_DATA_HOME) to start the local stack afresh, data included",
+            )
+        return values
 
 
 @contextlib.contextmanager

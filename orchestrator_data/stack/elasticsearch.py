@@ -20,6 +20,7 @@ from orchestrator_data.stack.common import (
     terminate,
     wait_until,
 )
+from orchestrator_data.urls import make_url
 
 MAIN_CLASS = "orchestratordata.esnode.LocalNode"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +78,7 @@ class ElasticsearchService(PidFileServer):
         self.start_timeout = start_timeout
 
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return make_url("http", "127.0.0.1", self.port)
 
     def cmdline_marker(self) -> str:
         return MAIN_CLASS

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator_data.settings import Settings
-from orchestrator_data.stack.common import Secrets, ServiceStatus, file_lock
+from orchestrator_data.stack.common import Secrets, ServiceStatus, file_lock, write_atomically
 from orchestrator_data.stack.elasticsearch import ElasticsearchService
 from orchestrator_data.stack.postgres import DAGSTER_DATABASE, PostgresService
 from orchestrator_data.stack.redis import RedisService
@@ -77,6 +77,7 @@ class Stack:
     def start(self, only: list[str] | None = None, on_started=None) -> list[ServiceStatus]:
         """Start each managed service (idempotent: a running one is left alone)."""
         results = []
+        self.secrets.read()  # a corrupt secrets.json stops the start before anything is touched
         with file_lock(self.root / "stack.lock"):
             recorded = self._recorded_ports()
             for name in self.managed():
@@ -108,10 +109,7 @@ class Stack:
         return [self.service(name).status() for name in self.managed()]
 
     def _write_state(self, recorded: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(recorded, indent=2))
-        tmp.replace(self.state_file)
+        write_atomically(self.state_file, json.dumps(recorded, indent=2), mode=0o644)
 
     # -- endpoints ----------------------------------------------------------------------------
     def endpoints(self) -> Endpoints:

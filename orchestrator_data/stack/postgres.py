@@ -21,6 +21,7 @@ from orchestrator_data.stack.common import (
     ensure_port_free,
     tail,
 )
+from orchestrator_data.urls import make_url
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
@@ -85,8 +86,8 @@ class PostgresService:
 
     # -- URLs ---------------------------------------------------------------------------------
     def url(self, database: str = APP_DATABASE) -> str:
-        password = self.secrets.get("postgres_password")
-        return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self.port}/{database}"
+        return make_url("postgresql", "127.0.0.1", self.port, username=SUPERUSER,
+                        password=self.secrets.get("postgres_password"), database=database)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def _pid(self) -> int | None:
@@ -134,10 +135,11 @@ class PostgresService:
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _prepare_permissions(self.data_dir)
+        password = self.secrets.get("postgres_password")
         password_file = self.root / ".pwfile"
         fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(self.secrets.get("postgres_password") + "\n")
+            fh.write(password + "\n")
         try:
             if _as_root():
                 import pwd

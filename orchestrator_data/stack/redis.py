@@ -20,6 +20,7 @@ from orchestrator_data.stack.common import (
     terminate,
     wait_until,
 )
+from orchestrator_data.urls import make_url
 
 
 def server_binary() -> Path:
@@ -47,7 +48,8 @@ class RedisService(PidFileServer):
         self.secrets = secrets
 
     def url(self) -> str:
-        return f"redis://:{self.secrets.get('redis_password')}@127.0.0.1:{self.port}/0"
+        return make_url("redis", "127.0.0.1", self.port, username="",
+                        password=self.secrets.get("redis_password"), database=0)
 
     def cmdline_marker(self) -> str:
         return f":{self.port}"  # redis-server retitles itself "redis-server 127.0.0.1:<port>"

@@ -10,11 +10,12 @@ import pytest
 SCRIPT = Path(sys.executable).parent / "orchestrator-data"
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The installed console script, as a user runs it."""
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The installed console script, as a user runs it (from `cwd`, where it reads .env files)."""
     return subprocess.run(
         [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, "COLUMNS": "200", **(env or {})}, cwd=cwd,
     )
 
 

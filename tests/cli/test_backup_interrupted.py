@@ -24,7 +24,7 @@ from orchestrator_data.stack.common import pid_alive
 from orchestrator_data.urls import database_name, libpq_url
 from tests.cli.conftest import SCRIPT
 from tests.orchestrator_data.backups.conftest import scratch_databases
-from tests.orchestrator_data.postgres.dbs import admin_url, fresh_database
+from tests.databases import admin_url, fresh_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

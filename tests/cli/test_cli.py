@@ -7,6 +7,8 @@ import json
 import pytest
 
 from orchestrator_data.stack.common import free_port
+from orchestrator_data.urls import make_url
+from tests.credentials import PASSWORD, RAW_REFUSED, URL_TEMPLATES, leaks, postgres_login, redis_login
 
 SECRET = "Cl1Secret-do-not-print"
 
@@ -135,3 +137,82 @@ def test_commands_without_a_stack_say_what_to_do(cli, tmp_path):
     result = cli("test", env={"ORCHESTRATOR_DATA_HOME": str(tmp_path / "nothing-here")})
     assert result.returncode == 1
     assert "DATABASE_URL is not set" in result.stdout and "orchestrator-data stack start" in result.stdout
+
+
+# -- URLs whose password holds reserved characters -----------------------------------------------
+@pytest.mark.parametrize("command", [["migrate", "status"], ["status"]])
+def test_the_reported_ambiguous_url_exits_2_without_the_password(cli, command, tmp_path):
+    # urllib reads the password as 'p@Zq9Secret', SQLAlchemy and libpq as 'p' and the host as the rest
+    result = cli(*command, env={"DATABASE_URL": "postgresql://u:p@Zq9Secret@127.0.0.1:1/db",
+                                "ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "DATABASE_URL is ambiguous" in result.stderr and "%40" in result.stderr
+    assert leaks(result.stdout + result.stderr, "p@Zq9Secret") == [] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("variable", sorted(URL_TEMPLATES))
+@pytest.mark.parametrize("char", RAW_REFUSED)
+def test_a_raw_reserved_character_in_a_url_password_exits_2(cli, variable, char, tmp_path):
+    # every command loads the settings first: `status` stands for them (the reported case above runs two)
+    password = f"Qm4{char}Vx8kTr"
+    result = cli("status", env={variable: URL_TEMPLATES[variable].format(password=password),
+                                "ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: configuration: {variable} ")
+    assert leaks(result.stdout + result.stderr, password) == [] and "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_encoded_passwords_log_in_through_the_cli(cli, stack):
+    with postgres_login(stack) as database_url, redis_login(stack) as redis_url:
+        result = cli("test", "--skip-search", env={"DATABASE_URL": database_url, "REDIS_URL": redis_url})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "✓ postgres" in result.stdout and "✓ redis" in result.stdout
+    assert leaks(result.stdout + result.stderr, PASSWORD) == []
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", [["migrate", "status"], ["status"], ["test"]])
+def test_an_unreachable_server_fails_without_the_encoded_password(cli, stack, command):
+    port = free_port()
+    result = cli(*command, env={
+        "DATABASE_URL": make_url("postgresql", "127.0.0.1", port, username="app", password=PASSWORD, database="app"),
+        "REDIS_URL": make_url("redis", "127.0.0.1", port, username="app", password=PASSWORD, database=0),
+        "ELASTICSEARCH_URL": make_url("http", "127.0.0.1", port, username="app", password=PASSWORD),
+    })
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert leaks(result.stdout + result.stderr, PASSWORD) == [] and "Traceback" not in result.stderr
+
+
+# -- configuration files and the state directory -------------------------------------------------
+@pytest.mark.parametrize("command", [["status"], ["migrate", "status"], ["stack", "start"]])
+def test_an_env_file_that_is_not_utf8_exits_2_naming_it(cli, command, tmp_path):
+    (tmp_path / ".env.local").write_bytes(b"REDIS_URL=redis://:caf\xe9@cache:6379/0\n")
+    result = cli(*command, cwd=tmp_path, env={"ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: configuration: .env.local is not UTF-8" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize("command", [["status"], ["stack", "status"], ["stack", "start"], ["migrate", "status"]])
+def test_a_state_directory_that_is_a_file_exits_2_naming_the_variable(cli, command, tmp_path):
+    (tmp_path / "state").write_text("not a directory")
+    result = cli(*command, env={"ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: configuration: ORCHESTRATOR_DATA_HOME names a file, not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["stack", "status"], ["stack", "start"], ["migrate", "status"]])
+def test_a_corrupt_secrets_file_exits_2_naming_it(cli, command, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "stack.json").write_text(json.dumps({"postgres": {"port": free_port()}, "redis": {"port": free_port()}}))
+    corrupt = b'{"postgres_password": "Hk2pW9'  # cut off mid-write
+    (state / "secrets.json").write_bytes(corrupt)
+    result = cli(*command, env={"ORCHESTRATOR_DATA_HOME": str(state)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"error: configuration: {state / 'secrets.json'} is corrupt" in result.stderr
+    assert "Traceback" not in result.stderr and "Hk2pW9" not in result.stdout + result.stderr
+    assert (state / "secrets.json").read_bytes() == corrupt  # nothing overwritten
+    assert sorted(p.name for p in state.iterdir()) == ["secrets.json", "stack.json"]  # nothing started

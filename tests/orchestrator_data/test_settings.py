@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit
+
 import pytest
 
 from orchestrator_data.settings import Environment, SettingsError, load_settings
+from tests.credentials import RAW_REFUSED, URL_TEMPLATES, leaks
 
 SECRET = "s3cr3t-P4ss"
 NEON = (f"postgresql://neondb_owner:{SECRET}@ep-cool-darkness-123456.eu-central-1.aws.neon.tech/neondb"
@@ -15,7 +18,8 @@ NEON = (f"postgresql://neondb_owner:{SECRET}@ep-cool-darkness-123456.eu-central-
 def env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     for name in ("DATABASE_URL", "REDIS_URL", "ELASTICSEARCH_URL", "DAGSTER_PG_URL", "ENVIRONMENT",
-                 "ORCHESTRATOR_ENV", "BACKUP_DIR", "ELASTICSEARCH_CA_CERT", "STACK_POSTGRES_PORT"):
+                 "ORCHESTRATOR_ENV", "BACKUP_DIR", "ELASTICSEARCH_CA_CERT", "STACK_POSTGRES_PORT",
+                 "ORCHESTRATOR_DATA_HOME"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -114,3 +118,45 @@ def test_backup_dir_and_production_flag(env):
     settings = load_settings()
     assert str(settings.backup_dir) == "/var/backups/orchestrator"
     assert settings.is_production
+
+
+@pytest.mark.parametrize("variable", sorted(URL_TEMPLATES))
+@pytest.mark.parametrize("char", RAW_REFUSED)
+def test_a_url_whose_password_holds_a_raw_reserved_character_is_refused(env, variable, char):
+    password = f"Zq9{char}Kx7wVb"
+    env.setenv(variable, URL_TEMPLATES[variable].format(password=password))
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.variable == variable
+    assert leaks(str(caught.value), password) == []
+
+
+@pytest.mark.parametrize("variable", sorted(URL_TEMPLATES))
+def test_a_url_with_an_encoded_password_is_kept_in_its_canonical_form(env, variable):
+    password = "Zq9@:/?#%[]Kx7wVb"
+    encoded = "Zq9%40%3A%2F%3F%23%25%5B%5DKx7wVb"
+    env.setenv(variable, URL_TEMPLATES[variable].format(password=encoded.replace("%3A", ":")))
+    kept = getattr(load_settings(), variable.lower())
+    assert kept == URL_TEMPLATES[variable].format(password=encoded)
+    assert urlsplit(kept).password == encoded and unquote(encoded) == password
+
+
+def test_env_file_that_is_not_utf8_is_named(env, tmp_path):
+    (tmp_path / ".env").write_text("ENVIRONMENT=testing\n")
+    (tmp_path / ".env.local").write_bytes(b"ENVIRONMENT=testing\nREDIS_PASSWORD=caf\xe9\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.variable == ".env.local"
+    assert "not UTF-8" in str(caught.value)
+
+
+def test_state_directory_that_is_a_file_is_refused(env, tmp_path):
+    (tmp_path / "state").write_text("")
+    env.setenv("ORCHESTRATOR_DATA_HOME", str(tmp_path / "state"))
+    with pytest.raises(SettingsError, match="ORCHESTRATOR_DATA_HOME names a file"):
+        load_settings()
+    env.setenv("ORCHESTRATOR_DATA_HOME", str(tmp_path / "state" / "below"))
+    with pytest.raises(SettingsError, match="ORCHESTRATOR_DATA_HOME is a path below a file"):
+        load_settings()
+    env.setenv("ORCHESTRATOR_DATA_HOME", str(tmp_path / "not-yet" / "created"))
+    assert load_settings().state_dir == tmp_path / "not-yet" / "created"
