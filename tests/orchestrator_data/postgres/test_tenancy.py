@@ -21,6 +21,7 @@ from orchestrator_data.postgres.tenancy import (
     current_tenant,
     tenant_transaction,
 )
+from tests.orchestrator_data.postgres.dbs import REVISIONS
 
 pytestmark = pytest.mark.integration
 
@@ -133,17 +134,85 @@ def test_another_organizations_rows_cannot_be_updated_or_deleted(engine, tenants
         assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 2
 
 
-def test_foreign_keys_cannot_point_into_another_organization(engine, tenants):
+def _tenant_foreign_keys(conn: sa.Connection) -> list[sa.Row]:
+    """Every foreign key of every tenant table, from the catalog: name, table, columns, parent table
+    and the parent's columns (in key order)."""
+    return conn.execute(sa.text(
+        "SELECT c.conname, c.conrelid::regclass::text AS table_name, c.confrelid::regclass::text AS parent, "
+        "  ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i) "
+        "        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS columns, "
+        "  ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i) "
+        "        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) AS parent_columns "
+        "FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid::regclass::text = ANY(:tables) ORDER BY 1"
+    ), {"tables": list(models.TENANT_TABLES)}).all()
+
+
+def _point(engine, key: sa.Row, organization: uuid.UUID, values: dict) -> tuple[str, str | None]:
+    """As the app role in `organization`, set the key's columns of that organization's rows of its
+    table to `values`; returns the refusal's SQLSTATE and constraint name. An UPDATE probes every
+    table without building a valid new row; the user triggers (audit, workflow_versions'
+    immutability) are off for it so that only the key decides. Rolled back."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            conn.execute(sa.text(f"ALTER TABLE {key.table_name} DISABLE TRIGGER USER"))
+            conn.execute(sa.text(f"SET LOCAL ROLE {APP_ROLE}"))
+            conn.execute(sa.text("SELECT set_config('app.organization_id', :org, true)"), {"org": str(organization)})
+            assignments = ", ".join(f"{column} = :{column}" for column in values)
+            with pytest.raises(sa_exc.DBAPIError) as refused:
+                conn.execute(sa.text(f"UPDATE {key.table_name} SET {assignments}"), values)
+        finally:
+            transaction.rollback()
+    return sqlstate(refused.value), refused.value.orig.diag.constraint_name
+
+
+def test_no_foreign_key_of_a_tenant_table_can_point_into_another_organization(engine, tenants):
+    """Every foreign key of every tenant table, enumerated from the catalog (so a new one is covered
+    without touching this test), pointed from organization A's rows at organization B's, is refused
+    exactly as an id that exists nowhere is: same SQLSTATE, same constraint, so the error does not
+    tell A which of B's ids exist."""
     a, b = tenants
-    with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, a["org"]) as conn:
+    with engine.connect() as conn:
+        keys = _tenant_foreign_keys(conn)
+    assert {key.table_name for key in keys} == set(models.TENANT_TABLES)
+    for key in keys:
+        pairs = list(zip(key.columns, key.parent_columns))
+        if key.parent in models.TENANT_TABLES:
+            # the key itself carries the organization; a single-column key beside a tenant-consistent
+            # one would make the constraint a violation names depend on trigger order
+            assert ("organization_id", "organization_id") in pairs, f"{key.conname} is not tenant-consistent"
+        pointing = [(column, parent_column) for column, parent_column in pairs if parent_column != "organization_id"]
+        with engine.connect() as conn:
+            parent_tenant = "id" if key.parent == "organizations" else "organization_id"
+            b_row = conn.execute(sa.text(
+                f"SELECT {', '.join(p for _, p in pointing)} FROM {key.parent} WHERE {parent_tenant} = :b LIMIT 1"
+            ), {"b": b["org"]}).one()
+        into_b = _point(engine, key, a["org"], {column: value for (column, _), value in zip(pointing, b_row)})
+        nowhere = _point(engine, key, a["org"], {column: uuid.uuid4() for column, _ in pointing})
+        assert into_b == nowhere, key.conname
+        assert into_b in ((FK_VIOLATION, key.conname), (RLS_DENIED, None)), key.conname  # the key, or the policy
+
+
+def test_an_execution_cannot_name_another_organizations_user(engine, tenants):
+    a, b = tenants
+    refusals = []
+    for user in (b["user"], uuid.uuid4()):
+        with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, a["org"], a["user"]) as conn:
+            conn.execute(sa.insert(models.executions).values(
+                organization_id=a["org"], workflow_id=a["workflow"], workflow_version=1, triggered_by=user))
+        refusals.append((sqlstate(refused.value), str(refused.value.orig).replace(str(user), "<user>")))
+    assert refusals[0] == refusals[1]
+    assert refusals[0][0] == FK_VIOLATION and "fk_executions_tenant_triggered_by" in refusals[0][1]
+    # deleting a user clears only the reference (SET NULL (triggered_by)), inside its own organization
+    execution = uuid.uuid4()
+    with tenant_transaction(engine, a["org"], a["user"]) as conn:
         conn.execute(sa.insert(models.executions).values(
-            organization_id=a["org"], workflow_id=b["workflow"], workflow_version=1))
-    assert sqlstate(refused.value) == FK_VIOLATION
-    assert "fk_executions_tenant_workflow" in str(refused.value.orig)
-    with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, a["org"]) as conn:
-        conn.execute(sa.insert(models.role_memberships).values(
-            organization_id=a["org"], user_id=a["user"], role_id=b["role"]))
-    assert sqlstate(refused.value) == FK_VIOLATION
+            id=execution, organization_id=a["org"], workflow_id=a["workflow"], workflow_version=1,
+            triggered_by=a["user"]))
+        assert conn.execute(sa.text("DELETE FROM users WHERE id = :id"), {"id": a["user"]}).rowcount == 1
+        row = conn.execute(sa.text("SELECT organization_id, triggered_by FROM executions WHERE id = :id"),
+                           {"id": execution}).one()
+    assert (row.organization_id, row.triggered_by) == (a["org"], None)
 
 
 def test_without_an_organization_nothing_is_visible_or_writable(engine, tenants):
@@ -338,7 +407,7 @@ def test_the_readonly_role_reads_every_tenant_and_writes_nothing(engine, tenants
         for table in ("organizations", *models.TENANT_TABLES):
             assert set(_count_by_org(conn, table)) == {a["org"], b["org"]}, table
         assert set(_count_by_org(conn, "audit_logs")) == {a["org"], b["org"]}
-        assert conn.execute(sa.text("SELECT count(*) FROM _migration_history")).scalar_one() == 3  # one row per revision
+        assert conn.execute(sa.text("SELECT count(*) FROM _migration_history")).scalar_one() == len(REVISIONS)
     with pytest.raises(sa_exc.DBAPIError) as refused, engine.connect() as conn, conn.begin():
         conn.execute(sa.text("SET LOCAL ROLE orchestrator_readonly"))
         conn.execute(sa.text("DELETE FROM executions"))
