@@ -22,8 +22,8 @@ from tests.orchestrator_data.postgres.dbs import admin_url, fresh_database
 
 pytestmark = pytest.mark.integration
 
-HEAD = ["0001", "0002", "0003", "0004"]
-PROBE = "0005"  # test-only revisions go after the real head
+HEAD = ["0001", "0002", "0003", "0004", "0005"]
+PROBE = "0006"  # test-only revisions go after the real head
 
 
 def _connect(url: str) -> psycopg.Connection:
@@ -272,6 +272,11 @@ def test_security_check_catches_what_was_loosened(migrated_url):
         conn.execute("DROP POLICY tenant_isolation ON marketplace_items")
         conn.execute("ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_append_only")
         conn.execute("GRANT TRUNCATE ON role_memberships TO orchestrator_app")
+        # any of these at table level lets the app LOCK the table in every mode
+        conn.execute("GRANT UPDATE ON workflows TO orchestrator_app")
+        conn.execute("GRANT DELETE ON organizations TO orchestrator_app")
+        conn.execute("GRANT MAINTAIN ON executions TO orchestrator_app")
+        conn.execute("ALTER FUNCTION tenant_delete(text, jsonb) SECURITY INVOKER")
     report = migrator.check_security(migrated_url)
     problems = "\n".join(report.problems)
     assert not report.ok
@@ -282,6 +287,9 @@ def test_security_check_catches_what_was_loosened(migrated_url):
     assert "marketplace_items: policy tenant_isolation is missing" in problems
     assert "audit_logs: no enabled append-only trigger" in problems
     assert "orchestrator_app has TRUNCATE on role_memberships" in problems
+    for privilege, table in (("UPDATE", "workflows"), ("DELETE", "organizations"), ("MAINTAIN", "executions")):
+        assert f"orchestrator_app has {privilege} on {table} (table-level: it can LOCK the table" in problems
+    assert "function tenant_delete must be SECURITY DEFINER" in problems
     by_table = {t.table: t for t in report.tables}
     assert by_table["users"].rls_enabled is False and by_table["roles"].audit_trigger is False
     # upgrade runs the check even when there is nothing to apply, and fails loudly
@@ -340,11 +348,11 @@ def _plant_cross_tenant_references(url: str) -> dict:
 
 
 def test_0004_clears_references_into_another_organization_and_rolls_back(fresh_url):
-    migrator.upgrade(fresh_url, target="0003")
+    migrator.upgrade(fresh_url, target="0003", check=False)  # 0003's grants fail today's security check
     ids = _plant_cross_tenant_references(fresh_url)
 
     report = migrator.upgrade(fresh_url)
-    assert report.applied_revisions == ["0004"] and report.security.ok
+    assert report.applied_revisions == ["0004", "0005"] and report.security.ok
     assert migrator.check_drift(fresh_url) == []
     with _connect(fresh_url) as conn:
         for table, column, parent in NULLABLE_REFERENCES:
@@ -361,8 +369,16 @@ def test_0004_clears_references_into_another_organization_and_rolls_back(fresh_u
             assert (organization, actor, old, new) == (ids["a"], "orchestrator_owner", str(ids[f"b-{parent}"]), None)
         assert conn.execute("SELECT count(*) FROM audit_logs WHERE action = 'UPDATE'").fetchone()[0] == 5
 
-    # rollback: the 0001 keys come back; cleared references stay cleared
-    assert migrator.rollback(fresh_url, "0003").applied_revisions == ["0004"]
+    # rollback: the 0001 keys and (0005) the app role's table-level UPDATE and DELETE come back, and
+    # the security check says what that reopens; cleared references stay cleared
+    with pytest.raises(migrator.SecurityCheckFailed) as reopened:
+        migrator.rollback(fresh_url, "0003")
+    assert reopened.value.migration.applied_revisions == ["0005", "0004"]
+    problems = "\n".join(reopened.value.report.problems)
+    for table in ("organizations", "executions", "audit_logs"):
+        for privilege in ("UPDATE", "DELETE"):
+            assert (f"orchestrator_app has {privilege} on {table}" in problems) == (table != "audit_logs")
+    assert "function tenant_delete is missing" in problems
     with _connect(fresh_url) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0003"
         keys = dict(conn.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
@@ -372,7 +388,7 @@ def test_0004_clears_references_into_another_organization_and_rolls_back(fresh_u
         assert "fk_role_memberships_user_id_users" in keys and "fk_executions_tenant_triggered_by" not in keys
         assert conn.execute("SELECT triggered_by FROM executions WHERE id = %s",
                             (ids[("executions", "triggered_by")][0],)).fetchone()[0] is None
-    assert migrator.upgrade(fresh_url).applied_revisions == ["0004"]
+    assert migrator.upgrade(fresh_url).applied_revisions == ["0004", "0005"]
     assert migrator.check_drift(fresh_url) == [] and migrator.check_security(fresh_url).ok
 
 

@@ -19,6 +19,7 @@ from orchestrator_data.postgres.tenancy import (
     TenancyError,
     as_uuid,
     current_tenant,
+    delete_rows,
     tenant_transaction,
 )
 from tests.orchestrator_data.postgres.dbs import REVISIONS
@@ -118,12 +119,11 @@ def test_another_organizations_rows_cannot_be_updated_or_deleted(engine, tenants
     with tenant_transaction(engine, a["org"]) as conn:
         assert conn.execute(sa.text("UPDATE workflows SET name = 'hijacked' WHERE id = :id"),
                             {"id": b["workflow"]}).rowcount == 0
-        assert conn.execute(sa.text("DELETE FROM executions WHERE id = :id"), {"id": b["execution"]}).rowcount == 0
+        assert delete_rows(conn, "executions", id=b["execution"]) == 0
         # the published listing is readable, not writable
         assert conn.execute(sa.text("UPDATE marketplace_items SET downloads = 999999 WHERE id = :id"),
                             {"id": b["published"]}).rowcount == 0
-        assert conn.execute(sa.text("DELETE FROM marketplace_items WHERE id = :id"),
-                            {"id": b["published"]}).rowcount == 0
+        assert delete_rows(conn, "marketplace_items", id=b["published"]) == 0
         assert conn.execute(sa.text("UPDATE marketplace_items SET downloads = 5 WHERE id = :id"),
                             {"id": a["published"]}).rowcount == 1
     with engine.connect() as conn:
@@ -209,10 +209,92 @@ def test_an_execution_cannot_name_another_organizations_user(engine, tenants):
         conn.execute(sa.insert(models.executions).values(
             id=execution, organization_id=a["org"], workflow_id=a["workflow"], workflow_version=1,
             triggered_by=a["user"]))
-        assert conn.execute(sa.text("DELETE FROM users WHERE id = :id"), {"id": a["user"]}).rowcount == 1
+        assert delete_rows(conn, "users", id=a["user"]) == 1
         row = conn.execute(sa.text("SELECT organization_id, triggered_by FROM executions WHERE id = :id"),
                            {"id": execution}).one()
     assert (row.organization_id, row.triggered_by) == (a["org"], None)
+
+
+LOCK_MODES = ("ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE",  # what SELECT, FOR UPDATE and row writes take
+              "SHARE UPDATE EXCLUSIVE", "SHARE", "SHARE ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE")
+
+
+def test_the_app_role_cannot_lock_a_shared_table_beyond_row_exclusive(engine, tenants):
+    """Each lock mode on organizations, every tenant table and audit_logs, as the app role with a
+    tenant set: above ROW EXCLUSIVE (audit_logs, which it only reads: above ACCESS SHARE) refused."""
+    a, _ = tenants
+    tables = ("organizations", *models.TENANT_TABLES, "audit_logs")
+    refused: dict[str, list[str]] = {table: [] for table in tables}
+    with tenant_transaction(engine, a["org"], a["user"]) as conn:
+        for table in tables:
+            for mode in LOCK_MODES:
+                savepoint = conn.begin_nested()
+                try:
+                    conn.execute(sa.text(f"LOCK TABLE {table} IN {mode} MODE NOWAIT"))
+                except sa_exc.DBAPIError as exc:
+                    assert sqlstate(exc) == RLS_DENIED and "permission denied" in str(exc.orig), (table, mode)
+                    refused[table].append(mode)
+                savepoint.rollback()
+        # nor through a view of its own: the base table is locked with the view owner's privileges
+        conn.execute(sa.text("CREATE TEMP VIEW every_execution AS SELECT * FROM executions"))
+        savepoint = conn.begin_nested()
+        with pytest.raises(sa_exc.DBAPIError) as through_view:
+            conn.execute(sa.text("LOCK TABLE every_execution IN ACCESS EXCLUSIVE MODE NOWAIT"))
+        savepoint.rollback()
+        assert sqlstate(through_view.value) == RLS_DENIED
+        # the row locks its work needs still work
+        assert conn.execute(sa.text("SELECT id FROM executions FOR UPDATE")).scalars().all() == [a["execution"]]
+    assert refused == {table: list(LOCK_MODES[1 if table == "audit_logs" else 3:]) for table in tables}
+
+
+def test_the_app_role_updates_through_column_grants_and_deletes_through_tenant_delete(engine, tenants):
+    a, b = tenants
+    with engine.connect() as conn:
+        for table in ("organizations", *models.TENANT_TABLES):
+            privileges = conn.execute(sa.text(
+                "SELECT has_table_privilege(:role, :table, 'UPDATE'), has_table_privilege(:role, :table, 'DELETE')"
+            ), {"role": APP_ROLE, "table": table}).one()
+            assert tuple(privileges) == (False, False), table
+            for column in models.metadata.tables[table].columns:  # every column an UPDATE can set
+                assert conn.execute(sa.text("SELECT has_column_privilege(:role, :table, :column, 'UPDATE')"), {
+                    "role": APP_ROLE, "table": table, "column": column.name,
+                }).scalar_one() == (column.computed is None), (table, column.name)
+
+    with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, a["org"]) as conn:
+        conn.execute(sa.text("DELETE FROM executions WHERE id = :id"), {"id": a["execution"]})
+    assert sqlstate(refused.value) == RLS_DENIED and "permission denied" in str(refused.value.orig)
+
+    with tenant_transaction(engine, a["org"], a["user"]) as conn:
+        assert conn.execute(sa.text("UPDATE executions SET status = 'failed', error = 'boom' WHERE id IN (:a, :b)"),
+                            {"a": a["execution"], "b": b["execution"]}).rowcount == 1
+        assert delete_rows(conn, "executions", id=[a["execution"], b["execution"]]) == 1
+        assert delete_rows(conn, "organizations", id=b["org"]) == 0
+        assert delete_rows(conn, "marketplace_items", organization_id=b["org"]) == 0
+    with engine.connect() as conn:
+        assert set(conn.execute(sa.text("SELECT id FROM executions")).scalars()) == {b["execution"]}
+        assert conn.execute(sa.text("SELECT count(*) FROM organizations")).scalar_one() == 2
+        deleted = conn.execute(sa.text(
+            "SELECT organization_id, actor_id, actor_role, old_values ->> 'error' AS error FROM audit_logs "
+            "WHERE table_name = 'executions' AND action = 'DELETE'")).one()
+    assert tuple(deleted) == (a["org"], a["user"], APP_ROLE, "boom")
+
+    # fail closed without a tenant; only tables under tenant isolation; a match it can check
+    for organization, table, match, expected in (
+        (None, "executions", {"id": b["execution"]}, RLS_DENIED),
+        (a["org"], "audit_logs", {"id": 1}, RLS_DENIED),
+        (a["org"], "_migration_history", {"id": 1}, RLS_DENIED),
+        (a["org"], "executions", {"no_such_column": 1}, "42703"),
+        (a["org"], "executions", {"id": None}, "22023"),
+        (a["org"], "executions", {"id": "not-a-uuid"}, BAD_UUID),
+    ):
+        with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, organization) as conn:
+            delete_rows(conn, table, **match)
+        assert sqlstate(refused.value) == expected, (table, match)
+    with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, a["org"]) as conn:
+        conn.execute(sa.text("SELECT tenant_delete('workflows', '{}')"))  # never "everything"
+    assert sqlstate(refused.value) == "22023"
+    with pytest.raises(ValueError):
+        delete_rows(conn, "workflows")
 
 
 def test_without_an_organization_nothing_is_visible_or_writable(engine, tenants):
@@ -293,7 +375,7 @@ def test_every_insert_update_and_delete_leaves_an_audit_row(engine, tenants):
     with tenant_transaction(engine, a["org"], a["user"]) as conn:
         conn.execute(sa.text("UPDATE workflows SET name = 'final flow' WHERE id = :id"), {"id": workflow})
     with tenant_transaction(engine, a["org"], a["user"]) as conn:
-        conn.execute(sa.text("DELETE FROM workflows WHERE id = :id"), {"id": workflow})
+        assert delete_rows(conn, "workflows", id=workflow) == 1
 
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
@@ -317,7 +399,7 @@ def test_every_insert_update_and_delete_leaves_an_audit_row(engine, tenants):
 
     # role_memberships has a composite key; its record_id names both parts
     with tenant_transaction(engine, a["org"], a["user"]) as conn:
-        conn.execute(sa.text("DELETE FROM role_memberships WHERE user_id = :u"), {"u": a["user"]})
+        assert delete_rows(conn, "role_memberships", user_id=a["user"]) == 1
     with engine.connect() as conn:
         record = conn.execute(sa.text(
             "SELECT record_id FROM audit_logs WHERE table_name = 'role_memberships' AND action = 'DELETE'"
