@@ -16,6 +16,11 @@ from psycopg import sql
 from orchestrator_data import urls
 from orchestrator_data.postgres import client, migrator
 
+# The revision ids in order, from the package's revision files: tests other than the migrator's own
+# name the head through these, so that adding a revision does not break them.
+REVISIONS = [script.revision for script in migrator._chain(None)]
+HEAD = REVISIONS[-1]
+
 
 def admin_url(stack) -> str:
     """The superuser's libpq URL to the maintenance database."""

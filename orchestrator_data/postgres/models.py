@@ -64,6 +64,16 @@ def _tenant(ondelete: str = "CASCADE") -> sa.Column:
     )
 
 
+def _tenant_reference(table: str, column: str, parent: str, name: str | None = None) -> sa.ForeignKeyConstraint:
+    """A nullable reference kept inside the row's organization: (organization_id, column) → parent
+    (organization_id, id). Deleting the parent row clears only `column` (PostgreSQL 15+), never
+    organization_id."""
+    return sa.ForeignKeyConstraint(
+        ["organization_id", column], [f"{parent}.organization_id", f"{parent}.id"],
+        ondelete=f"SET NULL ({column})", name=name or f"fk_{table}_tenant_{column}",
+    )
+
+
 organizations = sa.Table(
     "organizations", metadata,
     _uuid_pk(),
@@ -91,8 +101,8 @@ users = sa.Table(
     sa.CheckConstraint("position('@' in email) > 1", name="email_format"),
     # "users by organization": the members page and every permission lookup
     sa.Index("ix_users_organization_id_created_at", "organization_id", "created_at"),
-    # target of the tenant-consistent foreign keys (role_memberships, workflow_versions, executions): a row
-    # may only point into its own organization
+    # target of the tenant-consistent foreign keys (every reference to a user): a row may only point
+    # into its own organization
     sa.UniqueConstraint("organization_id", "id"),
     sa.Index("uq_users_organization_id_lower_email", "organization_id", sa.text("lower(email)"), unique=True),
 )
@@ -113,9 +123,9 @@ roles = sa.Table(
 role_memberships = sa.Table(
     "role_memberships", metadata,
     _tenant(),
-    sa.Column("user_id", pg.UUID(as_uuid=True), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("role_id", pg.UUID(as_uuid=True), sa.ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("granted_by", pg.UUID(as_uuid=True), sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("user_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("role_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("granted_by", pg.UUID(as_uuid=True)),
     sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Index("ix_role_memberships_role_id", "role_id"),
     # foreign keys bypass row-level security, so without these a tenant could link to another's rows
@@ -123,13 +133,14 @@ role_memberships = sa.Table(
                             ondelete="CASCADE", name="fk_role_memberships_tenant_user"),
     sa.ForeignKeyConstraint(["organization_id", "role_id"], ["roles.organization_id", "roles.id"],
                             ondelete="CASCADE", name="fk_role_memberships_tenant_role"),
+    _tenant_reference("role_memberships", "granted_by", "users"),
 )
 
 workflows = sa.Table(
     "workflows", metadata,
     _uuid_pk(),
     _tenant(),
-    sa.Column("owner_id", pg.UUID(as_uuid=True), sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("owner_id", pg.UUID(as_uuid=True)),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("engine_type", sa.Text, nullable=False),
@@ -147,22 +158,25 @@ workflows = sa.Table(
     sa.Index("ix_workflows_organization_id_engine_type", "organization_id", "engine_type"),
     sa.Index("ix_workflows_search_vector", "search_vector", postgresql_using="gin"),
     sa.UniqueConstraint("organization_id", "id"),
+    _tenant_reference("workflows", "owner_id", "users", name="fk_workflows_tenant_owner"),
 )
 
 workflow_versions = sa.Table(
     "workflow_versions", metadata,
     _uuid_pk(),
     _tenant(),
-    sa.Column("workflow_id", pg.UUID(as_uuid=True), sa.ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workflow_id", pg.UUID(as_uuid=True), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("definition", pg.JSONB, nullable=False),
     sa.Column("checksum", sa.Text, nullable=False),  # sha256 of the canonical definition
     sa.Column("change_note", sa.Text, nullable=False, server_default=""),
-    sa.Column("created_by", pg.UUID(as_uuid=True), sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("created_by", pg.UUID(as_uuid=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.UniqueConstraint("workflow_id", "version"),
+    # with organization_id, so that a duplicate is only ever found inside the organization
+    sa.UniqueConstraint("organization_id", "workflow_id", "version"),
     sa.ForeignKeyConstraint(["organization_id", "workflow_id"], ["workflows.organization_id", "workflows.id"],
                             ondelete="CASCADE", name="fk_workflow_versions_tenant_workflow"),
+    _tenant_reference("workflow_versions", "created_by", "users"),
     sa.CheckConstraint("version >= 1", name="version_positive"),
 )
 
@@ -170,9 +184,9 @@ executions = sa.Table(
     "executions", metadata,
     _uuid_pk(),
     _tenant(),
-    sa.Column("workflow_id", pg.UUID(as_uuid=True), sa.ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workflow_id", pg.UUID(as_uuid=True), nullable=False),
     sa.Column("workflow_version", sa.Integer, nullable=False),
-    sa.Column("triggered_by", pg.UUID(as_uuid=True), sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("triggered_by", pg.UUID(as_uuid=True)),
     sa.Column("trigger", sa.Text, nullable=False, server_default="manual"),
     sa.Column("status", sa.Text, nullable=False, server_default="queued"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
@@ -193,13 +207,14 @@ executions = sa.Table(
     sa.Index("ix_executions_workflow_id_created_at", "workflow_id", sa.text("created_at DESC")),
     sa.ForeignKeyConstraint(["organization_id", "workflow_id"], ["workflows.organization_id", "workflows.id"],
                             ondelete="CASCADE", name="fk_executions_tenant_workflow"),
+    _tenant_reference("executions", "triggered_by", "users"),
 )
 
 marketplace_items = sa.Table(
     "marketplace_items", metadata,
     _uuid_pk(),
     _tenant(),  # the publisher
-    sa.Column("workflow_id", pg.UUID(as_uuid=True), sa.ForeignKey("workflows.id", ondelete="SET NULL")),
+    sa.Column("workflow_id", pg.UUID(as_uuid=True)),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("summary", sa.Text, nullable=False, server_default=""),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
@@ -226,6 +241,7 @@ marketplace_items = sa.Table(
     sa.Index("ix_marketplace_items_search_vector", "search_vector", postgresql_using="gin"),
     sa.Index("ix_marketplace_items_status_downloads", "status", sa.text("downloads DESC")),
     sa.Index("ix_marketplace_items_organization_id", "organization_id"),
+    _tenant_reference("marketplace_items", "workflow_id", "workflows", name="fk_marketplace_items_tenant_workflow"),
 )
 
 audit_logs = sa.Table(

@@ -17,13 +17,16 @@ import sqlalchemy as sa
 from orchestrator_data.postgres import models
 from orchestrator_data.postgres.client import Bind, connection_for
 from orchestrator_data.postgres.roles import APP_ROLE, OWNER_ROLE, READONLY_ROLE, ROLES, SCHEMA
+from orchestrator_data.postgres.tenancy import DELETE_FUNCTION
 
 RLS_TABLES = ("organizations", *models.TENANT_TABLES, "audit_logs")
 AUDIT_FUNCTION = "audit_row_change"
 APPEND_ONLY_FUNCTION = "audit_logs_append_only"
 IMMUTABLE_FUNCTION = "workflow_versions_immutable"
 SEARCH_FUNCTIONS = ("search_workflows", "search_marketplace_items")
-KNOWN_FUNCTIONS = (AUDIT_FUNCTION, APPEND_ONLY_FUNCTION, IMMUTABLE_FUNCTION, *SEARCH_FUNCTIONS)
+# SECURITY DEFINER functions the app role calls: they bypass the policies by design
+DEFINER_FUNCTIONS = (*SEARCH_FUNCTIONS, DELETE_FUNCTION)
+KNOWN_FUNCTIONS = (AUDIT_FUNCTION, APPEND_ONLY_FUNCTION, IMMUTABLE_FUNCTION, *DEFINER_FUNCTIONS)
 # policies every RLS table must carry, and those a given table may carry besides
 REQUIRED_POLICIES = {"owner_all": ("ALL", OWNER_ROLE), "readonly_all": ("SELECT", READONLY_ROLE)}
 TENANT_POLICY = {"audit_logs": ("tenant_read", "SELECT")}  # default: ("tenant_isolation", "ALL")
@@ -173,8 +176,8 @@ def inspect_security(conn: sa.Connection) -> SecurityReport:
         "SELECT p.proname, p.prosecdef, pg_get_userbyid(p.proowner) AS owner, p.proconfig "
         "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
         "WHERE n.nspname = :schema AND p.proname = ANY(:names)"
-    ), {"schema": SCHEMA, "names": list(SEARCH_FUNCTIONS)})}
-    for name in SEARCH_FUNCTIONS:  # they bypass the policies by design, so they must be exactly ours
+    ), {"schema": SCHEMA, "names": list(DEFINER_FUNCTIONS)})}
+    for name in DEFINER_FUNCTIONS:  # they bypass the policies by design, so they must be exactly ours
         fn = definers.get(name)
         if fn is None:
             problems.append(f"function {name} is missing")
@@ -189,14 +192,18 @@ def inspect_security(conn: sa.Connection) -> SecurityReport:
         ), {"schema": SCHEMA, "role": APP_ROLE}).scalar_one()
         if owned:
             problems.append(f"role {APP_ROLE} owns {owned} relation(s); it must own nothing")
+        # Any one of these at table level lets a role LOCK the table in every mode (LockTableAclCheck;
+        # MAINTAIN exists from PostgreSQL 17), stalling every tenant; TRUNCATE also ignores row-level
+        # security. The app updates through column grants and deletes through tenant_delete().
+        lock_any = ("UPDATE", "DELETE", "TRUNCATE", *(("MAINTAIN",) if conn.dialect.server_version_info >= (17,) else ()))
         for table in RLS_TABLES:
             if table not in classes:
                 continue
-            denied = ("TRUNCATE", "INSERT", "UPDATE", "DELETE") if table == "audit_logs" else ("TRUNCATE",)
-            for privilege in denied:
+            for privilege in ("INSERT", *lock_any) if table == "audit_logs" else lock_any:
                 if conn.execute(sa.text("SELECT has_table_privilege(:role, :table, :privilege)"),
                                 {"role": APP_ROLE, "table": f"{SCHEMA}.{table}", "privilege": privilege}).scalar_one():
-                    problems.append(f"role {APP_ROLE} has {privilege} on {table}")
+                    problems.append(f"role {APP_ROLE} has {privilege} on {table}"
+                                    + (" (table-level: it can LOCK the table in any mode)" if privilege in lock_any else ""))
     if READONLY_ROLE in roles:
         for table in RLS_TABLES:
             if table in classes and conn.execute(sa.text(

@@ -5,10 +5,15 @@ set_config(..., is_local => true) — i.e. SET LOCAL — inside a transaction, s
 transaction and a pooled connection never carries one tenant into the next request. The
 organization id is checked to be a UUID before it is sent (the database would refuse anything else
 anyway: the policies cast it, and a cast error fails the statement rather than leaking rows).
+
+The app role has no table-level UPDATE or DELETE (either would let it LOCK a shared table in any
+mode): it updates through column grants as usual and hard-deletes through `delete_rows`, i.e. the
+database's tenant_delete() (revision 0005).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -18,6 +23,7 @@ import sqlalchemy as sa
 
 from orchestrator_data.postgres.roles import APP_ROLE
 
+DELETE_FUNCTION = "tenant_delete"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -82,3 +88,17 @@ def current_tenant(conn: sa.Connection) -> uuid.UUID | None:
     """The organization the current transaction is scoped to, or None."""
     value = conn.execute(sa.text("SELECT NULLIF(current_setting('app.organization_id', true), '')")).scalar_one()
     return uuid.UUID(value) if value else None
+
+
+def delete_rows(conn: sa.Connection, table: str, **match: object) -> int:
+    """Hard-delete the current organization's rows of `table` whose columns equal `match` (a list or
+    tuple matches any of its values); returns how many were deleted. Runs the database's
+    tenant_delete(), which refuses when no organization is set and deletes nothing of another one.
+    Each deleted row (and each row its cascades reach) is audited as usual, with this transaction's
+    actor and role. Example: delete_rows(conn, "executions", id=[first, second])."""
+    if not match:
+        raise ValueError("delete_rows needs at least one column to match")
+    document = json.dumps({column: list(value) if isinstance(value, (tuple, set, frozenset)) else value
+                           for column, value in match.items()}, default=str)  # UUIDs, datetimes as text
+    return conn.execute(sa.text(f"SELECT {DELETE_FUNCTION}(:table, CAST(:match AS jsonb))"),
+                        {"table": table, "match": document}).scalar_one()

@@ -17,7 +17,7 @@ from assets.postgres import postgres_schema
 from assets.seed import seed_data
 from orchestrator_data import backups
 from resources import BackupStorageResource, DeploymentResource, PostgresResource
-from tests.databases import fresh_database
+from tests.databases import HEAD, fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def test_backup_then_restore_check_then_fresh(seeded, monkeypatch):
     entry = backups.get_backup(backup_dir, "latest")
     assert meta["backup_id"].value == entry.id and meta["sha256"].value == entry.sha256
     assert meta["size_bytes"].value == entry.size_bytes > 0 and meta["encrypted"].value is True
-    assert meta["migration_head"].value == "0003" and meta["server_version"].value
+    assert meta["migration_head"].value == HEAD and meta["server_version"].value
     tables = {r.data["table"]: r.data for r in meta["tables"].value.records}
     assert tables["executions"]["rows"] == 200 and len(tables["executions"]["checksum"]) == 16
     assert meta["dagster/row_count"].value == sum(t["rows"] for t in tables.values())

@@ -15,6 +15,7 @@ from assets.postgres import (
 )
 from orchestrator_data import urls
 from resources import PostgresResource
+from tests.databases import HEAD, REVISIONS
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +30,14 @@ def test_postgres_schema_migrates_to_head_and_reports_revisions_and_tables(datab
     assert result.success
     [materialization] = result.asset_materializations_for_node("postgres_schema")
     metadata = materialization.metadata
-    assert metadata["head_revision"].value == "0003" and metadata["current_revision"].value == "0003"
+    assert metadata["head_revision"].value == HEAD and metadata["current_revision"].value == HEAD
     assert metadata["previous_revision"].value == "base"
     applied = metadata["applied_revisions"].value.records
-    assert [r.data["revision"] for r in applied] == ["0001", "0002", "0003"]
+    assert [r.data["revision"] for r in applied] == REVISIONS
     assert all(r.data["duration_ms"] >= 0 for r in applied)
     tables = {r.data["table"]: r.data for r in metadata["tables"].value.records}
     assert {"organizations", "executions", "audit_logs", "_migration_history"} <= set(tables)
-    assert tables["_migration_history"]["rows"] == 3 and tables["executions"]["total_bytes"] > 0
+    assert tables["_migration_history"]["rows"] == len(REVISIONS) and tables["executions"]["total_bytes"] > 0
     assert metadata["dagster/row_count"].value == sum(t["rows"] for t in tables.values())
     assert _checks(result) == {"check_postgres_schema_drift": True, "check_postgres_schema_security": True}
 

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from orchestrator_data import urls
+from tests.databases import HEAD, REVISIONS
 
 pytestmark = pytest.mark.integration
 
@@ -27,22 +28,22 @@ def _run(cli, stack, url, *args, environment="testing"):
 def test_up_applies_then_finds_nothing_to_do(cli, stack, database):
     first = _run(cli, stack, database, "up")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "0001" in first.stdout and "0003" in first.stdout and " ms" in first.stdout
+    assert "0001" in first.stdout and HEAD in first.stdout and " ms" in first.stdout
     assert "security check" in first.stdout
     second = _run(cli, stack, database, "up")
-    assert second.returncode == 0 and "up to date at 0003" in second.stdout
+    assert second.returncode == 0 and f"up to date at {HEAD}" in second.stdout
 
 
 def test_up_to_a_revision_and_status(cli, stack, database):
     assert _run(cli, stack, database, "up", "--to", "0001").returncode == 0
     table = _run(cli, stack, database, "status")
     assert table.returncode == 0, table.stderr
-    assert "at 0001, head 0003" in table.stdout and "applied" in table.stdout and "pending" in table.stdout
+    assert f"at 0001, head {HEAD}" in table.stdout and "applied" in table.stdout and "pending" in table.stdout
     result = _run(cli, stack, database, "status", "--json")
     assert result.returncode == 0
     state = json.loads(result.stdout)
-    assert state["current"] == "0001" and state["pending"] == ["0002", "0003"]
-    assert [(r["revision"], r["state"]) for r in state["revisions"]] == [("0001", "applied"), ("0002", "pending"), ("0003", "pending")]
+    assert state["current"] == "0001" and state["pending"] == REVISIONS[1:]
+    assert [(r["revision"], r["state"]) for r in state["revisions"]] == [("0001", "applied")] + [(r, "pending") for r in REVISIONS[1:]]
     assert len(state["revisions"][0]["file_checksum"]) == 64 and state["revisions"][0]["applied_at"]
 
 
@@ -58,10 +59,10 @@ def test_rollback_in_production_needs_confirm(cli, stack, database):
     refused = _run(cli, stack, database, "rollback", "0001", environment="production")
     assert refused.returncode == 2
     assert "refusing to roll back the production database to 0001 without --confirm" in refused.stderr
-    assert json.loads(_run(cli, stack, database, "status", "--json").stdout)["current"] == "0003"
+    assert json.loads(_run(cli, stack, database, "status", "--json").stdout)["current"] == HEAD
     done = _run(cli, stack, database, "rollback", "0001", "--confirm", environment="production")
     assert done.returncode == 0, done.stderr
-    assert "downgrade: 0003 → 0001" in done.stdout
+    assert f"downgrade: {HEAD} → 0001" in done.stdout
     # outside production no confirmation is asked
     assert _run(cli, stack, database, "rollback", "base").returncode == 0
     again = _run(cli, stack, database, "rollback", "base")

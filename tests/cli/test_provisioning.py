@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from orchestrator_data import urls
-from tests.databases import fresh_database
+from tests.databases import HEAD, fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def _count(url: str, table: str) -> int:
 def test_init_migrates_sets_up_redis_and_checks_search(cli, stack, env):
     first = cli("init", "--verbose", env=env)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "migrated base → 0003" in first.stdout
+    assert f"migrated base → {HEAD}" in first.stdout
     assert "✓ redis" in first.stdout and "consumer groups" in first.stdout
     assert "✓ search" in first.stdout and "Elasticsearch 8." in first.stdout
     _clean_output(first, stack)
@@ -102,6 +102,6 @@ def test_reset_refusals_and_round_trip(cli, stack, env):
 
     result = cli("reset", "--confirm", "--skip-search", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "migrated base → 0003" in result.stdout
+    assert f"migrated base → {HEAD}" in result.stdout
     assert _count(env["DATABASE_URL"], "executions") == 0
     _clean_output(result, stack)

@@ -19,8 +19,10 @@ from orchestrator_data.postgres.tenancy import (
     TenancyError,
     as_uuid,
     current_tenant,
+    delete_rows,
     tenant_transaction,
 )
+from tests.databases import REVISIONS
 
 pytestmark = pytest.mark.integration
 
@@ -117,12 +119,11 @@ def test_another_organizations_rows_cannot_be_updated_or_deleted(engine, tenants
     with tenant_transaction(engine, a["org"]) as conn:
         assert conn.execute(sa.text("UPDATE workflows SET name = 'hijacked' WHERE id = :id"),
                             {"id": b["workflow"]}).rowcount == 0
-        assert conn.execute(sa.text("DELETE FROM executions WHERE id = :id"), {"id": b["execution"]}).rowcount == 0
+        assert delete_rows(conn, "executions", id=b["execution"]) == 0
         # the published listing is readable, not writable
         assert conn.execute(sa.text("UPDATE marketplace_items SET downloads = 999999 WHERE id = :id"),
                             {"id": b["published"]}).rowcount == 0
-        assert conn.execute(sa.text("DELETE FROM marketplace_items WHERE id = :id"),
-                            {"id": b["published"]}).rowcount == 0
+        assert delete_rows(conn, "marketplace_items", id=b["published"]) == 0
         assert conn.execute(sa.text("UPDATE marketplace_items SET downloads = 5 WHERE id = :id"),
                             {"id": a["published"]}).rowcount == 1
     with engine.connect() as conn:
@@ -133,17 +134,167 @@ def test_another_organizations_rows_cannot_be_updated_or_deleted(engine, tenants
         assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 2
 
 
-def test_foreign_keys_cannot_point_into_another_organization(engine, tenants):
+def _tenant_foreign_keys(conn: sa.Connection) -> list[sa.Row]:
+    """Every foreign key of every tenant table, from the catalog: name, table, columns, parent table
+    and the parent's columns (in key order)."""
+    return conn.execute(sa.text(
+        "SELECT c.conname, c.conrelid::regclass::text AS table_name, c.confrelid::regclass::text AS parent, "
+        "  ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(n, i) "
+        "        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS columns, "
+        "  ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(n, i) "
+        "        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) AS parent_columns "
+        "FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid::regclass::text = ANY(:tables) ORDER BY 1"
+    ), {"tables": list(models.TENANT_TABLES)}).all()
+
+
+def _point(engine, key: sa.Row, organization: uuid.UUID, values: dict) -> tuple[str, str | None]:
+    """As the app role in `organization`, set the key's columns of that organization's rows of its
+    table to `values`; returns the refusal's SQLSTATE and constraint name. An UPDATE probes every
+    table without building a valid new row; the user triggers (audit, workflow_versions'
+    immutability) are off for it so that only the key decides. Rolled back."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            conn.execute(sa.text(f"ALTER TABLE {key.table_name} DISABLE TRIGGER USER"))
+            conn.execute(sa.text(f"SET LOCAL ROLE {APP_ROLE}"))
+            conn.execute(sa.text("SELECT set_config('app.organization_id', :org, true)"), {"org": str(organization)})
+            assignments = ", ".join(f"{column} = :{column}" for column in values)
+            with pytest.raises(sa_exc.DBAPIError) as refused:
+                conn.execute(sa.text(f"UPDATE {key.table_name} SET {assignments}"), values)
+        finally:
+            transaction.rollback()
+    return sqlstate(refused.value), refused.value.orig.diag.constraint_name
+
+
+def test_no_foreign_key_of_a_tenant_table_can_point_into_another_organization(engine, tenants):
+    """Every foreign key of every tenant table, enumerated from the catalog (so a new one is covered
+    without touching this test), pointed from organization A's rows at organization B's, is refused
+    exactly as an id that exists nowhere is: same SQLSTATE, same constraint, so the error does not
+    tell A which of B's ids exist."""
     a, b = tenants
-    with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, a["org"]) as conn:
+    with engine.connect() as conn:
+        keys = _tenant_foreign_keys(conn)
+    assert {key.table_name for key in keys} == set(models.TENANT_TABLES)
+    for key in keys:
+        pairs = list(zip(key.columns, key.parent_columns))
+        if key.parent in models.TENANT_TABLES:
+            # the key itself carries the organization; a single-column key beside a tenant-consistent
+            # one would make the constraint a violation names depend on trigger order
+            assert ("organization_id", "organization_id") in pairs, f"{key.conname} is not tenant-consistent"
+        pointing = [(column, parent_column) for column, parent_column in pairs if parent_column != "organization_id"]
+        with engine.connect() as conn:
+            parent_tenant = "id" if key.parent == "organizations" else "organization_id"
+            b_row = conn.execute(sa.text(
+                f"SELECT {', '.join(p for _, p in pointing)} FROM {key.parent} WHERE {parent_tenant} = :b LIMIT 1"
+            ), {"b": b["org"]}).one()
+        into_b = _point(engine, key, a["org"], {column: value for (column, _), value in zip(pointing, b_row)})
+        nowhere = _point(engine, key, a["org"], {column: uuid.uuid4() for column, _ in pointing})
+        assert into_b == nowhere, key.conname
+        assert into_b in ((FK_VIOLATION, key.conname), (RLS_DENIED, None)), key.conname  # the key, or the policy
+
+
+def test_an_execution_cannot_name_another_organizations_user(engine, tenants):
+    a, b = tenants
+    refusals = []
+    for user in (b["user"], uuid.uuid4()):
+        with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, a["org"], a["user"]) as conn:
+            conn.execute(sa.insert(models.executions).values(
+                organization_id=a["org"], workflow_id=a["workflow"], workflow_version=1, triggered_by=user))
+        refusals.append((sqlstate(refused.value), str(refused.value.orig).replace(str(user), "<user>")))
+    assert refusals[0] == refusals[1]
+    assert refusals[0][0] == FK_VIOLATION and "fk_executions_tenant_triggered_by" in refusals[0][1]
+    # deleting a user clears only the reference (SET NULL (triggered_by)), inside its own organization
+    execution = uuid.uuid4()
+    with tenant_transaction(engine, a["org"], a["user"]) as conn:
         conn.execute(sa.insert(models.executions).values(
-            organization_id=a["org"], workflow_id=b["workflow"], workflow_version=1))
-    assert sqlstate(refused.value) == FK_VIOLATION
-    assert "fk_executions_tenant_workflow" in str(refused.value.orig)
+            id=execution, organization_id=a["org"], workflow_id=a["workflow"], workflow_version=1,
+            triggered_by=a["user"]))
+        assert delete_rows(conn, "users", id=a["user"]) == 1
+        row = conn.execute(sa.text("SELECT organization_id, triggered_by FROM executions WHERE id = :id"),
+                           {"id": execution}).one()
+    assert (row.organization_id, row.triggered_by) == (a["org"], None)
+
+
+LOCK_MODES = ("ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE",  # what SELECT, FOR UPDATE and row writes take
+              "SHARE UPDATE EXCLUSIVE", "SHARE", "SHARE ROW EXCLUSIVE", "EXCLUSIVE", "ACCESS EXCLUSIVE")
+
+
+def test_the_app_role_cannot_lock_a_shared_table_beyond_row_exclusive(engine, tenants):
+    """Each lock mode on organizations, every tenant table and audit_logs, as the app role with a
+    tenant set: above ROW EXCLUSIVE (audit_logs, which it only reads: above ACCESS SHARE) refused."""
+    a, _ = tenants
+    tables = ("organizations", *models.TENANT_TABLES, "audit_logs")
+    refused: dict[str, list[str]] = {table: [] for table in tables}
+    with tenant_transaction(engine, a["org"], a["user"]) as conn:
+        for table in tables:
+            for mode in LOCK_MODES:
+                savepoint = conn.begin_nested()
+                try:
+                    conn.execute(sa.text(f"LOCK TABLE {table} IN {mode} MODE NOWAIT"))
+                except sa_exc.DBAPIError as exc:
+                    assert sqlstate(exc) == RLS_DENIED and "permission denied" in str(exc.orig), (table, mode)
+                    refused[table].append(mode)
+                savepoint.rollback()
+        # nor through a view of its own: the base table is locked with the view owner's privileges
+        conn.execute(sa.text("CREATE TEMP VIEW every_execution AS SELECT * FROM executions"))
+        savepoint = conn.begin_nested()
+        with pytest.raises(sa_exc.DBAPIError) as through_view:
+            conn.execute(sa.text("LOCK TABLE every_execution IN ACCESS EXCLUSIVE MODE NOWAIT"))
+        savepoint.rollback()
+        assert sqlstate(through_view.value) == RLS_DENIED
+        # the row locks its work needs still work
+        assert conn.execute(sa.text("SELECT id FROM executions FOR UPDATE")).scalars().all() == [a["execution"]]
+    assert refused == {table: list(LOCK_MODES[1 if table == "audit_logs" else 3:]) for table in tables}
+
+
+def test_the_app_role_updates_through_column_grants_and_deletes_through_tenant_delete(engine, tenants):
+    a, b = tenants
+    with engine.connect() as conn:
+        for table in ("organizations", *models.TENANT_TABLES):
+            privileges = conn.execute(sa.text(
+                "SELECT has_table_privilege(:role, :table, 'UPDATE'), has_table_privilege(:role, :table, 'DELETE')"
+            ), {"role": APP_ROLE, "table": table}).one()
+            assert tuple(privileges) == (False, False), table
+            for column in models.metadata.tables[table].columns:  # every column an UPDATE can set
+                assert conn.execute(sa.text("SELECT has_column_privilege(:role, :table, :column, 'UPDATE')"), {
+                    "role": APP_ROLE, "table": table, "column": column.name,
+                }).scalar_one() == (column.computed is None), (table, column.name)
+
     with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, a["org"]) as conn:
-        conn.execute(sa.insert(models.role_memberships).values(
-            organization_id=a["org"], user_id=a["user"], role_id=b["role"]))
-    assert sqlstate(refused.value) == FK_VIOLATION
+        conn.execute(sa.text("DELETE FROM executions WHERE id = :id"), {"id": a["execution"]})
+    assert sqlstate(refused.value) == RLS_DENIED and "permission denied" in str(refused.value.orig)
+
+    with tenant_transaction(engine, a["org"], a["user"]) as conn:
+        assert conn.execute(sa.text("UPDATE executions SET status = 'failed', error = 'boom' WHERE id IN (:a, :b)"),
+                            {"a": a["execution"], "b": b["execution"]}).rowcount == 1
+        assert delete_rows(conn, "executions", id=[a["execution"], b["execution"]]) == 1
+        assert delete_rows(conn, "organizations", id=b["org"]) == 0
+        assert delete_rows(conn, "marketplace_items", organization_id=b["org"]) == 0
+    with engine.connect() as conn:
+        assert set(conn.execute(sa.text("SELECT id FROM executions")).scalars()) == {b["execution"]}
+        assert conn.execute(sa.text("SELECT count(*) FROM organizations")).scalar_one() == 2
+        deleted = conn.execute(sa.text(
+            "SELECT organization_id, actor_id, actor_role, old_values ->> 'error' AS error FROM audit_logs "
+            "WHERE table_name = 'executions' AND action = 'DELETE'")).one()
+    assert tuple(deleted) == (a["org"], a["user"], APP_ROLE, "boom")
+
+    # fail closed without a tenant; only tables under tenant isolation; a match it can check
+    for organization, table, match, expected in (
+        (None, "executions", {"id": b["execution"]}, RLS_DENIED),
+        (a["org"], "audit_logs", {"id": 1}, RLS_DENIED),
+        (a["org"], "_migration_history", {"id": 1}, RLS_DENIED),
+        (a["org"], "executions", {"no_such_column": 1}, "42703"),
+        (a["org"], "executions", {"id": None}, "22023"),
+        (a["org"], "executions", {"id": "not-a-uuid"}, BAD_UUID),
+    ):
+        with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, organization) as conn:
+            delete_rows(conn, table, **match)
+        assert sqlstate(refused.value) == expected, (table, match)
+    with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, a["org"]) as conn:
+        conn.execute(sa.text("SELECT tenant_delete('workflows', '{}')"))  # never "everything"
+    assert sqlstate(refused.value) == "22023"
+    with pytest.raises(ValueError):
+        delete_rows(conn, "workflows")
 
 
 def test_without_an_organization_nothing_is_visible_or_writable(engine, tenants):
@@ -224,7 +375,7 @@ def test_every_insert_update_and_delete_leaves_an_audit_row(engine, tenants):
     with tenant_transaction(engine, a["org"], a["user"]) as conn:
         conn.execute(sa.text("UPDATE workflows SET name = 'final flow' WHERE id = :id"), {"id": workflow})
     with tenant_transaction(engine, a["org"], a["user"]) as conn:
-        conn.execute(sa.text("DELETE FROM workflows WHERE id = :id"), {"id": workflow})
+        assert delete_rows(conn, "workflows", id=workflow) == 1
 
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
@@ -248,7 +399,7 @@ def test_every_insert_update_and_delete_leaves_an_audit_row(engine, tenants):
 
     # role_memberships has a composite key; its record_id names both parts
     with tenant_transaction(engine, a["org"], a["user"]) as conn:
-        conn.execute(sa.text("DELETE FROM role_memberships WHERE user_id = :u"), {"u": a["user"]})
+        assert delete_rows(conn, "role_memberships", user_id=a["user"]) == 1
     with engine.connect() as conn:
         record = conn.execute(sa.text(
             "SELECT record_id FROM audit_logs WHERE table_name = 'role_memberships' AND action = 'DELETE'"
@@ -338,7 +489,7 @@ def test_the_readonly_role_reads_every_tenant_and_writes_nothing(engine, tenants
         for table in ("organizations", *models.TENANT_TABLES):
             assert set(_count_by_org(conn, table)) == {a["org"], b["org"]}, table
         assert set(_count_by_org(conn, "audit_logs")) == {a["org"], b["org"]}
-        assert conn.execute(sa.text("SELECT count(*) FROM _migration_history")).scalar_one() == 3  # one row per revision
+        assert conn.execute(sa.text("SELECT count(*) FROM _migration_history")).scalar_one() == len(REVISIONS)
     with pytest.raises(sa_exc.DBAPIError) as refused, engine.connect() as conn, conn.begin():
         conn.execute(sa.text("SET LOCAL ROLE orchestrator_readonly"))
         conn.execute(sa.text("DELETE FROM executions"))
