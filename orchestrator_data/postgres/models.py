@@ -57,6 +57,13 @@ def _search_vector(**weights: str) -> sa.Column:
     return sa.Column("search_vector", pg.TSVECTOR, sa.Computed(parts, persisted=True))
 
 
+def _row_version() -> sa.Column:
+    """A counter a trigger raises on every UPDATE (revision 0006). Updates of one row are serialized by
+    its lock, so the value only grows for that row: the search sync uses it as the document's external
+    version, and a replayed or out-of-order write never turns a document back to an older state."""
+    return sa.Column("row_version", sa.BigInteger, nullable=False, server_default="1")
+
+
 def _tenant(ondelete: str = "CASCADE") -> sa.Column:
     return sa.Column(
         "organization_id", pg.UUID(as_uuid=True),
@@ -151,6 +158,7 @@ workflows = sa.Table(
     _search_vector(name="A", description="B"),
     *_timestamps(),
     sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    _row_version(),
     sa.CheckConstraint(_in("engine_type", ENGINE_TYPES), name="engine_type"),
     sa.CheckConstraint(_in("status", WORKFLOW_STATUSES), name="status"),
     sa.CheckConstraint("current_version >= 1", name="current_version_positive"),
@@ -197,6 +205,7 @@ executions = sa.Table(
     sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
     sa.Column("cost_usd", sa.Numeric(12, 6), nullable=False, server_default="0"),
     sa.Column("error", sa.Text),
+    _row_version(),
     sa.CheckConstraint(_in("status", EXECUTION_STATUSES), name="status"),
     sa.CheckConstraint(_in("trigger", EXECUTION_TRIGGERS), name="trigger"),
     sa.CheckConstraint("finished_at IS NULL OR started_at IS NULL OR finished_at >= started_at", name="finished_after_start"),
@@ -232,6 +241,7 @@ marketplace_items = sa.Table(
     _search_vector(name="A", summary="B", description="C"),
     *_timestamps(),
     sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    _row_version(),
     sa.CheckConstraint(_in("pricing_model", PRICING_MODELS), name="pricing_model"),
     sa.CheckConstraint(_in("status", LISTING_STATUSES), name="status"),
     sa.CheckConstraint(_in("engine_type", ENGINE_TYPES), name="engine_type"),
@@ -263,6 +273,22 @@ audit_logs = sa.Table(
     sa.CheckConstraint("action IN ('INSERT', 'UPDATE', 'DELETE', 'ALERT')", name="action"),
     sa.Index("ix_audit_logs_organization_id_occurred_at", "organization_id", "occurred_at"),
     sa.Index("ix_audit_logs_table_name_record_id", "table_name", "record_id"),
+    # the search sync reads the changes of a window of transactions (revision 0006)
+    sa.Index("ix_audit_logs_transaction_id", "transaction_id"),
+)
+
+# Where the search sync stands per index (revision 0006): every change by a transaction below
+# `watermark` (a transaction id, from pg_snapshot_xmin) is in Elasticsearch. It only moves forward,
+# and only after Elasticsearch acknowledged every document of the window.
+search_sync_state = sa.Table(
+    "search_sync_state", metadata,
+    sa.Column("index_name", sa.Text, primary_key=True),  # the index's read alias
+    sa.Column("watermark", sa.BigInteger, nullable=False),
+    sa.Column("mapping_version", sa.Integer, nullable=False),
+    sa.Column("full_synced_at", sa.DateTime(timezone=True)),
+    sa.Column("synced_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("documents_written", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("documents_deleted", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 migration_history = sa.Table(

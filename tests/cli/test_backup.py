@@ -56,7 +56,8 @@ def test_backup_commands(cli, migrated_url, tmp_path, stack):
     # retention: the only backup is no longer verified, 0/0 policy deletes it (dry run first)
     assert "would delete" in run("prune", "--keep-daily", "0", "--keep-weekly", "0", "--dry-run", expect=0).stdout
     assert len(json.loads(run("list", "--json", expect=0).stdout)["backups"]) == 1
-    pruned = json.loads(run("prune", "--keep-daily", "1", "--keep-weekly", "0", "--json", expect=0).stdout)
+    # two days, so a test that crosses midnight UTC still keeps it by the calendar too
+    pruned = json.loads(run("prune", "--keep-daily", "2", "--keep-weekly", "0", "--json", expect=0).stdout)
     assert pruned["kept"] == [backup_id] and pruned["deleted"] == []
 
     # a server that refuses the login: 1, and the password given is not echoed

@@ -22,8 +22,8 @@ from tests.databases import admin_url, fresh_database
 
 pytestmark = pytest.mark.integration
 
-HEAD = ["0001", "0002", "0003", "0004", "0005"]
-PROBE = "0006"  # test-only revisions go after the real head
+HEAD = ["0001", "0002", "0003", "0004", "0005", "0006"]
+PROBE = "0007"  # test-only revisions go after the real head
 
 
 def _connect(url: str) -> psycopg.Connection:
@@ -219,9 +219,10 @@ def test_rollback_and_upgrade_again_round_trip(database):
                                            "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'")} \
             == {"postgres"}
         assert conn.execute("SELECT slug FROM organizations").fetchone()[0] == "kept"
-    # the tables are 0001's: only the keys 0004 made tenant-consistent differ from the models
+    # the tables are 0001's: the keys 0004 made tenant-consistent and what 0006 adds for the search
+    # sync (row_version columns, the transaction id index, search_sync_state) differ from the models
     assert {d.split(":")[0] for d in catalog.check_drift(database)} == {
-        "add_fk", "remove_fk", "add_constraint", "remove_constraint"}
+        "add_fk", "remove_fk", "add_constraint", "remove_constraint", "add_column", "add_index", "add_table"}
 
     assert migrator.upgrade(database).applied_revisions == HEAD[1:]
     assert security.check_security(database).ok
@@ -352,7 +353,7 @@ def test_0004_clears_references_into_another_organization_and_rolls_back(databas
     ids = _plant_cross_tenant_references(database)
 
     report = migrator.upgrade(database)
-    assert report.applied_revisions == ["0004", "0005"] and report.security.ok
+    assert report.applied_revisions == HEAD[3:] and report.security.ok
     assert catalog.check_drift(database) == []
     with _connect(database) as conn:
         for table, column, parent in NULLABLE_REFERENCES:
@@ -373,7 +374,7 @@ def test_0004_clears_references_into_another_organization_and_rolls_back(databas
     # the security check says what that reopens; cleared references stay cleared
     with pytest.raises(migrator.SecurityCheckFailed) as reopened:
         migrator.rollback(database, "0003")
-    assert reopened.value.migration.applied_revisions == ["0005", "0004"]
+    assert reopened.value.migration.applied_revisions == HEAD[3:][::-1]
     problems = "\n".join(reopened.value.report.problems)
     for table in ("organizations", "executions", "audit_logs"):
         for privilege in ("UPDATE", "DELETE"):
@@ -388,7 +389,7 @@ def test_0004_clears_references_into_another_organization_and_rolls_back(databas
         assert "fk_role_memberships_user_id_users" in keys and "fk_executions_tenant_triggered_by" not in keys
         assert conn.execute("SELECT triggered_by FROM executions WHERE id = %s",
                             (ids[("executions", "triggered_by")][0],)).fetchone()[0] is None
-    assert migrator.upgrade(database).applied_revisions == ["0004", "0005"]
+    assert migrator.upgrade(database).applied_revisions == HEAD[3:]
     assert catalog.check_drift(database) == [] and security.check_security(database).ok
 
 

@@ -256,9 +256,11 @@ def test_the_app_role_updates_through_column_grants_and_deletes_through_tenant_d
             ), {"role": APP_ROLE, "table": table}).one()
             assert tuple(privileges) == (False, False), table
             for column in models.metadata.tables[table].columns:  # every column an UPDATE can set
+                # not the generated search vector, nor row_version, which only its trigger sets (0006)
+                settable = column.computed is None and column.name != "row_version"
                 assert conn.execute(sa.text("SELECT has_column_privilege(:role, :table, :column, 'UPDATE')"), {
                     "role": APP_ROLE, "table": table, "column": column.name,
-                }).scalar_one() == (column.computed is None), (table, column.name)
+                }).scalar_one() == settable, (table, column.name)
 
     with pytest.raises(sa_exc.DBAPIError) as refused, tenant_transaction(engine, a["org"]) as conn:
         conn.execute(sa.text("DELETE FROM executions WHERE id = :id"), {"id": a["execution"]})
