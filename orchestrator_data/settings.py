@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     restore_check_max_age_days: float = Field(8.0, gt=0, le=366, validation_alias="RESTORE_CHECK_MAX_AGE_DAYS")
     # Alerts are also POSTed here when set; a SecretStr because webhook URLs often embed a token.
     alert_webhook_url: SecretStr | None = Field(None, validation_alias="ALERT_WEBHOOK_URL")
+    # Search: the prefix of every index, alias and template name (several deployments or test runs
+    # can share a cluster), and the shape of new indices (one shard, no replica on the local node).
+    search_index_prefix: str = Field("od", pattern=r"^[a-z0-9][a-z0-9_]{0,39}$", validation_alias="SEARCH_INDEX_PREFIX")
+    search_shards: int = Field(1, ge=1, le=64, validation_alias="SEARCH_SHARDS")
+    search_replicas: int = Field(0, ge=0, le=8, validation_alias="SEARCH_REPLICAS")
     # Where the local stack keeps its data, logs, ports and generated passwords.
     state_dir: Path = Field(Path(".orchestrator-data"), validation_alias="ORCHESTRATOR_DATA_HOME")
 
