@@ -160,6 +160,8 @@ def _template_body(layout: Layout, index: IndexDefinition, shards: int, replicas
         "composed_of": [layout.component()],
         "priority": TEMPLATE_PRIORITY,
         "template": {
+            # every backing index joins the read alias, including those a rollover creates
+            "aliases": {layout.read_alias(index.name): {}},
             "settings": {**index.settings, "number_of_shards": shards, "number_of_replicas": replicas},
             "mappings": {**index.mappings, "_meta": {"mapping_version": index.version, "index": index.name}},
         },

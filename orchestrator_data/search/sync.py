@@ -1,0 +1,444 @@
+"""PostgreSQL → Elasticsearch sync: full and incremental, losing nothing and never going back in time.
+
+How it keeps each promise:
+
+* **Late commits are not lost.** Every change to an audited table is an audit row carrying the id of
+  the transaction that made it. A run opens one REPEATABLE READ snapshot and takes its xmin
+  (`pg_snapshot_xmin(pg_current_snapshot())`): every transaction below it has ended, so its changes
+  are final and visible. The run applies every change it can see from transactions at or above the
+  watermark, then moves the watermark to xmin — never past a transaction still in flight. A
+  transaction that started earlier but commits later has an id at or above that xmin, so a later run
+  still reads its changes, however late it commits. (Polling `updated_at > last_value` loses exactly
+  those rows.) Changes already visible above xmin are applied now and again next time: harmless,
+  since versions make every write idempotent.
+* **Never back in time.** Document id = primary key; every write carries an external version taken
+  from the row (`row_version`, raised by a trigger on every UPDATE; for an execution, combined with
+  its workflow's, whose name and engine type it carries). Elasticsearch refuses an older version, so a
+  replayed, retried or reordered batch cannot regress a document.
+* **Deletes arrive.** A soft-deleted row (deleted_at set) and a hard-deleted one (gone from the
+  table, its DELETE in the audit trail) both delete the document.
+* **The watermark moves only after Elasticsearch acknowledged every document** of the window; a
+  failed document is retried with backoff and, if it still fails, fails the run with the watermark
+  where it was. Re-running the window is harmless (versions).
+* **Bounded memory**: rows stream from a server-side cursor in batches into the bulk API.
+* **One copy per document**: a document that already exists is rewritten in the backing index that
+  holds it (found through the read alias), never through the write alias into a second one.
+* **One sync per index at a time**: a PostgreSQL advisory lock per index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
+from sqlalchemy.dialects import postgresql
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from orchestrator_data.postgres import models
+from orchestrator_data.search.indices import Layout, SearchError, UnknownIndex, definition, write_index
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+# A hard-deleted row can never come back (its id was a random UUID): its delete outranks any write.
+DELETED_FOREVER = 2**62
+# An execution's version: its own row_version in the high bits, its workflow's in the low 31.
+PARENT_BITS = 31
+RETRIES = 4
+
+
+class SyncError(SearchError):
+    """The sync could not finish; the watermark stayed where it was."""
+
+
+class SyncBusy(SyncError):
+    pass
+
+
+@dataclass(frozen=True)
+class Source:
+    """How one index is fed from PostgreSQL."""
+
+    index: str
+    table: str                  # the table whose primary key is the document id
+    select: str                 # columns + FROM; must yield id, organization_id, version, deleted
+    key: str                    # the id column in `select`, for fetching by ids
+    tables: tuple[str, ...]     # audited tables whose changes touch this index's documents
+    children: dict[str, str] = field(default_factory=dict)  # parent table -> ids of affected documents (:ids)
+    append_only: bool = False   # audit_logs: the window's rows are the documents themselves
+
+
+SOURCES: dict[str, Source] = {
+    "workflows": Source(
+        "workflows", "workflows",
+        "SELECT w.id, w.organization_id, w.owner_id, w.name, w.description, w.engine_type, w.status, w.tags, "
+        "w.current_version, w.created_at, w.updated_at, w.deleted_at IS NOT NULL AS deleted, "
+        "w.row_version AS version FROM workflows w",
+        "w.id", ("workflows",)),
+    "executions": Source(
+        "executions", "executions",
+        "SELECT e.id, e.organization_id, e.workflow_id, w.name AS workflow_name, w.engine_type, e.workflow_version, "
+        "e.triggered_by, e.trigger, e.status, e.created_at, e.started_at, e.finished_at, e.duration_ms, "
+        "e.prompt_tokens, e.completion_tokens, e.cost_usd, e.error, false AS deleted, "
+        f"e.row_version * {2**PARENT_BITS}::bigint + w.row_version AS version "
+        "FROM executions e JOIN workflows w ON w.id = e.workflow_id",
+        "e.id", ("executions", "workflows"),
+        children={"workflows": "SELECT e.id FROM executions e WHERE e.workflow_id = ANY(CAST(:ids AS uuid[]))"}),
+    "marketplace": Source(
+        "marketplace", "marketplace_items",
+        "SELECT m.id, m.organization_id, m.workflow_id, m.name, m.summary, m.description, m.category, m.engine_type, "
+        "m.pricing_model, m.price_cents, m.currency, m.rating, m.rating_count, m.downloads, m.status, m.tags, "
+        "m.published_at, m.created_at, m.updated_at, m.deleted_at IS NOT NULL AS deleted, "
+        "m.row_version AS version FROM marketplace_items m",
+        "m.id", ("marketplace_items",)),
+    "audit_logs": Source(
+        "audit_logs", "audit_logs",
+        "SELECT a.id, a.organization_id, a.actor_id, a.actor_role, a.action, a.table_name, a.record_id, "
+        "a.transaction_id, a.occurred_at, false AS deleted, a.id AS version FROM audit_logs a",
+        "a.id", (), append_only=True),
+}
+SYNCED = tuple(SOURCES)
+
+
+def source(name: str) -> Source:
+    if name not in SOURCES:
+        if name in ("system_metrics",):
+            raise SyncError(f"index '{name}' is not synced from PostgreSQL (its documents come from the metrics asset)")
+        raise UnknownIndex(name)
+    return SOURCES[name]
+
+
+@dataclass
+class SyncReport:
+    index: str
+    mode: str                       # "full" | "incremental"
+    watermark_from: int | None
+    watermark_to: int
+    rows_read: int = 0
+    documents_written: int = 0
+    documents_deleted: int = 0
+    stale_skipped: int = 0          # Elasticsearch already had a newer version
+    retried: int = 0
+    duration_s: float = 0.0
+    mapping_version: int = 0
+
+    @property
+    def documents_per_s(self) -> float:
+        return (self.documents_written + self.documents_deleted) / self.duration_s if self.duration_s else 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"documents_per_s": round(self.documents_per_s, 1)}
+
+
+@dataclass
+class Lag:
+    index: str
+    watermark: int | None
+    synced_at: datetime | None
+    full_synced_at: datetime | None
+    rows_behind: int                # changes (audit rows) at or after the watermark
+    seconds_behind: float | None    # age of the oldest change not yet applied (0: none)
+    mapping_version: int | None
+
+    def as_dict(self) -> dict:
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+
+
+# -- documents ------------------------------------------------------------------------------------
+def _json_value(value):
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Change:
+    id: str
+    version: int
+    document: dict | None           # None: delete
+
+
+def _change(row: sa.RowMapping) -> Change:
+    document = {k: _json_value(v) for k, v in row.items() if k not in ("version", "deleted") and v is not None}
+    document["id"] = _json_value(row["id"])
+    return Change(str(row["id"]), int(row["version"]), None if row["deleted"] else document)
+
+
+# -- PostgreSQL side --------------------------------------------------------------------------------
+@contextmanager
+def _snapshot(engine: sa.Engine) -> Iterator[tuple[sa.Connection, int]]:
+    """A REPEATABLE READ, read-only transaction and its xmin: every transaction below it has ended."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with conn.begin():
+            xmin = conn.execute(sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")).scalar_one()
+            yield conn, xmin
+
+
+def _lock_key(alias: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"orchestrator-data search sync {alias}".encode()).digest()[:8],
+                          "big", signed=True)
+
+
+@contextmanager
+def _sync_lock(engine: sa.Engine, alias: str) -> Iterator[None]:
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _lock_key(alias)}).scalar_one():
+            raise SyncBusy(f"another sync of {alias} is running")
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key(alias)})
+
+
+def load_state(engine: sa.Engine, alias: str) -> sa.Row | None:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(models.search_sync_state).where(
+            models.search_sync_state.c.index_name == alias)).first()
+
+
+def _save_state(engine: sa.Engine, alias: str, report: SyncReport) -> None:
+    table = models.search_sync_state
+    values = {"index_name": alias, "watermark": report.watermark_to, "mapping_version": report.mapping_version,
+              "synced_at": sa.func.now(), "documents_written": report.documents_written,
+              "documents_deleted": report.documents_deleted}
+    if report.mode == "full":
+        values["full_synced_at"] = sa.func.now()
+    statement = postgresql.insert(table).values(**values)
+    updates = {k: statement.excluded[k] for k in values if k != "index_name"}
+    updates["watermark"] = sa.func.greatest(table.c.watermark, statement.excluded.watermark)  # never backwards
+    updates["documents_written"] = table.c.documents_written + statement.excluded.documents_written
+    updates["documents_deleted"] = table.c.documents_deleted + statement.excluded.documents_deleted
+    with engine.begin() as conn:
+        conn.execute(statement.on_conflict_do_update(index_elements=[table.c.index_name], set_=updates))
+
+
+def _stream(conn: sa.Connection, statement: str, params: dict | None = None) -> Iterator[sa.RowMapping]:
+    result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(sa.text(statement), params or {})
+    for row in result.mappings():
+        yield row
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _changed_ids(conn: sa.Connection, src: Source, low: int) -> Iterator[str]:
+    """Ids of this index's documents touched by the visible transactions from `low` on: rows of its own
+    table (deleted ones included: they are looked up and found missing) and children of changed parents."""
+    changed = _stream(conn, "SELECT DISTINCT table_name, record_id FROM audit_logs WHERE transaction_id >= :low "
+                            "AND table_name = ANY(:tables) AND action <> 'ALERT'",
+                      {"low": low, "tables": list(src.tables)})
+    parents: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for row in changed:
+        if row["table_name"] == src.table:
+            if row["record_id"] not in seen:
+                seen.add(row["record_id"])
+                yield row["record_id"]
+        else:
+            parents.setdefault(row["table_name"], []).append(row["record_id"])
+    for table, ids in parents.items():
+        for batch in _batched(ids, BATCH):
+            for child in _stream(conn, src.children[table], {"ids": batch}):
+                key = str(child["id"])
+                if key not in seen:
+                    seen.add(key)
+                    yield key
+
+
+def _changes_for(conn: sa.Connection, src: Source, ids: list[str]) -> list[Change]:
+    rows = conn.execute(sa.text(f"{src.select} WHERE {src.key} = ANY(CAST(:ids AS uuid[]))"), {"ids": ids}).mappings()
+    changes = [_change(row) for row in rows]
+    found = {c.id for c in changes}
+    # gone from the table (a hard delete, its DELETE in the audit trail): delete, outranking any write
+    changes += [Change(i, DELETED_FOREVER, None) for i in ids if i not in found]
+    return changes
+
+
+def _window_changes(conn: sa.Connection, src: Source, low: int) -> Iterator[list[Change]]:
+    if src.append_only:
+        rows = _stream(conn, f"{src.select} WHERE a.transaction_id >= :low", {"low": low})
+        for batch in _batched(rows, BATCH):
+            yield [_change(row) for row in batch]
+        return
+    for ids in _batched(_changed_ids(conn, src, low), BATCH):
+        yield _changes_for(conn, src, ids)
+
+
+def _all_changes(conn: sa.Connection, src: Source) -> Iterator[list[Change]]:
+    for batch in _batched(_stream(conn, src.select), BATCH):
+        yield [_change(row) for row in batch]
+
+
+# -- Elasticsearch side -----------------------------------------------------------------------------
+class _Retryable(Exception):
+    pass
+
+
+def _locate(client: Elasticsearch, layout: Layout, name: str, ids: list[str], backing: list[str]) -> dict[str, str]:
+    """The backing index holding each of `ids` that exists already."""
+    if len(backing) <= 1:  # one backing index: wherever a document is, it is there
+        return {}
+    found = client.search(index=layout.read_alias(name), query={"ids": {"values": ids}}, size=len(ids),
+                          source=False, request_cache=False)
+    return {hit["_id"]: hit["_index"] for hit in found["hits"]["hits"]}
+
+
+def _actions(changes: list[Change], located: dict[str, str], target: str) -> list[dict]:
+    actions = []
+    for change in changes:
+        where = located.get(change.id, target)
+        if change.document is None:
+            actions.append({"_op_type": "delete", "_index": where, "_id": change.id, "version": change.version,
+                            "version_type": "external"})
+        else:
+            actions.append({"_op_type": "index", "_index": where, "_id": change.id, "version": change.version,
+                            "version_type": "external", "_source": change.document})
+    return actions
+
+
+def _write(client: Elasticsearch, layout: Layout, name: str, changes: list[Change], report: SyncReport,
+           backing: list[str], target: str) -> None:
+    """Write one batch; returns once Elasticsearch acknowledged every document (or raises)."""
+    pending = _actions(changes, _locate(client, layout, name, [c.id for c in changes], backing), target)
+    attempt = 0
+    for attempt_ctx in Retrying(stop=stop_after_attempt(RETRIES), wait=wait_exponential(multiplier=0.2, max=5),
+                                retry=retry_if_exception_type(_Retryable), reraise=True):
+        with attempt_ctx:
+            attempt += 1
+            failed = []
+            for ok, item in helpers.streaming_bulk(client, pending, chunk_size=BATCH, raise_on_error=False,
+                                                   raise_on_exception=False, max_retries=2):
+                op, result = next(iter(item.items()))
+                status = result.get("status", 0)
+                error = (result.get("error") or {}).get("type", "")
+                if ok:
+                    if op == "delete":
+                        report.documents_deleted += 1
+                    else:
+                        report.documents_written += 1
+                elif status == 409 and error == "version_conflict_engine_exception":
+                    report.stale_skipped += 1      # already at this version or newer: nothing to do
+                elif status == 404 and op == "delete":
+                    report.documents_deleted += 1  # not there: already deleted
+                else:
+                    failed.append((result.get("_id"), status, error))
+            if failed:
+                ids = {f[0] for f in failed}
+                pending = [a for a in pending if a["_id"] in ids]
+                report.retried += len(pending)
+                if attempt >= RETRIES:
+                    shown = "; ".join(f"{i}: {s} {e}" for i, s, e in failed[:5])
+                    raise SyncError(f"{len(failed)} document(s) of {layout.read_alias(name)} were not written "
+                                    f"after {RETRIES} attempts (first: {shown}); the watermark stays where it was")
+                raise _Retryable()
+
+
+def _backing(client: Elasticsearch, layout: Layout, name: str) -> tuple[list[str], str]:
+    target = write_index(client, layout, name)
+    if target is None:
+        raise SyncError(f"index {layout.read_alias(name)} does not exist: run `orchestrator-data search init`")
+    backing = sorted(client.indices.get_alias(name=layout.read_alias(name)))
+    return backing, target
+
+
+# -- the sync ---------------------------------------------------------------------------------------
+def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str, *, full: bool = False,
+               on_progress: Callable[[SyncReport], None] | None = None) -> SyncReport:
+    """Bring one index up to date: incrementally from its watermark, or in full (also when it has never
+    been synced). Raises SyncError (watermark unchanged), SyncBusy, UnknownIndex."""
+    src = source(name)
+    alias = layout.read_alias(name)
+    started = time.monotonic()
+    try:
+        return _sync_index(engine, client, layout, name, src, alias, started, full, on_progress)
+    except (ApiError, TransportError) as exc:
+        raise SyncError(f"sync of {alias} failed: Elasticsearch: {type(exc).__name__}: {_reason(exc)}; "
+                        f"the watermark stays where it was") from exc
+
+
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "message", None) or exc)[:300]
+
+
+def _sync_index(engine, client, layout, name, src, alias, started, full, on_progress) -> SyncReport:
+    with _sync_lock(engine, alias):
+        state = load_state(engine, alias)
+        mode = "full" if full or state is None else "incremental"
+        backing, target = _backing(client, layout, name)
+        with _snapshot(engine) as (conn, xmin):
+            report = SyncReport(name, mode, None if mode == "full" else state.watermark, xmin,
+                                mapping_version=layout.version_of(name, target) or definition(name).version)
+            batches = _all_changes(conn, src) if mode == "full" else _window_changes(conn, src, state.watermark)
+            for changes in batches:
+                report.rows_read += len(changes)
+                _write(client, layout, name, changes, report, backing, target)
+                report.duration_s = time.monotonic() - started
+                if on_progress:
+                    on_progress(report)
+        _save_state(engine, alias, report)  # only now: every document of the window was acknowledged
+    report.duration_s = time.monotonic() - started
+    log.info("%s sync of %s: %d written, %d deleted, watermark %s -> %s", mode, alias, report.documents_written,
+             report.documents_deleted, report.watermark_from, report.watermark_to)
+    return report
+
+
+def sync(engine: sa.Engine, client: Elasticsearch, layout: Layout, names: Iterable[str] = SYNCED, *,
+         full: bool = False, on_progress: Callable[[SyncReport], None] | None = None) -> list[SyncReport]:
+    names = list(names)
+    for name in names:
+        source(name)  # refuse an unknown or unsynced name before any work
+    reports = [sync_index(engine, client, layout, name, full=full, on_progress=on_progress) for name in names]
+    client.indices.refresh(index=",".join(layout.read_alias(n) for n in names))
+    return reports
+
+
+def lag(engine: sa.Engine, layout: Layout, name: str) -> Lag:
+    """How far Elasticsearch is behind PostgreSQL for one index: changes not yet applied and the age of
+    the oldest. Never synced: every row of the table is behind."""
+    src = source(name)
+    state = load_state(engine, layout.read_alias(name))
+    with engine.connect() as conn:
+        if state is None:
+            rows = conn.execute(sa.text(f"SELECT count(*) FROM {src.table}")).scalar_one()
+            return Lag(name, None, None, None, rows, None, None)
+        where = "transaction_id >= :wm" + ("" if src.append_only else " AND table_name = ANY(:tables)")
+        rows, oldest, now = conn.execute(sa.text(
+            f"SELECT count(*), min(occurred_at), now() FROM audit_logs WHERE {where}"),
+            {"wm": state.watermark, "tables": list(src.tables)}).one()
+    seconds = (now - oldest).total_seconds() if oldest is not None else 0.0
+    return Lag(name, state.watermark, state.synced_at, state.full_synced_at, rows, max(seconds, 0.0),
+               state.mapping_version)
+
+
+def postgres_rows(engine: sa.Engine, name: str) -> int:
+    """The rows that should be documents of `name` (soft-deleted ones excluded)."""
+    src = source(name)
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM ({src.select}) s WHERE NOT s.deleted")).scalar_one()
+
+
