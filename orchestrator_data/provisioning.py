@@ -10,22 +10,36 @@ from dataclasses import dataclass, field
 import redis
 import sqlalchemy as sa
 
-from orchestrator_data.health import ServiceHealth
+from elasticsearch import Elasticsearch
+
+from orchestrator_data.postgres import client as pg
 from orchestrator_data.postgres import migrator
 from orchestrator_data.redis import keyspace
 from orchestrator_data.redis.errors import translated
 from orchestrator_data.redis.setup import SetupReport, setup_redis
+from orchestrator_data.search import sync
+from orchestrator_data.search.indices import IndexInit, Layout, drop_indices
 
 
 class ResetRefused(Exception):
     """A reset that must not run (production, or no --confirm). The message says why."""
 
 
+@dataclass(frozen=True)
+class SearchTarget:
+    """The cluster and the names the search indices live under, with the shape of new indices."""
+
+    client: Elasticsearch
+    layout: Layout
+    shards: int = 1
+    replicas: int = 0
+
+
 @dataclass
 class InitReport:
     migration: migrator.MigrationReport | None = None
     redis: SetupReport | None = None
-    search: ServiceHealth | None = None
+    search: list[IndexInit] | None = None
     skipped: list[str] = field(default_factory=list)
 
 
@@ -33,24 +47,25 @@ class InitReport:
 class ResetReport:
     dropped_tables: list[str] = field(default_factory=list)
     redis_keys_deleted: int = 0
+    search_indices_deleted: list[str] = field(default_factory=list)
     init: InitReport | None = None
 
 
-def init(postgres: sa.Engine | str, redis_client: redis.Redis | None, search_health=None) -> InitReport:
-    """Migrate PostgreSQL to head, set up the Redis keyspace, check Elasticsearch.
-
-    `search_health` is a callable returning the cluster's ServiceHealth; its indices arrive with the
-    search sync, so for now init checks the cluster is there and fit."""
+def init(postgres: sa.Engine | str, redis_client: redis.Redis | None, search: SearchTarget | None = None) -> InitReport:
+    """Migrate PostgreSQL to head, set up the Redis keyspace, create the search indices (templates,
+    indices, aliases; what exists is left alone). None for Redis or search skips it."""
     report = InitReport()
     report.migration = migrator.upgrade(postgres)
     if redis_client is None:
         report.skipped.append("redis")
     else:
         report.redis = setup_redis(redis_client)
-    if search_health is None:
+    if search is None:
         report.skipped.append("search")
     else:
-        report.search = search_health()
+        with pg.engine_for(postgres) as engine:
+            report.search = sync.prepare(engine, search.client, search.layout, shards=search.shards,
+                                         replicas=search.replicas)
     return report
 
 
@@ -78,11 +93,13 @@ def delete_registered_keys(client: redis.Redis, batch: int = 1000) -> int:
 
 
 def reset(environment: str, confirm: bool, postgres: sa.Engine | str, redis_client: redis.Redis | None,
-          search_health=None) -> ResetReport:
+          search: SearchTarget | None = None) -> ResetReport:
     check_reset_allowed(environment, confirm)
     report = ResetReport()
     report.dropped_tables = migrator.drop_everything(postgres)
     if redis_client is not None:
         report.redis_keys_deleted = delete_registered_keys(redis_client)
-    report.init = init(postgres, redis_client, search_health)
+    if search is not None:
+        report.search_indices_deleted = drop_indices(search.client, search.layout)
+    report.init = init(postgres, redis_client, search)
     return report

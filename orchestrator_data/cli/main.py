@@ -16,6 +16,7 @@ from orchestrator_data.cli import backup as backup_cli
 from orchestrator_data.cli import provisioning as provisioning_cli
 from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
+from orchestrator_data.cli import search as search_cli
 from orchestrator_data.cli import seed as seed_cli
 from orchestrator_data.cli import stack as stack_cli
 from orchestrator_data.cli.context import ConfigurationErrorsExit2, load_or_exit, resolve_or_exit
@@ -34,6 +35,7 @@ app.add_typer(stack_cli.app, name="stack")
 app.add_typer(migrate_cli.app, name="migrate")
 app.add_typer(seed_cli.app, name="seed")
 app.add_typer(backup_cli.app, name="backup")
+app.add_typer(search_cli.app, name="search")
 app.command("init")(provisioning_cli.init)
 app.command("reset")(provisioning_cli.reset)
 

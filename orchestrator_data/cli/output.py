@@ -50,14 +50,14 @@ def _summary(health) -> str:
         hit_rate = d.get("cache_hit_rate")
         depths = ", ".join(f"{name} {q.get('length', 0)}/{q.get('pending', 0)} pending"
                            for name, q in (d.get("queues") or {}).items())
-        return (f"{d.get('server')} · {d.get('keys')} keys · {_bytes(d.get('used_memory_bytes'))} used · "
+        return (f"{d.get('server')} · {d.get('keys')} keys · {human_bytes(d.get('used_memory_bytes'))} used · "
                 f"policy {d.get('maxmemory_policy')} · cache hit rate "
                 f"{'-' if hit_rate is None else f'{hit_rate:.0%}'} · queues {depths or '-'} · source {d.get('source')}")
     return (f"cluster {d.get('cluster_name')} {d.get('cluster_status')} · {d.get('nodes')} node(s) · "
             f"source {d.get('source')}")
 
 
-def _bytes(value) -> str:
+def human_bytes(value) -> str:
     if value is None:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB"):

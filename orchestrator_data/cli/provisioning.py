@@ -13,10 +13,10 @@ from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.connections import elasticsearch_client, redis_client
 from orchestrator_data.postgres import migrator
 from orchestrator_data.redis.errors import KeyspaceError
-from orchestrator_data.search import client as search
+from orchestrator_data.search.indices import layout_of
 
 SkipRedis = Annotated[bool, typer.Option("--skip-redis", help="Leave Redis alone.")]
-SkipSearch = Annotated[bool, typer.Option("--skip-search", help="Leave Elasticsearch alone.")]
+SkipSearch = Annotated[bool, typer.Option("--skip-search", help="Leave the search indices alone.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print each step's details.")]
 
 
@@ -24,8 +24,9 @@ def _targets(settings, skip_redis: bool, skip_search: bool):
     postgres_url = resolve_or_exit(settings, "postgres")
     redis = None if skip_redis else redis_client(settings, resolve_or_exit(settings, "redis"))
     es = None if skip_search else elasticsearch_client(settings, resolve_or_exit(settings, "elasticsearch"))
-    search_health = (lambda: search.check_health(es)) if es is not None else None
-    return postgres_url, redis, es, search_health
+    search = None if es is None else provisioning.SearchTarget(es, layout_of(settings), settings.search_shards,
+                                                                settings.search_replicas)
+    return postgres_url, redis, es, search
 
 
 def _close(redis, es) -> None:
@@ -59,24 +60,27 @@ def _print_init(report: provisioning.InitReport, verbose: bool) -> bool:
         for line in keyspace.warnings:
             output.info(f"    warning: {line}")
     if report.search is not None:
-        health = report.search
-        ok = ok and health.ok
-        if health.ok:
-            output.info(f"{output.OK} search     Elasticsearch {health.version} reachable, cluster "
-                        f"{health.detail.get('cluster_status')} (indices arrive with the search sync)")
-        else:
-            output.info(f"{output.FAIL} search     {health.error}")
+        created = [r.name for r in report.search if r.created]
+        output.info(f"{output.OK} search     {len(report.search)} indices ready"
+                    + (f", created {', '.join(created)}" if created else ", nothing to create")
+                    + " (`orchestrator-data search sync` loads them)")
+        for r in report.search:
+            if r.needs_reindex:
+                output.info(f"    warning: {r.name} has an older mapping (v{r.mapping_version}) than its definition")
+        if verbose:
+            for r in report.search:
+                output.info(f"    {r.read_alias} → {r.write_index} (mapping v{r.mapping_version})")
     for name in report.skipped:
         output.info(f"- {name:<10} skipped")
     return ok
 
 
 def init(skip_redis: SkipRedis = False, skip_search: SkipSearch = False, verbose: Verbose = False) -> None:
-    """Set the data layer up: migrate PostgreSQL to head, set up the Redis keyspace, check Elasticsearch."""
+    """Set the data layer up: migrate PostgreSQL to head, set up the Redis keyspace, create the search indices."""
     settings = load_or_exit()
-    postgres_url, redis, es, search_health = _targets(settings, skip_redis, skip_search)
+    postgres_url, redis, es, search = _targets(settings, skip_redis, skip_search)
     try:
-        report = provisioning.init(postgres_url, redis, search_health)
+        report = provisioning.init(postgres_url, redis, search)
     except (migrator.MigrationError, KeyspaceError) as exc:
         output.error(str(exc))
         raise typer.Exit(1) from None
@@ -95,16 +99,17 @@ def reset(
     skip_search: SkipSearch = False,
     verbose: Verbose = False,
 ) -> None:
-    """Drop and recreate everything: PostgreSQL tables (roles stay), the Redis keyspace. Refused in production."""
+    """Drop and recreate everything: PostgreSQL tables (roles stay), the Redis keyspace, the search indices.
+    Refused in production."""
     settings = load_or_exit()
     try:
         provisioning.check_reset_allowed(settings.environment.value, confirm)
     except provisioning.ResetRefused as exc:
         output.error(str(exc))
         raise typer.Exit(2) from None
-    postgres_url, redis, es, search_health = _targets(settings, skip_redis, skip_search)
+    postgres_url, redis, es, search = _targets(settings, skip_redis, skip_search)
     try:
-        report = provisioning.reset(settings.environment.value, confirm, postgres_url, redis, search_health)
+        report = provisioning.reset(settings.environment.value, confirm, postgres_url, redis, search)
     except (migrator.MigrationError, KeyspaceError) as exc:
         output.error(str(exc))
         raise typer.Exit(1) from None
@@ -113,6 +118,7 @@ def reset(
         raise typer.Exit(1) from None
     finally:
         _close(redis, es)
-    output.info(f"dropped {len(report.dropped_tables)} tables; deleted {report.redis_keys_deleted} Redis keys")
+    output.info(f"dropped {len(report.dropped_tables)} tables, {len(report.search_indices_deleted)} search indices; "
+                f"deleted {report.redis_keys_deleted} Redis keys")
     if not _print_init(report.init, verbose):
         raise typer.Exit(1)

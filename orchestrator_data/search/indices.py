@@ -236,3 +236,23 @@ def index_status(client: Elasticsearch, layout: Layout, name: str) -> IndexStatu
     current = write_index(client, layout, name)
     return IndexStatus(name, alias, True, sorted(members), current,
                        layout.version_of(name, current) if current else None, documents, size)
+
+
+def layout_of(settings) -> Layout:
+    """The layout under SEARCH_INDEX_PREFIX."""
+    return Layout(settings.search_index_prefix)
+
+
+def drop_indices(client: Elasticsearch, layout: Layout, names: tuple[str, ...] = NAMES) -> list[str]:
+    """Delete the backing indices and templates of `names` under the layout's prefix (reset). Returns
+    the indices deleted. Names are resolved first: the cluster refuses wildcard deletes."""
+    deleted: list[str] = []
+    for name in names:
+        found = list(client.indices.get(index=layout.pattern(name), allow_no_indices=True, expand_wildcards="all"))
+        if found:
+            client.indices.delete(index=",".join(found))
+            deleted += found
+        client.options(ignore_status=404).indices.delete_index_template(name=layout.template(name))
+    if set(names) == set(NAMES):
+        client.options(ignore_status=404).cluster.delete_component_template(name=layout.component())
+    return deleted

@@ -44,7 +44,16 @@ from sqlalchemy.dialects import postgresql
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from orchestrator_data.postgres import models
-from orchestrator_data.search.indices import Layout, SearchError, UnknownIndex, definition, write_index
+from orchestrator_data.search.indices import (
+    NAMES,
+    IndexInit,
+    Layout,
+    SearchError,
+    UnknownIndex,
+    definition,
+    init_indices,
+    write_index,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +182,7 @@ class Change:
     document: dict | None           # None: delete
 
 
-def _change(row: sa.RowMapping) -> Change:
+def row_change(row: sa.RowMapping) -> Change:
     document = {k: _json_value(v) for k, v in row.items() if k not in ("version", "deleted") and v is not None}
     document["id"] = _json_value(row["id"])
     return Change(str(row["id"]), int(row["version"]), None if row["deleted"] else document)
@@ -270,9 +279,9 @@ def _changed_ids(conn: sa.Connection, src: Source, low: int) -> Iterator[str]:
                     yield key
 
 
-def _changes_for(conn: sa.Connection, src: Source, ids: list[str]) -> list[Change]:
+def changes_for(conn: sa.Connection, src: Source, ids: list[str]) -> list[Change]:
     rows = conn.execute(sa.text(f"{src.select} WHERE {src.key} = ANY(CAST(:ids AS uuid[]))"), {"ids": ids}).mappings()
-    changes = [_change(row) for row in rows]
+    changes = [row_change(row) for row in rows]
     found = {c.id for c in changes}
     # gone from the table (a hard delete, its DELETE in the audit trail): delete, outranking any write
     changes += [Change(i, DELETED_FOREVER, None) for i in ids if i not in found]
@@ -283,15 +292,15 @@ def _window_changes(conn: sa.Connection, src: Source, low: int) -> Iterator[list
     if src.append_only:
         rows = _stream(conn, f"{src.select} WHERE a.transaction_id >= :low", {"low": low})
         for batch in _batched(rows, BATCH):
-            yield [_change(row) for row in batch]
+            yield [row_change(row) for row in batch]
         return
     for ids in _batched(_changed_ids(conn, src, low), BATCH):
-        yield _changes_for(conn, src, ids)
+        yield changes_for(conn, src, ids)
 
 
 def _all_changes(conn: sa.Connection, src: Source) -> Iterator[list[Change]]:
     for batch in _batched(_stream(conn, src.select), BATCH):
-        yield [_change(row) for row in batch]
+        yield [row_change(row) for row in batch]
 
 
 # -- Elasticsearch side -----------------------------------------------------------------------------
@@ -308,11 +317,15 @@ def _locate(client: Elasticsearch, layout: Layout, name: str, ids: list[str], ba
     return {hit["_id"]: hit["_index"] for hit in found["hits"]["hits"]}
 
 
-def _actions(changes: list[Change], located: dict[str, str], target: str) -> list[dict]:
+def _actions(changes: list[Change], located: dict[str, str], target: str, missing: frozenset[str]) -> list[dict]:
     actions = []
     for change in changes:
         where = located.get(change.id, target)
-        if change.document is None:
+        if change.id in missing and change.document is not None:
+            # put back a document someone deleted by hand: its tombstone may carry a version above the
+            # row's, so it is created unversioned (the next versioned write still supersedes it)
+            actions.append({"_op_type": "create", "_index": where, "_id": change.id, "_source": change.document})
+        elif change.document is None:
             actions.append({"_op_type": "delete", "_index": where, "_id": change.id, "version": change.version,
                             "version_type": "external"})
         else:
@@ -321,10 +334,11 @@ def _actions(changes: list[Change], located: dict[str, str], target: str) -> lis
     return actions
 
 
-def _write(client: Elasticsearch, layout: Layout, name: str, changes: list[Change], report: SyncReport,
-           backing: list[str], target: str) -> None:
-    """Write one batch; returns once Elasticsearch acknowledged every document (or raises)."""
-    pending = _actions(changes, _locate(client, layout, name, [c.id for c in changes], backing), target)
+def write_changes(client: Elasticsearch, layout: Layout, name: str, changes: list[Change], report: SyncReport,
+                  backing: list[str], target: str, missing: frozenset[str] = frozenset()) -> None:
+    """Write one batch; returns once Elasticsearch acknowledged every document (or raises). `missing`:
+    ids known to be absent from the index (repair), written without a version."""
+    pending = _actions(changes, _locate(client, layout, name, [c.id for c in changes], backing), target, missing)
     attempt = 0
     for attempt_ctx in Retrying(stop=stop_after_attempt(RETRIES), wait=wait_exponential(multiplier=0.2, max=5),
                                 retry=retry_if_exception_type(_Retryable), reraise=True):
@@ -358,7 +372,7 @@ def _write(client: Elasticsearch, layout: Layout, name: str, changes: list[Chang
                 raise _Retryable()
 
 
-def _backing(client: Elasticsearch, layout: Layout, name: str) -> tuple[list[str], str]:
+def backing_indices(client: Elasticsearch, layout: Layout, name: str) -> tuple[list[str], str]:
     target = write_index(client, layout, name)
     if target is None:
         raise SyncError(f"index {layout.read_alias(name)} does not exist: run `orchestrator-data search init`")
@@ -389,14 +403,14 @@ def _sync_index(engine, client, layout, name, src, alias, started, full, on_prog
     with _sync_lock(engine, alias):
         state = load_state(engine, alias)
         mode = "full" if full or state is None else "incremental"
-        backing, target = _backing(client, layout, name)
+        backing, target = backing_indices(client, layout, name)
         with _snapshot(engine) as (conn, xmin):
             report = SyncReport(name, mode, None if mode == "full" else state.watermark, xmin,
                                 mapping_version=layout.version_of(name, target) or definition(name).version)
             batches = _all_changes(conn, src) if mode == "full" else _window_changes(conn, src, state.watermark)
             for changes in batches:
                 report.rows_read += len(changes)
-                _write(client, layout, name, changes, report, backing, target)
+                write_changes(client, layout, name, changes, report, backing, target)
                 report.duration_s = time.monotonic() - started
                 if on_progress:
                     on_progress(report)
@@ -442,3 +456,21 @@ def postgres_rows(engine: sa.Engine, name: str) -> int:
         return conn.execute(sa.text(f"SELECT count(*) FROM ({src.select}) s WHERE NOT s.deleted")).scalar_one()
 
 
+
+
+def forget(engine: sa.Engine, alias: str) -> None:
+    """Drop an index's watermark: its next sync is a full one."""
+    with engine.begin() as conn:
+        conn.execute(sa.delete(models.search_sync_state).where(models.search_sync_state.c.index_name == alias))
+
+
+def prepare(engine: sa.Engine | None, client: Elasticsearch, layout: Layout, names: Iterable[str] = NAMES, *,
+            shards: int = 1, replicas: int = 0) -> list[IndexInit]:
+    """init_indices, and for an index created just now forget any watermark a previous copy left in
+    PostgreSQL, so that its first sync loads everything instead of only what changed since."""
+    results = init_indices(client, layout, tuple(names), shards=shards, replicas=replicas)
+    if engine is not None:
+        for result in results:
+            if result.created and result.name in SOURCES:
+                forget(engine, result.read_alias)
+    return results

@@ -4,12 +4,15 @@ database and its own Redis database number, so nothing else in the session is di
 from __future__ import annotations
 
 import json
+import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
-from orchestrator_data import urls
+from orchestrator_data import connections, urls
+from orchestrator_data.search.indices import NAMES, Layout, drop_indices
+from orchestrator_data.settings import load_settings
 from tests.databases import HEAD, fresh_database
 
 pytestmark = pytest.mark.integration
@@ -22,8 +25,22 @@ def _redis_db(stack, number: int) -> str:
 
 @pytest.fixture
 def env(stack):
+    """A fresh database, Redis database 11 and an index prefix of its own (its indices dropped after)."""
+    prefix = f"p{uuid.uuid4().hex[:10]}"
     with fresh_database(stack, prefix="cli_life") as url:
-        yield {"DATABASE_URL": url, "REDIS_URL": _redis_db(stack, 11), "ENVIRONMENT": "development"}
+        yield {"DATABASE_URL": url, "REDIS_URL": _redis_db(stack, 11), "ENVIRONMENT": "development",
+               "SEARCH_INDEX_PREFIX": prefix}
+    client = connections.elasticsearch_client(load_settings())
+    drop_indices(client, Layout(prefix))
+    client.close()
+
+
+def _indices(prefix: str) -> list[str]:
+    client = connections.elasticsearch_client(load_settings())
+    try:
+        return sorted(client.indices.get(index=f"{prefix}-*", allow_no_indices=True))
+    finally:
+        client.close()
 
 
 def _secrets(stack) -> list[str]:
@@ -45,10 +62,12 @@ def test_init_migrates_sets_up_redis_and_checks_search(cli, stack, env):
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"migrated base → {HEAD}" in first.stdout
     assert "✓ redis" in first.stdout and "consumer groups" in first.stdout
-    assert "✓ search" in first.stdout and "Elasticsearch 8." in first.stdout
+    assert "✓ search" in first.stdout and "5 indices ready, created" in first.stdout
+    prefix = env["SEARCH_INDEX_PREFIX"]
+    assert _indices(prefix) == sorted(Layout(prefix).backing(name, 1) for name in NAMES)
     _clean_output(first, stack)
     again = cli("init", env=env)
-    assert again.returncode == 0 and "nothing to migrate" in again.stdout
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout and "nothing to create" in again.stdout
 
 
 def test_init_skips(cli, env):
@@ -105,3 +124,13 @@ def test_reset_refusals_and_round_trip(cli, stack, env):
     assert f"migrated base → {HEAD}" in result.stdout
     assert _count(env["DATABASE_URL"], "executions") == 0
     _clean_output(result, stack)
+
+    # with search: the indices are dropped and created empty again, and their watermarks are gone
+    assert cli("init", env=env).returncode == 0 and cli("seed", "run", "--scale", "20", env=env).returncode == 0
+    assert cli("search", "sync", env=env).returncode == 0
+    with_search = cli("reset", "--confirm", env=env)
+    assert with_search.returncode == 0, with_search.stdout + with_search.stderr
+    assert "5 search indices" in with_search.stdout and "5 indices ready, created" in with_search.stdout
+    assert _count(env["DATABASE_URL"], "search_sync_state") == 0
+    status = json.loads(cli("search", "status", "--json", env=env).stdout)["indices"]
+    assert all(entry["documents"] == 0 for entry in status.values())

@@ -138,8 +138,8 @@ def test_a_replayed_or_reordered_batch_never_turns_a_document_back(seeded, es, l
     # replay what the first (older) state looked like, as a retried batch would
     old = Change(str(workflow), 1, {**current["_source"], "name": "v1"})
     report = SyncReport("workflows", "incremental", 0, 0)
-    backing, target = sync._backing(es, layout, "workflows")
-    sync._write(es, layout, "workflows", [old], report, backing, target)
+    backing, target = sync.backing_indices(es, layout, "workflows")
+    sync.write_changes(es, layout, "workflows", [old], report, backing, target)
     assert report.stale_skipped == 1 and report.documents_written == 0
     assert _documents(es, layout, "workflows")[str(workflow)]["_source"]["name"] == "v2"
 

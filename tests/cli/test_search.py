@@ -1,0 +1,82 @@
+"""`orchestrator-data search init|sync|status` through the installed console script, on the real servers:
+a whole round, exit codes of bad input and an unreachable cluster, no secret in any output."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator_data.postgres.seed import seed
+from orchestrator_data.postgres.seed_data import SeedPlan
+from orchestrator_data.stack.common import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def prefix(stack):
+    from orchestrator_data import connections
+    from orchestrator_data.search.indices import Layout, drop_indices
+    from orchestrator_data.settings import load_settings
+
+    name = f"c{uuid.uuid4().hex[:10]}"
+    yield name
+    client = connections.elasticsearch_client(load_settings())
+    drop_indices(client, Layout(name))
+    client.close()
+
+
+def _secrets(stack) -> list[str]:
+    return list(json.loads((stack.root / "secrets.json").read_text()).values())
+
+
+def test_init_sync_status_round(cli, stack, migrated_url, engine, prefix):
+    seed(engine, "testing", SeedPlan(executions=150))
+    env = {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": prefix}
+
+    def run(*args, expect):
+        result = cli("search", *args, env=env)
+        assert result.returncode == expect, result.stdout + result.stderr
+        for secret in _secrets(stack):
+            assert secret not in result.stdout + result.stderr
+        return result
+
+    missing = json.loads(run("status", "--json", expect=1).stdout)
+    assert not missing["indices"]["workflows"]["exists"]
+    created = run("init", expect=0).stdout
+    assert created.count("created") == 5 and f"{prefix}-executions" in created
+    assert run("init", expect=0).stdout.count("exists") == 5
+
+    first = run("sync", expect=0).stdout
+    assert first.count("full") == 4
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE executions SET status = 'cancelled' WHERE id IN (SELECT id FROM executions LIMIT 3)"))
+    second = run("sync", "--index", "executions", expect=0).stdout
+    assert "incremental" in second and "3 written" in second
+
+    state = json.loads(run("status", "--json", expect=0).stdout)["indices"]
+    with engine.connect() as conn:
+        executions = conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one()
+    entry = state["executions"]
+    assert entry["documents"] == entry["postgres_rows"] == executions == 150
+    assert entry["alias"] == f"{prefix}-executions" and entry["backing_indices"] == [f"{prefix}-executions-v1-000001"]
+    assert entry["mapping_version"] == 1 and entry["lag_rows"] >= 0 and entry["lag_seconds"] is not None
+    assert state["system_metrics"]["postgres_rows"] is None
+    assert "executions" in run("status", expect=0).stdout
+
+
+def test_bad_input_exits_2_and_an_unreachable_cluster_exits_1(cli, stack, migrated_url, prefix):
+    env = {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": prefix}
+    unknown = cli("search", "sync", "--index", "nope", env=env)
+    assert unknown.returncode == 2 and "unknown index 'nope'" in unknown.stderr
+    unsynced = cli("search", "sync", "--index", "system_metrics", env=env)
+    assert unsynced.returncode == 2 and "not synced" in unsynced.stderr
+    bad_prefix = cli("search", "status", env={**env, "SEARCH_INDEX_PREFIX": "Bad Prefix"})
+    assert bad_prefix.returncode == 2 and "SEARCH_INDEX_PREFIX" in bad_prefix.stderr
+    not_initialized = cli("search", "sync", env=env)
+    assert not_initialized.returncode == 1 and "search init" in not_initialized.stderr
+    dead = cli("search", "status", env={**env, "ELASTICSEARCH_URL": f"http://127.0.0.1:{free_port()}"})
+    assert dead.returncode == 1 and "ConnectionError" in dead.stderr and "Traceback" not in dead.stderr
