@@ -3,13 +3,15 @@
 import dagster as dg
 
 from jobs.reset import reset_job
+from orchestrator_data.search.sync import SYNCED
 
 # Bring the data layer up from nothing: check the servers, migrate, set Redis up, seed (development
 # and testing only: seed_data fails in production). `make run` runs it.
 bootstrap_job = dg.define_asset_job(
     "bootstrap_job",
-    selection=dg.AssetSelection.groups("platform", "postgres", "redis"),
-    description="Check every server, migrate PostgreSQL to head, set the Redis keyspace up and seed.",
+    selection=dg.AssetSelection.groups("platform", "postgres", "redis", "search"),
+    description="Check every server, migrate PostgreSQL to head, set the Redis keyspace up, seed, create the search "
+                "indices and sync them in full.",
 )
 
 health_job = dg.define_asset_job(
@@ -42,6 +44,14 @@ restore_test_job = dg.define_asset_job(
     description="Restore the newest backup into a scratch database, compare it with its manifest, check freshness.",
 )
 
-JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job]
+# the documents only: the indices exist (bootstrap or `search init`), so each run is the light incremental step
+search_sync_job = dg.define_asset_job(
+    "search_sync_job",
+    selection=dg.AssetSelection.assets(*[f"search_{name}_documents" for name in SYNCED]),
+    description="Sync the search indices from PostgreSQL (incremental from each watermark), then reconcile them.",
+)
 
-__all__ = ["JOBS", "backup_job", "bootstrap_job", "health_job", "migrate_job", "reset_job", "restore_test_job", "seed_job"]
+JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job]
+
+__all__ = ["JOBS", "backup_job", "bootstrap_job", "health_job", "migrate_job", "reset_job", "restore_test_job",
+           "search_sync_job", "seed_job"]

@@ -11,13 +11,15 @@ class ResetConfig(dg.Config):
     confirm: bool = Field(False, description="Must be true: the reset drops every table and registered key.")
 
 
-@dg.op(description="Drop every application table (roles stay) and registered Redis key, then migrate to head "
-                   "and set the keyspace up again. Refused in production and without confirm.")
+@dg.op(description="Drop every application table (roles stay), registered Redis key and search index, then "
+                   "migrate to head, set the keyspace up and create the indices again. Refused in production and "
+                   "without confirm.")
 def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgres: PostgresResource,
                      redis: RedisResource, elasticsearch: ElasticsearchResource, deployment: DeploymentResource):
     environment = deployment.name()
     try:
-        report = provisioning.reset(environment, config.confirm, postgres.engine, redis.client, elasticsearch.health)
+        report = provisioning.reset(environment, config.confirm, postgres.engine, redis.client,
+                                    elasticsearch.target())
     except provisioning.ResetRefused as exc:
         raise dg.Failure(description=str(exc)) from None
     migration = report.init.migration
@@ -32,10 +34,16 @@ def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgr
         asset_key="redis_keyspace", description="registered keys deleted by reset_job",
         metadata={"keys_deleted": report.redis_keys_deleted},
     )
+    for index in report.init.search or []:
+        yield dg.AssetMaterialization(
+            asset_key=f"search_{index.name}_index", description="dropped and created empty by reset_job",
+            metadata={"write_index": index.write_index, "mapping_version": index.mapping_version,
+                      "indices_dropped": len(report.search_indices_deleted)},
+        )
     yield dg.Output(None)
 
 
-@dg.job(description="Drop and recreate PostgreSQL's schema and the Redis keyspace (run config: confirm: true). "
-                    "Refused in production.")
+@dg.job(description="Drop and recreate PostgreSQL's schema, the Redis keyspace and the search indices (run "
+                    "config: confirm: true). Refused in production.")
 def reset_job():
     reset_data_layer()

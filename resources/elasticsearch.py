@@ -8,7 +8,9 @@ from pydantic import Field, PrivateAttr
 
 from orchestrator_data import connections
 from orchestrator_data.health import ServiceHealth
+from orchestrator_data.provisioning import SearchTarget
 from orchestrator_data.search import client
+from orchestrator_data.search.indices import Layout
 from resources._base import SettingsResource
 
 
@@ -23,6 +25,10 @@ class ElasticsearchResource(SettingsResource):
     ca_certs: str | None = Field(None, description="CA certificate file for https.")
     request_timeout: float = Field(30.0, description="Seconds per request.")
     max_retries: int = Field(3, description="Retries, with backoff, on connection errors, timeouts and 502/503/504.")
+    index_prefix: str | None = Field(None, description="Prefix of every index, alias and template (default "
+                                                       "SEARCH_INDEX_PREFIX).")
+    shards: int | None = Field(None, description="Primary shards of new indices (default SEARCH_SHARDS).")
+    replicas: int | None = Field(None, description="Replicas of new indices (default SEARCH_REPLICAS).")
 
     _client: Elasticsearch | None = PrivateAttr(None)
 
@@ -42,6 +48,15 @@ class ElasticsearchResource(SettingsResource):
 
     def health(self) -> ServiceHealth:
         return self._health("elasticsearch", lambda: self.client, client.check_health)
+
+    def layout(self) -> Layout:
+        return Layout(self.index_prefix or self.settings.search_index_prefix)
+
+    def target(self) -> SearchTarget:
+        """The cluster, the names and the shape of new indices, as init and reset take them."""
+        return SearchTarget(self.client, self.layout(),
+                            self.shards if self.shards is not None else self.settings.search_shards,
+                            self.replicas if self.replicas is not None else self.settings.search_replicas)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:

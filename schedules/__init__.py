@@ -3,7 +3,8 @@ schedules/_status.py: the backup schedules and alert sensors run by default only
 
 import dagster as dg
 
-from jobs import health_job
+from jobs import health_job, search_sync_job
+from schedules._status import schedule_status
 from schedules.alerts import run_failure_alert_sensor
 from schedules.backups import nightly_backup_schedule, stale_backup_sensor, weekly_restore_test_schedule
 
@@ -16,8 +17,17 @@ health_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
-SCHEDULES = [health_schedule, nightly_backup_schedule, weekly_restore_test_schedule]
+# Every 5 minutes: search results stay within minutes of PostgreSQL. RUNNING by default in production only.
+search_sync_schedule = dg.ScheduleDefinition(
+    name="search_sync_schedule",
+    job=search_sync_job,
+    cron_schedule="*/5 * * * *",
+    description="Sync the search indices from PostgreSQL every 5 minutes (incremental), then reconcile them.",
+    default_status=schedule_status(),
+)
+
+SCHEDULES = [health_schedule, nightly_backup_schedule, weekly_restore_test_schedule, search_sync_schedule]
 SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor]
 
 __all__ = ["SCHEDULES", "SENSORS", "health_schedule", "nightly_backup_schedule", "run_failure_alert_sensor",
-           "stale_backup_sensor", "weekly_restore_test_schedule"]
+           "search_sync_schedule", "stale_backup_sensor", "weekly_restore_test_schedule"]

@@ -9,6 +9,10 @@ import sqlalchemy as sa
 
 from definitions import defs
 from resources import DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
+from orchestrator_data import connections
+from orchestrator_data.search.indices import NAMES, Layout, drop_indices
+from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.settings import load_settings
 from tests.databases import fresh_database
 
 
@@ -18,7 +22,9 @@ def _selected(job_name: str) -> set[str]:
 
 
 def test_job_selections():
-    assert _selected("bootstrap_job") == {"service_health", "postgres_schema", "seed_data", "redis_keyspace"}
+    search = {f"search_{name}_index" for name in NAMES} | {f"search_{name}_documents" for name in SYNCED}
+    assert _selected("bootstrap_job") == {"service_health", "postgres_schema", "seed_data", "redis_keyspace"} | search
+    assert _selected("search_sync_job") == {f"search_{name}_documents" for name in SYNCED}
     assert _selected("migrate_job") == {"postgres_schema"}
     assert _selected("seed_job") == {"seed_data"}
     assert _selected("health_job") == {"service_health"}
@@ -26,11 +32,23 @@ def test_job_selections():
     assert _selected("restore_test_job") == {"postgres_restore_check"}
 
 
+PREFIX = "jobs"
+
+
 def _resources(stack, url: str) -> dict:
     parts = urlsplit(stack.endpoints().redis_url)
     redis_url = urlunsplit((parts.scheme, parts.netloc, "/12", "", ""))
     return {"postgres": PostgresResource(database_url=url), "redis": RedisResource(redis_url=redis_url),
-            "elasticsearch": ElasticsearchResource(), "deployment": DeploymentResource()}
+            "elasticsearch": ElasticsearchResource(index_prefix=PREFIX), "deployment": DeploymentResource()}
+
+
+def _search_documents() -> dict[str, int]:
+    client = connections.elasticsearch_client(load_settings())
+    try:
+        client.indices.refresh(index=f"{PREFIX}-*")
+        return {name: client.count(index=Layout(PREFIX).read_alias(name))["count"] for name in NAMES}
+    finally:
+        client.close()
 
 
 @pytest.mark.integration
@@ -46,6 +64,10 @@ def test_bootstrap_job_then_reset_job(stack):
         engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 200
+        # the indices were created and synced in full
+        assert _search_documents()["executions"] == 200
+        assert all(c.passed for c in result.get_asset_check_evaluations()
+                   if c.check_name.startswith("check_search_"))
 
         not_confirmed = defs.resolve_job_def("reset_job").execute_in_process(resources=resources, raise_on_error=False)
         assert not not_confirmed.success
@@ -57,7 +79,11 @@ def test_bootstrap_job_then_reset_job(stack):
             resources=resources, run_config={"ops": {"reset_data_layer": {"config": {"confirm": True}}}})
         assert reset.success
         keys = {event.asset_key.to_user_string() for event in reset.get_asset_materialization_events()}
-        assert keys == {"postgres_schema", "redis_keyspace"}
+        assert keys == {"postgres_schema", "redis_keyspace"} | {f"search_{name}_index" for name in NAMES}
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 0
         engine.dispose()
+        assert set(_search_documents().values()) == {0}
+    client = connections.elasticsearch_client(load_settings())
+    drop_indices(client, Layout(PREFIX))
+    client.close()

@@ -1,0 +1,115 @@
+"""The search indices as assets: per index, `search_<index>_index` (templates, backing index, aliases)
+and, for the four fed from PostgreSQL, `search_<index>_documents` (the sync) with a reconciliation
+check. Thin: orchestrator_data.search does the work, the same code `orchestrator-data search` runs."""
+
+# no `from __future__ import annotations`: Dagster reads the context annotation at definition time
+import dagster as dg
+
+from orchestrator_data.search import reconcile, status, sync
+from orchestrator_data.search.indices import NAMES
+from resources import ElasticsearchResource, PostgresResource
+
+BACKING_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("backing_index", "string"),
+    dg.TableColumn("write_index", "bool"),
+])
+DIFFERENCE_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("organization", "string"),
+    dg.TableColumn("postgres_rows", "int"),
+    dg.TableColumn("documents", "int"),
+])
+
+
+def _index_metadata(report: status.IndexReport, write_index: str | None) -> dict:
+    metadata = {
+        "alias": report.alias,
+        "mapping_version": report.mapping_version or 0,
+        "documents": report.documents,
+        "size_bytes": dg.MetadataValue.int(report.size_bytes),
+        "backing_indices": dg.MetadataValue.table(
+            records=[dg.TableRecord({"backing_index": i, "write_index": i == write_index})
+                     for i in report.backing_indices], schema=BACKING_COLUMNS),
+        "dagster/row_count": report.documents,
+    }
+    if report.synced:
+        metadata |= {"postgres_rows": report.postgres_rows or 0, "lag_rows": report.lag_rows or 0,
+                     "lag_seconds": dg.MetadataValue.float(float(report.lag_seconds or 0.0))}
+    return metadata
+
+
+def _index_asset(name: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"search_{name}_index", group_name="search", kinds={"elasticsearch"}, owners=["team:data-platform"],
+        deps=["postgres_schema"],
+        description=f"The {name} index: its template (mapping from the package's data file), its first backing "
+                    f"index and its read and write aliases; idempotent. Metadata: alias, mapping version, "
+                    f"backing indices, documents, size.",
+    )
+    def _asset(postgres: PostgresResource, elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
+        target = elasticsearch.target()
+        [made] = sync.prepare(postgres.engine, target.client, target.layout, (name,), shards=target.shards,
+                              replicas=target.replicas)
+        report = status.index_report(None, target.client, target.layout, name)
+        return dg.MaterializeResult(metadata=_index_metadata(report, made.write_index) | {
+            "created_now": made.created, "needs_reindex": made.needs_reindex})
+    return _asset
+
+
+def _documents_asset(name: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"search_{name}_documents", group_name="search", kinds={"elasticsearch", "postgres"},
+        owners=["team:data-platform"], deps=[f"search_{name}_index", "seed_data"],
+        description=f"The {name} documents, synced from PostgreSQL: incremental from the watermark (full when "
+                    f"never synced), deletes included, versions from the rows. Metadata: documents written and "
+                    f"deleted, documents/s, lag, index size, mapping version, backing indices.",
+    )
+    def _asset(context: dg.AssetExecutionContext, postgres: PostgresResource,
+               elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
+        layout = elasticsearch.layout()
+        try:
+            done = sync.sync_index(postgres.engine, elasticsearch.client, layout, name)
+        except sync.SyncError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        elasticsearch.client.indices.refresh(index=layout.read_alias(name))
+        report = status.index_report(postgres.engine, elasticsearch.client, layout, name)
+        context.log.info(f"{name}: {done.mode} sync, {done.documents_written} written, {done.documents_deleted} deleted")
+        return dg.MaterializeResult(metadata=_index_metadata(report, report.backing_indices[-1] if report.backing_indices
+                                                             else None) | {
+            "mode": done.mode,
+            "documents_written": done.documents_written,
+            "documents_deleted": done.documents_deleted,
+            "already_current": done.stale_skipped,
+            "documents_per_s": dg.MetadataValue.float(round(done.documents_per_s, 1)),
+            "duration_s": dg.MetadataValue.float(round(done.duration_s, 3)),
+            "watermark": done.watermark_to,
+        })
+    return _asset
+
+
+def _reconciliation_check(name: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=f"search_{name}_documents", name=f"check_search_{name}_reconciliation",
+        description=f"{name}: documents per organization equal PostgreSQL's rows per organization, and a sample of "
+                    f"documents equals the rows they come from (`orchestrator-data search repair {name}` fixes "
+                    f"what differs).",
+    )
+    def _check(postgres: PostgresResource, elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
+        found = reconcile.reconcile(postgres.engine, elasticsearch.client, elasticsearch.layout(), name)
+        return dg.AssetCheckResult(passed=found.ok, metadata={
+            "postgres_rows": found.postgres_rows, "documents": found.documents,
+            "organizations": found.organizations,
+            "organizations_differing": dg.MetadataValue.table(
+                records=[dg.TableRecord({"organization": org, "postgres_rows": pg, "documents": es})
+                         for org, (pg, es) in list(found.count_differences.items())[:50]],
+                schema=DIFFERENCE_COLUMNS),
+            "sampled": found.sampled, "sample_hash": found.sample_hash,
+            "sample_differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in found.sample_differences[:50])
+                                                      or "none"),
+        })
+    return _check
+
+
+SEARCH_INDEX_ASSETS = [_index_asset(name) for name in NAMES]
+SEARCH_DOCUMENT_ASSETS = [_documents_asset(name) for name in sync.SYNCED]
+SEARCH_ASSETS = [*SEARCH_INDEX_ASSETS, *SEARCH_DOCUMENT_ASSETS]
+SEARCH_ASSET_CHECKS = [_reconciliation_check(name) for name in sync.SYNCED]
