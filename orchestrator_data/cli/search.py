@@ -1,4 +1,4 @@
-"""`orchestrator-data search init|sync|status|query`: the search indices from a terminal.
+"""`orchestrator-data search init|sync|status|reindex|repair|query`: the search indices from a terminal.
 
 Exit codes: 0 done; 1 the cluster or PostgreSQL failed (unreachable, a sync that could not finish —
 its watermark stays where it was); 2 bad input (unknown index, bad organization id, bad configuration,
@@ -18,10 +18,12 @@ from rich.table import Table
 from orchestrator_data import connections
 from orchestrator_data.cli import output
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.search import indices, status as search_status, sync
+from orchestrator_data.search import indices, reconcile, reindex as search_reindex, status as search_status, sync
 from orchestrator_data.search.indices import NAMES, SearchError, UnknownIndex
 
-app = typer.Typer(help="Search indices: init, sync from PostgreSQL, status, query.", no_args_is_help=True)
+app = typer.Typer(help="Search indices: init, sync from PostgreSQL, status, reindex, repair, query.",
+                  no_args_is_help=True)
+IndexName = Annotated[str, typer.Argument(help=f"One of: {', '.join(sync.SYNCED)}.")]
 
 IndexOption = Annotated[list[str] | None, typer.Option("--index", help=f"Only this index (repeatable): {', '.join(NAMES)}.")]
 
@@ -142,3 +144,40 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
         output.console.print(table)
     if not all(r.exists for r in reports):
         raise typer.Exit(1)
+
+
+@app.command("reindex")
+def reindex(index: IndexName) -> None:
+    """Rebuild an index with its current mapping beside the live one, catch up, swap the aliases atomically."""
+    [name] = _names([index], sync.SYNCED)
+    with _clients() as (settings, engine, client, layout):
+        with _progress() as progress:
+            task = progress.add_task(f"{name} (reindex)", total=None) if progress else None
+            done = search_reindex.reindex(engine, client, layout, name, on_progress=(
+                (lambda r: progress.update(task, completed=r.rows_read)) if progress else None))
+    output.info(f"{output.OK} {name}: {', '.join(done.old_indices)} → {done.new_index} (mapping v{done.mapping_version}), "
+                f"{done.documents:,} documents, {done.catch_up_passes} catch-up pass(es) with {done.caught_up_rows:,} "
+                f"changed rows, {done.duration_s:.1f} s")
+
+
+@app.command("repair")
+def repair(index: IndexName) -> None:
+    """Compare an index with PostgreSQL (rows per organization, a sample of documents) and re-sync exactly
+    what differs. Exit 1 when differences remain afterwards."""
+    [name] = _names([index], sync.SYNCED)
+    with _clients() as (settings, engine, client, layout):
+        found, report = reconcile.repair(engine, client, layout, name)
+        after = reconcile.reconcile(engine, client, layout, name)
+    output.info(f"{name}: {len(found.count_differences)} organization(s) with different counts, "
+                f"{len(found.sample_differences)} sampled document(s) different; rewrote {report.documents_written}, "
+                f"deleted {report.documents_deleted}")
+    if after.ok:
+        output.info(f"{output.OK} {name}: {after.documents:,} documents = {after.postgres_rows:,} rows")
+        return
+    for line in [f"{org}: {pg} rows, {es} documents" for org, (pg, es) in after.count_differences.items()][:10] + \
+            after.sample_differences[:10]:
+        output.info(f"    still different: {line}")
+    if report.stale_skipped:
+        output.info(f"    {report.stale_skipped} document(s) carry a newer version than their rows (a restored "
+                    f"database?): `orchestrator-data search reindex {name}` rebuilds the index from PostgreSQL")
+    raise typer.Exit(1)

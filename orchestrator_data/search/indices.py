@@ -160,8 +160,8 @@ def _template_body(layout: Layout, index: IndexDefinition, shards: int, replicas
         "composed_of": [layout.component()],
         "priority": TEMPLATE_PRIORITY,
         "template": {
-            # every backing index joins the read alias, including those a rollover creates
-            "aliases": {layout.read_alias(index.name): {}},
+            # no aliases here: a reindex builds its new index out of sight of the read alias, and
+            # rollover() adds the read alias to the index it creates
             "settings": {**index.settings, "number_of_shards": shards, "number_of_replicas": replicas},
             "mappings": {**index.mappings, "_meta": {"mapping_version": index.version, "index": index.name}},
         },
@@ -256,3 +256,11 @@ def drop_indices(client: Elasticsearch, layout: Layout, names: tuple[str, ...] =
     if set(names) == set(NAMES):
         client.options(ignore_status=404).cluster.delete_component_template(name=layout.component())
     return deleted
+
+
+def rollover(client: Elasticsearch, layout: Layout, name: str, conditions: dict | None = None, *,
+             dry_run: bool = False) -> dict:
+    """Roll the write alias over to a new backing index, which joins the read alias too (the template
+    carries no alias, so the rollover request names it)."""
+    return client.indices.rollover(alias=layout.write_alias(name), conditions=conditions or None, dry_run=dry_run,
+                                   aliases={layout.read_alias(name): {}})

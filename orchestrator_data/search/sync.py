@@ -129,7 +129,7 @@ def source(name: str) -> Source:
 @dataclass
 class SyncReport:
     index: str
-    mode: str                       # "full" | "incremental"
+    mode: str                       # "full" | "incremental" | "reindex" | "repair"
     watermark_from: int | None
     watermark_to: int
     rows_read: int = 0
@@ -205,7 +205,7 @@ def _lock_key(alias: str) -> int:
 
 
 @contextmanager
-def _sync_lock(engine: sa.Engine, alias: str) -> Iterator[None]:
+def sync_lock(engine: sa.Engine, alias: str) -> Iterator[None]:
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _lock_key(alias)}).scalar_one():
@@ -222,12 +222,12 @@ def load_state(engine: sa.Engine, alias: str) -> sa.Row | None:
             models.search_sync_state.c.index_name == alias)).first()
 
 
-def _save_state(engine: sa.Engine, alias: str, report: SyncReport) -> None:
+def save_state(engine: sa.Engine, alias: str, report: SyncReport) -> None:
     table = models.search_sync_state
     values = {"index_name": alias, "watermark": report.watermark_to, "mapping_version": report.mapping_version,
               "synced_at": sa.func.now(), "documents_written": report.documents_written,
               "documents_deleted": report.documents_deleted}
-    if report.mode == "full":
+    if report.mode in ("full", "reindex"):
         values["full_synced_at"] = sa.func.now()
     statement = postgresql.insert(table).values(**values)
     updates = {k: statement.excluded[k] for k in values if k != "index_name"}
@@ -388,37 +388,45 @@ def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: s
     src = source(name)
     alias = layout.read_alias(name)
     started = time.monotonic()
-    try:
-        return _sync_index(engine, client, layout, name, src, alias, started, full, on_progress)
-    except (ApiError, TransportError) as exc:
-        raise SyncError(f"sync of {alias} failed: Elasticsearch: {type(exc).__name__}: {_reason(exc)}; "
-                        f"the watermark stays where it was") from exc
-
-
-def _reason(exc: Exception) -> str:
-    return str(getattr(exc, "message", None) or exc)[:300]
-
-
-def _sync_index(engine, client, layout, name, src, alias, started, full, on_progress) -> SyncReport:
-    with _sync_lock(engine, alias):
+    with elasticsearch_errors(f"sync of {alias}"), sync_lock(engine, alias):
         state = load_state(engine, alias)
         mode = "full" if full or state is None else "incremental"
         backing, target = backing_indices(client, layout, name)
-        with _snapshot(engine) as (conn, xmin):
-            report = SyncReport(name, mode, None if mode == "full" else state.watermark, xmin,
-                                mapping_version=layout.version_of(name, target) or definition(name).version)
-            batches = _all_changes(conn, src) if mode == "full" else _window_changes(conn, src, state.watermark)
-            for changes in batches:
-                report.rows_read += len(changes)
-                write_changes(client, layout, name, changes, report, backing, target)
-                report.duration_s = time.monotonic() - started
-                if on_progress:
-                    on_progress(report)
-        _save_state(engine, alias, report)  # only now: every document of the window was acknowledged
+        report = SyncReport(name, mode, None if mode == "full" else state.watermark, 0,
+                            mapping_version=layout.version_of(name, target) or definition(name).version)
+        report.watermark_to = load_into(engine, client, layout, src, report.watermark_from, backing, target, report,
+                                    started, on_progress)
+        save_state(engine, alias, report)  # only now: every document of the window was acknowledged
     report.duration_s = time.monotonic() - started
     log.info("%s sync of %s: %d written, %d deleted, watermark %s -> %s", mode, alias, report.documents_written,
              report.documents_deleted, report.watermark_from, report.watermark_to)
     return report
+
+
+@contextmanager
+def elasticsearch_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (ApiError, TransportError) as exc:
+        reason = str(getattr(exc, "message", None) or exc)[:300]
+        raise SyncError(f"{what} failed: Elasticsearch: {type(exc).__name__}: {reason}; "
+                        f"the watermark stays where it was") from exc
+
+
+def load_into(engine: sa.Engine, client: Elasticsearch, layout: Layout, src: Source, low: int | None, backing: list[str],
+          target: str, report: SyncReport, started: float,
+          on_progress: Callable[[SyncReport], None] | None = None) -> int:
+    """Write every row (low None) or every change from `low` on into `target`, in one snapshot; returns
+    the snapshot's xmin, the watermark the writes make true once acknowledged."""
+    with _snapshot(engine) as (conn, xmin):
+        batches = _all_changes(conn, src) if low is None else _window_changes(conn, src, low)
+        for changes in batches:
+            report.rows_read += len(changes)
+            write_changes(client, layout, src.index, changes, report, backing, target)
+            report.duration_s = time.monotonic() - started
+            if on_progress:
+                on_progress(report)
+    return xmin
 
 
 def sync(engine: sa.Engine, client: Elasticsearch, layout: Layout, names: Iterable[str] = SYNCED, *,

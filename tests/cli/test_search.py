@@ -80,3 +80,28 @@ def test_bad_input_exits_2_and_an_unreachable_cluster_exits_1(cli, stack, migrat
     assert not_initialized.returncode == 1 and "search init" in not_initialized.stderr
     dead = cli("search", "status", env={**env, "ELASTICSEARCH_URL": f"http://127.0.0.1:{free_port()}"})
     assert dead.returncode == 1 and "ConnectionError" in dead.stderr and "Traceback" not in dead.stderr
+
+
+def test_repair_and_reindex(cli, stack, migrated_url, engine, prefix):
+    seed(engine, "testing", SeedPlan(executions=80))
+    env = {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": prefix}
+    assert cli("search", "init", env=env).returncode == 0
+    assert cli("search", "sync", "--index", "executions", env=env).returncode == 0
+
+    from orchestrator_data import connections
+    from orchestrator_data.settings import load_settings
+
+    client = connections.elasticsearch_client(load_settings())
+    alias = f"{prefix}-executions"
+    victim = client.search(index=alias, size=1)["hits"]["hits"][0]
+    client.delete(index=victim["_index"], id=victim["_id"], refresh=True)
+    repaired = cli("search", "repair", "executions", env=env)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "80 documents = 80 rows" in repaired.stdout and "rewrote 1" in repaired.stdout
+
+    rebuilt = cli("search", "reindex", "executions", env=env)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert f"{alias}-v1-000001 → {alias}-v1-000002" in rebuilt.stdout and "80 documents" in rebuilt.stdout
+    assert client.count(index=alias)["count"] == 80
+    client.close()
+    assert cli("search", "reindex", "system_metrics", env=env).returncode == 2

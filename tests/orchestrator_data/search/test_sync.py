@@ -168,7 +168,7 @@ def test_an_update_after_a_rollover_stays_in_the_backing_index_that_holds_it(see
     engine = seeded
     sync.sync(engine, es, layout, ["executions"])
     old_index = indices.write_index(es, layout, "executions")
-    es.indices.rollover(alias=layout.write_alias("executions"))
+    indices.rollover(es, layout, "executions")
     new_index = indices.write_index(es, layout, "executions")
     assert new_index != old_index
     assert indices.index_status(es, layout, "executions").backing_indices == sorted([old_index, new_index])
@@ -200,7 +200,7 @@ def test_two_syncs_of_one_index_never_run_at_once(seeded, es, layout):
     engine = seeded
     sync.sync(engine, es, layout, ["workflows"])
     alias = layout.read_alias("workflows")
-    with sync._sync_lock(engine, alias):
+    with sync.sync_lock(engine, alias):
         with pytest.raises(sync.SyncBusy, match="another sync"):
             sync.sync_index(engine, es, layout, "workflows")
     errors = []
