@@ -99,7 +99,7 @@ def reconcile(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: st
     ids = _sample_ids(engine, name, sample)
     if source(name).append_only:  # audit ids are numbers: rebuild from the rows directly
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(f"{source(name).select} WHERE a.id = ANY(CAST(:ids AS bigint[]))"),
+            rows = conn.execute(sa.text(f"{source(name).select} WHERE q.id = ANY(CAST(:ids AS bigint[]))"),
                                 {"ids": [int(i) for i in ids]}).mappings().all()
         expected = {c.id: c.document for c in map(row_change, rows)}
     else:
@@ -112,6 +112,8 @@ def reconcile(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: st
     digest = hashlib.sha256()
     for doc_id in ids:
         want, have = expected.get(doc_id), stored.get(doc_id)
+        if isinstance(want, str):
+            want = json.loads(want)
         digest.update(json.dumps([doc_id, have], sort_keys=True, default=str).encode())
         if have is None:
             result.sample_differences.append(f"{doc_id}: missing from the index")
@@ -159,7 +161,7 @@ def repair(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str) 
             batch = ordered[start:start + 1000]
             if src.append_only:
                 with engine.connect() as conn:
-                    rows = conn.execute(sa.text(f"{src.select} WHERE a.id = ANY(CAST(:ids AS bigint[]))"),
+                    rows = conn.execute(sa.text(f"{src.select} WHERE q.id = ANY(CAST(:ids AS bigint[]))"),
                                         {"ids": [int(i) for i in batch]}).mappings().all()
                 changes = [row_change(r) for r in rows]
                 changes += [Change(i, DELETED_FOREVER, None) for i in set(batch) - {c.id for c in changes}]
