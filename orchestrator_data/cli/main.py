@@ -20,7 +20,10 @@ from orchestrator_data.cli import search as search_cli
 from orchestrator_data.cli import seed as seed_cli
 from orchestrator_data.cli import stack as stack_cli
 from orchestrator_data.cli.context import ConfigurationErrorsExit2, load_or_exit, resolve_or_exit
+from orchestrator_data import connections
 from orchestrator_data.connections import check_services
+from orchestrator_data.search import status as search_status
+from orchestrator_data.search.indices import layout_of
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,20 +80,49 @@ def test_connections(
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Health of PostgreSQL, Redis and Elasticsearch: versions, latency, pool use. Exit 1 if one is unhealthy."""
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    skip_search: Annotated[bool, typer.Option("--skip-search", help="Leave out the search indices.")] = False,
+) -> None:
+    """Health of PostgreSQL, Redis and Elasticsearch (versions, latency, pool use) and, unless --skip-search,
+    each search index's documents and lag. Exit 1 if a server is unhealthy."""
     settings = load_or_exit()
     results = check_services(settings)
+    healthy = all(h.ok for h in results)
+    search, search_error = (None, None) if skip_search or not healthy else _search_summary(settings)
     if as_json:
         output.print_json({
             "environment": settings.environment.value,
-            "healthy": all(h.ok for h in results),
+            "healthy": healthy,
             "services": {h.service: h.as_dict() for h in results},
+            **({"search": search_status.as_json(search)} if search is not None else {}),
+            **({"search_error": search_error} if search_error else {}),
         })
     else:
         output.console.print(output.health_table(results, f"orchestrator-data ({settings.environment.value})"))
-    if not all(h.ok for h in results):
+        for r in search or []:
+            state = (f"{r.documents:,} documents" + (f", {r.lag_rows:,} changes behind" if r.lag_rows is not None else "")
+                     if r.exists else "missing: run `orchestrator-data search init`")
+            output.info(f"{output.OK if r.exists else output.FAIL} search {r.name:<15} {state}")
+        if search_error:
+            output.info(f"{output.FAIL} search unavailable: {search_error}")
+    if not healthy:
         raise typer.Exit(1)
+
+
+def _search_summary(settings) -> tuple[list | None, str | None]:
+    """Each index's report, or why there is none (e.g. the schema is not migrated yet: run `init`)."""
+    engine = connections.postgres_engine(settings, resolve_or_exit(settings, "postgres"))
+    client = connections.elasticsearch_client(settings, resolve_or_exit(settings, "elasticsearch"))
+    try:
+        return search_status.search_status(engine, client, layout_of(settings)), None
+    except Exception as exc:  # noqa: BLE001 - status reports, it does not fail on the search summary
+        from orchestrator_data.postgres.migrator import describe_error
+
+        return None, describe_error(exc)[:300]
+    finally:
+        client.close()
+        engine.dispose()
 
 
 def dagster_environment(settings) -> dict[str, str]:

@@ -105,3 +105,15 @@ def test_repair_and_reindex(cli, stack, migrated_url, engine, prefix):
     assert client.count(index=alias)["count"] == 80
     client.close()
     assert cli("search", "reindex", "system_metrics", env=env).returncode == 2
+
+
+def test_status_includes_each_index_unless_skipped(cli, stack, migrated_url, prefix):
+    env = {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": prefix}
+    before = cli("status", env=env)
+    assert before.returncode == 0 and "search workflows" in before.stdout and "missing" in before.stdout
+    assert cli("search", "init", env=env).returncode == 0 and cli("search", "sync", env=env).returncode == 0
+    report = json.loads(cli("status", "--json", env=env).stdout)
+    assert report["search"]["indices"]["executions"]["documents"] == 0
+    assert report["search"]["indices"]["executions"]["lag_rows"] == 0
+    skipped = cli("status", "--json", "--skip-search", env=env)
+    assert skipped.returncode == 0 and "search" not in json.loads(skipped.stdout)
