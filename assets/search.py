@@ -20,14 +20,14 @@ DIFFERENCE_COLUMNS = dg.TableSchema(columns=[
 ])
 
 
-def _index_metadata(report: status.IndexReport, write_index: str | None) -> dict:
+def _index_metadata(report: status.IndexReport) -> dict:
     metadata = {
         "alias": report.alias,
         "mapping_version": report.mapping_version or 0,
         "documents": report.documents,
         "size_bytes": dg.MetadataValue.int(report.size_bytes),
         "backing_indices": dg.MetadataValue.table(
-            records=[dg.TableRecord({"backing_index": i, "write_index": i == write_index})
+            records=[dg.TableRecord({"backing_index": i, "write_index": i == report.write_index})
                      for i in report.backing_indices], schema=BACKING_COLUMNS),
         "dagster/row_count": report.documents,
     }
@@ -50,7 +50,7 @@ def _index_asset(name: str) -> dg.AssetsDefinition:
         [made] = sync.prepare(postgres.engine, target.client, target.layout, (name,), shards=target.shards,
                               replicas=target.replicas)
         report = status.index_report(None, target.client, target.layout, name)
-        return dg.MaterializeResult(metadata=_index_metadata(report, made.write_index) | {
+        return dg.MaterializeResult(metadata=_index_metadata(report) | {
             "created_now": made.created, "needs_reindex": made.needs_reindex})
     return _asset
 
@@ -73,8 +73,7 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
         elasticsearch.client.indices.refresh(index=layout.read_alias(name))
         report = status.index_report(postgres.engine, elasticsearch.client, layout, name)
         context.log.info(f"{name}: {done.mode} sync, {done.documents_written} written, {done.documents_deleted} deleted")
-        return dg.MaterializeResult(metadata=_index_metadata(report, report.backing_indices[-1] if report.backing_indices
-                                                             else None) | {
+        return dg.MaterializeResult(metadata=_index_metadata(report) | {
             "mode": done.mode,
             "documents_written": done.documents_written,
             "documents_deleted": done.documents_deleted,

@@ -4,24 +4,19 @@ PostgreSQL, and how far the sync is behind."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
 from orchestrator_data.search import sync
-from orchestrator_data.search.indices import NAMES, Layout, index_status
+from orchestrator_data.search.indices import NAMES, IndexStatus, Layout, index_status
 
 
 @dataclass
-class IndexReport:
-    name: str
-    alias: str
-    exists: bool
-    backing_indices: list[str] = field(default_factory=list)
-    mapping_version: int | None = None
-    documents: int = 0
-    size_bytes: int = 0
+class IndexReport(IndexStatus):
+    """An index's status in Elasticsearch, and for a synced one its PostgreSQL side and lag."""
+
     synced: bool = False                 # fed from PostgreSQL (system_metrics is not)
     postgres_rows: int | None = None
     lag_seconds: float | None = None
@@ -34,9 +29,7 @@ class IndexReport:
 
 
 def index_report(engine: sa.Engine | None, client: Elasticsearch, layout: Layout, name: str) -> IndexReport:
-    found = index_status(client, layout, name)
-    report = IndexReport(name, found.alias, found.exists, found.backing_indices, found.mapping_version,
-                         found.documents, found.size_bytes, synced=name in sync.SOURCES)
+    report = IndexReport(**vars(index_status(client, layout, name)), synced=name in sync.SOURCES)
     if report.synced and engine is not None:
         report.postgres_rows = sync.postgres_rows(engine, name)
         lag = sync.lag(engine, layout, name)
