@@ -79,10 +79,6 @@ def _encrypted(settings, backup_id: str) -> bool:
     return get_backup(settings.backup_dir, backup_id).encrypted
 
 
-def _size(n: int | None) -> str:
-    return output._bytes(n)
-
-
 @app.command("create")
 def create(
     no_compress: Annotated[bool, typer.Option("--no-compress", help="Store the dump uncompressed (-Z 0).")] = False,
@@ -98,7 +94,7 @@ def create(
         except Exception as exc:  # noqa: BLE001 - reported with its exit code, redacted
             raise _fail(exc) from None
     tables = entry.manifest["tables"]
-    output.info(f"{output.OK} backup {entry.id}: {_size(entry.size_bytes)}, {len(tables)} tables, "
+    output.info(f"{output.OK} backup {entry.id}: {output.human_bytes(entry.size_bytes)}, {len(tables)} tables, "
                 f"{sum(t['rows'] for t in tables.values()):,} rows, "
                 f"{'encrypted' if entry.encrypted else 'not encrypted'}, head {entry.migration_head}")
     output.info(f"  path {entry.path}")
@@ -134,7 +130,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         for column in ("id", "created (UTC)", "size", "encrypted", "verified", "restore check", "path"):
             table.add_column(column)
         for e in entries:
-            table.add_row(e.id, f"{e.created_at:%Y-%m-%d %H:%M:%S}", _size(e.size_bytes),
+            table.add_row(e.id, f"{e.created_at:%Y-%m-%d %H:%M:%S}", output.human_bytes(e.size_bytes),
                           "yes" if e.encrypted else "no", _check(e.verified_ok, e.verified_at),
                           _check(e.restore_check_ok, e.restore_checked_at), str(e.path))
         output.console.print(table)
@@ -144,7 +140,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
             table.add_column(column)
         for w in temporary:
             state = "in use" if w.in_use else "abandoned (prune removes it after the grace period)"
-            table.add_row(w.path.name, w.kind, state, f"{_age(w)} ago", _size(w.size_bytes))
+            table.add_row(w.path.name, w.kind, state, f"{_age(w)} ago", output.human_bytes(w.size_bytes))
         output.console.print(table)
 
 
@@ -186,7 +182,7 @@ def restore_check_cmd(backup_id: BackupId) -> None:
         raise typer.Exit(1)
     output.info(f"{output.OK} backup {result.backup_id} restored and matches its manifest: "
                 f"{result.tables_compared} tables, restore {result.restore_duration_s:.2f} s (RTO), "
-                f"restored size {_size(result.restored_size_bytes)}, check {result.duration_s:.2f} s")
+                f"restored size {output.human_bytes(result.restored_size_bytes)}, check {result.duration_s:.2f} s")
 
 
 @app.command("prune")
