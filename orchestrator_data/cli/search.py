@@ -18,7 +18,8 @@ from rich.table import Table
 from orchestrator_data import connections
 from orchestrator_data.cli import output
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.search import indices, reconcile, reindex as search_reindex, status as search_status, sync
+from orchestrator_data.search import indices, query as search_query, reconcile, reindex as search_reindex
+from orchestrator_data.search import status as search_status, sync
 from orchestrator_data.search.indices import NAMES, SearchError, UnknownIndex
 
 app = typer.Typer(help="Search indices: init, sync from PostgreSQL, status, reindex, repair, query.",
@@ -38,7 +39,7 @@ def _clients(need_postgres: bool = True):
     client = connections.elasticsearch_client(settings, es_url)
     try:
         yield settings, engine, client, indices.layout_of(settings)
-    except UnknownIndex as exc:
+    except (UnknownIndex, search_query.InvalidOrganization, search_query.InvalidSearch) as exc:
         output.error(str(exc))
         raise typer.Exit(2) from None
     except SearchError as exc:
@@ -181,3 +182,29 @@ def repair(index: IndexName) -> None:
         output.info(f"    {report.stale_skipped} document(s) carry a newer version than their rows (a restored "
                     f"database?): `orchestrator-data search reindex {name}` rebuilds the index from PostgreSQL")
     raise typer.Exit(1)
+
+
+@app.command("query")
+def query(
+    organization_id: Annotated[str, typer.Argument(help="The organization searching (a UUID): only its documents, "
+                                                        "and everyone's published marketplace listings, are found.")],
+    text: Annotated[str, typer.Argument(help="Words to look for (never parsed as query syntax); '' for the newest.")],
+    index: Annotated[str | None, typer.Option("--index", help=f"One of: {', '.join(NAMES)} (default: all but "
+                                                               f"system_metrics).")] = None,
+    size: Annotated[int, typer.Option("--size", help="Hits to return, 1-100.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: a list of hits.")] = False,
+) -> None:
+    """Search as the product does: always within one organization."""
+    with _clients(need_postgres=False) as (settings, engine, client, layout):
+        hits = search_query.search(client, layout, organization_id, text, index=index, size=size)
+    if as_json:
+        output.print_json([{"index": h.index, "id": h.id, "organization_id": h.organization_id, "score": h.score}
+                           for h in hits])
+        return
+    table = Table(title=f"{len(hits)} hit(s)", title_justify="left")
+    for column in ("index", "id", "score", "title"):
+        table.add_column(column)
+    for h in hits:
+        title = h.source.get("name") or h.source.get("workflow_name") or h.source.get("action") or ""
+        table.add_row(h.index, h.id, f"{h.score:.2f}", str(title))
+    output.console.print(table)

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from elasticsearch import Elasticsearch, helpers
 
 from orchestrator_data.search.indices import Layout
+from orchestrator_data.search.query import count_by_organization, ids_of
 from orchestrator_data.search.sync import (
     DELETED_FOREVER,
     Change,
@@ -30,7 +31,7 @@ from orchestrator_data.search.sync import (
 )
 
 SAMPLE = 200
-NO_ORGANIZATION = "(none)"
+NO_ORGANIZATION = ""  # audit rows of alerts, platform-wide metrics (as query.count_by_organization)
 
 
 @dataclass
@@ -60,23 +61,6 @@ def postgres_counts(engine: sa.Engine, name: str) -> dict[str, int]:
         return {str(org) if org is not None else NO_ORGANIZATION: count for org, count in rows}
 
 
-def elasticsearch_counts(client: Elasticsearch, layout: Layout, name: str) -> dict[str, int]:
-    """Documents per organization, every bucket (a composite aggregation, paged)."""
-    counts: dict[str, int] = {}
-    after = None
-    while True:
-        composite = {"size": 1000, "sources": [{"org": {"terms": {"field": "organization_id", "missing_bucket": True}}}]}
-        if after:
-            composite["after"] = after
-        found = client.search(index=layout.read_alias(name), size=0, aggs={"orgs": {"composite": composite}})
-        agg = found["aggregations"]["orgs"]
-        for bucket in agg["buckets"]:
-            counts[bucket["key"]["org"] or NO_ORGANIZATION] = bucket["doc_count"]
-        after = agg.get("after_key")
-        if not agg["buckets"] or after is None:
-            return counts
-
-
 def _sample_ids(engine: sa.Engine, name: str, size: int) -> list[str]:
     src = source(name)
     with engine.connect() as conn:
@@ -88,7 +72,7 @@ def _sample_ids(engine: sa.Engine, name: str, size: int) -> list[str]:
 def reconcile(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str, *, sample: int = SAMPLE) -> Reconciliation:
     client.indices.refresh(index=layout.read_alias(name))
     in_postgres = postgres_counts(engine, name)
-    in_elasticsearch = elasticsearch_counts(client, layout, name)
+    in_elasticsearch = count_by_organization(client, layout, name)
     result = Reconciliation(name, sum(in_postgres.values()), sum(in_elasticsearch.values()),
                             len(set(in_postgres) | set(in_elasticsearch)))
     for org in sorted(set(in_postgres) | set(in_elasticsearch)):
@@ -133,8 +117,9 @@ def _postgres_ids(engine: sa.Engine, name: str, organization: str) -> set[str]:
 
 
 def _elasticsearch_ids(client: Elasticsearch, layout: Layout, name: str, organization: str) -> set[str]:
-    query = ({"bool": {"must_not": {"exists": {"field": "organization_id"}}}} if organization == NO_ORGANIZATION
-             else {"term": {"organization_id": organization}})
+    if organization != NO_ORGANIZATION:
+        return ids_of(client, layout, name, organization)
+    query = {"bool": {"must_not": {"exists": {"field": "organization_id"}}}}
     return {hit["_id"] for hit in helpers.scan(client, index=layout.read_alias(name), query={"query": query},
                                                _source=False, size=1000)}
 

@@ -117,3 +117,25 @@ def test_status_includes_each_index_unless_skipped(cli, stack, migrated_url, pre
     assert report["search"]["indices"]["executions"]["lag_rows"] == 0
     skipped = cli("status", "--json", "--skip-search", env=env)
     assert skipped.returncode == 0 and "search" not in json.loads(skipped.stdout)
+
+
+def test_query_finds_only_the_organizations_documents(cli, stack, migrated_url, engine, prefix):
+    seed(engine, "testing", SeedPlan(executions=60))
+    env = {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": prefix}
+    assert cli("search", "init", env=env).returncode == 0 and cli("search", "sync", env=env).returncode == 0
+    with engine.connect() as conn:
+        org, name = conn.execute(sa.text("SELECT organization_id, name FROM workflows WHERE deleted_at IS NULL "
+                                         "LIMIT 1")).one()
+        orgs = {str(o) for o in conn.execute(sa.text("SELECT id FROM organizations")).scalars()}
+    found = cli("search", "query", str(org), name.split()[0], "--index", "workflows", "--json", env=env)
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert hits and {h["organization_id"] for h in hits} == {str(org)}
+    assert set(hits[0]) == {"index", "id", "organization_id", "score"} and hits[0]["index"] == "workflows"
+    everything = json.loads(cli("search", "query", str(org), "", "--json", "--size", "100", env=env).stdout)
+    assert everything and all(h["organization_id"] == str(org) or h["index"] == "marketplace" for h in everything)
+    assert len(orgs) > 1
+    assert cli("search", "query", str(org), "x", "--index", "nope", env=env).returncode == 2
+    bad = cli("search", "query", "not-a-uuid-Secret", "x", env=env)
+    assert bad.returncode == 2 and "not-a-uuid-Secret" not in bad.stderr
+    assert "hit(s)" in cli("search", "query", str(org), name, env=env).stdout
