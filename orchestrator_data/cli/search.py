@@ -93,19 +93,16 @@ def sync_(
 ) -> None:
     """Bring the indices up to date with PostgreSQL (incremental unless --full or never synced)."""
     names = _names(index, sync.SYNCED)
-    with _clients() as (settings, engine, client, layout):
-        reports = []
-        with _progress() as progress:
-            for name in names:
-                task = progress.add_task(name, total=None) if progress else None
+    with _clients() as (settings, engine, client, layout), _progress() as progress:
+        tasks: dict[str, object] = {}
 
-                def shown(report, task=task):
-                    if progress:
-                        progress.update(task, completed=report.rows_read,
-                                        description=f"{report.index} ({report.mode})")
+        def shown(report):
+            if report.index not in tasks:
+                tasks[report.index] = progress.add_task(report.index, total=None)
+            progress.update(tasks[report.index], completed=report.rows_read,
+                            description=f"{report.index} ({report.mode})")
 
-                reports.append(sync.sync_index(engine, client, layout, name, full=full, on_progress=shown))
-        client.indices.refresh(index=",".join(layout.read_alias(n) for n in names))
+        reports = sync.sync(engine, client, layout, names, full=full, on_progress=shown if progress else None)
     for r in reports:
         output.info(f"{output.OK} {r.index:<12} {r.mode:<11} {r.documents_written:>9,} written "
                     f"{r.documents_deleted:>7,} deleted {r.stale_skipped:>7,} already current "

@@ -19,16 +19,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from orchestrator_data.search.indices import Layout
 from orchestrator_data.search.query import count_by_organization, ids_of
-from orchestrator_data.search.sync import (
-    DELETED_FOREVER,
-    Change,
-    SyncReport,
-    backing_indices,
-    changes_for,
-    row_change,
-    source,
-    write_changes,
-)
+from orchestrator_data.search.sync import SyncReport, backing_indices, batched, changes_for, source, write_changes
 
 SAMPLE = 200
 NO_ORGANIZATION = ""  # audit rows of alerts, platform-wide metrics (as query.count_by_organization)
@@ -81,14 +72,8 @@ def reconcile(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: st
             result.count_differences[org] = pair
 
     ids = _sample_ids(engine, name, sample)
-    if source(name).append_only:  # audit ids are numbers: rebuild from the rows directly
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(f"{source(name).select} WHERE q.id = ANY(CAST(:ids AS bigint[]))"),
-                                {"ids": [int(i) for i in ids]}).mappings().all()
-        expected = {c.id: c.document for c in map(row_change, rows)}
-    else:
-        with engine.connect() as conn:
-            expected = {c.id: c.document for c in changes_for(conn, source(name), ids)}
+    with engine.connect() as conn:
+        expected = {c.id: c.document for c in changes_for(conn, source(name), ids)}
     stored = {}
     if ids:
         found = client.search(index=layout.read_alias(name), query={"ids": {"values": ids}}, size=len(ids))
@@ -140,19 +125,9 @@ def repair(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str) 
         missing |= in_postgres - in_index
     if ids:
         backing, target = backing_indices(client, layout, name)
-        src = source(name)
-        ordered = sorted(ids)
-        for start in range(0, len(ordered), 1000):
-            batch = ordered[start:start + 1000]
-            if src.append_only:
-                with engine.connect() as conn:
-                    rows = conn.execute(sa.text(f"{src.select} WHERE q.id = ANY(CAST(:ids AS bigint[]))"),
-                                        {"ids": [int(i) for i in batch]}).mappings().all()
-                changes = [row_change(r) for r in rows]
-                changes += [Change(i, DELETED_FOREVER, None) for i in set(batch) - {c.id for c in changes}]
-            else:
-                with engine.connect() as conn:
-                    changes = changes_for(conn, src, batch)
+        for batch in batched(sorted(ids)):
+            with engine.connect() as conn:
+                changes = changes_for(conn, source(name), batch)
             report.rows_read += len(changes)
             write_changes(client, layout, name, changes, report, backing, target, frozenset(missing))
         client.indices.refresh(index=layout.read_alias(name))

@@ -83,6 +83,7 @@ class Source:
     tables: tuple[str, ...]     # audited tables whose changes touch this index's documents
     children: dict[str, str] = field(default_factory=dict)  # parent table -> ids of affected documents (:ids)
     append_only: bool = False   # audit_logs: the window's rows are the documents themselves
+    id_type: str = "uuid"       # the primary key's SQL type (audit_logs: bigint)
 
     @property
     def select(self) -> str:
@@ -120,7 +121,7 @@ SOURCES: dict[str, Source] = {
         "audit_logs", "audit_logs",
         "SELECT a.id, a.organization_id, a.actor_id, a.actor_role, a.action, a.table_name, a.record_id, "
         "a.transaction_id, a.occurred_at, false AS deleted, a.id AS version FROM audit_logs a",
-        (), append_only=True),
+        (), append_only=True, id_type="bigint"),
 }
 SYNCED = tuple(SOURCES)
 
@@ -237,7 +238,7 @@ def _stream(conn: sa.Connection, statement: str, params: dict | None = None) -> 
         yield row
 
 
-def _batched(items: Iterable, size: int) -> Iterator[list]:
+def batched(items: Iterable, size: int = BATCH) -> Iterator[list]:
     batch: list = []
     for item in items:
         batch.append(item)
@@ -264,7 +265,7 @@ def _changed_ids(conn: sa.Connection, src: Source, low: int) -> Iterator[str]:
         else:
             parents.setdefault(row["table_name"], []).append(row["record_id"])
     for table, ids in parents.items():
-        for batch in _batched(ids, BATCH):
+        for batch in batched(ids, BATCH):
             for child in _stream(conn, src.children[table], {"ids": batch}):
                 key = str(child["id"])
                 if key not in seen:
@@ -273,7 +274,9 @@ def _changed_ids(conn: sa.Connection, src: Source, low: int) -> Iterator[str]:
 
 
 def changes_for(conn: sa.Connection, src: Source, ids: list[str]) -> list[Change]:
-    rows = conn.execute(sa.text(f"{src.select} WHERE q.id = ANY(CAST(:ids AS uuid[]))"), {"ids": ids}).mappings()
+    """The current state of each of `ids` (document ids, as text): its document, or a delete."""
+    rows = conn.execute(sa.text(f"{src.select} WHERE q.id = ANY(CAST(:ids AS {src.id_type}[]))"),
+                        {"ids": ids}).mappings()
     changes = [row_change(row) for row in rows]
     found = {c.id for c in changes}
     # gone from the table (a hard delete, its DELETE in the audit trail): delete, outranking any write
@@ -284,15 +287,15 @@ def changes_for(conn: sa.Connection, src: Source, ids: list[str]) -> list[Change
 def _window_changes(conn: sa.Connection, src: Source, low: int) -> Iterator[list[Change]]:
     if src.append_only:
         rows = _stream(conn, f"{src.select} WHERE q.transaction_id >= :low", {"low": low})
-        for batch in _batched(rows, BATCH):
+        for batch in batched(rows, BATCH):
             yield [row_change(row) for row in batch]
         return
-    for ids in _batched(_changed_ids(conn, src, low), BATCH):
+    for ids in batched(_changed_ids(conn, src, low), BATCH):
         yield changes_for(conn, src, ids)
 
 
 def _all_changes(conn: sa.Connection, src: Source) -> Iterator[list[Change]]:
-    for batch in _batched(_stream(conn, src.select), BATCH):
+    for batch in batched(_stream(conn, src.select), BATCH):
         yield [row_change(row) for row in batch]
 
 
