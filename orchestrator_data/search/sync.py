@@ -199,11 +199,16 @@ def _lock_key(alias: str) -> int:
 
 
 @contextmanager
-def sync_lock(engine: sa.Engine, alias: str) -> Iterator[None]:
+def sync_lock(engine: sa.Engine, alias: str, wait_s: float = 0.0) -> Iterator[None]:
+    """The index's lock: held by whatever writes it or moves its aliases (sync, reindex, rollover,
+    snapshot). Waits up to `wait_s` for it, then raises SyncBusy."""
+    deadline = time.monotonic() + wait_s
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _lock_key(alias)}).scalar_one():
-            raise SyncBusy(f"another sync of {alias} is running")
+        while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _lock_key(alias)}).scalar_one():
+            if time.monotonic() >= deadline:
+                raise SyncBusy(f"another sync, reindex or lifecycle step of {alias} is running")
+            time.sleep(0.2)
         try:
             yield
         finally:

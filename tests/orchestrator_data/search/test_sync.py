@@ -5,6 +5,7 @@ copy per document across backing indices."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -210,6 +211,27 @@ def test_two_syncs_of_one_index_never_run_at_once(seeded, es, layout):
     for t in threads:
         t.join()
     assert all(isinstance(e, sync.SyncBusy) for e in errors)
+
+
+def test_sync_lock_waits_for_its_holder_when_asked(engine, layout):
+    alias = layout.read_alias("workflows")
+    held = threading.Event()
+
+    def hold():
+        with sync.sync_lock(engine, alias):
+            held.set()
+            time.sleep(0.6)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    with pytest.raises(sync.SyncBusy):
+        with sync.sync_lock(engine, alias, wait_s=0.1):
+            pass
+    started = time.monotonic()
+    with sync.sync_lock(engine, alias, wait_s=10):
+        assert time.monotonic() - started < 5
+    holder.join()
 
 
 def _try(engine, es, layout, errors):
