@@ -405,13 +405,12 @@ def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: s
 
 
 @contextmanager
-def elasticsearch_errors(what: str) -> Iterator[None]:
+def elasticsearch_errors(what: str, consequence: str = "the watermark stays where it was") -> Iterator[None]:
     try:
         yield
     except (ApiError, TransportError) as exc:
         reason = str(getattr(exc, "message", None) or exc)[:300]
-        raise SyncError(f"{what} failed: Elasticsearch: {type(exc).__name__}: {reason}; "
-                        f"the watermark stays where it was") from exc
+        raise SyncError(f"{what} failed: Elasticsearch: {type(exc).__name__}: {reason}; {consequence}") from exc
 
 
 def load_into(engine: sa.Engine, client: Elasticsearch, layout: Layout, src: Source, low: int | None, backing: list[str],
