@@ -1,4 +1,5 @@
-"""`orchestrator-data search init|sync|status|reindex|repair|query`: the search indices from a terminal.
+"""`orchestrator-data search init|sync|status|reindex|repair|query|rollover|retention|lifecycle`: the
+search indices from a terminal.
 
 Exit codes: 0 done; 1 the cluster or PostgreSQL failed (unreachable, a sync that could not finish —
 its watermark stays where it was); 2 bad input (unknown index, bad organization id, bad configuration,
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager, suppress
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -18,12 +20,15 @@ from rich.table import Table
 from orchestrator_data import connections
 from orchestrator_data.cli import output
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.search import indices, query as search_query, reconcile, reindex as search_reindex
+from orchestrator_data.search import indices, lifecycle, query as search_query, reconcile, reindex as search_reindex
 from orchestrator_data.search import status as search_status, sync
 from orchestrator_data.search.indices import NAMES, SearchError, UnknownIndex
 
-app = typer.Typer(help="Search indices: init, sync from PostgreSQL, status, reindex, repair, query.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Search indices: init, sync from PostgreSQL, status, reindex, repair, query, rollover, "
+                       "retention, lifecycle policies.", no_args_is_help=True)
+lifecycle_app = typer.Typer(help="The lifecycle policies: show them, or export them as ILM policies.",
+                            no_args_is_help=True)
+app.add_typer(lifecycle_app, name="lifecycle")
 IndexName = Annotated[str, typer.Argument(help=f"One of: {', '.join(sync.SYNCED)}.")]
 
 IndexOption = Annotated[list[str] | None, typer.Option("--index", help=f"Only this index (repeatable): {', '.join(NAMES)}.")]
@@ -39,7 +44,10 @@ def _clients(need_postgres: bool = True):
     client = connections.elasticsearch_client(settings, es_url)
     try:
         yield settings, engine, client, indices.layout_of(settings)
-    except (UnknownIndex, search_query.InvalidOrganization, search_query.InvalidSearch) as exc:
+    except typer.Exit:
+        raise
+    except (UnknownIndex, search_query.InvalidOrganization, search_query.InvalidSearch,
+            lifecycle.InvalidPolicy) as exc:
         output.error(str(exc))
         raise typer.Exit(2) from None
     except SearchError as exc:
@@ -126,8 +134,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     an index is missing."""
     with _clients() as (settings, engine, client, layout):
         reports = search_status.search_status(engine, client, layout)
+        ilm = lifecycle.ilm_status(client)
     if as_json:
-        output.print_json(search_status.as_json(reports))
+        output.print_json(search_status.as_json(reports) | {"ilm": {"available": ilm is not None, "status": ilm}})
     else:
         table = Table(title=f"search indices ({layout.prefix}-*)", title_justify="left")
         for column in ("index", "alias", "backing", "mapping", "documents", "postgres rows", "lag rows", "lag",
@@ -140,8 +149,17 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
                           "-" if r.lag_rows is None else f"{r.lag_rows:,}",
                           "-" if r.lag_seconds is None else f"{r.lag_seconds:.0f} s", output.human_bytes(r.size_bytes))
         output.console.print(table)
+        output.info(_ilm_line(ilm))
     if not all(r.exists for r in reports):
         raise typer.Exit(1)
+
+
+def _ilm_line(ilm: str | None) -> str:
+    if ilm is None:
+        return ("lifecycle: this cluster has no ILM; rollover and retention run from Dagster (search_lifecycle_job) "
+                "or `orchestrator-data search rollover|retention`")
+    return (f"lifecycle: this cluster has ILM ({ilm}); orchestrator-data still runs the policies itself, and "
+            f"`orchestrator-data search lifecycle export` prints them as ILM policies")
 
 
 @app.command("reindex")
@@ -205,3 +223,102 @@ def query(
         title = h.source.get("name") or h.source.get("workflow_name") or h.source.get("action") or ""
         table.add_row(h.index, h.id, f"{h.score:.2f}", str(title))
     output.console.print(table)
+
+
+# -- lifecycle ------------------------------------------------------------------------------------------
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _policies(settings, given: list[str] | None) -> tuple[dict[str, lifecycle.Policy], tuple[str, ...]]:
+    names = _names(given, NAMES)
+    return lifecycle.policies_of(settings), names
+
+
+@app.command("rollover")
+def rollover(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOption = False) -> None:
+    """Roll each index's write alias over to a new backing index where its policy says so: per index, each
+    condition's current value against its threshold, and what happened (or would)."""
+    with _clients() as (settings, engine, client, layout):
+        policies, names = _policies(settings, index)
+        decisions = [lifecycle.rollover_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
+    if as_json:
+        output.print_json([asdict(d) for d in decisions])
+        return
+    table = Table(title=f"rollover{' (dry run)' if dry_run else ''}", title_justify="left")
+    for column in ("index", "write index", "condition", "value", "threshold", "met", "outcome"):
+        table.add_column(column)
+    for d in decisions:
+        outcome = d.action + (f" → {d.new_index}" if d.new_index else "") + (f" ({d.reason})" if d.reason else "")
+        rows = d.checks or [None]
+        for position, c in enumerate(rows):
+            first = position == 0
+            table.add_row(d.index if first else "", (d.write_index or "-") if first else "",
+                          c.condition if c else "-", c.value if c else "-", c.threshold if c else "-",
+                          ("[green]yes[/green]" if c.met else "no") if c else "-", outcome if first else "")
+    output.console.print(table)
+    if any(d.action == "missing" for d in decisions):
+        raise typer.Exit(1)
+
+
+@app.command("retention")
+def retention(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOption = False) -> None:
+    """Delete the backing indices that rolled over longer ago than their policy keeps them (never a write
+    index): per backing index, when it rolled over, its age, and what happened (or would)."""
+    with _clients() as (settings, engine, client, layout):
+        policies, names = _policies(settings, index)
+        reports = [lifecycle.retention_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
+    if as_json:
+        output.print_json([asdict(r) | {"deleted": r.deleted} for r in reports])
+        return
+    table = Table(title=f"retention{' (dry run)' if dry_run else ''}", title_justify="left")
+    for column in ("index", "delete after", "backing index", "rolled over", "age", "action"):
+        table.add_column(column)
+    for r in reports:
+        if not r.backing:
+            table.add_row(r.index, r.delete_after or "never", "-", "-", "-", f"{r.action} ({r.reason})")
+        for position, b in enumerate(r.backing):
+            table.add_row(r.index if position == 0 else "", (r.delete_after or "never") if position == 0 else "",
+                          b.index, b.rolled_over_at.strftime("%Y-%m-%d %H:%M:%S") if b.rolled_over_at else "-",
+                          lifecycle.show("time", b.age_s), b.action)
+    output.console.print(table)
+    if any(r.action == "missing" for r in reports):
+        raise typer.Exit(1)
+
+
+@lifecycle_app.command("show")
+def lifecycle_show(as_json: JsonOption = False) -> None:
+    """Each index's policy and the file it comes from (SEARCH_LIFECYCLE_DIR replaces the package's)."""
+    settings = load_or_exit()
+    try:
+        policies = lifecycle.policies_of(settings)
+    except lifecycle.InvalidPolicy as exc:
+        output.error(str(exc))
+        raise typer.Exit(2) from None
+    if as_json:
+        output.print_json({name: asdict(p) for name, p in policies.items()})
+        return
+    table = Table(title="lifecycle policies", title_justify="left")
+    for column in ("index", "rollover when", "guards", "delete after", "file"):
+        table.add_column(column)
+    for p in policies.values():
+        table.add_row(p.index, ", ".join(f"{k} {v}" for k, v in p.rollover.items() if k.startswith("max_")) or "never",
+                      ", ".join(f"{k} {v}" for k, v in p.rollover.items() if k.startswith("min_")) or "-",
+                      p.delete_after or "never", p.source)
+    output.console.print(table)
+
+
+@lifecycle_app.command("export")
+def lifecycle_export(index: Annotated[str | None, typer.Option("--index", help="Only this index's policy.")] = None
+                     ) -> None:
+    """Print the policies as ILM policies (JSON: policy name → body for PUT _ilm/policy/<name>), for a
+    cluster that has ILM. Needs no server."""
+    settings = load_or_exit()
+    names = _names([index] if index else None, NAMES)
+    try:
+        policies = lifecycle.policies_of(settings)
+        layout = indices.layout_of(settings)
+    except SearchError as exc:
+        output.error(str(exc))
+        raise typer.Exit(2) from None
+    output.print_json({f"{layout.prefix}-{n}": lifecycle.ilm_policy(policies[n], layout) for n in names})
