@@ -51,7 +51,14 @@ search_sync_job = dg.define_asset_job(
     description="Sync the search indices from PostgreSQL (incremental from each watermark), then reconcile them.",
 )
 
-JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job]
+search_lifecycle_job = dg.define_asset_job(
+    "search_lifecycle_job",
+    selection=dg.AssetSelection.assets("search_lifecycle"),
+    description="Roll the search indices over and apply retention, by their lifecycle policies.",
+)
+
+JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job,
+        search_lifecycle_job]
 
 __all__ = ["JOBS", "backup_job", "bootstrap_job", "health_job", "migrate_job", "reset_job", "restore_test_job",
-           "search_sync_job", "seed_job"]
+           "search_lifecycle_job", "search_sync_job", "seed_job"]

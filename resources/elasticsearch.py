@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 from elasticsearch import Elasticsearch
 from pydantic import Field, PrivateAttr
@@ -29,6 +31,8 @@ class ElasticsearchResource(SettingsResource):
                                                        "SEARCH_INDEX_PREFIX).")
     shards: int | None = Field(None, description="Primary shards of new indices (default SEARCH_SHARDS).")
     replicas: int | None = Field(None, description="Replicas of new indices (default SEARCH_REPLICAS).")
+    lifecycle_dir: str | None = Field(None, description="Directory whose <index>.json lifecycle policies replace "
+                                                        "the package's (default SEARCH_LIFECYCLE_DIR).")
 
     _client: Elasticsearch | None = PrivateAttr(None)
 
@@ -51,6 +55,9 @@ class ElasticsearchResource(SettingsResource):
 
     def layout(self) -> Layout:
         return Layout(self.index_prefix or self.settings.search_index_prefix)
+
+    def lifecycle_directory(self) -> Path | None:
+        return Path(self.lifecycle_dir) if self.lifecycle_dir else self.settings.search_lifecycle_dir
 
     def target(self) -> SearchTarget:
         """The cluster, the names and the shape of new indices, as init and reset take them."""

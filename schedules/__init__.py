@@ -3,7 +3,7 @@ schedules/_status.py: the backup schedules and alert sensors run by default only
 
 import dagster as dg
 
-from jobs import health_job, search_sync_job
+from jobs import health_job, search_lifecycle_job, search_sync_job
 from schedules._status import schedule_status
 from schedules.alerts import run_failure_alert_sensor
 from schedules.backups import nightly_backup_schedule, stale_backup_sensor, weekly_restore_test_schedule
@@ -26,8 +26,19 @@ search_sync_schedule = dg.ScheduleDefinition(
     default_status=schedule_status(),
 )
 
-SCHEDULES = [health_schedule, nightly_backup_schedule, weekly_restore_test_schedule, search_sync_schedule]
+# Hourly, at minute 17 (off the backups' and the sync's round minutes): daily rollovers land within the hour.
+search_lifecycle_schedule = dg.ScheduleDefinition(
+    name="search_lifecycle_schedule",
+    job=search_lifecycle_job,
+    cron_schedule="17 * * * *",
+    execution_timezone="UTC",
+    description="Roll the search indices over and apply retention by their lifecycle policies, every hour.",
+    default_status=schedule_status(),
+)
+
+SCHEDULES = [health_schedule, nightly_backup_schedule, weekly_restore_test_schedule, search_sync_schedule,
+             search_lifecycle_schedule]
 SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor]
 
 __all__ = ["SCHEDULES", "SENSORS", "health_schedule", "nightly_backup_schedule", "run_failure_alert_sensor",
-           "search_sync_schedule", "stale_backup_sensor", "weekly_restore_test_schedule"]
+           "search_lifecycle_schedule", "search_sync_schedule", "stale_backup_sensor", "weekly_restore_test_schedule"]

@@ -25,6 +25,7 @@ def test_job_selections():
     search = {f"search_{name}_index" for name in NAMES} | {f"search_{name}_documents" for name in SYNCED}
     assert _selected("bootstrap_job") == {"service_health", "postgres_schema", "seed_data", "redis_keyspace"} | search
     assert _selected("search_sync_job") == {f"search_{name}_documents" for name in SYNCED}
+    assert _selected("search_lifecycle_job") == {"search_lifecycle"}
     assert _selected("migrate_job") == {"postgres_schema"}
     assert _selected("seed_job") == {"seed_data"}
     assert _selected("health_job") == {"service_health"}

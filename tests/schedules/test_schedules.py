@@ -16,6 +16,7 @@ EXPECTED_SCHEDULES = {
     "nightly_backup_schedule": ("0 2 * * *", "backup_job"),
     "weekly_restore_test_schedule": ("0 4 * * 0", "restore_test_job"),
     "search_sync_schedule": ("*/5 * * * *", "search_sync_job"),
+    "search_lifecycle_schedule": ("17 * * * *", "search_lifecycle_job"),
 }
 
 
@@ -65,7 +66,8 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
     assert status == {"health_schedule": dg.DefaultScheduleStatus.STOPPED,  # unchanged: polling is opt-in
                       "nightly_backup_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "weekly_restore_test_schedule": dg.DefaultScheduleStatus.RUNNING,
-                      "search_sync_schedule": dg.DefaultScheduleStatus.RUNNING}
+                      "search_sync_schedule": dg.DefaultScheduleStatus.RUNNING,
+                      "search_lifecycle_schedule": dg.DefaultScheduleStatus.RUNNING}
     assert {s.name: s.default_status for s in module.SENSORS} == {
         "run_failure_alert_sensor": dg.DefaultSensorStatus.RUNNING,
         "stale_backup_sensor": dg.DefaultSensorStatus.RUNNING,
