@@ -8,13 +8,27 @@ the key never appears in the UI or in metadata.
 
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import time
+from datetime import timedelta
 
 import dagster as dg
 
+from assets._metadata import code_version, with_human_sizes
 from orchestrator_data import backups
+from orchestrator_data.backups import catalog, create, restore
 from orchestrator_data.backups.freshness import Freshness, restore_check_freshness, verified_freshness
 from orchestrator_data.redaction import redact
+from orchestrator_data.settings import Settings
 from resources import BackupStorageResource, PostgresResource
+
+# The promises as freshness policies, so the asset pages and the asset health show them. At their
+# default windows: the checks and the sensor judge the configured BACKUP_MAX_AGE_HOURS and
+# RESTORE_CHECK_MAX_AGE_DAYS, which definitions do not read at load time.
+BACKUP_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=Settings.model_fields["backup_max_age_hours"].default),
+    warn_window=timedelta(hours=Settings.model_fields["backup_max_age_hours"].default - 2))
+RESTORE_CHECK_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(days=Settings.model_fields["restore_check_max_age_days"].default),
+    warn_window=timedelta(days=7))
 
 TABLE_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("table", "string"),
@@ -26,7 +40,7 @@ DIFFERENCES_SHOWN = 10
 
 def backup_metadata(entry: "backups.BackupEntry") -> dict:
     tables = backups.table_summary(entry.manifest)
-    return {
+    return with_human_sizes({
         "backup_id": entry.id,
         "size_bytes": entry.size_bytes,
         "sha256": entry.sha256,
@@ -38,7 +52,7 @@ def backup_metadata(entry: "backups.BackupEntry") -> dict:
         "path": dg.MetadataValue.path(str(entry.path)),
         "tables": dg.MetadataValue.table(records=[dg.TableRecord(t) for t in tables], schema=TABLE_COLUMNS),
         "dagster/row_count": sum(t["rows"] for t in tables),
-    }
+    })
 
 
 @dg.asset(
@@ -46,6 +60,8 @@ def backup_metadata(entry: "backups.BackupEntry") -> dict:
     kinds={"postgres"},
     owners=["team:data-platform"],
     deps=["postgres_schema"],
+    code_version=code_version(create, catalog),
+    freshness_policy=BACKUP_FRESHNESS,
     description="A snapshot-consistent pg_dump of the application database in BACKUP_DIR, with a manifest of "
                 "per-table row counts and checksums; encrypted at rest when BACKUP_ENCRYPTION_KEY is set. "
                 "Metadata: id, size, sha256, duration, server version, migration head, rows per table.",
@@ -65,6 +81,8 @@ def postgres_backup(context: dg.AssetExecutionContext, postgres: PostgresResourc
     kinds={"postgres"},
     owners=["team:data-platform"],
     deps=["postgres_backup"],
+    code_version=code_version(restore, catalog),
+    freshness_policy=RESTORE_CHECK_FRESHNESS,
     description="Restores the newest backup into a scratch database and compares row counts and checksums "
                 "per table with its manifest; fails listing the first differences. Metadata: RTO (seconds "
                 "to restore and compare), size, differences.",
@@ -94,6 +112,7 @@ def postgres_restore_check(context: dg.AssetExecutionContext, postgres: Postgres
         "differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in differences[:50]) or "none"),
         "ok": bool(result.ok),
     }
+    metadata = with_human_sizes(metadata)
     if not result.ok:
         shown = "; ".join(differences[:DIFFERENCES_SHOWN]) or "restore failed"
         raise dg.Failure(description=f"restore check of {entry.id} failed: {shown}", metadata=metadata)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets._metadata import code_version, with_human_sizes
+from orchestrator_data import health
 from orchestrator_data.health import ServiceHealth, version_problem
 from orchestrator_data.redaction import redact
+from orchestrator_data.units import human_bytes
 from resources import ElasticsearchResource, PostgresResource, RedisResource
 
 LATENCY_WARN_MS = 50.0
@@ -17,6 +20,22 @@ HEALTH_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("latency_ms", "float", description="median of 5 round trips"),
     dg.TableColumn("problem", "string"),
 ])
+DETAIL_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("service", "string"),
+    dg.TableColumn("figure", "string"),
+    dg.TableColumn("value", "string", description="sizes in binary units"),
+])
+
+
+def _detail_rows(results: list[ServiceHealth]) -> list[dg.TableRecord]:
+    rows = []
+    for h in results:
+        for key, value in h.detail.items():
+            if value is None:
+                continue
+            shown = human_bytes(value) if key.endswith("_bytes") and isinstance(value, int | float) else str(value)
+            rows.append(dg.TableRecord({"service": h.service, "figure": key, "value": redact(shown)}))
+    return rows
 
 
 def _collect(postgres: PostgresResource, redis: RedisResource, elasticsearch: ElasticsearchResource) -> list[ServiceHealth]:
@@ -39,19 +58,22 @@ def _metadata(results: list[ServiceHealth]) -> dict:
         metadata[f"{h.service}/version"] = h.version or "unknown"
         if h.latency_ms is not None:
             metadata[f"{h.service}/latency_ms"] = dg.MetadataValue.float(h.latency_ms)
-        detail = {k: v for k, v in h.detail.items() if v is not None}
-        metadata[f"{h.service}/detail"] = dg.MetadataValue.json(detail)
+    metadata["details"] = dg.MetadataValue.table(records=_detail_rows(results), schema=DETAIL_COLUMNS)
     pg = next(h for h in results if h.service == "postgres").detail
     if "pool_size" in pg:
         metadata["postgres/pool_checked_out"] = pg.get("pool_checked_out", 0)
         metadata["postgres/pool_size"] = pg["pool_size"]
-    return metadata
+    redis = next(h for h in results if h.service == "redis").detail
+    if redis.get("used_memory_bytes") is not None:
+        metadata["redis/used_memory_bytes"] = dg.MetadataValue.int(int(redis["used_memory_bytes"]))
+    return with_human_sizes(metadata)
 
 
 @dg.asset(
     group_name="platform",
     kinds={"postgres", "redis", "elasticsearch"},
     owners=["team:data-platform"],
+    code_version=code_version(health),
     description="Each server of the data layer, reached through the shared resources: version, "
                 "round-trip latency (median of 5) and connection-pool use. Fails when one is unreachable "
                 "or its version is outside what the product supports (PostgreSQL >= 16, Redis >= 7, "
@@ -75,13 +97,14 @@ def service_health(postgres: PostgresResource, redis: RedisResource,
 def check_service_versions(postgres: PostgresResource, redis: RedisResource,
                            elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
     results = _collect(postgres, redis, elasticsearch)
-    problems = {h.service: (version_problem(h.service, h.version) if h.version else redact(h.error or "unreachable"))
-                for h in results}
+    problems = {h.service: (version_problem(h.service, h.compatibility_version) if h.version
+                            else redact(h.error or "unreachable")) for h in results}
     failing = {k: v for k, v in problems.items() if v}
     return dg.AssetCheckResult(
         passed=not failing,
         metadata={f"{h.service}/version": h.version or "unknown" for h in results}
-        | ({"problems": dg.MetadataValue.json(failing)} if failing else {}),
+        | ({"problems": dg.MetadataValue.md("\n".join(f"- {k}: {v}" for k, v in failing.items()))}
+           if failing else {}),
     )
 
 

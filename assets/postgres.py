@@ -7,8 +7,10 @@ transaction per revision, ledger, security check) — the same code `orchestrato
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
-from orchestrator_data.postgres import catalog, migrator, security
+from assets._metadata import code_version, with_human_sizes
+from orchestrator_data.postgres import catalog, migrator, models, security
 from orchestrator_data.redaction import redact
+from orchestrator_data.units import human_bytes
 from resources import PostgresResource
 
 REVISION_COLUMNS = dg.TableSchema(columns=[
@@ -24,7 +26,10 @@ TABLE_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("total_bytes", "int", description="pg_total_relation_size: heap, TOAST and indexes"),
     dg.TableColumn("table_bytes", "int"),
     dg.TableColumn("index_bytes", "int"),
+    dg.TableColumn("size", "string", description="total, in binary units"),
+    dg.TableColumn("columns", "string", description="the table's columns and types, from the models"),
 ])
+LARGEST_PLOTTED = 10  # per-table figures for the largest tables, as numbers the UI plots over time
 SECURITY_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("table", "string"),
     dg.TableColumn("rls_enabled", "bool"),
@@ -35,8 +40,18 @@ SECURITY_COLUMNS = dg.TableSchema(columns=[
 ])
 
 
+def _columns(table: str) -> str:
+    found = models.metadata.tables.get(table)
+    return ", ".join(f"{c.name} {c.type}".lower() for c in found.columns) if found is not None else ""
+
+
 def _metadata(report: migrator.MigrationReport, stats: list[catalog.TableStats]) -> dict:
-    return {
+    stats = sorted(stats, key=lambda s: s.total_bytes, reverse=True)
+    per_table = {}
+    for s in stats[:LARGEST_PLOTTED]:
+        per_table[f"table/{s.table}/rows"] = s.rows
+        per_table[f"table/{s.table}/total_bytes"] = dg.MetadataValue.int(s.total_bytes)
+    return with_human_sizes({
         "head_revision": report.head,
         "current_revision": report.end_revision or "base",
         "previous_revision": report.start_revision or "base",
@@ -52,18 +67,21 @@ def _metadata(report: migrator.MigrationReport, stats: list[catalog.TableStats])
         "tables": dg.MetadataValue.table(
             records=[dg.TableRecord({"table": s.table, "rows": s.rows, "rows_exact": s.rows_exact,
                                      "total_bytes": s.total_bytes, "table_bytes": s.table_bytes,
-                                     "index_bytes": s.index_bytes}) for s in stats],
+                                     "index_bytes": s.index_bytes, "size": human_bytes(s.total_bytes),
+                                     "columns": _columns(s.table)}) for s in stats],
             schema=TABLE_COLUMNS,
         ),
         "total_bytes": sum(s.total_bytes for s in stats),
         "dagster/row_count": sum(s.rows for s in stats),
-    }
+        **per_table,
+    })
 
 
 @dg.asset(
     group_name="postgres",
     kinds={"postgres"},
     owners=["team:data-platform"],
+    code_version=code_version(migrator, catalog, security),
     description="The application schema in PostgreSQL, migrated to the head revision under an advisory lock "
                 "(concurrent runs wait, then find nothing to do). Refuses when an applied revision file was "
                 "edited; each revision runs in its own transaction and is recorded in _migration_history; "
@@ -104,7 +122,7 @@ def check_postgres_schema_security(postgres: PostgresResource) -> dg.AssetCheckR
         passed=report.ok,
         metadata={
             "problem_count": len(report.problems),
-            "problems": dg.MetadataValue.json(report.problems),
+            "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in report.problems) or "none"),
             "tables": dg.MetadataValue.table(
                 records=[dg.TableRecord({
                     "table": t.table, "rls_enabled": t.rls_enabled, "rls_forced": t.rls_forced,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.connections import ServiceNotConfigured
 from orchestrator_data.redaction import redact
 from orchestrator_data.redis.errors import KeyspaceError
 from orchestrator_data.redis.keyspace import PATTERNS, TTLPolicy
+from orchestrator_data.redis import setup
 from orchestrator_data.redis.setup import KeyspaceReport, SetupReport, inspect_keyspace, setup_redis
 from resources import RedisResource
 
@@ -30,6 +32,10 @@ QUEUE_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("pending", "int", description="delivered, not yet acknowledged"),
     dg.TableColumn("consumers", "int"),
     dg.TableColumn("dead_letters", "int"),
+])
+SCRIPT_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("script", "string"),
+    dg.TableColumn("sha1", "string", description="as loaded on the server (SCRIPT LOAD)"),
 ])
 VIOLATION_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("pattern", "string"),
@@ -84,14 +90,16 @@ def _keyspace_metadata(report: KeyspaceReport) -> dict:
         metadata[f"queue/{name}/pending"] = depth.pending
     if report.problems:
         metadata["problems"] = _bullets(report.problems, "none")
-    return metadata
+    return with_human_sizes(metadata)
 
 
 def _setup_metadata(report: SetupReport) -> dict:
     return _keyspace_metadata(report.keyspace) | {
-        "scripts": dg.MetadataValue.json(report.scripts),
-        "consumer_groups/created": dg.MetadataValue.json(report.groups_created),
-        "consumer_groups/existing": dg.MetadataValue.json(report.groups_existing),
+        "scripts": dg.MetadataValue.table(
+            records=[dg.TableRecord({"script": name, "sha1": sha}) for name, sha in sorted(report.scripts.items())],
+            schema=SCRIPT_COLUMNS),
+        "consumer_groups/created": _bullets(report.groups_created, "none"),
+        "consumer_groups/existing": _bullets(report.groups_existing, "none"),
     }
 
 
@@ -99,6 +107,7 @@ def _setup_metadata(report: SetupReport) -> dict:
     group_name="redis",
     kinds={"redis"},
     owners=["team:data-platform"],
+    code_version=code_version(setup),
     description="The Redis keyspace of sessions, cache, rate limits, execution state, queues and pub/sub "
                 "(docs/redis-keyspace.md). Checks the server is Redis >= 7, loads the Lua scripts, creates the "
                 "queues' consumer groups, and checks the configuration against the registry (maxmemory-policy "
@@ -143,7 +152,8 @@ def check_redis_keyspace_ttl(redis: RedisResource) -> dg.AssetCheckResult:
             "violating_keys": total,
             "keys/scanned": report.scanned_keys,
             "keys/scan_complete": report.scan_complete,
-            "wrong_type": dg.MetadataValue.json(report.type_violations),
+            "wrong_type": _bullets([f"{pattern}: {count} key(s)" for pattern, count in report.type_violations.items()],
+                                   "none"),
         },
     )
 

@@ -5,7 +5,8 @@ check. Thin: orchestrator_data.search does the work, the same code `orchestrator
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
-from orchestrator_data.search import reconcile, status, sync
+from assets._metadata import code_version, with_human_sizes
+from orchestrator_data.search import indices, reconcile, status, sync
 from orchestrator_data.search.indices import NAMES
 from resources import ElasticsearchResource, PostgresResource
 
@@ -34,13 +35,13 @@ def _index_metadata(report: status.IndexReport) -> dict:
     if report.synced:
         metadata |= {"postgres_rows": report.postgres_rows or 0, "lag_rows": report.lag_rows or 0,
                      "lag_seconds": dg.MetadataValue.float(float(report.lag_seconds or 0.0))}
-    return metadata
+    return with_human_sizes(metadata)
 
 
 def _index_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"search_{name}_index", group_name="search", kinds={"elasticsearch"}, owners=["team:data-platform"],
-        deps=["postgres_schema"],
+        deps=["postgres_schema"], code_version=code_version(indices, sync),
         description=f"The {name} index: its template (mapping from the package's data file), its first backing "
                     f"index and its read and write aliases; idempotent. Metadata: alias, mapping version, "
                     f"backing indices, documents, size.",
@@ -58,7 +59,7 @@ def _index_asset(name: str) -> dg.AssetsDefinition:
 def _documents_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"search_{name}_documents", group_name="search", kinds={"elasticsearch", "postgres"},
-        owners=["team:data-platform"], deps=[f"search_{name}_index", "seed_data"],
+        owners=["team:data-platform"], deps=[f"search_{name}_index", "seed_data"], code_version=code_version(sync),
         description=f"The {name} documents, synced from PostgreSQL: incremental from the watermark (full when "
                     f"never synced), deletes included, versions from the rows. Metadata: documents written and "
                     f"deleted, documents/s, lag, index size, mapping version, backing indices.",

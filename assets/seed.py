@@ -3,7 +3,10 @@
 import dagster as dg
 from pydantic import Field
 
+from assets._metadata import code_version
 from orchestrator_data.postgres import models
+from orchestrator_data.postgres import seed as seeding
+from orchestrator_data.postgres import seed_data as seed_plans
 from orchestrator_data.postgres.seed import DEFAULT_SCALE, SeedRefused, seed
 from orchestrator_data.postgres.seed_data import SeedPlan
 from resources import DeploymentResource, PostgresResource
@@ -12,6 +15,14 @@ from resources import DeploymentResource, PostgresResource
 class SeedConfig(dg.Config):
     scale: int | None = Field(None, description="Number of executions (default: 20,000 development, 2,000 testing).")
     environment: str | None = Field(None, description="development or testing (default: ENVIRONMENT).")
+
+
+ROWS_COLUMNS = dg.TableSchema(columns=[dg.TableColumn("table", "string"), dg.TableColumn("rows", "int")])
+
+
+def _rows_table(rows: dict[str, int]) -> dg.MetadataValue:
+    return dg.MetadataValue.table(records=[dg.TableRecord({"table": t, "rows": n}) for t, n in rows.items()],
+                                  schema=ROWS_COLUMNS)
 
 
 def _per_organization_table(rows_per_organization: dict[str, dict[str, int]]) -> dg.MetadataValue:
@@ -27,6 +38,7 @@ def _per_organization_table(rows_per_organization: dict[str, dict[str, int]]) ->
     kinds={"postgres"},
     owners=["team:data-platform"],
     deps=["postgres_schema"],
+    code_version=code_version(seeding, seed_plans),
     description="Deterministic seed data (fixed random seed): organizations, users, roles, workflows with "
                 "versions, months of executions with a realistic status mix, marketplace items. Idempotent: a "
                 "second run adds nothing. Refused in production.",
@@ -43,13 +55,17 @@ def seed_data(config: SeedConfig, postgres: PostgresResource, deployment: Deploy
         "environment": environment,
         "executions_planned": plan.executions,
         "rows_per_organization": _per_organization_table(report.rows_per_organization),
-        "inserted_this_run": dg.MetadataValue.json(report.inserted),
+        "inserted_this_run": _rows_table(report.inserted),
+        "rows_inserted": report.total_inserted,
+        # always there, 0 when a run found everything seeded, so the UI's plot has no gaps
+        "rows_per_s": dg.MetadataValue.float(round(report.total_inserted / report.duration_s, 1)
+                                             if report.duration_s > 0 else 0.0),
         "organizations": len(report.rows_per_organization),
         "dagster/row_count": sum(totals.values()) + len(report.rows_per_organization),
         "duration_s": dg.MetadataValue.float(round(report.duration_s, 3)),
     }
     if report.deleted:
-        metadata["replaced_this_run"] = dg.MetadataValue.json(report.deleted)
+        metadata["replaced_this_run"] = _rows_table(report.deleted)
     if report.copy_rows_per_s:
         metadata["copy_rows_per_s"] = dg.MetadataValue.float(round(report.copy_rows_per_s, 1))
     return dg.MaterializeResult(metadata=metadata)

@@ -24,6 +24,12 @@ class ServiceHealth:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def compatibility_version(self) -> str | None:
+        """The version the product's support range is judged by: Redis's protocol version for a
+        Valkey server (whose own version is shown), the server's version otherwise."""
+        return self.detail.get("protocol_version") or self.version
+
 
 def major_version(version: str | None) -> int | None:
     if not version:

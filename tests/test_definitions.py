@@ -26,6 +26,31 @@ def test_definitions_load_and_every_job_resolves():
     defs.resolve_asset_graph()
 
 
+def test_every_asset_has_a_code_version_that_follows_its_code(monkeypatch):
+    from assets import _metadata
+    from definitions import defs
+    from orchestrator_data.search import lifecycle
+
+    graph = defs.resolve_asset_graph()
+    versions = {key.to_user_string(): graph.get(key).code_version for key in graph.get_all_asset_keys()}
+    assert all(versions.values()), [k for k, v in versions.items() if not v]
+    before = _metadata.code_version(lifecycle)
+    monkeypatch.setattr(_metadata.inspect, "getsource", lambda module: "changed")
+    assert _metadata.code_version(lifecycle) != before
+    # the backups' promises are freshness policies too, so the asset pages show them
+    for name in ("postgres_backup", "postgres_restore_check"):
+        assert graph.get(dg.AssetKey(name)).freshness_policy is not None, name
+
+
+def test_byte_counts_get_a_readable_twin():
+    from assets._metadata import with_human_sizes
+
+    shown = with_human_sizes({"size_bytes": 5 * 1024 ** 2, "memory/used_bytes": dg.MetadataValue.int(1536),
+                              "total_bytes": 10, "total": "taken", "flag_bytes": True})
+    assert shown["size"] == "5.0 MiB" and shown["memory/used"] == "1.5 KiB"
+    assert shown["total_human"] == "10 B" and shown["total"] == "taken" and "flag" not in shown
+
+
 @pytest.mark.integration
 def test_bootstrap_job_runs_on_a_postgres_backed_instance(stack, tmp_path):
     """dagster.yaml keeps runs and events in PostgreSQL; with DAGSTER_PG_URL unset it finds the

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator_data.redaction import redact
+from orchestrator_data.units import human_bytes  # noqa: F401 - the CLI modules print sizes through output
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -50,18 +51,10 @@ def _summary(health) -> str:
         hit_rate = d.get("cache_hit_rate")
         depths = ", ".join(f"{name} {q.get('length', 0)}/{q.get('pending', 0)} pending"
                            for name, q in (d.get("queues") or {}).items())
-        return (f"{d.get('server')} · {d.get('keys')} keys · {human_bytes(d.get('used_memory_bytes'))} used · "
+        return (f"{d.get('keys')} keys · {human_bytes(d.get('used_memory_bytes'))} used · "
                 f"policy {d.get('maxmemory_policy')} · cache hit rate "
                 f"{'-' if hit_rate is None else f'{hit_rate:.0%}'} · queues {depths or '-'} · source {d.get('source')}")
     return (f"cluster {d.get('cluster_name')} {d.get('cluster_status')} · {d.get('nodes')} node(s) · "
             f"source {d.get('source')}")
 
 
-def human_bytes(value) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(value)

@@ -67,16 +67,24 @@ def pool_figures(client: redis.Redis) -> dict:
     return figures
 
 
+def server_version(info: dict) -> str:
+    """The one way the data layer names a Redis server's version: the server's own, with the Redis
+    protocol version it speaks beside it when they differ (Valkey 9.1 speaks Redis 7.2)."""
+    if "valkey_version" in info:
+        return f"valkey {info['valkey_version']} (redis {info.get('redis_version')})"
+    return f"redis {info.get('redis_version')}"
+
+
 def check_health(client: redis.Redis) -> ServiceHealth:
     try:
         info = client.info()
         latency = median_latency_ms(client.ping)
     except Exception as exc:  # noqa: BLE001
         return failed("redis", exc)
-    version = info.get("redis_version")
-    problem = version_problem("redis", version)
+    problem = version_problem("redis", info.get("redis_version"))
     detail = {
-        "server": f"valkey {info['valkey_version']}" if "valkey_version" in info else "redis",
+        "server": server_version(info),
+        "protocol_version": info.get("redis_version"),
         "mode": info.get("redis_mode"),
         "used_memory_bytes": info.get("used_memory"),
         "maxmemory_bytes": info.get("maxmemory"),
@@ -87,5 +95,5 @@ def check_health(client: redis.Redis) -> ServiceHealth:
         "keyspace_misses": info.get("keyspace_misses"),
         **pool_figures(client),
     }
-    return ServiceHealth(service="redis", ok=problem is None, version=version, latency_ms=latency,
+    return ServiceHealth(service="redis", ok=problem is None, version=server_version(info), latency_ms=latency,
                          error=problem, detail=detail)

@@ -21,6 +21,7 @@ import redis
 from orchestrator_data.health import major_version
 from orchestrator_data.redis import cache, execution_state, queues, ratelimit, sessions
 from orchestrator_data.redis._codec import text
+from orchestrator_data.redis.client import server_version
 from orchestrator_data.redis.errors import KeyspaceError, describe, translated
 from orchestrator_data.redis.keyspace import (
     PATTERNS,
@@ -120,10 +121,6 @@ class SetupReport:
         return self.keyspace.ok
 
 
-def _server_label(info: dict) -> str:
-    if "valkey_version" in info:
-        return f"valkey {info['valkey_version']} (redis protocol {info.get('redis_version')})"
-    return f"redis {info.get('redis_version')}"
 
 
 def _rdb_saves(client: redis.Redis) -> bool | None:
@@ -142,7 +139,7 @@ def check_configuration(info: dict, rdb_saves: bool | None, serves_cache: bool =
     version = info.get("redis_version")
     major = major_version(version)
     if major is None or major < MINIMUM_MAJOR:
-        problems.append(f"server is {_server_label(info)}; the keyspace needs Redis >= {MINIMUM_MAJOR} "
+        problems.append(f"server is {server_version(info)}; the keyspace needs Redis >= {MINIMUM_MAJOR} "
                         "(XAUTOCLAIM reporting deleted entries, scripts replicated by their effects)")
     if info.get("redis_mode") == "cluster":
         problems.append("server runs in cluster mode; the keyspace's multi-key scripts need one Redis "
@@ -289,7 +286,7 @@ def inspect_keyspace(client: redis.Redis, queue_types: tuple[str, ...] = QUEUE_T
             warnings.append(f"dead_letter:{type_} holds {depth.dead_letters} message(s) delivered too often "
                             "without acknowledgement: inspect, fix the handler, replay")
     return KeyspaceReport(
-        server=_server_label(info), version=info.get("redis_version"),
+        server=server_version(info), version=info.get("redis_version"),
         maxmemory_policy=info.get("maxmemory_policy"), used_memory_bytes=info.get("used_memory"),
         used_memory_peak_bytes=info.get("used_memory_peak"), maxmemory_bytes=info.get("maxmemory"),
         patterns=scan.patterns, unregistered_keys=scan.unregistered, scanned_keys=scan.scanned,
@@ -358,7 +355,7 @@ def redis_status(client: redis.Redis, queue_types: tuple[str, ...] = QUEUE_TYPES
     hits, misses = int(info.get("keyspace_hits") or 0), int(info.get("keyspace_misses") or 0)
     keys = sum(v.get("keys", 0) for k, v in info.items() if k.startswith("db") and isinstance(v, dict))
     return RedisStatus(
-        ok=True, server=_server_label(info), version=info.get("redis_version"),
+        ok=True, server=server_version(info), version=info.get("redis_version"),
         used_memory_bytes=info.get("used_memory"), maxmemory_bytes=info.get("maxmemory"),
         maxmemory_policy=info.get("maxmemory_policy"), keys=keys,
         cache_hits=stats.hits, cache_misses=stats.misses, cache_hit_rate=stats.hit_rate,

@@ -20,6 +20,7 @@ from orchestrator_data.stack.common import (
     terminate,
     wait_until,
 )
+from orchestrator_data.redis.client import server_version
 from orchestrator_data.urls import make_url
 
 
@@ -129,11 +130,8 @@ maxmemory-policy noeviction
                 client = redis.Redis.from_url(self.url(), socket_timeout=5)
                 info = client.info("server")
                 client.close()
-                status.version = info.get("redis_version")
-                if "valkey_version" in info:
-                    status.detail["server"] = f"valkey {info['valkey_version']}"
-                else:
-                    status.detail["server"] = "redis"
+                status.version = server_version(info)
+                status.detail["protocol_version"] = info.get("redis_version")
             except redis.RedisError as exc:
                 status.detail["error"] = type(exc).__name__
         return status

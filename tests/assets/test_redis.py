@@ -44,7 +44,9 @@ def test_redis_keyspace_materializes_what_a_dba_reads(stack):
     assert {f"queue:{t}" for t in QUEUE_TYPES} <= queues
     assert metadata["queue/executions/length"].value >= 0
     assert "serves both the cache and sessions" in metadata["warnings"].value
-    assert len(metadata["scripts"].value) == 9
+    scripts = {r.data["script"]: r.data["sha1"] for r in metadata["scripts"].value.records}
+    assert len(scripts) == 9 and all(len(sha) == 40 for sha in scripts.values())
+    assert metadata["memory/used"].value.endswith("iB")  # beside the byte count, in binary units
     assert session.id not in str(metadata)  # session ids are bearer tokens
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"check_redis_keyspace_ttl": True}

@@ -20,10 +20,14 @@ pytestmark = pytest.mark.integration
 METRICS = "system_metrics"
 
 
+def _policy(directory, delete_after: str) -> None:
+    (directory / "system_metrics.json").write_text(json.dumps({
+        "index": METRICS, "rollover": {"max_docs": 2}, "retention": {"delete_after": delete_after}}))
+
+
 @pytest.fixture
 def resources(migrated_url, tmp_path):
-    (tmp_path / "system_metrics.json").write_text(json.dumps({
-        "index": METRICS, "rollover": {"max_docs": 2}, "retention": {"delete_after": "1s"}}))
+    _policy(tmp_path, "1h")
     prefix = f"l{uuid.uuid4().hex[:10]}"
     elasticsearch = ElasticsearchResource(index_prefix=prefix, lifecycle_dir=str(tmp_path))
     yield {"postgres": PostgresResource(database_url=migrated_url), "elasticsearch": elasticsearch}
@@ -39,7 +43,7 @@ def _fill(es, layout, documents: int) -> None:
     es.indices.refresh(index=layout.read_alias(METRICS))
 
 
-def test_the_asset_rolls_over_then_retention_deletes_the_old_index(resources):
+def test_the_asset_rolls_over_then_retention_deletes_the_old_index(resources, tmp_path):
     es, layout = resources["elasticsearch"].client, resources["elasticsearch"].layout()
     indices.init_indices(es, layout)
     _fill(es, layout, 3)
@@ -57,6 +61,7 @@ def test_the_asset_rolls_over_then_retention_deletes_the_old_index(resources):
     assert {r["index"] for r in rows} == set(indices.NAMES)
     assert meta["duration_s"].value > 0
 
+    _policy(tmp_path, "1s")  # read again by each run
     time.sleep(1.2)
     expired = dg.materialize([search_lifecycle], resources=resources)
     meta = expired.asset_materializations_for_node("search_lifecycle")[0].metadata

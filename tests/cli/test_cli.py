@@ -88,7 +88,8 @@ def test_status_json_reports_all_three_healthy(cli, stack):
     assert report["healthy"] is True and report["environment"] == "testing"
     services = report["services"]
     assert int(services["postgres"]["version"].split(".")[0]) >= 16
-    assert int(services["redis"]["version"].split(".")[0]) >= 7
+    assert services["redis"]["version"].split()[0] in ("redis", "valkey")
+    assert int(services["redis"]["detail"]["protocol_version"].split(".")[0]) >= 7
     assert services["elasticsearch"]["version"].startswith("8.")
     assert services["postgres"]["detail"]["pool_size"] >= 1
     assert all(s["latency_ms"] > 0 for s in services.values())

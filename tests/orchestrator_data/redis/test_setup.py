@@ -31,6 +31,13 @@ def test_a_fitting_server_has_no_problems():
     assert (warnings, problems) == ([], [])
 
 
+def test_one_version_label_names_the_server_and_the_protocol_it_speaks():
+    from orchestrator_data.redis.client import server_version
+
+    assert server_version(INFO) == "redis 7.0.15"
+    assert server_version(INFO | {"redis_version": "7.2.4", "valkey_version": "9.1.0"}) == "valkey 9.1.0 (redis 7.2.4)"
+
+
 def test_valkey_reports_redis_7_2_and_is_accepted():
     _, problems = check_configuration(INFO | {"redis_version": "7.2.4", "valkey_version": "9.1.0"}, True)
     assert problems == []

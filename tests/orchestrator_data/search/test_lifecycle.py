@@ -185,12 +185,16 @@ def test_retention_deletes_what_rolled_over_long_enough_ago_and_never_the_write_
     third = indices.write_index(es, layout, METRICS)
     assert _backing(es, layout) == [first, second, third]
 
-    # rolled over ~1.5 s and ~0 s ago: a 1 s policy takes only the first
-    dry = lifecycle.retention_index(engine, es, layout, _policy({"max_docs": 1}, "1s"), dry_run=True)
+    # judged at a moment when the first rolled over 10.5 s ago and the second (>= 1.5 s later) less than 10 s ago
+    rolled = lifecycle.rolled_over_at(es, layout, METRICS, [first, second])
+    assert (rolled[second] - rolled[first]).total_seconds() >= 1.4
+    moment = rolled[first] + timedelta(seconds=10.5)
+    ten_seconds = _policy({"max_docs": 1}, "10s")
+    dry = lifecycle.retention_index(engine, es, layout, ten_seconds, dry_run=True, now=moment)
     assert dry.to_delete == [first] and dry.deleted == []
     assert {b.index: b.action for b in dry.backing} == {first: "delete", second: "keep", third: "write index"}
     assert _backing(es, layout) == [first, second, third]
-    done = lifecycle.retention_index(engine, es, layout, _policy({"max_docs": 1}, "1s"))
+    done = lifecycle.retention_index(engine, es, layout, ten_seconds, now=moment)
     assert done.deleted == [first]
     assert _backing(es, layout) == [second, third]
     assert es.count(index=layout.read_alias(METRICS))["count"] == 2
