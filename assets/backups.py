@@ -17,6 +17,7 @@ from orchestrator_data import backups
 from orchestrator_data.backups import catalog, create, restore
 from orchestrator_data.backups.freshness import Freshness, restore_check_freshness, verified_freshness
 from orchestrator_data.redaction import redact
+from orchestrator_data.runbook import described
 from orchestrator_data.settings import Settings
 from resources import BackupStorageResource, PostgresResource
 
@@ -131,15 +132,17 @@ def _freshness_result(freshness: Freshness) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=postgres_backup,
-                description="The newest verified backup (its sha256 re-checked after writing) is younger than "
-                            "BACKUP_MAX_AGE_HOURS (default 26: a nightly backup plus slack).")
+                description=described("The newest verified backup (its sha256 re-checked after writing) is younger "
+                                      "than BACKUP_MAX_AGE_HOURS (default 26: a nightly backup plus slack).",
+                                      "check_postgres_backup_freshness"))
 def check_postgres_backup_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
     return _freshness_result(verified_freshness(backup_storage.directory(), backup_storage.verified_max_age_hours()))
 
 
 @dg.asset_check(asset=postgres_restore_check,
-                description="The newest backup whose restore check passed is younger than RESTORE_CHECK_MAX_AGE_DAYS "
-                            "(default 8: a weekly restore test plus slack).")
+                description=described("The newest backup whose restore check passed is younger than "
+                                      "RESTORE_CHECK_MAX_AGE_DAYS (default 8: a weekly restore test plus slack).",
+                                      "check_postgres_restore_check_freshness"))
 def check_postgres_restore_check_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
     return _freshness_result(restore_check_freshness(backup_storage.directory(),
                                                      backup_storage.restore_checked_max_age_hours()))

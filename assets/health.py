@@ -8,6 +8,7 @@ from assets._metadata import code_version, with_human_sizes
 from orchestrator_data import health
 from orchestrator_data.health import ServiceHealth, version_problem
 from orchestrator_data.redaction import redact
+from orchestrator_data.runbook import described
 from orchestrator_data.units import human_bytes
 from resources import ElasticsearchResource, PostgresResource, RedisResource
 
@@ -92,8 +93,9 @@ def service_health(postgres: PostgresResource, redis: RedisResource,
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset_check(asset=service_health, description="Every server's version is one the product supports.",
-                blocking=True)
+@dg.asset_check(asset=service_health, blocking=True,
+                description=described("Every server's version is one the product supports.",
+                                      "check_service_versions"))
 def check_service_versions(postgres: PostgresResource, redis: RedisResource,
                            elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
     results = _collect(postgres, redis, elasticsearch)
@@ -109,7 +111,8 @@ def check_service_versions(postgres: PostgresResource, redis: RedisResource,
 
 
 @dg.asset_check(asset=service_health,
-                description=f"Median round trip to every server is under {LATENCY_WARN_MS:.0f} ms (warning only).")
+                description=described(f"Median round trip to every server is under {LATENCY_WARN_MS:.0f} ms "
+                                      f"(warning only).", "check_service_latency"))
 def check_service_latency(postgres: PostgresResource, redis: RedisResource,
                           elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
     results = _collect(postgres, redis, elasticsearch)

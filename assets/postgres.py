@@ -10,6 +10,7 @@ import dagster as dg
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.postgres import catalog, migrator, models, security
 from orchestrator_data.redaction import redact
+from orchestrator_data.runbook import described
 from orchestrator_data.units import human_bytes
 from resources import PostgresResource
 
@@ -101,8 +102,9 @@ def postgres_schema(context: dg.AssetExecutionContext, postgres: PostgresResourc
 
 
 @dg.asset_check(asset=postgres_schema, blocking=True,
-                description="The live schema matches the models (orchestrator_data/postgres/models.py), as "
-                            "`alembic check` compares them: tables, columns, types, defaults, indexes, keys.")
+                description=described("The live schema matches the models (orchestrator_data/postgres/models.py), "
+                                      "as `alembic check` compares them: tables, columns, types, defaults, indexes, "
+                                      "keys.", "check_postgres_schema_drift"))
 def check_postgres_schema_drift(postgres: PostgresResource) -> dg.AssetCheckResult:
     differences = catalog.check_drift(postgres.engine)
     return dg.AssetCheckResult(
@@ -113,9 +115,9 @@ def check_postgres_schema_drift(postgres: PostgresResource) -> dg.AssetCheckResu
 
 
 @dg.asset_check(asset=postgres_schema, blocking=True,
-                description="Every tenant table has row-level security enabled AND forced with the expected "
-                            "policies and its audit trigger; audit_logs is append-only; the app role bypasses "
-                            "nothing and owns nothing.")
+                description=described("Every tenant table has row-level security enabled AND forced with the "
+                                      "expected policies and its audit trigger; audit_logs is append-only; the app "
+                                      "role bypasses nothing and owns nothing.", "check_postgres_schema_security"))
 def check_postgres_schema_security(postgres: PostgresResource) -> dg.AssetCheckResult:
     report = security.check_security(postgres.engine)
     return dg.AssetCheckResult(

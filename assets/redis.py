@@ -8,6 +8,7 @@ import dagster as dg
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.connections import ServiceNotConfigured
 from orchestrator_data.redaction import redact
+from orchestrator_data.runbook import described
 from orchestrator_data.redis.errors import KeyspaceError
 from orchestrator_data.redis.keyspace import PATTERNS, TTLPolicy
 from orchestrator_data.redis import setup
@@ -131,8 +132,9 @@ _RULES = {TTLPolicy.REQUIRED: "must have a TTL", TTLPolicy.NONE: "must not expir
 
 
 @dg.asset_check(asset=redis_keyspace,
-                description="Every key has the TTL the registry requires: sessions, cache entries, rate limits "
-                            "and execution state expire; queues and dead letters do not.")
+                description=described("Every key has the TTL the registry requires: sessions, cache entries, rate "
+                                      "limits and execution state expire; queues and dead letters do not.",
+                                      "check_redis_keyspace_ttl"))
 def check_redis_keyspace_ttl(redis: RedisResource) -> dg.AssetCheckResult:
     try:
         report = inspect_keyspace(redis.client)

@@ -6,6 +6,7 @@ check. Thin: orchestrator_data.search does the work, the same code `orchestrator
 import dagster as dg
 
 from assets._metadata import code_version, with_human_sizes
+from orchestrator_data.runbook import described
 from orchestrator_data.search import indices, reconcile, status, sync
 from orchestrator_data.search.indices import NAMES
 from resources import ElasticsearchResource, PostgresResource
@@ -89,9 +90,9 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
 def _reconciliation_check(name: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=f"search_{name}_documents", name=f"check_search_{name}_reconciliation",
-        description=f"{name}: documents per organization equal PostgreSQL's rows per organization, and a sample of "
-                    f"documents equals the rows they come from (`orchestrator-data search repair {name}` fixes "
-                    f"what differs).",
+        description=described(f"{name}: documents per organization equal PostgreSQL's rows per organization, and "
+                              f"a sample of documents equals the rows they come from (`orchestrator-data search "
+                              f"repair {name}` fixes what differs).", "check_search_reconciliation"),
     )
     def _check(postgres: PostgresResource, elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
         found = reconcile.reconcile(postgres.engine, elasticsearch.client, elasticsearch.layout(), name)

@@ -44,6 +44,7 @@ class Alert:
     severity: str = "critical"
     occurred_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     title: str = ""
+    runbook: str | None = None  # the runbook section that says what this means and what to do
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -54,12 +55,14 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "severity": self.severity, "run_id": self.run_id, "job": self.job,
-                "step": self.step, "error": self.error, "occurred_at": self.occurred_at.isoformat()}
+                "step": self.step, "error": self.error, "occurred_at": self.occurred_at.isoformat(),
+                "runbook": self.runbook}
 
     def detail(self) -> str:
         where = f"run {self.run_id}" if self.run_id else "no run"
         step = f", step {self.step}" if self.step else ""
-        return f"{self.job} ({where}{step}): {self.error}" if self.error else f"{self.job} ({where}{step})"
+        text = f"{self.job} ({where}{step}): {self.error}" if self.error else f"{self.job} ({where}{step})"
+        return f"{text} — runbook: {self.runbook}" if self.runbook else text
 
 
 @dataclass

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     search_index_prefix: str = Field("od", pattern=r"^[a-z0-9][a-z0-9_]{0,39}$", validation_alias="SEARCH_INDEX_PREFIX")
     search_shards: int = Field(1, ge=1, le=64, validation_alias="SEARCH_SHARDS")
     search_replicas: int = Field(0, ge=0, le=8, validation_alias="SEARCH_REPLICAS")
+    # Where alerts point for what to do: e.g. the runbook's URL in your repository host.
+    runbook_url: str = Field("docs/runbook.md", min_length=1, validation_alias="RUNBOOK_URL")
     # Lifecycle policies (rollover, retention): a <index>.json here replaces the package's policy.
     search_lifecycle_dir: Path | None = Field(None, validation_alias="SEARCH_LIFECYCLE_DIR")
     # Where the local stack keeps its data, logs, ports and generated passwords.

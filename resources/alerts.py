@@ -7,6 +7,7 @@ import logging
 
 from pydantic import Field
 
+from orchestrator_data import runbook
 from orchestrator_data.alerts import Alert, AlertDelivery, send_alert
 from orchestrator_data.settings import SettingsError
 from resources._base import SettingsResource
@@ -33,6 +34,14 @@ class AlertsResource(SettingsResource):
             log.warning("alert webhook disabled: %s", exc)
             return None
         return secret.get_secret_value() if secret is not None else None
+
+    def runbook(self, section: str) -> str:
+        """The link to a runbook section, under RUNBOOK_URL."""
+        try:
+            base = self.settings.runbook_url
+        except SettingsError:
+            base = None
+        return runbook.link(section, base)
 
     def send(self, alert: Alert) -> AlertDelivery:
         """send_alert with the resources' clients; a target whose client cannot even be built (no URL and

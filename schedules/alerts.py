@@ -8,7 +8,7 @@ from resources import AlertsResource
 from schedules._status import sensor_status
 
 
-def alert_from_failure(context: dg.RunFailureSensorContext) -> Alert:
+def alert_from_failure(context: dg.RunFailureSensorContext, runbook: str | None = None) -> Alert:
     steps = context.get_step_failure_events()
     messages = []
     for event in steps:
@@ -23,6 +23,7 @@ def alert_from_failure(context: dg.RunFailureSensorContext) -> Alert:
         step=", ".join(e.step_key for e in steps if e.step_key) or None,
         error="\n".join(messages) or (context.failure_event.message or "run failed"),
         severity="critical",
+        runbook=runbook,
     )
 
 
@@ -32,10 +33,11 @@ def alert_from_failure(context: dg.RunFailureSensorContext) -> Alert:
     default_status=sensor_status(),
     minimum_interval_seconds=30,
     description="Every failed run of any job in any code location: one alert (run id, job, failed steps, "
-                "redacted error) to the audit log, the Redis `alerts` channel and ALERT_WEBHOOK_URL when set.",
+                "redacted error, and the runbook section of the job) to the audit log, the Redis `alerts` "
+                "channel and ALERT_WEBHOOK_URL when set. Runbook: docs/runbook.md#run_failure_alert_sensor",
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
-    alert = alert_from_failure(context)
+    alert = alert_from_failure(context, alerts.runbook(context.dagster_run.job_name))
     delivery = alerts.send(alert)
     if not delivery.delivered:
         # nowhere got it: fail the tick so the sensor page shows it

@@ -53,7 +53,8 @@ def _cursor(text: str | None) -> dict:
     default_status=sensor_status(),
     description="Alerts (audit log, Redis, webhook) when the newest verified backup is older than "
                 "BACKUP_MAX_AGE_HOURS or the newest restore-checked one older than RESTORE_CHECK_MAX_AGE_DAYS "
-                "(or there is none); once per stale backup and promise (the cursor keeps the ids).",
+                "(or there is none); once per stale backup and promise (the cursor keeps the ids). "
+                "Runbook: docs/runbook.md#stale_backup_sensor",
 )
 def stale_backup_sensor(context: dg.SensorEvaluationContext, backup_storage: BackupStorageResource,
                         alerts: AlertsResource):
@@ -73,6 +74,7 @@ def stale_backup_sensor(context: dg.SensorEvaluationContext, backup_storage: Bac
             said.append(f"already alerted: {freshness.describe()}")
             continue
         alert = Alert(run_id=None, job="stale_backup_sensor", error=freshness.describe(), severity="warning",
+                      runbook=alerts.runbook(f"stale {freshness.promise} backup"),
                       title=f"PostgreSQL {freshness.promise} backup is stale")
         delivery = alerts.send(alert)
         if not delivery.delivered:

@@ -80,6 +80,7 @@ def test_run_failure_alert_sensor_alerts_every_target_about_a_real_failed_run(se
     [row] = alert_rows(services["engine"])
     assert (row.action, row.table_name, row.record_id) == ("ALERT", "_dagster_run", result.run_id)
     assert row.new_values["job"] == "failing_job" and row.new_values["step"] == "explode"
+    assert row.new_values["runbook"] == "docs/runbook.md#failing_job"
     assert "refused" in row.new_values["error"]
     assert event.data["title"] == "failing_job failed" and result.run_id in event.data["detail"]
     [request] = hook.requests
@@ -151,6 +152,7 @@ def test_stale_backup_sensor_alerts_once_per_stale_backup_and_is_quiet_when_fres
         assert len(hook.requests) == 1 and subscription.get(timeout=0.5) is None
     rows = alert_rows(services["engine"])
     assert len(rows) == 3 and rows[-1].record_id is None and stale in rows[-1].new_values["error"]
+    assert rows[-1].new_values["runbook"].startswith("docs/runbook.md#stale-")
 
     fresh = _backup(tmp_path, now - timedelta(hours=2), verified=True)
     result, cursor = _tick(resources, cursor)
