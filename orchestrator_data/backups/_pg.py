@@ -18,6 +18,7 @@ from psycopg import sql
 
 from orchestrator_data import urls
 from orchestrator_data.backups.catalog import BackupToolError
+from orchestrator_data.progress import Report, quiet
 from orchestrator_data.redaction import redact, register_secret
 
 SCHEMA = "public"
@@ -142,5 +143,11 @@ def table_checksum(conn: psycopg.Connection, table: str) -> dict:
     return {"rows": int(rows), "checksum": f"md5sum64:{total}"}
 
 
-def table_checksums(conn: psycopg.Connection) -> dict[str, dict]:
-    return {name: table_checksum(conn, name) for name in table_names(conn)}
+def table_checksums(conn: psycopg.Connection, on_progress: Report = quiet, step: str = "checksums") -> dict[str, dict]:
+    names = table_names(conn)
+    found = {}
+    on_progress(step, 0, len(names), "tables")
+    for done, name in enumerate(names, start=1):
+        found[name] = table_checksum(conn, name)
+        on_progress(step, done, len(names), "tables")
+    return found

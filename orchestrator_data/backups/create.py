@@ -33,6 +33,7 @@ from orchestrator_data.backups.catalog import (
     write_json_atomic,
 )
 from orchestrator_data.backups.crypto import ALGORITHM, CHUNK_SIZE, decrypt_file, encrypt_stream, key_id
+from orchestrator_data.progress import Report, quiet
 
 log = logging.getLogger(__name__)
 PLAIN_FILE = "dump.pgc"
@@ -41,7 +42,7 @@ _COPY_CHUNK = 1 << 20
 
 
 def create_backup(database_url: str, backup_dir: Path, *, encryption_key: bytes | None = None,
-                  compress: bool = True) -> BackupEntry:
+                  compress: bool = True, on_progress: Report = quiet) -> BackupEntry:
     """pg_dump -Fc of the database inside an exported snapshot, with row counts and checksums of every
     table in public computed inside that same snapshot, stored as BACKUP_DIR/<id>/ (atomically)."""
     if encryption_key is not None and len(encryption_key) != 32:
@@ -55,7 +56,8 @@ def create_backup(database_url: str, backup_dir: Path, *, encryption_key: bytes 
     tmp.mkdir()
     try:
         with workdirs.in_use(tmp):  # so `prune` tells it from the temp dir of a killed backup
-            manifest = _dump(database_url, tmp, backup_id, created_at, dump_version, encryption_key, compress)
+            manifest = _dump(database_url, tmp, backup_id, created_at, dump_version, encryption_key, compress,
+                             on_progress)
             write_json_atomic(tmp / MANIFEST, manifest)
             final = backup_dir / backup_id
             tmp.rename(final)  # the backup appears complete or not at all
@@ -64,7 +66,7 @@ def create_backup(database_url: str, backup_dir: Path, *, encryption_key: bytes 
         raise
     log.info("backup %s written: %d bytes", backup_id, manifest["size_bytes"])
     # read back what landed on disk: a backup counts as verified only once its stored bytes hash right
-    actual, size = file_sha256(final / manifest["file"])
+    actual, size = file_sha256(final / manifest["file"], on_progress, "read back")
     ok = actual == manifest["sha256"] and size == manifest["size_bytes"]
     record_integrity(final, ok, actual)
     if not ok:
@@ -74,7 +76,7 @@ def create_backup(database_url: str, backup_dir: Path, *, encryption_key: bytes 
 
 
 def _dump(database_url: str, tmp: Path, backup_id: str, created_at: datetime, dump_version: str,
-          key: bytes | None, compress: bool) -> dict:
+          key: bytes | None, compress: bool, on_progress: Report = quiet) -> dict:
     url, password = _pg.split_password(database_url)
     file_name = ENCRYPTED_FILE if key else PLAIN_FILE
     started = time.perf_counter()
@@ -104,7 +106,7 @@ def _dump(database_url: str, tmp: Path, backup_id: str, created_at: datetime, du
 
             def checksums() -> None:
                 try:
-                    tables.update(_pg.table_checksums(conn))
+                    tables.update(_pg.table_checksums(conn, on_progress))
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
                     failure.append(exc)
 
@@ -117,6 +119,7 @@ def _dump(database_url: str, tmp: Path, backup_id: str, created_at: datetime, du
                         nonlocal size
                         digest.update(data)
                         size += len(data)
+                        on_progress("dump", size, None, "bytes")
 
                     if key:
                         encrypt_stream(process.stdout, out, key, on_bytes=stored)
@@ -189,12 +192,14 @@ class VerifyResult:
         return dict(self.__dict__)
 
 
-def file_sha256(path: Path) -> tuple[str, int]:
+def file_sha256(path: Path, on_progress: Report = quiet, step: str = "verify") -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
+    total = path.stat().st_size
     with open(path, "rb") as f:
         while data := f.read(_COPY_CHUNK):
             digest.update(data)
             size += len(data)
+            on_progress(step, size, total, "bytes")
     return digest.hexdigest(), size
 
 

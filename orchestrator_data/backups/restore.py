@@ -38,6 +38,7 @@ from orchestrator_data.backups.catalog import (
 )
 from orchestrator_data.backups.create import check_key, file_sha256
 from orchestrator_data.backups.crypto import decrypt_file
+from orchestrator_data.progress import Report, quiet
 
 log = logging.getLogger(__name__)
 SCRATCH_PREFIX = "restore_check_"
@@ -69,7 +70,7 @@ def scratch_name(backup_id: str) -> str:
 
 
 def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
-                  encryption_key: bytes | None = None) -> RestoreCheckResult:
+                  encryption_key: bytes | None = None, on_progress: Report = quiet) -> RestoreCheckResult:
     """Restore `backup_id` ("latest" allowed) into a scratch database on the server of database_url and
     compare it with the manifest. Returns the result (ok False with the differences on a corrupt file,
     a failed restore or a mismatch) and records it in verification.json. Raises BackupNotFound,
@@ -104,7 +105,7 @@ def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
     if not path.is_file():
         record_integrity(entry.path, False, None)
         return finish(False, "integrity", [f"dump file {path.name} is missing"])
-    actual, size = file_sha256(path)
+    actual, size = file_sha256(path, on_progress)
     record_integrity(entry.path, actual == entry.sha256 and size == entry.size_bytes, actual)
     if actual != entry.sha256 or size != entry.size_bytes:
         return finish(False, "integrity", [f"stored file does not match the manifest: sha256 {actual} "
@@ -127,12 +128,12 @@ def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
         try:
             scratch_url = urls.replace_database(database_url, name)
             restore_started = time.perf_counter()
-            error = _pg_restore(scratch_url, archive)
+            error = _pg_restore(scratch_url, archive, len(manifest.get("tables") or {}), on_progress)
             restore_s = round(time.perf_counter() - restore_started, 3)
             if error:
                 return finish(False, "restore", [error], restore_duration_s=restore_s, scratch_database=name)
             with _pg.connect(scratch_url, autocommit=True) as conn:
-                tables = _pg.table_checksums(conn)
+                tables = _pg.table_checksums(conn, on_progress, "compare")
                 head = _pg.migration_head(conn)
                 restored_size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
             differences = compare(manifest, tables, head)
@@ -163,14 +164,32 @@ def compare(manifest: dict, tables: dict[str, dict], head: str | None) -> list[s
     return differences
 
 
-def _pg_restore(scratch_url: str, archive: Path) -> str | None:
+def _pg_restore(scratch_url: str, archive: Path, tables: int, on_progress: Report = quiet) -> str | None:
+    """pg_restore, its --verbose lines counted as progress: one 'processing data for table' per table."""
     url, password = _pg.split_password(scratch_url)
-    args = [str(_pg.tool("pg_restore")), "--no-owner", "--no-acl", "--exit-on-error", "--no-password",
+    args = [str(_pg.tool("pg_restore")), "--no-owner", "--no-acl", "--exit-on-error", "--no-password", "--verbose",
             f"--dbname={url}", str(archive)]
-    done = subprocess.run(args, capture_output=True, text=True, env=_pg.tool_env(password), check=False,
-                          preexec_fn=_pg.dies_with_parent())
-    if done.returncode != 0:
-        return f"pg_restore failed (exit {done.returncode}): {_pg.stderr_tail(done.stderr)}"
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=_pg.tool_env(password), preexec_fn=_pg.dies_with_parent())
+    lines: list[str] = []
+    restored = 0
+    on_progress("restore", 0, tables, "tables")
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if "processing data for table" in line:
+                restored += 1
+                on_progress("restore", min(restored, tables), tables, "tables")
+        returncode = process.wait()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    if returncode != 0:
+        # --verbose lines say what it was doing; the error is in the last ones
+        errors = [line for line in lines if "error" in line.lower()] or lines
+        return f"pg_restore failed (exit {returncode}): {_pg.stderr_tail(''.join(errors[-20:]))}"
+    on_progress("restore", tables, tables, "tables")
     return None
 
 

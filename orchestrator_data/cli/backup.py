@@ -24,7 +24,7 @@ from orchestrator_data.backups import (
     verify_backup,
 )
 from orchestrator_data.backups.workdirs import DEFAULT_GRACE, list_workdirs
-from orchestrator_data.cli import output
+from orchestrator_data.cli import output, progress
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 
 app = typer.Typer(help="PostgreSQL backups: create, list, verify, restore-check, prune.", no_args_is_help=True)
@@ -87,10 +87,11 @@ def create(
     BACKUP_ENCRYPTION_KEY is set."""
     settings = load_or_exit()
     url = resolve_or_exit(settings, "postgres")
-    with _interruptible("backup create", "pg_dump stopped, temporary directory removed, no backup written"):
+    with _interruptible("backup create", "pg_dump stopped, temporary directory removed, no backup written"), \
+            progress.shown() as report:
         try:
             entry = create_backup(url, settings.backup_dir, encryption_key=settings.backup_key_bytes,
-                                  compress=not no_compress)
+                                  compress=not no_compress, on_progress=report)
         except Exception as exc:  # noqa: BLE001 - reported with its exit code, redacted
             raise _fail(exc) from None
     tables = entry.manifest["tables"]
@@ -170,9 +171,11 @@ def restore_check_cmd(backup_id: BackupId) -> None:
     """Restore into a scratch database (dropped afterwards), compare every table with the manifest."""
     settings = load_or_exit()
     url = resolve_or_exit(settings, "postgres")
-    with _interruptible("restore check", "pg_restore stopped, scratch database dropped, nothing recorded"):
+    with _interruptible("restore check", "pg_restore stopped, scratch database dropped, nothing recorded"), \
+            progress.shown() as report:
         try:
-            result = restore_check(url, settings.backup_dir, backup_id, encryption_key=settings.backup_key_bytes)
+            result = restore_check(url, settings.backup_dir, backup_id, encryption_key=settings.backup_key_bytes,
+                                   on_progress=report)
         except Exception as exc:  # noqa: BLE001
             raise _fail(exc) from None
     if not result.ok:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator_data.cli import output
+from orchestrator_data.cli import output, progress
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.connections import postgres_engine
 from orchestrator_data.postgres.seed import DEFAULT_SCALE, SeedRefused, check_clean_allowed, clean, seed
@@ -50,7 +50,8 @@ def run_seed(
     try:
         plan = SeedPlan(executions=scale or DEFAULT_SCALE.get(environment, 0))
         engine = _engine(settings)
-        report = seed(engine, environment, plan)
+        with progress.shown() as shown:
+            report = seed(engine, environment, plan, on_progress=shown)
     except SeedRefused as exc:
         output.error(str(exc))
         raise typer.Exit(2) from None

@@ -31,6 +31,7 @@ from orchestrator_data.postgres.seed_data import (
     executions_for,
     seeded_range,
 )
+from orchestrator_data.progress import Report, quiet
 
 SEEDABLE_ENVIRONMENTS = ("development", "testing")
 DEFAULT_SCALE = {"development": 20_000, "testing": 2_000}
@@ -114,21 +115,28 @@ def _seeded_organizations(conn: sa.Connection) -> list:
                              {"low": low, "high": high}).scalars())
 
 
-def _copy_executions(conn: sa.Connection, rows) -> int:
+PROGRESS_EVERY = 10_000  # rows between two progress reports of the COPY
+
+
+def _copy_executions(conn: sa.Connection, rows, planned: int, on_progress: Report = quiet) -> int:
     """COPY the rows (grouped by organization) into executions; returns how many were written."""
     raw = conn.connection.driver_connection  # psycopg 3
     written = 0
     columns = ", ".join(EXECUTION_COLUMNS)
+    on_progress("executions", 0, planned, "rows")
     for organization_id, group in itertools.groupby(rows, key=lambda row: row[1]):
         _set_tenant(conn, organization_id)
         with raw.cursor() as cursor, cursor.copy(f"COPY executions ({columns}) FROM STDIN") as copy:
             for row in group:
                 copy.write_row(row)
                 written += 1
+                if written % PROGRESS_EVERY == 0:
+                    on_progress("executions", written, planned, "rows")
+    on_progress("executions", written, max(planned, written), "rows")
     return written
 
 
-def seed(engine: sa.Engine, environment: str, plan: SeedPlan) -> SeedReport:
+def seed(engine: sa.Engine, environment: str, plan: SeedPlan, on_progress: Report = quiet) -> SeedReport:
     check_environment(environment)
     started = time.perf_counter()
     report = SeedReport(environment=environment, executions_planned=plan.executions)
@@ -136,7 +144,8 @@ def seed(engine: sa.Engine, environment: str, plan: SeedPlan) -> SeedReport:
     org_ids = [org["id"] for org in rows.organizations]
     with engine.begin() as conn:
         with audit_paused(conn, models.AUDITED_TABLES):
-            for name, data in rows.tables():
+            small = list(rows.tables())
+            for done, (name, data) in enumerate(small, start=1):
                 table = models.metadata.tables[name]
                 before = _seeded_count(conn, name, org_ids)
                 if name == "organizations":
@@ -146,6 +155,7 @@ def seed(engine: sa.Engine, environment: str, plan: SeedPlan) -> SeedReport:
                         _set_tenant(conn, organization_id)
                         conn.execute(pg_insert(table).on_conflict_do_nothing(), list(group))
                 report.inserted[name] = _seeded_count(conn, name, org_ids) - before
+                on_progress("tables", done, len(small), "tables")
 
             existing = _seeded_count(conn, "executions", org_ids)
             if existing == plan.executions:
@@ -155,7 +165,8 @@ def seed(engine: sa.Engine, environment: str, plan: SeedPlan) -> SeedReport:
                 if existing:
                     report.deleted["executions"] = _delete_seeded_executions(conn, org_ids)
                 copy_started = time.perf_counter()
-                report.inserted["executions"] = _copy_executions(conn, executions_for(plan, rows))
+                report.inserted["executions"] = _copy_executions(conn, executions_for(plan, rows), plan.executions,
+                                                                 on_progress)
                 report.copy_rows_per_s = report.inserted["executions"] / max(time.perf_counter() - copy_started, 1e-9)
         report.rows_per_organization = rows_per_organization(conn)
     report.duration_s = time.perf_counter() - started

@@ -28,6 +28,8 @@ def test_backup_commands(cli, migrated_url, tmp_path, stack):
 
     created = run("create", expect=0)
     assert "encrypted" in created.stdout
+    assert "checksums: " in created.stdout and " tables/s, done in " in created.stdout  # plain progress, piped
+    assert "read back: " in created.stdout and "\x1b" not in created.stdout
     listing = json.loads(run("list", "--json", expect=0).stdout)
     listed = listing["backups"]
     assert listing["temporary"] == []  # the temp dir became the backup
@@ -36,7 +38,10 @@ def test_backup_commands(cli, migrated_url, tmp_path, stack):
     backup_id = listed[0]["id"]
     assert backup_id in run("list", expect=0).stdout
     assert "every chunk authenticated" in run("verify", "latest", expect=0).stdout
-    assert "matches its manifest" in run("restore-check", backup_id, expect=0).stdout
+    checked = run("restore-check", backup_id, expect=0).stdout
+    assert "matches its manifest" in checked
+    for step in ("verify: ", "restore: ", "compare: "):
+        assert step in checked, checked
     assert json.loads(run("list", "--json", expect=0).stdout)["backups"][0]["restore_check_ok"] is True
 
     # bad input: 2

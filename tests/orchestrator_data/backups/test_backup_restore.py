@@ -215,7 +215,7 @@ def test_mismatch_fails_and_lists_differences(plain_backup, seeded_url, tmp_path
 def test_failed_restore_still_drops_the_scratch_database(plain_backup, seeded_url, tmp_path, monkeypatch, stack):
     entry = copy_backup(plain_backup, tmp_path)
 
-    def boom(scratch_url, archive):
+    def boom(scratch_url, archive, *progress):
         raise RuntimeError("pg_restore crashed")
 
     monkeypatch.setattr(restore, "_pg_restore", boom)
