@@ -19,6 +19,7 @@ from orchestrator_data.progress import Report
 from orchestrator_data.units import human_bytes
 
 PLAIN_EVERY_S = 5.0
+MEASURED_AFTER_S = 0.2
 
 
 def _amount(value: float, unit: str) -> str:
@@ -47,8 +48,9 @@ class StepFigures:
     def describe(self, now: float) -> str:
         amount = _amount(self.done, self.unit) + (f" of {_amount(self.total, self.unit)}" if self.total else "")
         rate = self.rate(now)
-        per_s = f"{human_bytes(rate)}/s" if self.unit == "bytes" else f"{rate:,.0f} {self.unit}/s"
-        figures = [amount, per_s]
+        figures = [amount]
+        if now - self.started >= MEASURED_AFTER_S:  # a first report has no rate yet, rather than "0/s"
+            figures.append(f"{human_bytes(rate)}/s" if self.unit == "bytes" else f"{rate:,.0f} {self.unit}/s")
         if self.total and self.done >= self.total:
             figures.append(f"done in {_duration(now - self.started)}")
         elif self.total and rate > 0:

@@ -7,18 +7,16 @@ no URL and no local stack)."""
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from typing import Annotated
 
 import typer
 from elasticsearch import ApiError, TransportError
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from orchestrator_data import connections
-from orchestrator_data.cli import output
+from orchestrator_data.cli import output, progress
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.search import indices, lifecycle, query as search_query, reconcile, reindex as search_reindex
 from orchestrator_data.search import status as search_status, sync
@@ -101,31 +99,13 @@ def sync_(
 ) -> None:
     """Bring the indices up to date with PostgreSQL (incremental unless --full or never synced)."""
     names = _names(index, sync.SYNCED)
-    with _clients() as (settings, engine, client, layout), _progress() as progress:
-        tasks: dict[str, object] = {}
-
-        def shown(report):
-            if report.index not in tasks:
-                tasks[report.index] = progress.add_task(report.index, total=None)
-            progress.update(tasks[report.index], completed=report.rows_read,
-                            description=f"{report.index} ({report.mode})")
-
-        reports = sync.sync(engine, client, layout, names, full=full, on_progress=shown if progress else None)
+    with _clients() as (settings, engine, client, layout), progress.shown() as report:
+        reports = sync.sync(engine, client, layout, names, full=full,
+                            on_progress=lambda r: report(f"{r.index} ({r.mode})", r.rows_read, None, "rows"))
     for r in reports:
         output.info(f"{output.OK} {r.index:<12} {r.mode:<11} {r.documents_written:>9,} written "
                     f"{r.documents_deleted:>7,} deleted {r.stale_skipped:>7,} already current "
                     f"{r.documents_per_s:>9,.0f} docs/s  watermark {r.watermark_from} → {r.watermark_to}")
-
-
-@contextmanager
-def _progress():
-    """A live progress line per index on a terminal; nothing when output is piped."""
-    if not sys.stdout.isatty():
-        yield None
-        return
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-                  TimeElapsedColumn(), console=output.console, transient=True) as progress:
-        yield progress
 
 
 @app.command("status")
@@ -167,10 +147,9 @@ def reindex(index: IndexName) -> None:
     """Rebuild an index with its current mapping beside the live one, catch up, swap the aliases atomically."""
     [name] = _names([index], sync.SYNCED)
     with _clients() as (settings, engine, client, layout):
-        with _progress() as progress:
-            task = progress.add_task(f"{name} (reindex)", total=None) if progress else None
+        with progress.shown() as report:
             done = search_reindex.reindex(engine, client, layout, name, on_progress=(
-                (lambda r: progress.update(task, completed=r.rows_read)) if progress else None))
+                lambda r: report(f"{name} (reindex)", r.rows_read, None, "rows")))
     output.info(f"{output.OK} {name}: {', '.join(done.old_indices)} → {done.new_index} (mapping v{done.mapping_version}), "
                 f"{done.documents:,} documents, {done.catch_up_passes} catch-up pass(es) with {done.caught_up_rows:,} "
                 f"changed rows, {done.duration_s:.1f} s")

@@ -51,7 +51,8 @@ def test_init_sync_status_round(cli, stack, migrated_url, engine, prefix):
     assert run("init", expect=0).stdout.count("exists") == 5
 
     first = run("sync", expect=0).stdout
-    assert first.count("full") == 4
+    assert sum("full" in line for line in first.splitlines() if line.startswith("✓")) == 4
+    assert "executions (full): 150 rows" in first  # plain progress lines, piped
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE executions SET status = 'cancelled' WHERE id IN (SELECT id FROM executions LIMIT 3)"))
     second = run("sync", "--index", "executions", expect=0).stdout
