@@ -50,15 +50,20 @@ class IndexDefinition:
     mappings: dict
 
 
-def _load(file_name: str) -> dict:
-    text = (resources.files("orchestrator_data.search") / "indices" / file_name).read_text(encoding="utf-8")
+def data_file(text: str, where: str, error: type[SearchError]) -> dict:
+    """A data file's JSON object without its "_comment"-style keys; `error` names `where` otherwise."""
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise InvalidDefinition(f"search/indices/{file_name}: not valid JSON ({exc})") from None
+        raise error(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise InvalidDefinition(f"search/indices/{file_name}: expected an object")
+        raise error(f"{where}: expected an object")
     return {key: value for key, value in data.items() if not key.startswith("_")}
+
+
+def _load(file_name: str) -> dict:
+    text = (resources.files("orchestrator_data.search") / "indices" / file_name).read_text(encoding="utf-8")
+    return data_file(text, f"search/indices/{file_name}", InvalidDefinition)
 
 
 def _definition(file_name: str, expected_name: str | None) -> IndexDefinition:

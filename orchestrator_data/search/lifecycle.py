@@ -23,7 +23,6 @@ one copy, in the backing index that holds it, and the read alias always covers e
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -36,7 +35,7 @@ import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
 from orchestrator_data.search import sync
-from orchestrator_data.search.indices import NAMES, Layout, SearchError, write_index
+from orchestrator_data.search.indices import NAMES, Layout, SearchError, data_file, write_index
 
 LOCK_WAIT_S = 120.0  # a sync takes seconds; a reindex can take longer, and then the step waits for the next run
 
@@ -118,13 +117,7 @@ class Policy:
 
 def parse_policy(text: str, where: str, expected_index: str) -> Policy:
     """A policy from a file's text; InvalidPolicy names `where` and the field for anything wrong."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise InvalidPolicy(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InvalidPolicy(f"{where}: expected an object")
-    data = {key: value for key, value in data.items() if not key.startswith("_")}
+    data = data_file(text, where, InvalidPolicy)
     for key in data:
         if key not in POLICY_KEYS:
             raise InvalidPolicy(f"{where}: unknown field '{key}' (known: {', '.join(sorted(POLICY_KEYS))})")

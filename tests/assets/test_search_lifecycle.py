@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -16,8 +15,9 @@ from orchestrator_data.search import indices
 from orchestrator_data.search.indices import Layout, drop_indices
 from resources import ElasticsearchResource, PostgresResource
 
+from tests.search_documents import METRICS, add_metrics_documents
+
 pytestmark = pytest.mark.integration
-METRICS = "system_metrics"
 
 
 def _policy(directory, delete_after: str) -> None:
@@ -35,18 +35,10 @@ def resources(migrated_url, tmp_path):
     elasticsearch.client.close()
 
 
-def _fill(es, layout, documents: int) -> None:
-    for n in range(documents):
-        es.index(index=layout.write_alias(METRICS), id=f"{time.monotonic_ns()}-{n}", document={
-            "service": "test", "metric": "m", "value": 1.0, "unit": "1",
-            "sampled_at": datetime.now(UTC).isoformat(), "labels": {}})
-    es.indices.refresh(index=layout.read_alias(METRICS))
-
-
 def test_the_asset_rolls_over_then_retention_deletes_the_old_index(resources, tmp_path):
     es, layout = resources["elasticsearch"].client, resources["elasticsearch"].layout()
     indices.init_indices(es, layout)
-    _fill(es, layout, 3)
+    add_metrics_documents(es, layout, 3)
     first = indices.write_index(es, layout, METRICS)
 
     rolled = dg.materialize([search_lifecycle], resources=resources)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
@@ -15,8 +14,9 @@ from orchestrator_data.search import indices
 from orchestrator_data.search.indices import Layout, drop_indices
 from orchestrator_data.settings import load_settings
 
+from tests.search_documents import METRICS, add_metrics_documents
+
 pytestmark = pytest.mark.integration
-METRICS = "system_metrics"
 
 
 @pytest.fixture
@@ -40,14 +40,6 @@ def policies(tmp_path):
     return tmp_path
 
 
-def _fill(es, layout, documents: int) -> None:
-    for n in range(documents):
-        es.index(index=layout.write_alias(METRICS), id=f"{time.monotonic_ns()}-{n}", document={
-            "service": "test", "metric": "m", "value": 1.0, "unit": "1",
-            "sampled_at": datetime.now(UTC).isoformat(), "labels": {}})
-    es.indices.refresh(index=layout.read_alias(METRICS))
-
-
 def _backing(es, layout) -> list[str]:
     return sorted(es.indices.get_alias(name=layout.read_alias(METRICS)))
 
@@ -55,7 +47,7 @@ def _backing(es, layout) -> list[str]:
 def test_rollover_and_retention_dry_run_then_for_real(cli, stack, migrated_url, es, layout, policies):
     env = {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": layout.prefix, "SEARCH_LIFECYCLE_DIR": str(policies)}
     indices.init_indices(es, layout)
-    _fill(es, layout, 3)
+    add_metrics_documents(es, layout, 3)
     first = _backing(es, layout)
 
     dry = cli("search", "rollover", "--dry-run", env=env)

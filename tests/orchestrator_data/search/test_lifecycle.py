@@ -14,8 +14,7 @@ from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
 from orchestrator_data.search import indices, lifecycle, sync
 from orchestrator_data.search.lifecycle import InvalidPolicy, Policy, parse_policy
-
-METRICS = "system_metrics"
+from tests.search_documents import METRICS, add_metrics_documents
 
 
 # -- policy files ----------------------------------------------------------------------------------
@@ -95,11 +94,7 @@ def test_the_ilm_export_carries_the_same_conditions_and_retention():
 # -- on the node -----------------------------------------------------------------------------------
 def _metrics_index(es, layout, documents: int) -> None:
     indices.init_indices(es, layout, (METRICS,))
-    now = datetime.now(UTC).isoformat()
-    for n in range(documents):
-        es.index(index=layout.write_alias(METRICS), id=f"{layout.prefix}-{time.monotonic_ns()}-{n}", document={
-            "service": "test", "metric": "m", "value": float(n), "unit": "1", "sampled_at": now, "labels": {}})
-    es.indices.refresh(index=layout.read_alias(METRICS))
+    add_metrics_documents(es, layout, documents)
 
 
 def _policy(rollover: dict, delete_after: str | None = None, index: str = METRICS) -> Policy:
