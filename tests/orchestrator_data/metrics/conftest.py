@@ -1,5 +1,5 @@
 """Real clients on the test stack: the search tests' `es` and `layout` (a prefix of the test's own,
-deleted afterwards), a Redis client, and the system_metrics index created under the layout."""
+deleted afterwards), a queue of the test's own, and the system_metrics index created under the layout."""
 
 from __future__ import annotations
 
@@ -7,20 +7,9 @@ import uuid
 
 import pytest
 
-from orchestrator_data.connections import resolve_url
-from orchestrator_data.redis.client import create_client
 from orchestrator_data.redis.keyspace import DEAD_LETTER, QUEUE
 from orchestrator_data.search.indices import init_indices
-from orchestrator_data.settings import load_settings
 from tests.orchestrator_data.search.conftest import es, layout  # noqa: F401 - fixtures reused as they are
-
-
-@pytest.fixture
-def redis_client(stack):
-    client = create_client(resolve_url("redis", load_settings()))
-    yield client
-    client.close()
-    client.connection_pool.disconnect()
 
 
 @pytest.fixture
