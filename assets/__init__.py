@@ -2,13 +2,15 @@
 
 from assets.backups import BACKUP_ASSET_CHECKS, BACKUP_ASSETS
 from assets.health import check_service_latency, check_service_versions, service_health
+from assets.metrics import METRICS_ASSETS
 from assets.postgres import POSTGRES_ASSET_CHECKS, POSTGRES_ASSETS
 from assets.redis import REDIS_ASSET_CHECKS, REDIS_ASSETS
 from assets.search import SEARCH_ASSET_CHECKS, SEARCH_ASSETS
 from assets.search_lifecycle import search_lifecycle
 from assets.seed import seed_data
 
-ASSETS = [service_health, *POSTGRES_ASSETS, seed_data, *REDIS_ASSETS, *SEARCH_ASSETS, search_lifecycle, *BACKUP_ASSETS]
+ASSETS = [service_health, *POSTGRES_ASSETS, seed_data, *REDIS_ASSETS, *SEARCH_ASSETS, search_lifecycle, *BACKUP_ASSETS,
+          *METRICS_ASSETS]
 ASSET_CHECKS = [check_service_versions, check_service_latency, *POSTGRES_ASSET_CHECKS, *REDIS_ASSET_CHECKS,
                 *SEARCH_ASSET_CHECKS, *BACKUP_ASSET_CHECKS]
 

@@ -57,8 +57,14 @@ search_lifecycle_job = dg.define_asset_job(
     description="Roll the search indices over and apply retention, by their lifecycle policies.",
 )
 
+system_metrics_job = dg.define_asset_job(
+    "system_metrics_job",
+    selection=dg.AssetSelection.assets("system_metrics"),
+    description="Sample PostgreSQL, Redis and Elasticsearch into the system_metrics index (docs/system-metrics.md).",
+)
+
 JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job,
-        search_lifecycle_job]
+        search_lifecycle_job, system_metrics_job]
 
 __all__ = ["JOBS", "backup_job", "bootstrap_job", "health_job", "migrate_job", "reset_job", "restore_test_job",
-           "search_lifecycle_job", "search_sync_job", "seed_job"]
+           "search_lifecycle_job", "search_sync_job", "seed_job", "system_metrics_job"]

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator_data.connections import resolve_url
 from orchestrator_data.postgres import client, migrator
+from orchestrator_data.redis.client import create_client
 from orchestrator_data.settings import load_settings
 from orchestrator_data.stack import Stack
 from orchestrator_data.stack.common import free_port
@@ -84,6 +86,15 @@ def endpoints(stack):
 def clean_env(monkeypatch):
     """A function-scoped view of the environment to change freely."""
     return monkeypatch
+
+
+@pytest.fixture
+def redis_client(stack):
+    """A client on the session stack's Redis."""
+    client = create_client(resolve_url("redis", load_settings()))
+    yield client
+    client.close()
+    client.connection_pool.disconnect()
 
 
 @pytest.fixture

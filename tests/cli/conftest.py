@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,17 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300,
 def cli():
     assert SCRIPT.exists(), f"console script not installed at {SCRIPT}"
     return run_cli
+
+
+@pytest.fixture
+def prefix(stack):
+    """A SEARCH_INDEX_PREFIX of the test's own; its indices and templates are dropped afterwards."""
+    from orchestrator_data import connections
+    from orchestrator_data.search.indices import Layout, drop_indices
+    from orchestrator_data.settings import load_settings
+
+    name = f"c{uuid.uuid4().hex[:10]}"
+    yield name
+    client = connections.elasticsearch_client(load_settings())
+    drop_indices(client, Layout(name))
+    client.close()

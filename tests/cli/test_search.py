@@ -4,7 +4,6 @@ a whole round, exit codes of bad input and an unreachable cluster, no secret in 
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -14,19 +13,6 @@ from orchestrator_data.postgres.seed_data import SeedPlan
 from orchestrator_data.stack.common import free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def prefix(stack):
-    from orchestrator_data import connections
-    from orchestrator_data.search.indices import Layout, drop_indices
-    from orchestrator_data.settings import load_settings
-
-    name = f"c{uuid.uuid4().hex[:10]}"
-    yield name
-    client = connections.elasticsearch_client(load_settings())
-    drop_indices(client, Layout(name))
-    client.close()
 
 
 def _secrets(stack) -> list[str]:

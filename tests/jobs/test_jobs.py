@@ -31,6 +31,7 @@ def test_job_selections():
     assert _selected("health_job") == {"service_health"}
     assert _selected("backup_job") == {"postgres_backup"}
     assert _selected("restore_test_job") == {"postgres_restore_check"}
+    assert _selected("system_metrics_job") == {"system_metrics"}
 
 
 PREFIX = "jobs"

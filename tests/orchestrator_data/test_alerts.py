@@ -7,11 +7,9 @@ import sqlalchemy as sa
 
 from orchestrator_data import alerts
 from orchestrator_data.alerts import Alert, send_alert
-from orchestrator_data.connections import resolve_url
 from orchestrator_data.postgres import catalog, migrator
 from orchestrator_data.redis import pubsub
 from orchestrator_data.redis.client import create_client
-from orchestrator_data.settings import load_settings
 from orchestrator_data.stack.common import free_port
 from tests.alerting import WebhookServer, alert_rows
 from tests.databases import REVISIONS, fresh_database
@@ -20,14 +18,6 @@ pytestmark = pytest.mark.integration
 
 SECRET_PW = "Sup3rSecretPw"
 HOOK_TOKEN = "WebH00kT0ken"
-
-
-@pytest.fixture
-def redis_client(stack):
-    client = create_client(resolve_url("redis", load_settings()))
-    yield client
-    client.close()
-    client.connection_pool.disconnect()
 
 
 def _alert(**overrides) -> Alert:

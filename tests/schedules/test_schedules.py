@@ -10,6 +10,7 @@ import pytest
 import schedules
 import schedules.alerts
 import schedules.backups
+import schedules.metrics
 
 EXPECTED_SCHEDULES = {
     "health_schedule": ("*/15 * * * *", "health_job"),
@@ -17,12 +18,14 @@ EXPECTED_SCHEDULES = {
     "weekly_restore_test_schedule": ("0 4 * * 0", "restore_test_job"),
     "search_sync_schedule": ("*/5 * * * *", "search_sync_job"),
     "search_lifecycle_schedule": ("17 * * * *", "search_lifecycle_job"),
+    "system_metrics_schedule": ("*/5 * * * *", "system_metrics_job"),
 }
 
 
 def _reload():
     importlib.reload(schedules.alerts)
     importlib.reload(schedules.backups)
+    importlib.reload(schedules.metrics)
     return importlib.reload(schedules)
 
 
@@ -67,8 +70,21 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
                       "nightly_backup_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "weekly_restore_test_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "search_sync_schedule": dg.DefaultScheduleStatus.RUNNING,
-                      "search_lifecycle_schedule": dg.DefaultScheduleStatus.RUNNING}
+                      "search_lifecycle_schedule": dg.DefaultScheduleStatus.RUNNING,
+                      "system_metrics_schedule": dg.DefaultScheduleStatus.RUNNING}
     assert {s.name: s.default_status for s in module.SENSORS} == {
         "run_failure_alert_sensor": dg.DefaultSensorStatus.RUNNING,
         "stale_backup_sensor": dg.DefaultSensorStatus.RUNNING,
     }
+
+
+def test_system_metrics_runs_sample_at_their_tick_time():
+    """A retried run keeps its tags, so it samples under the same time and rewrites the same documents."""
+    from datetime import UTC, datetime
+
+    from assets.metrics import SAMPLED_AT_TAG, sampled_at_of
+
+    tick = datetime(2026, 5, 1, 10, 35, tzinfo=UTC)
+    request = schedules.metrics.system_metrics_schedule(dg.build_schedule_context(scheduled_execution_time=tick))
+    assert request.tags[SAMPLED_AT_TAG] == "2026-05-01T10:35:00+00:00"
+    assert sampled_at_of(request.tags) == tick and sampled_at_of({}) is None

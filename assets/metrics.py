@@ -1,0 +1,102 @@
+"""The `system_metrics` asset: the data layer's own figures from PostgreSQL, Redis and Elasticsearch,
+written into the system_metrics index, with the headline numbers as metadata so the UI plots them.
+Thin: orchestrator_data.metrics does the work, the same code `orchestrator-data metrics collect` runs."""
+
+# no `from __future__ import annotations`: Dagster reads the parameter annotations to inject resources
+from datetime import datetime
+
+import dagster as dg
+
+from assets._metadata import code_version, with_human_sizes
+from orchestrator_data import metrics
+from orchestrator_data.metrics import MetricsError, MetricsReport, collect_and_write
+from orchestrator_data.metrics import elasticsearch as es_metrics, postgres as pg_metrics, redis as redis_metrics
+from orchestrator_data.search.indices import SearchError
+from resources import ElasticsearchResource, PostgresResource, RedisResource
+
+# Set by system_metrics_schedule to its tick's time: a retried run that keeps its tags samples under
+# the same time, so its documents get the same ids and nothing is written twice.
+SAMPLED_AT_TAG = "orchestrator-data/sampled_at"
+# Headline figures that are whole numbers; the others (ratios, rates, seconds) are floats.
+WHOLE = {"pg_connections", "pg_database_bytes", "redis_used_memory_bytes", "redis_clients", "queue_depth_total",
+         "es_documents", "es_store_bytes", "samples_written"}
+
+LARGEST_TABLES = dg.TableSchema(columns=[
+    dg.TableColumn("schema", "string"), dg.TableColumn("table", "string"),
+    dg.TableColumn("total_bytes", "int"), dg.TableColumn("rows_estimate", "int"),
+])
+SLOWEST_STATEMENTS = dg.TableSchema(columns=[
+    dg.TableColumn("queryid", "string"), dg.TableColumn("query", "string"), dg.TableColumn("calls", "int"),
+    dg.TableColumn("mean_ms", "float"), dg.TableColumn("total_ms", "float"),
+])
+INDICES = dg.TableSchema(columns=[
+    dg.TableColumn("index", "string"), dg.TableColumn("documents", "int"), dg.TableColumn("store_bytes", "int"),
+])
+QUEUES = dg.TableSchema(columns=[
+    dg.TableColumn("queue", "string"), dg.TableColumn("length", "int"), dg.TableColumn("pending", "int"),
+    dg.TableColumn("dead_letters", "int"),
+])
+
+
+def sampled_at_of(tags: dict) -> datetime | None:
+    value = tags.get(SAMPLED_AT_TAG)
+    return datetime.fromisoformat(value) if value else None
+
+
+def _metadata(report: MetricsReport) -> dict:
+    metadata: dict = {key: dg.MetadataValue.int(int(value)) if key in WHOLE else dg.MetadataValue.float(float(value))
+                      for key, value in report.headline().items()}
+    metadata["sampled_at"] = report.sampled_at.isoformat()
+    if report.postgres:
+        pg = report.postgres
+        metadata["pg_stat_statements"] = "on" if pg.statements_on else f"off: {pg.statements_note}"
+        metadata["largest_tables"] = dg.MetadataValue.table(schema=LARGEST_TABLES, records=[
+            dg.TableRecord({"schema": t.schema, "table": t.table, "total_bytes": t.total_bytes,
+                            "rows_estimate": t.rows_estimate if t.rows_estimate is not None else -1})
+            for t in pg.largest_tables])
+        if pg.statements_on:
+            metadata["slowest_statements"] = dg.MetadataValue.table(schema=SLOWEST_STATEMENTS, records=[
+                dg.TableRecord({"queryid": s.queryid, "query": s.query, "calls": s.calls,
+                                "mean_ms": round(s.mean_ms, 3), "total_ms": round(s.total_ms, 3)})
+                for s in pg.slowest_statements])
+    if report.redis:
+        metadata["queues"] = dg.MetadataValue.table(schema=QUEUES, records=[
+            dg.TableRecord({"queue": name, "length": d.length, "pending": d.pending, "dead_letters": d.dead_letters})
+            for name, d in report.redis.queues.items()])
+    if report.elasticsearch:
+        metadata["indices"] = dg.MetadataValue.table(schema=INDICES, records=[
+            dg.TableRecord({"index": i.index, "documents": i.documents, "store_bytes": i.store_bytes})
+            for i in report.elasticsearch.indices])
+    if report.errors:
+        metadata["errors"] = dg.MetadataValue.md("\n".join(f"- {service}: {why}" for service, why in report.errors.items()))
+    return with_human_sizes(metadata)
+
+
+@dg.asset(
+    name="system_metrics", group_name="metrics", kinds={"postgres", "redis", "elasticsearch"},
+    owners=["team:data-platform"], deps=["search_system_metrics_index"],
+    code_version=code_version(metrics, pg_metrics, redis_metrics, es_metrics),
+    description="The data layer's own figures, sampled into the system_metrics index: PostgreSQL connections by "
+                "state, transactions, cache hit ratio, database and largest table sizes, slowest statements "
+                "(pg_stat_statements, when installed); Redis memory, hit rate, clients, ops/s, queue depths; "
+                "Elasticsearch heap, documents and size per index, search and indexing rates. The headline numbers "
+                "are metadata, plotted by the UI. A server that cannot be reached fails the run after the others' "
+                "samples are written.",
+)
+def system_metrics(context: dg.AssetExecutionContext, postgres: PostgresResource, redis: RedisResource,
+                   elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
+    try:
+        report = collect_and_write(postgres.engine, redis.client, elasticsearch.client, elasticsearch.layout(),
+                                   sampled_at_of(context.run.tags))
+    except (MetricsError, SearchError) as exc:
+        raise dg.Failure(description=str(exc)) from None
+    metadata = _metadata(report)
+    context.log.info(f"system metrics at {report.sampled_at.isoformat()}: {report.written.written} samples written, "
+                     f"{report.written.already_present} already there")
+    if report.errors:
+        raise dg.Failure(description="no samples from " + "; ".join(f"{s}: {why}" for s, why in report.errors.items()),
+                         metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+METRICS_ASSETS = [system_metrics]
