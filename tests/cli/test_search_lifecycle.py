@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
 
 from orchestrator_data import connections
 from orchestrator_data.search import indices
-from orchestrator_data.search.indices import Layout, drop_indices
+from orchestrator_data.search.indices import Layout
 from orchestrator_data.settings import load_settings
 
 from tests.search_documents import METRICS, add_metrics_documents
@@ -27,10 +26,8 @@ def es(stack):
 
 
 @pytest.fixture
-def layout(es):
-    layout = Layout(f"c{uuid.uuid4().hex[:10]}")
-    yield layout
-    drop_indices(es, layout)
+def layout(prefix):
+    return Layout(prefix)  # dropped by the `prefix` fixture
 
 
 @pytest.fixture
