@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     search_index_prefix: str = Field("od", pattern=r"^[a-z0-9][a-z0-9_]{0,39}$", validation_alias="SEARCH_INDEX_PREFIX")
     search_shards: int = Field(1, ge=1, le=64, validation_alias="SEARCH_SHARDS")
     search_replicas: int = Field(0, ge=0, le=8, validation_alias="SEARCH_REPLICAS")
+    # The Dagster web UI whose run pages `orchestrator-data run` links to (`orchestrator-data ui` serves
+    # on 127.0.0.1:3000 unless told otherwise).
+    dagster_webserver_url: str = Field("http://127.0.0.1:3000", validation_alias="DAGSTER_WEBSERVER_URL")
     # Where the local stack keeps its data, logs, ports and generated passwords.
     state_dir: Path = Field(Path(".orchestrator-data"), validation_alias="ORCHESTRATOR_DATA_HOME")
 
@@ -120,6 +123,13 @@ class Settings(BaseSettings):
         if not value.get_secret_value().strip().lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("dagster_webserver_url")
+    @classmethod
+    def _webserver_url(cls, value: str) -> str:
+        if not value.strip().lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip()
 
     @field_validator("state_dir")
     @classmethod
