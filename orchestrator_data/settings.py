@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -184,6 +185,31 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment is Environment.PRODUCTION
+
+
+# Settings that name a path, relative to the directory a command is run from.
+PATH_VARIABLES = {"backup_dir": "BACKUP_DIR", "state_dir": "ORCHESTRATOR_DATA_HOME",
+                  "elasticsearch_ca_cert": "ELASTICSEARCH_CA_CERT"}
+
+
+def exported_environment(settings: Settings) -> dict[str, str]:
+    """The environment under which a process started in another directory reads the same settings as
+    this one: the values of this directory's .env files (the environment still winning), with every
+    path setting made absolute against this directory."""
+    from dotenv import dotenv_values
+
+    environment: dict[str, str] = {}
+    for name in ENV_FILES:
+        if Path(name).is_file():
+            environment.update({key: value for key, value in dotenv_values(name).items() if value is not None})
+    environment.update(os.environ)
+    for field, variable in PATH_VARIABLES.items():
+        value = getattr(settings, field)
+        # settings are case-insensitive: drop any other spelling so the absolute path is the one read
+        environment = {key: item for key, item in environment.items() if key.upper() != variable}
+        if value is not None:
+            environment[variable] = str(Path(value).expanduser().absolute())
+    return environment
 
 
 def production_by_default() -> bool:

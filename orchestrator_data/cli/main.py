@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,7 +12,7 @@ from orchestrator_data.cli import provisioning as provisioning_cli
 from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
 from orchestrator_data.cli import run as run_cli
-from orchestrator_data.cli.dagster_env import PROJECT_ROOT, dagster_home
+from orchestrator_data.cli import ui as ui_cli
 from orchestrator_data.cli import search as search_cli
 from orchestrator_data.cli import seed as seed_cli
 from orchestrator_data.cli import stack as stack_cli
@@ -42,6 +37,7 @@ app.add_typer(search_cli.app, name="search")
 app.command("init")(provisioning_cli.init)
 app.command("reset")(provisioning_cli.reset)
 app.command("run")(run_cli.run)
+app.command("ui")(ui_cli.ui)
 
 
 def _version(value: bool) -> None:
@@ -124,19 +120,6 @@ def _search_summary(settings) -> tuple[list | None, str | None]:
     finally:
         client.close()
         engine.dispose()
-
-
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Web UI port.")] = 3000,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-) -> None:
-    """Open the Dagster web UI (dagster dev) on this project, with its storage in PostgreSQL."""
-    settings = load_or_exit()
-    env = dict(os.environ, DAGSTER_HOME=str(dagster_home(settings)))
-    os.chdir(PROJECT_ROOT)
-    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port), "-h", host]
-    os.execvpe(command[0], command, env)
 
 
 def main() -> None:
