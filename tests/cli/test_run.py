@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
+from dagster._core.events import DagsterEventType
 import psycopg
 import pytest
 
@@ -51,6 +52,9 @@ def test_run_is_listed_under_its_job_with_the_code_location_origin(cli, stack):
         assert origin is not None and origin.location_name == "orchestrator_data"
         assert origin.repository_origin.repository_name == "__repository__"
         assert run.job_code_origin is not None  # what re-execution from the UI reconstructs the job from
+        # a quick job: its steps ran in the run's own process, no subprocess per step
+        assert instance.all_logs(run_id, of_type=DagsterEventType.STEP_WORKER_STARTED) == []
+        assert len(instance.all_logs(run_id, of_type=DagsterEventType.STEP_SUCCESS)) == 3
 
 
 def _selected(job_name: str) -> tuple[set[str], set[str]]:
