@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import os
+import typing
 from pathlib import Path
 from typing import Annotated
 
@@ -90,6 +92,9 @@ class Settings(BaseSettings):
     runbook_url: str = Field("docs/runbook.md", min_length=1, validation_alias="RUNBOOK_URL")
     # Lifecycle policies (rollover, retention): a <index>.json here replaces the package's policy.
     search_lifecycle_dir: Path | None = Field(None, validation_alias="SEARCH_LIFECYCLE_DIR")
+    # The Dagster web UI whose run pages `orchestrator-data run` links to (`orchestrator-data ui` serves
+    # on 127.0.0.1:3000 unless told otherwise).
+    dagster_webserver_url: str = Field("http://127.0.0.1:3000", validation_alias="DAGSTER_WEBSERVER_URL")
     # Where the local stack keeps its data, logs, ports and generated passwords.
     state_dir: Path = Field(Path(".orchestrator-data"), validation_alias="ORCHESTRATOR_DATA_HOME")
 
@@ -124,6 +129,13 @@ class Settings(BaseSettings):
         if not value.get_secret_value().strip().lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("dagster_webserver_url")
+    @classmethod
+    def _webserver_url(cls, value: str) -> str:
+        if not value.strip().lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip()
 
     @field_validator("state_dir")
     @classmethod
@@ -178,6 +190,32 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment is Environment.PRODUCTION
+
+
+# Settings that name a path, relative to the directory a command is run from.
+# Every setting that is a local path (read relative to the directory a command runs in).
+PATH_VARIABLES = {name: str(field.validation_alias) for name, field in Settings.model_fields.items()
+                  if field.annotation is Path or Path in typing.get_args(field.annotation)}
+
+
+def exported_environment(settings: Settings) -> dict[str, str]:
+    """The environment under which a process started in another directory reads the same settings as
+    this one: the values of this directory's .env files (the environment still winning), with every
+    path setting made absolute against this directory."""
+    from dotenv import dotenv_values
+
+    environment: dict[str, str] = {}
+    for name in ENV_FILES:
+        if Path(name).is_file():
+            environment.update({key: value for key, value in dotenv_values(name).items() if value is not None})
+    environment.update(os.environ)
+    for field, variable in PATH_VARIABLES.items():
+        value = getattr(settings, field)
+        # settings are case-insensitive: drop any other spelling so the absolute path is the one read
+        environment = {key: item for key, item in environment.items() if key.upper() != variable}
+        if value is not None:
+            environment[variable] = str(Path(value).expanduser().absolute())
+    return environment
 
 
 def production_by_default() -> bool:

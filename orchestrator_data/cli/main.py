@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +12,8 @@ from orchestrator_data.cli import provisioning as provisioning_cli
 from orchestrator_data.cli import metrics as metrics_cli
 from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
+from orchestrator_data.cli import run as run_cli
+from orchestrator_data.cli import ui as ui_cli
 from orchestrator_data.cli import search as search_cli
 from orchestrator_data.cli import seed as seed_cli
 from orchestrator_data.cli import stack as stack_cli
@@ -25,8 +22,6 @@ from orchestrator_data import connections
 from orchestrator_data.connections import check_services
 from orchestrator_data.search import status as search_status
 from orchestrator_data.search.indices import layout_of
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 app = typer.Typer(
     cls=ConfigurationErrorsExit2,
@@ -43,6 +38,8 @@ app.add_typer(search_cli.app, name="search")
 app.add_typer(metrics_cli.app, name="metrics")
 app.command("init")(provisioning_cli.init)
 app.command("reset")(provisioning_cli.reset)
+app.command("run")(run_cli.run)
+app.command("ui")(ui_cli.ui)
 
 
 def _version(value: bool) -> None:
@@ -125,44 +122,6 @@ def _search_summary(settings) -> tuple[list | None, str | None]:
     finally:
         client.close()
         engine.dispose()
-
-
-def dagster_environment(settings) -> dict[str, str]:
-    """The environment of a Dagster process: DAGSTER_HOME holding this project's dagster.yaml, whose
-    storage finds PostgreSQL as every command does (DAGSTER_PG_URL, else the local stack)."""
-    resolve_or_exit(settings, "dagster")
-    user_home = os.environ.get("DAGSTER_HOME")
-    home = Path(user_home) if user_home else Path(settings.state_dir).resolve() / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    # our own home always gets the project's dagster.yaml; a user's home keeps theirs if present
-    if not user_home or not (home / "dagster.yaml").exists():
-        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    return dict(os.environ, DAGSTER_HOME=str(home))
-
-
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Web UI port.")] = 3000,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-) -> None:
-    """Open the Dagster web UI (dagster dev) on this project, with its storage in PostgreSQL."""
-    settings = load_or_exit()
-    env = dagster_environment(settings)
-    os.chdir(PROJECT_ROOT)
-    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port), "-h", host]
-    os.execvpe(command[0], command, env)
-
-
-@app.command()
-def run(job: Annotated[str, typer.Argument(help="The Dagster job to run.")] = "bootstrap_job") -> None:
-    """Run a Dagster job on the Postgres-backed instance; it shows in the UI like any other run."""
-    settings = load_or_exit()
-    env = dagster_environment(settings)
-    result = subprocess.run(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "definitions", "-d", str(PROJECT_ROOT), "-j", job],
-        env=env, cwd=PROJECT_ROOT,
-    )
-    raise typer.Exit(0 if result.returncode == 0 else 1)
 
 
 def main() -> None:

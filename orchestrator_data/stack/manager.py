@@ -11,7 +11,7 @@ from pathlib import Path
 from orchestrator_data.settings import Settings
 from orchestrator_data.stack.common import Secrets, ServiceStatus, file_lock, write_atomically
 from orchestrator_data.stack.elasticsearch import ElasticsearchService
-from orchestrator_data.stack.postgres import DAGSTER_DATABASE, PostgresService
+from orchestrator_data.stack.postgres import PostgresService
 from orchestrator_data.stack.redis import RedisService
 
 SERVICES = ("postgres", "redis", "elasticsearch")
@@ -75,7 +75,7 @@ class Stack:
 
     # -- operations ---------------------------------------------------------------------------
     def start(self, only: list[str] | None = None, on_started=None) -> list[ServiceStatus]:
-        """Start each managed service (idempotent: a running one is left alone)."""
+        """Start each managed service (idempotent: a running one is only brought up to date)."""
         results = []
         self.secrets.read()  # a corrupt secrets.json stops the start before anything is touched
         with file_lock(self.root / "stack.lock"):
@@ -85,7 +85,8 @@ class Stack:
                     continue
                 running = self.service(name)
                 if running.is_running():
-                    status = running.status()
+                    # start() of a running service only brings it up to date (e.g. the dagster login)
+                    status = running.start()
                 else:
                     status = self.service(name, for_start=True).start()
                     recorded[name] = {"port": status.port}
@@ -134,7 +135,7 @@ class Stack:
         if s.dagster_pg_url:
             dagster_url, sources["dagster"] = s.dagster_pg_url, "environment"
         elif "postgres" in recorded and not s.database_url:
-            dagster_url, sources["dagster"] = pg.url(DAGSTER_DATABASE), "stack"
+            dagster_url, sources["dagster"] = pg.dagster_url(), "stack"
         else:
             dagster_url, sources["dagster"] = None, None
         return Endpoints(database_url, redis_url, es_url, dagster_url, sources)

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from orchestrator_data.stack.common import (
     Secrets,
@@ -27,6 +28,8 @@ SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"
 APP_DATABASE = "orchestrator"
 DAGSTER_DATABASE = "dagster"
+# Dagster's storage logs in as a role of its own that owns its database, not as the superuser
+DAGSTER_LOGIN = "dagster"
 
 
 def _embedded_postgres():
@@ -89,6 +92,10 @@ class PostgresService:
         return make_url("postgresql", "127.0.0.1", self.port, username=SUPERUSER,
                         password=self.secrets.get("postgres_password"), database=database)
 
+    def dagster_url(self) -> str:
+        return make_url("postgresql", "127.0.0.1", self.port, username=DAGSTER_LOGIN,
+                        password=self.secrets.get("dagster_password"), database=DAGSTER_DATABASE)
+
     # -- lifecycle ----------------------------------------------------------------------------
     def _pid(self) -> int | None:
         pid_file = self.data_dir / "postmaster.pid"
@@ -105,6 +112,7 @@ class PostgresService:
 
     def start(self) -> ServiceStatus:
         if self.is_running():
+            self._ensure_databases()  # a stack started by an older version gets what is new
             return self.status()
         ensure_port_free(self.port, "PostgreSQL", self.port_variable)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -169,9 +177,41 @@ class PostgresService:
     def _ensure_databases(self) -> None:
         with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as conn:
             existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-            for database in (APP_DATABASE, DAGSTER_DATABASE):
-                if database not in existing:
-                    conn.execute(f'CREATE DATABASE "{database}"')
+            if APP_DATABASE not in existing:
+                conn.execute(f'CREATE DATABASE "{APP_DATABASE}"')
+            self._ensure_dagster_login(conn)
+            if DAGSTER_DATABASE not in existing:
+                conn.execute(f'CREATE DATABASE "{DAGSTER_DATABASE}" OWNER "{DAGSTER_LOGIN}"')
+            else:
+                conn.execute(f'ALTER DATABASE "{DAGSTER_DATABASE}" OWNER TO "{DAGSTER_LOGIN}"')
+        self._hand_dagster_tables_over()
+
+    def _ensure_dagster_login(self, conn) -> None:
+        """The `dagster` login, with the password kept in the stack's secrets (set again each time, so the
+        two cannot drift). The statement carries the password: this session never logs statements."""
+        conn.execute("SET log_min_duration_statement = -1")
+        conn.execute("SET log_statement = 'none'")
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (DAGSTER_LOGIN,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL("{} ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+            sql.SQL(verb), sql.Identifier(DAGSTER_LOGIN), sql.Literal(self.secrets.get("dagster_password"))))
+
+    def _hand_dagster_tables_over(self) -> None:
+        """Stacks from before the `dagster` login kept Dagster's tables under the superuser: give each
+        table, view and free-standing sequence to the login (a column's sequence follows its table)."""
+        with psycopg.connect(self.url(DAGSTER_DATABASE), autocommit=True, connect_timeout=10) as conn:
+            rows = conn.execute(
+                "SELECT c.relkind, n.nspname, c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' "
+                "  AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND pg_get_userbyid(c.relowner) <> %s "
+                "  AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid "
+                "                                        AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))",
+                (DAGSTER_LOGIN,)).fetchall()
+            kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+            for kind, schema, name in rows:
+                conn.execute(sql.SQL("ALTER {} {}.{} OWNER TO {}").format(
+                    sql.SQL(kinds[kind]), sql.Identifier(schema), sql.Identifier(name), sql.Identifier(DAGSTER_LOGIN)))
 
     def stop(self) -> bool:
         if not self.is_running():

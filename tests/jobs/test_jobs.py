@@ -34,6 +34,11 @@ def test_job_selections():
     assert _selected("system_metrics_job") == {"system_metrics"}
 
 
+def test_quick_jobs_run_in_process_and_the_rest_in_subprocesses():
+    assert defs.resolve_job_def("health_job").executor_def.name == "in_process"
+    assert defs.resolve_job_def("bootstrap_job").executor_def.name == "multi_or_in_process_executor"
+
+
 PREFIX = "jobs"
 
 

@@ -160,3 +160,23 @@ def test_state_directory_that_is_a_file_is_refused(env, tmp_path):
         load_settings()
     env.setenv("ORCHESTRATOR_DATA_HOME", str(tmp_path / "not-yet" / "created"))
     assert load_settings().state_dir == tmp_path / "not-yet" / "created"
+
+
+def test_exported_environment_gives_another_directory_the_same_settings(env, tmp_path, monkeypatch):
+    """What `ui` hands dagster dev, which runs in DAGSTER_HOME: this directory's .env files, the
+    environment still winning, and relative paths made absolute against this directory."""
+    from orchestrator_data.settings import exported_environment
+
+    (tmp_path / ".env").write_text("SEARCH_INDEX_PREFIX=fromenv\nbackup_dir=ignored\n")
+    (tmp_path / ".env.local").write_text("BACKUP_DIR=my-backups\nSEARCH_SHARDS=3\n")
+    env.setenv("SEARCH_SHARDS", "2")
+    exported = exported_environment(load_settings())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for name, value in exported.items():
+        env.setenv(name, value)
+    settings = load_settings()
+    assert settings.backup_dir == tmp_path / "my-backups"
+    assert settings.state_dir == tmp_path / ".orchestrator-data"
+    assert settings.search_index_prefix == "fromenv" and settings.search_shards == 2

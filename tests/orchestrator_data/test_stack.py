@@ -109,3 +109,45 @@ def test_elasticsearch_that_cannot_start_shows_its_log(own_stack, monkeypatch):
     assert "Elasticsearch exited with code" in message
     assert "heap" in message.lower()
     assert not own_stack.service("elasticsearch").pid_file.exists()
+
+
+@pytest.mark.integration
+def test_dagster_storage_logs_in_as_its_own_login_that_owns_its_database(stack):
+    dagster_url = stack.endpoints().dagster_pg_url
+    with psycopg.connect(dagster_url) as conn:
+        login, database, superuser = conn.execute(
+            "SELECT current_user, current_database(), rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+                             ).fetchone()[0]
+    assert (login, database, superuser, owner) == ("dagster", "dagster", False, "dagster")
+    assert "dagster_password" in stack.secrets.read()  # kept with the stack's other passwords
+
+
+@pytest.mark.integration
+def test_a_stack_from_before_the_dagster_login_upgrades_on_start(stack):
+    """As older stacks left it: the superuser owns the dagster database and Dagster's tables, and the
+    login's password is not the stored one. `stack start` on the running stack puts it right."""
+    from tests.databases import admin_url
+
+    superuser_dagster = admin_url(stack).rsplit("/", 1)[0] + "/dagster"
+    with psycopg.connect(admin_url(stack), autocommit=True) as conn:
+        conn.execute("ALTER DATABASE dagster OWNER TO postgres")
+        conn.execute("ALTER ROLE dagster PASSWORD 'not-the-stored-one'")
+    with psycopg.connect(superuser_dagster, autocommit=True) as conn:
+        conn.execute("CREATE TABLE legacy_runs (id serial PRIMARY KEY, body text)")
+        conn.execute("CREATE SEQUENCE legacy_free_sequence")
+    try:
+        stack.start()
+        with psycopg.connect(stack.endpoints().dagster_pg_url, autocommit=True) as conn:
+            owners = dict(conn.execute(
+                "SELECT relname, pg_get_userbyid(relowner) FROM pg_class "
+                "WHERE relname IN ('legacy_runs', 'legacy_runs_id_seq', 'legacy_free_sequence')").fetchall())
+            assert owners == {"legacy_runs": "dagster", "legacy_runs_id_seq": "dagster",
+                              "legacy_free_sequence": "dagster"}
+            conn.execute("INSERT INTO legacy_runs (body) VALUES ('the login may write')")
+            assert conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'dagster'"
+                                ).fetchone()[0] == "dagster"
+    finally:
+        with psycopg.connect(superuser_dagster, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS legacy_runs")
+            conn.execute("DROP SEQUENCE IF EXISTS legacy_free_sequence")
