@@ -97,8 +97,20 @@ def postgres_restore_check(context: dg.AssetExecutionContext, postgres: Postgres
         result = backups.restore_check(postgres.url(), backup_dir, entry.id, encryption_key=backup_storage.key())
     except backups.BackupError as exc:
         raise dg.Failure(description=redact(str(exc))) from None
+    metadata = restore_check_metadata(entry, result, time.monotonic() - started)
+    if not result.ok:
+        differences = [redact(str(d)) for d in (result.differences or [])]
+        shown = "; ".join(differences[:DIFFERENCES_SHOWN]) or "restore failed"
+        raise dg.Failure(description=f"restore check of {entry.id} failed: {shown}", metadata=metadata)
+    context.log.info(f"restore check of {entry.id} passed in {metadata['check_duration_s'].value:.1f} s")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def restore_check_metadata(entry: "backups.BackupEntry", result: "backups.RestoreCheckResult",
+                           elapsed_s: float) -> dict:
+    """postgres_restore_check's metadata (also recorded by `backup restore-check`)."""
     differences = [redact(str(d)) for d in (result.differences or [])]
-    duration = result.duration_s if result.duration_s is not None else time.monotonic() - started
+    duration = result.duration_s if result.duration_s is not None else elapsed_s
     # RTO: how long getting the data back takes (pg_restore), apart from the comparison afterwards
     rto = result.restore_duration_s if result.restore_duration_s is not None else duration
     metadata = {
@@ -113,12 +125,7 @@ def postgres_restore_check(context: dg.AssetExecutionContext, postgres: Postgres
         "differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in differences[:50]) or "none"),
         "ok": bool(result.ok),
     }
-    metadata = with_human_sizes(metadata)
-    if not result.ok:
-        shown = "; ".join(differences[:DIFFERENCES_SHOWN]) or "restore failed"
-        raise dg.Failure(description=f"restore check of {entry.id} failed: {shown}", metadata=metadata)
-    context.log.info(f"restore check of {entry.id} passed in {duration:.1f} s")
-    return dg.MaterializeResult(metadata=metadata)
+    return with_human_sizes(metadata)
 
 
 def _freshness_result(freshness: Freshness) -> dg.AssetCheckResult:

@@ -43,7 +43,7 @@ def sampled_at_of(tags: dict) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _metadata(report: MetricsReport) -> dict:
+def metrics_metadata(report: MetricsReport) -> dict:
     metadata: dict = {key: dg.MetadataValue.int(int(value)) if key in WHOLE else dg.MetadataValue.float(float(value))
                       for key, value in report.headline().items()}
     metadata["sampled_at"] = report.sampled_at.isoformat()
@@ -90,7 +90,7 @@ def system_metrics(context: dg.AssetExecutionContext, postgres: PostgresResource
                                    sampled_at_of(context.run.tags))
     except (MetricsError, SearchError) as exc:
         raise dg.Failure(description=str(exc)) from None
-    metadata = _metadata(report)
+    metadata = metrics_metadata(report)
     context.log.info(f"system metrics at {report.sampled_at.isoformat()}: {report.written.written} samples written, "
                      f"{report.written.already_present} already there")
     if report.errors:

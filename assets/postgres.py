@@ -46,7 +46,8 @@ def _columns(table: str) -> str:
     return ", ".join(f"{c.name} {c.type}".lower() for c in found.columns) if found is not None else ""
 
 
-def _metadata(report: migrator.MigrationReport, stats: list[catalog.TableStats]) -> dict:
+def schema_metadata(report: migrator.MigrationReport, stats: list[catalog.TableStats]) -> dict:
+    """postgres_schema's metadata (also recorded by `migrate up`, `init` and `reset`)."""
     stats = sorted(stats, key=lambda s: s.total_bytes, reverse=True)
     per_table = {}
     for s in stats[:LARGEST_PLOTTED]:
@@ -98,7 +99,7 @@ def postgres_schema(context: dg.AssetExecutionContext, postgres: PostgresResourc
         context.log.info("applied " + ", ".join(f"{a.revision} ({a.duration_ms} ms)" for a in report.applied))
     else:
         context.log.info(f"already at {report.end_revision}; nothing to apply")
-    return dg.MaterializeResult(metadata=_metadata(report, catalog.table_stats(postgres.engine)))
+    return dg.MaterializeResult(metadata=schema_metadata(report, catalog.table_stats(postgres.engine)))
 
 
 @dg.asset_check(asset=postgres_schema, blocking=True,

@@ -94,7 +94,8 @@ def _keyspace_metadata(report: KeyspaceReport) -> dict:
     return with_human_sizes(metadata)
 
 
-def _setup_metadata(report: SetupReport) -> dict:
+def keyspace_setup_metadata(report: SetupReport) -> dict:
+    """redis_keyspace's metadata (also recorded by `init` and `reset`)."""
     return _keyspace_metadata(report.keyspace) | {
         "scripts": dg.MetadataValue.table(
             records=[dg.TableRecord({"script": name, "sha1": sha}) for name, sha in sorted(report.scripts.items())],
@@ -121,7 +122,7 @@ def redis_keyspace(redis: RedisResource) -> dg.MaterializeResult:
         report = setup_redis(redis.client)
     except (KeyspaceError, ServiceNotConfigured) as exc:
         raise dg.Failure(description=f"redis keyspace: {redact(str(exc))}") from None
-    metadata = _setup_metadata(report)
+    metadata = keyspace_setup_metadata(report)
     if not report.ok:
         problems = redact("; ".join(report.keyspace.problems))
         raise dg.Failure(description=f"Redis cannot hold the keyspace safely: {problems}", metadata=metadata)

@@ -22,7 +22,7 @@ DIFFERENCE_COLUMNS = dg.TableSchema(columns=[
 ])
 
 
-def _index_metadata(report: status.IndexReport) -> dict:
+def index_metadata(report: status.IndexReport) -> dict:
     metadata = {
         "alias": report.alias,
         "mapping_version": report.mapping_version or 0,
@@ -39,6 +39,24 @@ def _index_metadata(report: status.IndexReport) -> dict:
     return with_human_sizes(metadata)
 
 
+def index_init_metadata(report: status.IndexReport, made: indices.IndexInit) -> dict:
+    """search_<index>_index's metadata (also recorded by `search init`, `init` and `reset`)."""
+    return index_metadata(report) | {"created_now": made.created, "needs_reindex": made.needs_reindex}
+
+
+def documents_metadata(report: status.IndexReport, done: sync.SyncReport) -> dict:
+    """search_<index>_documents' metadata (also recorded by `search sync`)."""
+    return index_metadata(report) | {
+        "mode": done.mode,
+        "documents_written": done.documents_written,
+        "documents_deleted": done.documents_deleted,
+        "already_current": done.stale_skipped,
+        "documents_per_s": dg.MetadataValue.float(round(done.documents_per_s, 1)),
+        "duration_s": dg.MetadataValue.float(round(done.duration_s, 3)),
+        "watermark": done.watermark_to,
+    }
+
+
 def _index_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"search_{name}_index", group_name="search", kinds={"elasticsearch"}, owners=["team:data-platform"],
@@ -52,8 +70,7 @@ def _index_asset(name: str) -> dg.AssetsDefinition:
         [made] = sync.prepare(postgres.engine, target.client, target.layout, (name,), shards=target.shards,
                               replicas=target.replicas)
         report = status.index_report(None, target.client, target.layout, name)
-        return dg.MaterializeResult(metadata=_index_metadata(report) | {
-            "created_now": made.created, "needs_reindex": made.needs_reindex})
+        return dg.MaterializeResult(metadata=index_init_metadata(report, made))
     return _asset
 
 
@@ -75,15 +92,7 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
         elasticsearch.client.indices.refresh(index=layout.read_alias(name))
         report = status.index_report(postgres.engine, elasticsearch.client, layout, name)
         context.log.info(f"{name}: {done.mode} sync, {done.documents_written} written, {done.documents_deleted} deleted")
-        return dg.MaterializeResult(metadata=_index_metadata(report) | {
-            "mode": done.mode,
-            "documents_written": done.documents_written,
-            "documents_deleted": done.documents_deleted,
-            "already_current": done.stale_skipped,
-            "documents_per_s": dg.MetadataValue.float(round(done.documents_per_s, 1)),
-            "duration_s": dg.MetadataValue.float(round(done.duration_s, 3)),
-            "watermark": done.watermark_to,
-        })
+        return dg.MaterializeResult(metadata=documents_metadata(report, done))
     return _asset
 
 

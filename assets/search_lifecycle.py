@@ -73,13 +73,17 @@ def search_lifecycle(context: dg.AssetExecutionContext, postgres: PostgresResour
     for step in [*done.rollovers, *done.retention]:
         if step.action == "busy":
             context.log.warning(f"{step.index}: {step.reason}")
+    metadata = lifecycle_metadata(done, time.monotonic() - started)
+    context.log.info(f"rolled over: {metadata['rollovers'].value}; deleted by retention: {metadata['deleted'].value}")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def lifecycle_metadata(done: lifecycle.LifecycleReport, duration_s: float) -> dict:
+    """search_lifecycle's metadata (also recorded by `search rollover` and `search retention`, each with
+    its own half)."""
     rolled = [f"{d.write_index} → {d.new_index}" for d in done.rollovers if d.action == "rolled over"]
     deleted = [index for r in done.retention for index in r.deleted]
-    for line in rolled:
-        context.log.info(f"rolled over {line}")
-    if deleted:
-        context.log.info(f"deleted by retention: {', '.join(deleted)}")
-    return dg.MaterializeResult(metadata={
+    return {
         "rolled_over": len(rolled),
         "rollovers": dg.MetadataValue.md("\n".join(f"- {line}" for line in rolled) or "none"),
         "deleted_indices": len(deleted),
@@ -87,5 +91,5 @@ def search_lifecycle(context: dg.AssetExecutionContext, postgres: PostgresResour
         "busy": ", ".join(s.index for s in [*done.rollovers, *done.retention] if s.action == "busy") or "none",
         "rollover_conditions": dg.MetadataValue.table(_rollover_rows(done.rollovers), schema=ROLLOVER_COLUMNS),
         "backing_indices": dg.MetadataValue.table(_retention_rows(done.retention), schema=RETENTION_COLUMNS),
-        "duration_s": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-    })
+        "duration_s": dg.MetadataValue.float(round(duration_s, 3)),
+    }

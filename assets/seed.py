@@ -33,6 +33,29 @@ def _per_organization_table(rows_per_organization: dict[str, dict[str, int]]) ->
     )
 
 
+def seed_metadata(report, plan: SeedPlan, environment: str) -> dict:
+    """seed_data's metadata (also recorded by `seed run` and `seed clean`)."""
+    totals = {table: sum(per[table] for per in report.rows_per_organization.values()) for table in models.TENANT_TABLES}
+    metadata = {
+        "environment": environment,
+        "executions_planned": plan.executions,
+        "rows_per_organization": _per_organization_table(report.rows_per_organization),
+        "inserted_this_run": _rows_table(report.inserted),
+        "rows_inserted": report.total_inserted,
+        # always there, 0 when a run found everything seeded, so the UI's plot has no gaps
+        "rows_per_s": dg.MetadataValue.float(round(report.total_inserted / report.duration_s, 1)
+                                             if report.duration_s > 0 else 0.0),
+        "organizations": len(report.rows_per_organization),
+        "dagster/row_count": sum(totals.values()) + len(report.rows_per_organization),
+        "duration_s": dg.MetadataValue.float(round(report.duration_s, 3)),
+    }
+    if report.deleted:
+        metadata["deleted_this_run"] = _rows_table(report.deleted)  # replaced by another scale, or cleaned
+    if report.copy_rows_per_s:
+        metadata["copy_rows_per_s"] = dg.MetadataValue.float(round(report.copy_rows_per_s, 1))
+    return metadata
+
+
 @dg.asset(
     group_name="postgres",
     kinds={"postgres"},
@@ -50,22 +73,4 @@ def seed_data(config: SeedConfig, postgres: PostgresResource, deployment: Deploy
         report = seed(postgres.engine, environment, plan)
     except SeedRefused as exc:
         raise dg.Failure(description=str(exc)) from None
-    totals = {table: sum(per[table] for per in report.rows_per_organization.values()) for table in models.TENANT_TABLES}
-    metadata = {
-        "environment": environment,
-        "executions_planned": plan.executions,
-        "rows_per_organization": _per_organization_table(report.rows_per_organization),
-        "inserted_this_run": _rows_table(report.inserted),
-        "rows_inserted": report.total_inserted,
-        # always there, 0 when a run found everything seeded, so the UI's plot has no gaps
-        "rows_per_s": dg.MetadataValue.float(round(report.total_inserted / report.duration_s, 1)
-                                             if report.duration_s > 0 else 0.0),
-        "organizations": len(report.rows_per_organization),
-        "dagster/row_count": sum(totals.values()) + len(report.rows_per_organization),
-        "duration_s": dg.MetadataValue.float(round(report.duration_s, 3)),
-    }
-    if report.deleted:
-        metadata["replaced_this_run"] = _rows_table(report.deleted)
-    if report.copy_rows_per_s:
-        metadata["copy_rows_per_s"] = dg.MetadataValue.float(round(report.copy_rows_per_s, 1))
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=seed_metadata(report, plan, environment))

@@ -24,7 +24,7 @@ from orchestrator_data.backups import (
     verify_backup,
 )
 from orchestrator_data.backups.workdirs import DEFAULT_GRACE, list_workdirs
-from orchestrator_data.cli import output, progress
+from orchestrator_data.cli import output, progress, recording
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 
 app = typer.Typer(help="PostgreSQL backups: create, list, verify, restore-check, prune.", no_args_is_help=True)
@@ -99,6 +99,7 @@ def create(
                 f"{sum(t['rows'] for t in tables.values()):,} rows, "
                 f"{'encrypted' if entry.encrypted else 'not encrypted'}, head {entry.migration_head}")
     output.info(f"  path {entry.path}")
+    recording.record(settings, "backup create", lambda: [_backup_record(entry)])
     output.info(f"  sha256 {entry.sha256}")
 
 
@@ -178,7 +179,7 @@ def restore_check_cmd(backup_id: BackupId) -> None:
                                    on_progress=report)
         except Exception as exc:  # noqa: BLE001
             raise _fail(exc) from None
-    if not result.ok:
+    if not result.ok:  # as the asset: a failed check fails, it does not materialize
         output.error(f"restore check of {result.backup_id} FAILED at {result.stage}; first differences:")
         for difference in result.differences:
             output.error(f"  {difference}")
@@ -186,6 +187,7 @@ def restore_check_cmd(backup_id: BackupId) -> None:
     output.info(f"{output.OK} backup {result.backup_id} restored and matches its manifest: "
                 f"{result.tables_compared} tables, restore {result.restore_duration_s:.2f} s (RTO), "
                 f"restored size {output.human_bytes(result.restored_size_bytes)}, check {result.duration_s:.2f} s")
+    recording.record(settings, "backup restore-check", lambda: [_restore_check_record(settings, result)])
 
 
 @app.command("prune")
@@ -225,3 +227,17 @@ def prune_cmd(
         temporary = (f"; temporary directories: {len(result.temporary_kept)} kept, "
                      f"{len(result.temporary_removed)} {verb}")
     output.info(f"{len(result.kept)} kept, {len(result.deleted)} {verb}{temporary}")
+
+
+def _backup_record(entry) -> tuple[str, dict]:
+    from assets.backups import backup_metadata
+
+    return "postgres_backup", backup_metadata(entry)
+
+
+def _restore_check_record(settings, result) -> tuple[str, dict]:
+    from assets.backups import restore_check_metadata
+    from orchestrator_data.backups import get_backup
+
+    entry = get_backup(settings.backup_dir, result.backup_id)
+    return "postgres_restore_check", restore_check_metadata(entry, result, result.duration_s or 0.0)

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from orchestrator_data import connections
-from orchestrator_data.cli import output
+from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.metrics import MetricsError, collect_and_write
 from orchestrator_data.metrics.writer import document
@@ -54,5 +54,12 @@ def collect(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
         output.info(f"{report.written.written} samples written, {report.written.already_present} already there")
     for service, why in report.errors.items():
         output.error(f"{service}: no samples: {why}")
-    if report.errors:
+    if report.errors:  # as the asset: a run missing a server fails, it does not materialize
         raise typer.Exit(1)
+    recording.record(settings, "metrics collect", lambda: [_metrics_record(report)])
+
+
+def _metrics_record(report) -> tuple[str, dict]:
+    from assets.metrics import metrics_metadata
+
+    return "system_metrics", metrics_metadata(report)

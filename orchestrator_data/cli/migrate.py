@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator_data.cli import output
+from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.postgres import migrator
 
@@ -74,6 +74,7 @@ def up(
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
         raise _fail(exc) from None
     _print_report(report, f"{output.OK} up to date at {report.end_revision or 'base'} (head {report.head})")
+    recording.record(settings, "migrate up", lambda: [recording.schema_record(settings, url, report)])
 
 
 @app.command()

@@ -26,6 +26,11 @@ def error(message: str) -> None:
     err_console.print(f"[red]error:[/red] {redact(message)}", markup=True, soft_wrap=True)
 
 
+def note(message: str) -> None:
+    """A side remark on stderr, so it never mixes into output a script parses (e.g. --json)."""
+    err_console.print(redact(message), soft_wrap=True, markup=False)
+
+
 def info(message: str) -> None:
     console.print(redact(message), soft_wrap=True)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestrator_data import provisioning
-from orchestrator_data.cli import output
+from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.connections import elasticsearch_client, redis_client
 from orchestrator_data.postgres import migrator
@@ -89,7 +89,9 @@ def init(skip_redis: SkipRedis = False, skip_search: SkipSearch = False, verbose
         raise typer.Exit(1) from None
     finally:
         _close(redis, es)
-    if not _print_init(report, verbose):
+    ok = _print_init(report, verbose)
+    recording.record(settings, "init", lambda: recording.init_records(settings, postgres_url, report))
+    if not ok:
         raise typer.Exit(1)
 
 
@@ -120,5 +122,7 @@ def reset(
         _close(redis, es)
     output.info(f"dropped {len(report.dropped_tables)} tables, {len(report.search_indices_deleted)} search indices; "
                 f"deleted {report.redis_keys_deleted} Redis keys")
-    if not _print_init(report.init, verbose):
+    ok = _print_init(report.init, verbose)
+    recording.record(settings, "reset", lambda: recording.init_records(settings, postgres_url, report.init))
+    if not ok:
         raise typer.Exit(1)

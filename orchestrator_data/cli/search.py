@@ -7,6 +7,7 @@ no URL and no local stack)."""
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from typing import Annotated
@@ -16,7 +17,7 @@ from elasticsearch import ApiError, TransportError
 from rich.table import Table
 
 from orchestrator_data import connections
-from orchestrator_data.cli import output, progress
+from orchestrator_data.cli import output, progress, recording
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.search import indices, lifecycle, query as search_query, reconcile, reindex as search_reindex
 from orchestrator_data.search import status as search_status, sync
@@ -90,6 +91,7 @@ def init(index: IndexOption = None) -> None:
         note = " (the definition has a newer mapping version: reindex to apply it)" if r.needs_reindex else ""
         output.info(f"{output.OK} {r.name:<15} {what:<8} {r.read_alias} → {r.write_index} "
                     f"(mapping v{r.mapping_version}){note}")
+    recording.record(settings, "search init", lambda: recording.index_records(settings, results))
 
 
 @app.command("sync")
@@ -102,10 +104,26 @@ def sync_(
     with _clients() as (settings, engine, client, layout), progress.shown() as report:
         reports = sync.sync(engine, client, layout, names, full=full,
                             on_progress=lambda r: report(f"{r.index} ({r.mode})", r.rows_read, None, "rows"))
+    recording.record(settings, "search sync", lambda: _documents_records(settings, reports))
     for r in reports:
         output.info(f"{output.OK} {r.index:<12} {r.mode:<11} {r.documents_written:>9,} written "
                     f"{r.documents_deleted:>7,} deleted {r.stale_skipped:>7,} already current "
                     f"{r.documents_per_s:>9,.0f} docs/s  watermark {r.watermark_from} → {r.watermark_to}")
+
+
+def _documents_records(settings, reports: list[sync.SyncReport]) -> list[tuple[str, dict]]:
+    from assets.search import documents_metadata
+
+    with _clients() as (_, engine, client, layout):
+        client.indices.refresh(index=",".join(layout.read_alias(r.index) for r in reports))
+        return [(f"search_{r.index}_documents",
+                 documents_metadata(search_status.index_report(engine, client, layout, r.index), r)) for r in reports]
+
+
+def _lifecycle_record(done: lifecycle.LifecycleReport, duration_s: float) -> list[tuple[str, dict]]:
+    from assets.search_lifecycle import lifecycle_metadata
+
+    return [("search_lifecycle", lifecycle_metadata(done, duration_s))]
 
 
 @app.command("status")
@@ -218,9 +236,13 @@ def _policies(settings, given: list[str] | None) -> tuple[dict[str, lifecycle.Po
 def rollover(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOption = False) -> None:
     """Roll each index's write alias over to a new backing index where its policy says so: per index, each
     condition's current value against its threshold, and what happened (or would)."""
+    started = time.monotonic()
     with _clients() as (settings, engine, client, layout):
         policies, names = _policies(settings, index)
         decisions = [lifecycle.rollover_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
+    if not dry_run:
+        recording.record(settings, "search rollover", lambda: _lifecycle_record(
+            lifecycle.LifecycleReport(decisions, []), time.monotonic() - started))
     if as_json:
         output.print_json([asdict(d) for d in decisions])
         return
@@ -244,9 +266,13 @@ def rollover(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOp
 def retention(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOption = False) -> None:
     """Delete the backing indices that rolled over longer ago than their policy keeps them (never a write
     index): per backing index, when it rolled over, its age, and what happened (or would)."""
+    started = time.monotonic()
     with _clients() as (settings, engine, client, layout):
         policies, names = _policies(settings, index)
         reports = [lifecycle.retention_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
+    if not dry_run:
+        recording.record(settings, "search retention", lambda: _lifecycle_record(
+            lifecycle.LifecycleReport([], reports), time.monotonic() - started))
     if as_json:
         output.print_json([asdict(r) | {"deleted": r.deleted} for r in reports])
         return

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator_data.cli import output, progress
+from orchestrator_data.cli import output, progress, recording
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.connections import postgres_engine
 from orchestrator_data.postgres.seed import DEFAULT_SCALE, SeedRefused, check_clean_allowed, clean, seed
@@ -62,6 +62,7 @@ def run_seed(
     _print_report(report, "inserted")
     if report.total_inserted == 0:
         output.info("the seed was already loaded: nothing to add")
+    recording.record(settings, "seed run", lambda: [_seed_record(report, plan, environment)])
 
 
 @app.command("clean")
@@ -84,3 +85,10 @@ def clean_seed(
         raise typer.Exit(1) from None
     engine.dispose()
     _print_report(report, "deleted")
+    recording.record(settings, "seed clean", lambda: [_seed_record(report, SeedPlan(executions=0), environment)])
+
+
+def _seed_record(report, plan: SeedPlan, environment: str) -> tuple[str, dict]:
+    from assets.seed import seed_metadata
+
+    return "seed_data", seed_metadata(report, plan, environment)

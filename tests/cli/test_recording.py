@@ -1,0 +1,88 @@
+"""Work done from the CLI shows in Dagster: the matching asset's materialization, with the asset's own
+metadata, on the instance `orchestrator-data ui` uses; an unreachable Dagster storage costs one line."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import dagster as dg
+import pytest
+
+from assets.backups import postgres_backup
+from orchestrator_data.cli.dagster_env import dagster_home
+from orchestrator_data.settings import load_settings
+from orchestrator_data.stack.common import free_port
+from resources import BackupStorageResource, PostgresResource
+
+pytestmark = pytest.mark.integration
+
+
+def _dagster(stack) -> dict:
+    """With DATABASE_URL pointing elsewhere, Dagster's storage is named explicitly (the stack's)."""
+    return {"DAGSTER_PG_URL": stack.endpoints().dagster_pg_url}
+
+
+def _latest(asset: str) -> dg.AssetMaterialization | None:
+    with dg.DagsterInstance.from_config(str(dagster_home(load_settings()))) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    return event.asset_materialization if event else None
+
+
+def test_backup_create_records_the_assets_materialization(cli, stack, migrated_url, tmp_path):
+    env = {"DATABASE_URL": migrated_url, "BACKUP_DIR": str(tmp_path / "cli"), **_dagster(stack)}
+    created = cli("backup", "create", env=env)
+    assert created.returncode == 0, created.stderr
+    assert "recorded in Dagster: postgres_backup" in created.stderr
+    recorded = _latest("postgres_backup")
+    assert recorded is not None and recorded.tags["orchestrator-data/source"] == "cli"
+    backup_id = recorded.metadata["backup_id"].value
+    assert backup_id in created.stdout
+
+    # the asset itself, on a backup of the same database: the same metadata keys
+    result = dg.materialize([postgres_backup], resources={
+        "postgres": PostgresResource(database_url=migrated_url),
+        "backup_storage": BackupStorageResource(backup_dir=str(tmp_path / "asset"))})
+    [materialized] = result.asset_materializations_for_node("postgres_backup")
+    assert set(recorded.metadata) == set(materialized.metadata)
+    assert recorded.metadata["tables"].value.records == materialized.metadata["tables"].value.records
+
+    checked = cli("backup", "restore-check", backup_id, env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert _latest("postgres_restore_check").metadata["backup_id"].value == backup_id
+
+
+def test_migrate_and_seed_record_their_assets(cli, stack, database):
+    env = {"DATABASE_URL": database, **_dagster(stack)}
+    migrated = cli("migrate", "up", env=env)
+    assert migrated.returncode == 0 and "recorded in Dagster: postgres_schema" in migrated.stderr
+    schema = _latest("postgres_schema").metadata
+    assert schema["current_revision"].value == schema["head_revision"].value
+    assert any(key.startswith("table/") for key in schema)
+    seeded = cli("seed", "run", "--scale", "300", env=env)
+    assert seeded.returncode == 0, seeded.stderr
+    seed = _latest("seed_data").metadata
+    assert seed["executions_planned"].value == 300 and seed["rows_per_s"].value > 0
+
+
+def test_an_unreachable_dagster_storage_costs_one_line_not_the_command(cli, stack, migrated_url, tmp_path):
+    env = {"DATABASE_URL": migrated_url, "BACKUP_DIR": str(tmp_path),
+           "DAGSTER_PG_URL": f"postgresql://dagster:Secret9x@127.0.0.1:{free_port()}/dagster",
+           "DAGSTER_HOME": str(tmp_path / "home")}
+    created = cli("backup", "create", env=env)
+    assert created.returncode == 0, created.stderr
+    notes = [line for line in created.stderr.splitlines() if "Dagster" in line]
+    assert len(notes) == 1 and notes[0].startswith("not recorded in Dagster") and "the work itself is done" in notes[0]
+    assert "Secret9x" not in created.stdout + created.stderr
+    assert len([p for p in os.listdir(tmp_path) if not p.startswith(".")]) >= 1  # the backup is there
+
+
+def test_recording_can_be_turned_off(cli, stack, migrated_url, tmp_path):
+    key = base64.b64encode(os.urandom(32)).decode()
+    env = {"DATABASE_URL": migrated_url, "BACKUP_DIR": str(tmp_path), "BACKUP_ENCRYPTION_KEY": key,
+           "ORCHESTRATOR_DATA_RECORD": "0", **_dagster(stack)}
+    before = _latest("postgres_backup")
+    created = cli("backup", "create", env=env)
+    assert created.returncode == 0 and "Dagster" not in created.stderr
+    after = _latest("postgres_backup")
+    assert (before and before.metadata["backup_id"].value) == (after and after.metadata["backup_id"].value)
