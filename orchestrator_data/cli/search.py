@@ -39,6 +39,8 @@ def _clients(need_postgres: bool = True):
     client = connections.elasticsearch_client(settings, es_url)
     try:
         yield settings, engine, client, indices.layout_of(settings)
+    except typer.Exit:
+        raise  # a subcommand's own exit code (a RuntimeError: the catch-all below would turn it into 1)
     except (UnknownIndex, search_query.InvalidOrganization, search_query.InvalidSearch) as exc:
         output.error(str(exc))
         raise typer.Exit(2) from None
@@ -205,3 +207,7 @@ def query(
         title = h.source.get("name") or h.source.get("workflow_name") or h.source.get("action") or ""
         table.add_row(h.index, h.id, f"{h.score:.2f}", str(title))
     output.console.print(table)
+
+
+from orchestrator_data.cli import search_snapshot  # noqa: E402 - it uses _clients above
+app.add_typer(search_snapshot.app, name="snapshot")
