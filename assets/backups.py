@@ -101,7 +101,7 @@ def postgres_restore_check(context: dg.AssetExecutionContext, postgres: Postgres
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _freshness_result(freshness: Freshness) -> dg.AssetCheckResult:
+def freshness_check_result(freshness: Freshness) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=freshness.ok,
         description=freshness.describe(),
@@ -115,14 +115,14 @@ def _freshness_result(freshness: Freshness) -> dg.AssetCheckResult:
                 description="The newest verified backup (its sha256 re-checked after writing) is younger than "
                             "BACKUP_MAX_AGE_HOURS (default 26: a nightly backup plus slack).")
 def check_postgres_backup_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
-    return _freshness_result(verified_freshness(backup_storage.directory(), backup_storage.verified_max_age_hours()))
+    return freshness_check_result(verified_freshness(backup_storage.directory(), backup_storage.verified_max_age_hours()))
 
 
 @dg.asset_check(asset=postgres_restore_check,
                 description="The newest backup whose restore check passed is younger than RESTORE_CHECK_MAX_AGE_DAYS "
                             "(default 8: a weekly restore test plus slack).")
 def check_postgres_restore_check_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
-    return _freshness_result(restore_check_freshness(backup_storage.directory(),
+    return freshness_check_result(restore_check_freshness(backup_storage.directory(),
                                                      backup_storage.restore_checked_max_age_hours()))
 
 

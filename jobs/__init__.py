@@ -51,7 +51,17 @@ search_sync_job = dg.define_asset_job(
     description="Sync the search indices from PostgreSQL (incremental from each watermark), then reconcile them.",
 )
 
+# a snapshot of every index, then a restore check of it (the snapshot assets' own group: bootstrap_job,
+# which selects the "search" group, should not snapshot on every bootstrap)
+search_snapshot_job = dg.define_asset_job(
+    "search_snapshot_job",
+    selection=dg.AssetSelection.groups("search_snapshots"),
+    description="Snapshot every search index (then keep the newest SEARCH_SNAPSHOT_KEEP), restore the snapshot into "
+                "renamed indices and compare it, check both freshness promises.",
+)
+
 JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job]
+JOBS += [search_snapshot_job]
 
 __all__ = ["JOBS", "backup_job", "bootstrap_job", "health_job", "migrate_job", "reset_job", "restore_test_job",
-           "search_sync_job", "seed_job"]
+           "search_snapshot_job", "search_sync_job", "seed_job"]

@@ -7,6 +7,7 @@ from jobs import health_job, search_sync_job
 from schedules._status import schedule_status
 from schedules.alerts import run_failure_alert_sensor
 from schedules.backups import nightly_backup_schedule, stale_backup_sensor, weekly_restore_test_schedule
+from schedules.search import daily_search_snapshot_schedule, stale_search_snapshot_sensor
 
 # Off by default outside production: a developer's laptop should not poll on its own.
 health_schedule = dg.ScheduleDefinition(
@@ -28,6 +29,8 @@ search_sync_schedule = dg.ScheduleDefinition(
 
 SCHEDULES = [health_schedule, nightly_backup_schedule, weekly_restore_test_schedule, search_sync_schedule]
 SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor]
+SCHEDULES += [daily_search_snapshot_schedule]
+SENSORS += [stale_search_snapshot_sensor]
 
-__all__ = ["SCHEDULES", "SENSORS", "health_schedule", "nightly_backup_schedule", "run_failure_alert_sensor",
-           "search_sync_schedule", "stale_backup_sensor", "weekly_restore_test_schedule"]
+__all__ = ["SCHEDULES", "SENSORS", "daily_search_snapshot_schedule", "health_schedule", "nightly_backup_schedule", "run_failure_alert_sensor",
+           "search_sync_schedule", "stale_backup_sensor", "stale_search_snapshot_sensor", "weekly_restore_test_schedule"]

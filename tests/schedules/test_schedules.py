@@ -10,18 +10,21 @@ import pytest
 import schedules
 import schedules.alerts
 import schedules.backups
+import schedules.search
 
 EXPECTED_SCHEDULES = {
     "health_schedule": ("*/15 * * * *", "health_job"),
     "nightly_backup_schedule": ("0 2 * * *", "backup_job"),
     "weekly_restore_test_schedule": ("0 4 * * 0", "restore_test_job"),
     "search_sync_schedule": ("*/5 * * * *", "search_sync_job"),
+    "daily_search_snapshot_schedule": ("0 3 * * *", "search_snapshot_job"),
 }
 
 
 def _reload():
     importlib.reload(schedules.alerts)
     importlib.reload(schedules.backups)
+    importlib.reload(schedules.search)
     return importlib.reload(schedules)
 
 
@@ -44,7 +47,7 @@ def test_schedules_and_sensors_are_registered_with_their_cron_and_job():
         assert (schedule.cron_schedule, schedule.job_name) == (cron, job)
     assert defs.resolve_schedule_def("nightly_backup_schedule").execution_timezone == "UTC"
     sensors = {s.name for s in schedules.SENSORS}
-    assert sensors == {"run_failure_alert_sensor", "stale_backup_sensor"}
+    assert sensors == {"run_failure_alert_sensor", "stale_backup_sensor", "stale_search_snapshot_sensor"}
     assert defs.resolve_sensor_def("stale_backup_sensor").minimum_interval_seconds == 3600
     assert defs.resolve_sensor_def("run_failure_alert_sensor").required_resource_keys == {"alerts"}
 
@@ -56,6 +59,7 @@ def test_outside_production_everything_is_stopped(environment):
     assert {s.name: s.default_status for s in module.SENSORS} == {
         "run_failure_alert_sensor": dg.DefaultSensorStatus.STOPPED,
         "stale_backup_sensor": dg.DefaultSensorStatus.STOPPED,
+        "stale_search_snapshot_sensor": dg.DefaultSensorStatus.STOPPED,
     }
 
 
@@ -65,8 +69,10 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
     assert status == {"health_schedule": dg.DefaultScheduleStatus.STOPPED,  # unchanged: polling is opt-in
                       "nightly_backup_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "weekly_restore_test_schedule": dg.DefaultScheduleStatus.RUNNING,
-                      "search_sync_schedule": dg.DefaultScheduleStatus.RUNNING}
+                      "search_sync_schedule": dg.DefaultScheduleStatus.RUNNING,
+                      "daily_search_snapshot_schedule": dg.DefaultScheduleStatus.RUNNING}
     assert {s.name: s.default_status for s in module.SENSORS} == {
         "run_failure_alert_sensor": dg.DefaultSensorStatus.RUNNING,
         "stale_backup_sensor": dg.DefaultSensorStatus.RUNNING,
+        "stale_search_snapshot_sensor": dg.DefaultSensorStatus.RUNNING,
     }
