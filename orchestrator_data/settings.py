@@ -135,6 +135,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return SecretStr(value.get_secret_value().strip())
 
+    @field_validator("search_snapshot_repository", "search_snapshot_location", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        # `SEARCH_SNAPSHOT_LOCATION=` in an env file means "the default", as the URLs' blanks do
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("state_dir")
     @classmethod
     def _state_dir(cls, value: Path) -> Path:

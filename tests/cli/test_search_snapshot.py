@@ -22,25 +22,20 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def es(stack):
-    client = connections.elasticsearch_client(load_settings())
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def synced(stack, migrated_url, engine, es):
-    """A seeded, synced prefix of its own; its snapshots and indices are deleted afterwards."""
+def synced(stack, migrated_url, engine):
+    """A seeded, synced prefix of its own, and a client; its snapshots and indices are deleted afterwards."""
     layout = Layout(f"s{uuid.uuid4().hex[:10]}")
+    es = connections.elasticsearch_client(load_settings())
     seed(engine, "testing", SeedPlan(executions=60))
     sync.prepare(engine, es, layout)
     sync.sync(engine, es, layout)
-    yield layout, {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": layout.prefix}
+    yield layout, {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": layout.prefix}, es
     delete_repository(es, Repository(f"{layout.prefix}-snapshots", layout.prefix))
     drop_indices(es, layout)
     leftovers = list(es.indices.get(index=f"{layout.prefix}-*", allow_no_indices=True))
     if leftovers:
         es.indices.delete(index=",".join(leftovers))
+    es.close()
 
 
 def _secrets(stack) -> list[str]:
@@ -48,7 +43,7 @@ def _secrets(stack) -> list[str]:
 
 
 def test_create_list_restore_check_prune_round(cli, stack, synced):
-    layout, env = synced
+    layout, env, _ = synced
 
     def run(*args, expect, extra=None):
         result = cli("search", "snapshot", *args, env={**env, **(extra or {})})
@@ -90,8 +85,8 @@ def test_create_list_restore_check_prune_round(cli, stack, synced):
     assert run("prune", "--keep", "0", expect=2).returncode == 2
 
 
-def test_a_restore_check_that_finds_a_difference_exits_1(cli, stack, synced, es):
-    layout, env = synced
+def test_a_restore_check_that_finds_a_difference_exits_1(cli, stack, synced):
+    layout, env, es = synced
     assert cli("search", "snapshot", "create", env=env).returncode == 0
     # the live documents change without their version moving (what a corrupting writer would do):
     # the restored copies differ at the same version
@@ -109,7 +104,7 @@ def test_a_restore_check_that_finds_a_difference_exits_1(cli, stack, synced, es)
 
 
 def test_a_location_outside_path_repo_exits_2_naming_the_variable(cli, stack, synced):
-    layout, env = synced
+    layout, env, _ = synced
     bad = cli("search", "snapshot", "list", env={**env, "SEARCH_SNAPSHOT_REPOSITORY": f"{layout.prefix}-bad",
                                                   "SEARCH_SNAPSHOT_LOCATION": "/not/under/path_repo"})
     assert bad.returncode == 2, bad.stdout + bad.stderr
