@@ -8,7 +8,7 @@ Create Date: 2026-12-08
   renamed indices, counts and a sample of documents compared, the copies deleted): which repository
   and snapshot, when, whether it passed, and the per-index comparison as JSON. `search snapshot list`
   shows each snapshot's latest result; the restore-check freshness promise reads the newest passing
-  one. Owner-written; the read-only role may read it.
+  one. Owner-written; the read-only role (backups' pg_dump) may read it and its identity sequence.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def upgrade() -> None:
     op.create_index("ix_search_restore_checks_repository_snapshot", "search_restore_checks",
                     ["repository", "snapshot"])
     op.execute(f"GRANT SELECT ON search_restore_checks TO {READONLY}")
+    # backups run as the read-only role, and pg_dump reads every sequence (0003 granted the ones before)
+    op.execute(f"GRANT SELECT ON SEQUENCE search_restore_checks_id_seq TO {READONLY}")
 
 
 def downgrade() -> None:
