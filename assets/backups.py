@@ -128,7 +128,7 @@ def restore_check_metadata(entry: "backups.BackupEntry", result: "backups.Restor
     return with_human_sizes(metadata)
 
 
-def _freshness_result(freshness: Freshness) -> dg.AssetCheckResult:
+def freshness_check_result(freshness: Freshness) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=freshness.ok,
         description=freshness.describe(),
@@ -143,7 +143,7 @@ def _freshness_result(freshness: Freshness) -> dg.AssetCheckResult:
                                       "than BACKUP_MAX_AGE_HOURS (default 26: a nightly backup plus slack).",
                                       "check_postgres_backup_freshness"))
 def check_postgres_backup_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
-    return _freshness_result(verified_freshness(backup_storage.directory(), backup_storage.verified_max_age_hours()))
+    return freshness_check_result(verified_freshness(backup_storage.directory(), backup_storage.verified_max_age_hours()))
 
 
 @dg.asset_check(asset=postgres_restore_check,
@@ -151,7 +151,7 @@ def check_postgres_backup_freshness(backup_storage: BackupStorageResource) -> dg
                                       "RESTORE_CHECK_MAX_AGE_DAYS (default 8: a weekly restore test plus slack).",
                                       "check_postgres_restore_check_freshness"))
 def check_postgres_restore_check_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
-    return _freshness_result(restore_check_freshness(backup_storage.directory(),
+    return freshness_check_result(restore_check_freshness(backup_storage.directory(),
                                                      backup_storage.restore_checked_max_age_hours()))
 
 

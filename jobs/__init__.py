@@ -60,6 +60,15 @@ search_lifecycle_job = dg.define_asset_job(
     description="Roll the search indices over and apply retention, by their lifecycle policies.",
 )
 
+# a snapshot of every index, then a restore check of it (the snapshot assets' own group: bootstrap_job,
+# which selects the "search" group, should not snapshot on every bootstrap)
+search_snapshot_job = dg.define_asset_job(
+    "search_snapshot_job",
+    selection=dg.AssetSelection.groups("search_snapshots"),
+    description="Snapshot every search index (then keep the newest SEARCH_SNAPSHOT_KEEP), restore the snapshot into "
+                "renamed indices and compare it, check both freshness promises.",
+)
+
 system_metrics_job = dg.define_asset_job(
     "system_metrics_job",
     selection=dg.AssetSelection.assets("system_metrics"),
@@ -67,7 +76,7 @@ system_metrics_job = dg.define_asset_job(
 )
 
 JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job,
-        search_lifecycle_job, system_metrics_job]
+        search_lifecycle_job, search_snapshot_job, system_metrics_job]
 
 __all__ = ["JOBS", "backup_job", "bootstrap_job", "health_job", "migrate_job", "reset_job", "restore_test_job",
-           "search_lifecycle_job", "search_sync_job", "seed_job", "system_metrics_job"]
+           "search_lifecycle_job", "search_snapshot_job", "search_sync_job", "seed_job", "system_metrics_job"]

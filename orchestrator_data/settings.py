@@ -95,6 +95,20 @@ class Settings(BaseSettings):
     # The Dagster web UI whose run pages `orchestrator-data run` links to (`orchestrator-data ui` serves
     # on 127.0.0.1:3000 unless told otherwise).
     dagster_webserver_url: str = Field("http://127.0.0.1:3000", validation_alias="DAGSTER_WEBSERVER_URL")
+    # Snapshots: an `fs` repository (default `<prefix>-snapshots`) at a location the cluster resolves under
+    # its path.repo (default: the prefix, a relative path; on a real cluster an absolute shared path).
+    search_snapshot_repository: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$",
+                                                   validation_alias="SEARCH_SNAPSHOT_REPOSITORY")
+    search_snapshot_location: str | None = Field(None, min_length=1, max_length=4096,
+                                                 validation_alias="SEARCH_SNAPSHOT_LOCATION")
+    # The newest N successful snapshots are kept by `search snapshot prune` and the snapshot asset.
+    search_snapshot_keep: int = Field(7, ge=1, le=1000, validation_alias="SEARCH_SNAPSHOT_KEEP")
+    # Daily snapshots: a day plus two hours of slack before the freshness check and the sensor alert;
+    # the newest snapshot whose restore check passed may be a week plus a day old.
+    search_snapshot_max_age_hours: float = Field(26.0, gt=0, le=24 * 90,
+                                                 validation_alias="SEARCH_SNAPSHOT_MAX_AGE_HOURS")
+    search_restore_check_max_age_days: float = Field(8.0, gt=0, le=366,
+                                                     validation_alias="SEARCH_RESTORE_CHECK_MAX_AGE_DAYS")
     # Where the local stack keeps its data, logs, ports and generated passwords.
     state_dir: Path = Field(Path(".orchestrator-data"), validation_alias="ORCHESTRATOR_DATA_HOME")
 
@@ -136,6 +150,11 @@ class Settings(BaseSettings):
         if not value.strip().lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.strip()
+    @field_validator("search_snapshot_repository", "search_snapshot_location", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        # `SEARCH_SNAPSHOT_LOCATION=` in an env file means "the default", as the URLs' blanks do
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("state_dir")
     @classmethod

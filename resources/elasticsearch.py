@@ -13,6 +13,7 @@ from orchestrator_data.health import ServiceHealth
 from orchestrator_data.provisioning import SearchTarget
 from orchestrator_data.search import client
 from orchestrator_data.search.indices import Layout
+from orchestrator_data.search.snapshots import Repository, repository_of
 from resources._base import SettingsResource
 
 
@@ -33,6 +34,11 @@ class ElasticsearchResource(SettingsResource):
     replicas: int | None = Field(None, description="Replicas of new indices (default SEARCH_REPLICAS).")
     lifecycle_dir: str | None = Field(None, description="Directory whose <index>.json lifecycle policies replace "
                                                         "the package's (default SEARCH_LIFECYCLE_DIR).")
+    snapshot_repository: str | None = Field(None, description="Snapshot repository (default SEARCH_SNAPSHOT_REPOSITORY, "
+                                                              "else <prefix>-snapshots).")
+    snapshot_location: str | None = Field(None, description="The fs repository's location, under the nodes' path.repo "
+                                                            "(default SEARCH_SNAPSHOT_LOCATION, else the prefix).")
+    snapshot_keep: int | None = Field(None, description="Successful snapshots kept (default SEARCH_SNAPSHOT_KEEP).")
 
     _client: Elasticsearch | None = PrivateAttr(None)
 
@@ -64,6 +70,13 @@ class ElasticsearchResource(SettingsResource):
         return SearchTarget(self.client, self.layout(),
                             self.shards if self.shards is not None else self.settings.search_shards,
                             self.replicas if self.replicas is not None else self.settings.search_replicas)
+
+    def snapshot_repository_of(self) -> Repository:
+        return repository_of(self.settings, self.layout(), name=self.snapshot_repository,
+                             location=self.snapshot_location)
+
+    def snapshots_kept(self) -> int:
+        return self.snapshot_keep if self.snapshot_keep is not None else self.settings.search_snapshot_keep
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:

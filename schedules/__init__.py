@@ -8,6 +8,7 @@ from schedules._status import schedule_status
 from schedules.alerts import run_failure_alert_sensor
 from schedules.backups import nightly_backup_schedule, stale_backup_sensor, weekly_restore_test_schedule
 from schedules.metrics import system_metrics_schedule
+from schedules.search import daily_search_snapshot_schedule, stale_search_snapshot_sensor
 
 # Off by default outside production: a developer's laptop should not poll on its own.
 health_schedule = dg.ScheduleDefinition(
@@ -38,9 +39,9 @@ search_lifecycle_schedule = dg.ScheduleDefinition(
 )
 
 SCHEDULES = [health_schedule, nightly_backup_schedule, weekly_restore_test_schedule, search_sync_schedule,
-             search_lifecycle_schedule, system_metrics_schedule]
-SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor]
+             search_lifecycle_schedule, daily_search_snapshot_schedule, system_metrics_schedule]
+SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor, stale_search_snapshot_sensor]
 
-__all__ = ["SCHEDULES", "SENSORS", "health_schedule", "nightly_backup_schedule", "run_failure_alert_sensor",
-           "search_lifecycle_schedule", "search_sync_schedule", "stale_backup_sensor", "system_metrics_schedule",
-           "weekly_restore_test_schedule"]
+__all__ = ["SCHEDULES", "SENSORS", "daily_search_snapshot_schedule", "health_schedule", "nightly_backup_schedule",
+           "run_failure_alert_sensor", "search_lifecycle_schedule", "search_sync_schedule", "stale_backup_sensor",
+           "stale_search_snapshot_sensor", "system_metrics_schedule", "weekly_restore_test_schedule"]

@@ -31,8 +31,10 @@ def test_every_job_check_and_sensor_has_its_section():
         assert _linked(description) in anchors, key.name
     for sensor in defs.sensors:
         assert _linked(sensor.description) in anchors, sensor.name
-    for promise in ("verified", "restore-checked"):  # the stale-backup alerts' sections
-        assert runbook.anchor(f"stale {promise} backup") in anchors
+    # the stale-copy alerts' sections: "stale <promise> <kind>"
+    for section in ("stale verified backup", "stale restore-checked backup", "stale successful search snapshot",
+                    "stale restore-checked search snapshot"):
+        assert runbook.anchor(section) in anchors, section
 
 
 def test_an_anchor_is_what_a_markdown_heading_gets():

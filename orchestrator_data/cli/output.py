@@ -6,6 +6,7 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator_data.redaction import redact
@@ -23,7 +24,8 @@ def print_json(payload) -> None:
 
 
 def error(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {redact(message)}", markup=True, soft_wrap=True)
+    # escaped: messages quote servers' errors, whose [brackets] are not markup (Elasticsearch's reasons)
+    err_console.print(f"[red]error:[/red] {escape(redact(message))}", markup=True, soft_wrap=True)
 
 
 def note(message: str) -> None:

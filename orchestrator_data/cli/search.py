@@ -44,7 +44,7 @@ def _clients(need_postgres: bool = True):
     try:
         yield settings, engine, client, indices.layout_of(settings)
     except typer.Exit:
-        raise
+        raise  # a subcommand's own exit code (a RuntimeError: the catch-all below would turn it into 1)
     except (UnknownIndex, search_query.InvalidOrganization, search_query.InvalidSearch,
             lifecycle.InvalidPolicy) as exc:
         output.error(str(exc))
@@ -327,3 +327,7 @@ def lifecycle_export(index: Annotated[str | None, typer.Option("--index", help="
         output.error(str(exc))
         raise typer.Exit(2) from None
     output.print_json({f"{layout.prefix}-{n}": lifecycle.ilm_policy(policies[n], layout) for n in names})
+
+
+from orchestrator_data.cli import search_snapshot  # noqa: E402 - it uses _clients above
+app.add_typer(search_snapshot.app, name="snapshot")

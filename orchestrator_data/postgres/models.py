@@ -291,6 +291,20 @@ search_sync_state = sa.Table(
     sa.Column("documents_deleted", sa.BigInteger, nullable=False, server_default="0"),
 )
 
+# Each restore check of a search snapshot (revision 0007): restored into renamed indices, compared
+# with the counts recorded in the snapshot and with the live documents, the copies deleted.
+search_restore_checks = sa.Table(
+    "search_restore_checks", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("repository", sa.Text, nullable=False),
+    sa.Column("snapshot", sa.Text, nullable=False),
+    sa.Column("snapshot_started_at", sa.DateTime(timezone=True), nullable=False),  # the freshness clock
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("summary", pg.JSONB, nullable=False),  # per index: recorded, restored, sampled, equal, changed
+    sa.Index("ix_search_restore_checks_repository_snapshot", "repository", "snapshot"),
+)
+
 migration_history = sa.Table(
     "_migration_history", metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),

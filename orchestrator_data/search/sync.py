@@ -202,17 +202,40 @@ def _lock_key(alias: str) -> int:
 def sync_lock(engine: sa.Engine, alias: str, wait_s: float = 0.0) -> Iterator[None]:
     """The index's lock: held by whatever writes it or moves its aliases (sync, reindex, rollover,
     snapshot). Waits up to `wait_s` for it, then raises SyncBusy."""
+    with sync_locks(engine, [alias], wait_s):
+        yield
+
+
+@contextmanager
+def sync_locks(engine: sa.Engine, aliases: list[str], wait_s: float = 0.0) -> Iterator[None]:
+    """Several indices' locks at once, on one connection (a snapshot takes all five). All or none:
+    a try that finds one taken releases the others before waiting, so two takers never deadlock."""
     deadline = time.monotonic() + wait_s
+    keys = [_lock_key(alias) for alias in aliases]
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _lock_key(alias)}).scalar_one():
+
+        def release(held: list[int]) -> None:
+            for key in reversed(held):
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+        while True:
+            held = []
+            for alias, key in zip(aliases, keys, strict=True):
+                if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one():
+                    release(held)
+                    busy = alias
+                    break
+                held.append(key)
+            else:
+                break
             if time.monotonic() >= deadline:
-                raise SyncBusy(f"another sync, reindex or lifecycle step of {alias} is running")
+                raise SyncBusy(f"another sync, reindex or lifecycle step of {busy} is running")
             time.sleep(0.2)
         try:
             yield
         finally:
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key(alias)})
+            release(held)
 
 
 def load_state(engine: sa.Engine, alias: str) -> sa.Row | None:
@@ -405,12 +428,15 @@ def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: s
 
 
 @contextmanager
-def elasticsearch_errors(what: str, consequence: str = "the watermark stays where it was") -> Iterator[None]:
+def elasticsearch_errors(what: str, error: type[SearchError] = SyncError,
+                         consequence: str = "the watermark stays where it was") -> Iterator[None]:
+    """An Elasticsearch error inside the block becomes `error` with one printable line."""
     try:
         yield
     except (ApiError, TransportError) as exc:
         reason = str(getattr(exc, "message", None) or exc)[:300]
-        raise SyncError(f"{what} failed: Elasticsearch: {type(exc).__name__}: {reason}; {consequence}") from exc
+        raise error(f"{what} failed: Elasticsearch: {type(exc).__name__}: {reason}"
+                    + (f"; {consequence}" if consequence else "")) from exc
 
 
 def load_into(engine: sa.Engine, client: Elasticsearch, layout: Layout, src: Source, low: int | None, backing: list[str],

@@ -180,3 +180,19 @@ def test_exported_environment_gives_another_directory_the_same_settings(env, tmp
     assert settings.backup_dir == tmp_path / "my-backups"
     assert settings.state_dir == tmp_path / ".orchestrator-data"
     assert settings.search_index_prefix == "fromenv" and settings.search_shards == 2
+
+
+def test_search_snapshot_settings_default_blank_means_unset_and_bad_values_are_named(env, tmp_path):
+    settings = load_settings()
+    assert (settings.search_snapshot_repository, settings.search_snapshot_location) == (None, None)
+    assert (settings.search_snapshot_keep, settings.search_snapshot_max_age_hours,
+            settings.search_restore_check_max_age_days) == (7, 26.0, 8.0)
+    (tmp_path / ".env").write_text("SEARCH_SNAPSHOT_REPOSITORY=\nSEARCH_SNAPSHOT_LOCATION=  \n")
+    assert load_settings().search_snapshot_location is None  # as shipped in .env.example: the defaults
+    for variable, value in (("SEARCH_SNAPSHOT_REPOSITORY", "Bad Name"), ("SEARCH_SNAPSHOT_KEEP", "0"),
+                            ("SEARCH_SNAPSHOT_MAX_AGE_HOURS", "-1")):
+        env.setenv(variable, value)
+        with pytest.raises(SettingsError) as caught:
+            load_settings()
+        assert caught.value.variable == variable
+        env.delenv(variable)

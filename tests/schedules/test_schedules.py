@@ -11,6 +11,7 @@ import schedules
 import schedules.alerts
 import schedules.backups
 import schedules.metrics
+import schedules.search
 
 EXPECTED_SCHEDULES = {
     "health_schedule": ("*/15 * * * *", "health_job"),
@@ -19,6 +20,7 @@ EXPECTED_SCHEDULES = {
     "search_sync_schedule": ("*/5 * * * *", "search_sync_job"),
     "search_lifecycle_schedule": ("17 * * * *", "search_lifecycle_job"),
     "system_metrics_schedule": ("*/5 * * * *", "system_metrics_job"),
+    "daily_search_snapshot_schedule": ("0 3 * * *", "search_snapshot_job"),
 }
 
 
@@ -26,6 +28,7 @@ def _reload():
     importlib.reload(schedules.alerts)
     importlib.reload(schedules.backups)
     importlib.reload(schedules.metrics)
+    importlib.reload(schedules.search)
     return importlib.reload(schedules)
 
 
@@ -48,7 +51,7 @@ def test_schedules_and_sensors_are_registered_with_their_cron_and_job():
         assert (schedule.cron_schedule, schedule.job_name) == (cron, job)
     assert defs.resolve_schedule_def("nightly_backup_schedule").execution_timezone == "UTC"
     sensors = {s.name for s in schedules.SENSORS}
-    assert sensors == {"run_failure_alert_sensor", "stale_backup_sensor"}
+    assert sensors == {"run_failure_alert_sensor", "stale_backup_sensor", "stale_search_snapshot_sensor"}
     assert defs.resolve_sensor_def("stale_backup_sensor").minimum_interval_seconds == 3600
     assert defs.resolve_sensor_def("run_failure_alert_sensor").required_resource_keys == {"alerts"}
 
@@ -60,6 +63,7 @@ def test_outside_production_everything_is_stopped(environment):
     assert {s.name: s.default_status for s in module.SENSORS} == {
         "run_failure_alert_sensor": dg.DefaultSensorStatus.STOPPED,
         "stale_backup_sensor": dg.DefaultSensorStatus.STOPPED,
+        "stale_search_snapshot_sensor": dg.DefaultSensorStatus.STOPPED,
     }
 
 
@@ -71,10 +75,12 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
                       "weekly_restore_test_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "search_sync_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "search_lifecycle_schedule": dg.DefaultScheduleStatus.RUNNING,
-                      "system_metrics_schedule": dg.DefaultScheduleStatus.RUNNING}
+                      "system_metrics_schedule": dg.DefaultScheduleStatus.RUNNING,
+                      "daily_search_snapshot_schedule": dg.DefaultScheduleStatus.RUNNING}
     assert {s.name: s.default_status for s in module.SENSORS} == {
         "run_failure_alert_sensor": dg.DefaultSensorStatus.RUNNING,
         "stale_backup_sensor": dg.DefaultSensorStatus.RUNNING,
+        "stale_search_snapshot_sensor": dg.DefaultSensorStatus.RUNNING,
     }
 
 

@@ -1,0 +1,119 @@
+"""`orchestrator-data search snapshot create|list|restore-check|prune`: Elasticsearch snapshots of the
+search indices, from a terminal.
+
+Exit codes: 0 done (restore check passed); 1 a restore check failed, or the cluster or PostgreSQL
+failed; 2 bad input (an unknown snapshot, a SEARCH_SNAPSHOT_LOCATION outside the nodes' path.repo,
+bad configuration)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orchestrator_data.cli import output, recording
+from orchestrator_data.cli.search import _clients
+from orchestrator_data.search import snapshots
+
+app = typer.Typer(help="Snapshots of the search indices: create, list, restore-check, prune.", no_args_is_help=True)
+
+
+@contextmanager
+def _snapshot_clients(need_postgres: bool = True):
+    """(settings, engine or None, client, layout, repository); an unknown snapshot or an unusable
+    repository location exits 2, anything else as `search` does."""
+    with _clients(need_postgres=need_postgres) as (settings, engine, client, layout):
+        try:
+            yield settings, engine, client, layout, snapshots.repository_of(settings, layout)
+        except (snapshots.SnapshotNotFound, snapshots.RepositoryError) as exc:
+            output.error(str(exc))
+            raise typer.Exit(2) from None
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+@app.command("create")
+def create() -> None:
+    """Snapshot every index (waits for a running sync of an index to finish; the counts recorded in the
+    snapshot are exact)."""
+    with _snapshot_clients() as (settings, engine, client, layout, repository):
+        info = snapshots.create_snapshot(engine, client, layout, repository)
+    output.info(f"{output.OK} snapshot {info.name} in {repository.name}: {len(info.indices)} indices, "
+                f"{info.documents:,} documents, {output.human_bytes(info.size_bytes)}, {info.duration_s or 0:.1f} s")
+    recording.record(settings, "search snapshot create", lambda: [_snapshot_record(info, repository.name)])
+
+
+@app.command("list")
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The snapshots, oldest first, with state, documents, size and their latest restore check."""
+    with _snapshot_clients() as (settings, engine, client, layout, repository):
+        found = snapshots.list_snapshots(client, repository, layout, engine)
+    if as_json:
+        output.print_json({"repository": repository.name, "location": repository.location,
+                           "snapshots": [s.as_dict() for s in found]})
+        return
+    table = Table(title=f"snapshots in {repository.name} ({repository.location})", title_justify="left")
+    for column in ("snapshot", "state", "started (UTC)", "duration", "indices", "documents", "size", "restore check"):
+        table.add_column(column)
+    for s in found:
+        check = s.restore_check
+        checked = "-" if check is None else f"{output.OK if check.ok else output.FAIL} {_when(check.checked_at)}"
+        table.add_row(s.name, s.state, _when(s.started_at), "-" if s.duration_s is None else f"{s.duration_s:.1f} s",
+                      str(len(s.indices)), f"{s.documents:,}", output.human_bytes(s.size_bytes), checked)
+    output.console.print(table)
+
+
+@app.command("restore-check")
+def restore_check(
+    snapshot: Annotated[str, typer.Argument(help="A snapshot name, or 'latest' (the newest successful one).")] = "latest",
+) -> None:
+    """Restore a snapshot into renamed indices, compare counts and a sample of documents with the live
+    ones, record the result, delete the copies. Exit 1 when the check fails."""
+    with _snapshot_clients() as (settings, engine, client, layout, repository):
+        result = snapshots.restore_check(engine, client, layout, repository, snapshot)
+    table = Table(title=f"restore check of {result.snapshot}", title_justify="left")
+    for column in ("", "index", "recorded", "restored", "live", "sampled", "equal", "changed since"):
+        table.add_column(column)
+    for c in result.indices:
+        table.add_row(output.OK if c.ok else output.FAIL, c.index, f"{c.recorded:,}", f"{c.restored:,}",
+                      f"{c.live:,}", str(c.sampled), str(c.equal), str(c.changed))
+    output.console.print(table)
+    if not result.ok:
+        for problem in result.problems[:10]:
+            output.error(problem)
+        raise typer.Exit(1)
+    output.info(f"{output.OK} {result.snapshot} restores: restored in {result.restore_duration_s:.1f} s, checked in "
+                f"{result.duration_s:.1f} s; the restored copies are deleted")
+    recording.record(settings, "search snapshot restore-check", lambda: [_check_record(result)])
+
+
+def _snapshot_record(info, repository_name: str) -> tuple[str, dict]:
+    from assets.search_snapshots import snapshot_metadata
+
+    return "search_snapshot", snapshot_metadata(info, repository_name, [])
+
+
+def _check_record(result) -> tuple[str, dict]:
+    from assets.search_snapshots import snapshot_check_metadata
+
+    return "search_snapshot_restore_check", snapshot_check_metadata(result)
+
+
+@app.command("prune")
+def prune(
+    keep: Annotated[int | None, typer.Option("--keep", min=1, help="Successful snapshots to keep "
+                                                                   "(default SEARCH_SNAPSHOT_KEEP).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
+) -> None:
+    """Keep the newest N successful snapshots; delete older ones, and failed or partial ones older than the
+    newest success. Never the newest success, never one in progress."""
+    with _snapshot_clients(need_postgres=False) as (settings, engine, client, layout, repository):
+        report = snapshots.prune(client, repository, layout, keep or settings.search_snapshot_keep, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for name in report.deleted:
+        output.info(f"{verb} {name}")
+    output.info(f"{output.OK} {len(report.deleted)} snapshot(s) {verb}, {len(report.kept)} kept")

@@ -1,0 +1,517 @@
+"""Elasticsearch snapshots of the five indices, restore checks that prove they restore, and retention.
+
+* **Repository**: an `fs` repository (SEARCH_SNAPSHOT_REPOSITORY, default `<prefix>-snapshots`) at
+  SEARCH_SNAPSHOT_LOCATION (default: the prefix, a relative path every node resolves under its
+  `path.repo`; on a real cluster an absolute path on storage all nodes share, listed in `path.repo`).
+  Registered idempotently before every operation.
+* **Create**: `<prefix>-YYYYMMDD-HHMMSS-<4 hex>` (UTC) of every backing index of the five read aliases,
+  without global state. The indices' sync locks are held while they are refreshed, counted and
+  snapshotted, so the counts recorded in the snapshot's metadata are exactly what it holds.
+* **Restore check**: restores a snapshot into renamed indices (`<prefix>-restorecheck-<token>-…`, no
+  aliases, so nothing reads them), compares each one's documents with the count recorded in the
+  snapshot (exact) and a deterministic sample of documents with the live ones by id (same version:
+  the same source; a newer live version or a live delete is "changed since", not a failure), records
+  the result in PostgreSQL (search_restore_checks) and ALWAYS deletes the restored copies.
+* **Prune**: keeps the newest N successful snapshots; deletes older ones and failed or partial ones
+  older than the newest success; never the newest success, never one in progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
+
+from orchestrator_data.freshness import Freshness, freshness
+from orchestrator_data.postgres import models
+from orchestrator_data.search import sync
+from orchestrator_data.search.indices import NAMES, Layout, SearchError
+
+SAMPLE_SIZE = 50
+LOCK_WAIT_S = 120.0             # a running sync of an index finishes within this; then the snapshot fails
+RESTORE_CHECK = "restorecheck"
+# Elasticsearch refuses snapshot metadata of 1024 bytes or more: past this, counts are kept per index
+# rather than per backing index (still exact; only less precise about where a loss is).
+METADATA_BUDGET = 900
+SUCCESS, IN_PROGRESS = "SUCCESS", "IN_PROGRESS"
+
+
+class SnapshotError(SearchError):
+    """A snapshot operation that could not be done (the cluster failed, a check could not run)."""
+
+
+class SnapshotNotFound(SnapshotError):
+    """No such snapshot in the repository (bad input)."""
+
+
+class RepositoryError(SnapshotError):
+    """The repository cannot be registered where SEARCH_SNAPSHOT_LOCATION says (bad configuration)."""
+
+
+@dataclass(frozen=True)
+class Repository:
+    name: str
+    location: str
+
+
+def repository_of(settings, layout: Layout, *, name: str | None = None, location: str | None = None) -> Repository:
+    """The repository from explicit values, else the settings, else the defaults under the layout's prefix."""
+    return Repository(name or settings.search_snapshot_repository or f"{layout.prefix}-snapshots",
+                      location or settings.search_snapshot_location or layout.prefix)
+
+
+@dataclass
+class RestoreCheckRecord:
+    """One restore check's result as recorded in PostgreSQL."""
+
+    snapshot: str
+    snapshot_started_at: datetime
+    checked_at: datetime
+    ok: bool
+    summary: dict
+
+    @property
+    def id(self) -> str:
+        return self.snapshot
+
+    @property
+    def created_at(self) -> datetime:
+        """The freshness clock: how old the data proved restorable is."""
+        return self.snapshot_started_at
+
+
+@dataclass
+class SnapshotInfo:
+    name: str
+    state: str                          # SUCCESS, PARTIAL, FAILED, IN_PROGRESS, INCOMPATIBLE
+    started_at: datetime
+    finished_at: datetime | None
+    indices: list[str]
+    recorded: dict[str, int]            # documents per backing index (or per index, see METADATA_BUDGET)
+    size_bytes: int | None = None
+    restore_check: RestoreCheckRecord | None = None
+
+    @property
+    def id(self) -> str:
+        return self.name
+
+    @property
+    def created_at(self) -> datetime:
+        return self.started_at
+
+    @property
+    def documents(self) -> int:
+        return sum(self.recorded.values())
+
+    @property
+    def duration_s(self) -> float | None:
+        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
+
+    def as_dict(self) -> dict:
+        check = self.restore_check
+        return {"name": self.name, "state": self.state, "started_at": self.started_at.isoformat(),
+                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+                "duration_s": self.duration_s, "indices": self.indices, "documents": self.documents,
+                "recorded": self.recorded, "size_bytes": self.size_bytes,
+                "restore_check": None if check is None else {
+                    "ok": check.ok, "checked_at": check.checked_at.isoformat(), "summary": check.summary}}
+
+
+@dataclass
+class IndexCheck:
+    """One index's comparison in a restore check."""
+
+    index: str
+    recorded: int = 0               # documents the snapshot's metadata says it holds
+    restored: int = 0               # documents in the restored copies
+    live: int = 0                   # documents in the live index now
+    sampled: int = 0
+    equal: int = 0                  # sampled documents equal to the live ones
+    changed: int = 0                # sampled documents updated or deleted live since the snapshot
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class RestoreCheckResult:
+    snapshot: str
+    ok: bool
+    indices: list[IndexCheck]
+    restored_indices: list[str]     # the copies, all deleted again
+    restore_duration_s: float
+    duration_s: float
+    error: str | None = None        # the restore or the comparison could not run
+
+    @property
+    def problems(self) -> list[str]:
+        return ([self.error] if self.error else []) + [p for i in self.indices for p in i.problems]
+
+    def summary(self) -> dict:
+        return {"ok": self.ok, "error": self.error, "restore_duration_s": round(self.restore_duration_s, 3),
+                "duration_s": round(self.duration_s, 3),
+                "indices": [asdict(i) for i in self.indices]}
+
+
+@dataclass
+class PruneReport:
+    deleted: list[str]
+    kept: list[str]
+    dry_run: bool
+
+
+# -- repository -------------------------------------------------------------------------------------
+def _error_type(exc: ApiError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    return error.get("type", "") if isinstance(error, dict) else ""
+
+
+def _reason(exc: ApiError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    causes = error.get("root_cause") or [error]
+    return str(causes[0].get("reason") or exc.message)[:300]
+
+
+def ensure_repository(client: Elasticsearch, repository: Repository) -> bool:
+    """Register the `fs` repository (idempotent); True when it was (re-)registered now."""
+    with sync.elasticsearch_errors(f"registering snapshot repository {repository.name}", SnapshotError, ""):
+        try:
+            current = client.snapshot.get_repository(name=repository.name)[repository.name]
+        except NotFoundError:
+            current = None
+        if current and current.get("type") == "fs" and \
+                current.get("settings", {}).get("location") == repository.location:
+            return False
+        try:
+            client.snapshot.create_repository(name=repository.name, verify=True, repository={
+                "type": "fs", "settings": {"location": repository.location}})
+        except ApiError as exc:
+            if _error_type(exc) in ("repository_exception", "repository_verification_exception"):
+                raise RepositoryError(
+                    f"SEARCH_SNAPSHOT_LOCATION '{repository.location}' cannot hold snapshot repository "
+                    f"{repository.name}: it must be a relative path or a directory under the nodes' path.repo "
+                    f"(Elasticsearch: {_reason(exc)})") from None
+            raise
+    return True
+
+
+# -- listing ----------------------------------------------------------------------------------------
+def _name_pattern(layout: Layout) -> re.Pattern:
+    return re.compile(rf"{re.escape(layout.prefix)}-\d{{8}}-\d{{6}}-[0-9a-f]{{4}}")
+
+
+def snapshot_name(layout: Layout, now: datetime | None = None) -> str:
+    return f"{layout.prefix}-{(now or datetime.now(UTC)):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _utc(millis: int | None) -> datetime | None:
+    return None if not millis else datetime.fromtimestamp(millis / 1000, UTC)
+
+
+def _info(raw: dict) -> SnapshotInfo:
+    documents = (raw.get("metadata") or {}).get("documents") or {}
+    return SnapshotInfo(raw["snapshot"], raw.get("state", "UNKNOWN"), _utc(raw.get("start_time_in_millis")),
+                        _utc(raw.get("end_time_in_millis")), sorted(raw.get("indices", [])),
+                        {str(k): int(v) for k, v in documents.items()})
+
+
+def _sizes(client: Elasticsearch, repository: Repository, names: list[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    status = client.snapshot.status(repository=repository.name, snapshot=",".join(names))
+    return {s["snapshot"]: s["stats"]["total"]["size_in_bytes"] for s in status["snapshots"]}
+
+
+def list_snapshots(client: Elasticsearch, repository: Repository, layout: Layout, engine: sa.Engine | None = None,
+                   *, sizes: bool = True) -> list[SnapshotInfo]:
+    """This layout's snapshots in the repository, oldest first; with `engine`, each one's latest
+    restore check; with `sizes`, each finished one's size (the snapshot status API)."""
+    ensure_repository(client, repository)
+    with sync.elasticsearch_errors(f"listing snapshots of {repository.name}", SnapshotError, ""):
+        raw = client.snapshot.get(repository=repository.name, snapshot="*", sort="start_time", order="asc")
+        pattern = _name_pattern(layout)
+        found = [_info(s) for s in raw["snapshots"] if pattern.fullmatch(s["snapshot"])]
+        if sizes:
+            measured = _sizes(client, repository, [s.name for s in found if s.state != IN_PROGRESS])
+            for snapshot in found:
+                snapshot.size_bytes = measured.get(snapshot.name)
+    if engine is not None:
+        checks = latest_restore_checks(engine, repository)
+        for snapshot in found:
+            snapshot.restore_check = checks.get(snapshot.name)
+    return found
+
+
+def get_snapshot(client: Elasticsearch, repository: Repository, layout: Layout, snapshot: str = "latest") -> SnapshotInfo:
+    """A snapshot by name, or 'latest': the newest successful one. SnapshotNotFound otherwise."""
+    snapshots = list_snapshots(client, repository, layout, sizes=False)
+    if snapshot == "latest":
+        successes = [s for s in snapshots if s.state == SUCCESS]
+        if not successes:
+            raise SnapshotNotFound(f"no successful snapshot in repository {repository.name}")
+        return successes[-1]
+    for found in snapshots:
+        if found.name == snapshot:
+            return found
+    raise SnapshotNotFound(f"no snapshot '{snapshot}' of prefix {layout.prefix} in repository {repository.name}")
+
+
+# -- create -----------------------------------------------------------------------------------------
+def _backing_indices(client: Elasticsearch, layout: Layout) -> dict[str, list[str]]:
+    backing = {}
+    for name in NAMES:
+        try:
+            backing[name] = sorted(client.indices.get_alias(name=layout.read_alias(name)))
+        except NotFoundError:
+            raise SnapshotError(f"index {layout.read_alias(name)} does not exist: run `orchestrator-data search init`") \
+                from None
+    return backing
+
+
+def _recorded_counts(layout: Layout, backing: dict[str, list[str]], counts: dict[str, int]) -> dict[str, int]:
+    """Documents per backing index (named without the prefix), or per index when that would not fit."""
+    per_backing = {index.removeprefix(f"{layout.prefix}-"): counts[index] for indices in backing.values()
+                   for index in indices}
+    if len(json.dumps(per_backing)) <= METADATA_BUDGET:
+        return per_backing
+    return {name: sum(counts[i] for i in indices) for name, indices in backing.items()}
+
+
+def create_snapshot(engine: sa.Engine, client: Elasticsearch, layout: Layout, repository: Repository, *,
+                    wait_s: float = LOCK_WAIT_S, now: datetime | None = None) -> SnapshotInfo:
+    """Snapshot every backing index of the five indices; returns the finished snapshot with its size.
+    A snapshot that did not succeed raises SnapshotError (it stays listed, and prune removes it)."""
+    ensure_repository(client, repository)
+    name = snapshot_name(layout, now)
+    with sync.elasticsearch_errors(f"snapshot {name}", SnapshotError, ""), sync.sync_locks(engine, [layout.read_alias(n) for n in NAMES], wait_s):
+        backing = _backing_indices(client, layout)
+        every = [index for indices in backing.values() for index in indices]
+        client.indices.refresh(index=",".join(every))
+        counts = {index: client.count(index=index)["count"] for index in every}
+        response = client.snapshot.create(
+            repository=repository.name, snapshot=name, indices=",".join(every), include_global_state=False,
+            wait_for_completion=True, partial=False,
+            metadata={"prefix": layout.prefix, "documents": _recorded_counts(layout, backing, counts)})
+    info = _info(response["snapshot"])
+    if info.state != SUCCESS:
+        failures = "; ".join(str(f.get("reason")) for f in response["snapshot"].get("failures", [])[:3])
+        raise SnapshotError(f"snapshot {name} ended {info.state}" + (f": {failures}" if failures else ""))
+    with sync.elasticsearch_errors(f"size of snapshot {name}", SnapshotError, ""):
+        info.size_bytes = _sizes(client, repository, [name]).get(name)
+    return info
+
+
+# -- restore check ----------------------------------------------------------------------------------
+def _restore_prefix(layout: Layout) -> str:
+    return f"{layout.prefix}-{RESTORE_CHECK}-"
+
+
+def _delete_indices(client: Elasticsearch, names: list[str]) -> None:
+    # by name, in small groups: the cluster refuses wildcard deletes
+    for start in range(0, len(names), 20):
+        client.options(ignore_status=404).indices.delete(index=",".join(names[start:start + 20]))
+
+
+def _leftovers(client: Elasticsearch, layout: Layout) -> list[str]:
+    return sorted(client.indices.get(index=f"{_restore_prefix(layout)}*", allow_no_indices=True,
+                                     expand_wildcards="all"))
+
+
+def _owner(layout: Layout, backing_key: str) -> str | None:
+    """The index (one of NAMES) a recorded key belongs to: a backing index name or an index name."""
+    if backing_key in NAMES:
+        return backing_key
+    return next((n for n in NAMES if layout.version_of(n, f"{layout.prefix}-{backing_key}") is not None), None)
+
+
+def _sample_seed(snapshot: str) -> int:
+    return int.from_bytes(hashlib.sha256(snapshot.encode()).digest()[:4], "big")
+
+
+def _compare_sample(client: Elasticsearch, layout: Layout, name: str, restored: list[str], check: IndexCheck,
+                    snapshot: str, sample_size: int) -> None:
+    """A deterministic sample (seeded by the snapshot's name) of the restored documents against the live ones."""
+    sample = client.search(index=",".join(restored), size=sample_size, version=True, query={"function_score": {
+        "query": {"match_all": {}}, "random_score": {"seed": _sample_seed(snapshot), "field": "_seq_no"}}})
+    hits = sample["hits"]["hits"]
+    if not hits:
+        return
+    live = client.search(index=layout.read_alias(name), size=len(hits), version=True,
+                         query={"ids": {"values": [h["_id"] for h in hits]}})
+    live_by_id = {h["_id"]: h for h in live["hits"]["hits"]}
+    for hit in hits:
+        check.sampled += 1
+        now = live_by_id.get(hit["_id"])
+        if now is None or now["_version"] > hit["_version"]:
+            check.changed += 1          # deleted or updated since the snapshot: later history, not a loss
+        elif now["_version"] < hit["_version"]:
+            check.problems.append(f"{name} {hit['_id']}: live version {now['_version']} is older than the "
+                                  f"snapshot's {hit['_version']}")
+        elif now["_source"] != hit["_source"]:
+            check.problems.append(f"{name} {hit['_id']}: restored document differs from the live one at the "
+                                  f"same version {hit['_version']}")
+        else:
+            check.equal += 1
+
+
+def _compare(client: Elasticsearch, layout: Layout, info: SnapshotInfo, restored_of: dict[str, str],
+             sample_size: int) -> list[IndexCheck]:
+    checks = {name: IndexCheck(name) for name in NAMES}
+    restored_names = {name: [restored_of[i] for i in info.indices if _owner(layout, i.removeprefix(f"{layout.prefix}-"))
+                             == name] for name in NAMES}
+    for key, recorded in info.recorded.items():
+        name = _owner(layout, key)
+        if name is None:
+            continue
+        check = checks[name]
+        copies = restored_names[name] if key in NAMES else [restored_of.get(f"{layout.prefix}-{key}", "")]
+        restored = sum(client.count(index=c)["count"] for c in copies if c)
+        check.recorded += recorded
+        check.restored += restored
+        if restored != recorded:
+            check.problems.append(f"{layout.prefix}-{key}: {recorded} document(s) recorded in the snapshot, "
+                                  f"{restored} restored")
+    for name, check in checks.items():
+        with suppress(NotFoundError):
+            check.live = client.count(index=layout.read_alias(name))["count"]
+        if restored_names[name]:
+            _compare_sample(client, layout, name, restored_names[name], check, info.name, sample_size)
+    return list(checks.values())
+
+
+def restore_check(engine: sa.Engine, client: Elasticsearch, layout: Layout, repository: Repository,
+                  snapshot: str = "latest", *, sample_size: int = SAMPLE_SIZE,
+                  after_restore: Callable[[list[str]], None] | None = None) -> RestoreCheckResult:
+    """Restore `snapshot` (a name or 'latest') into renamed indices, compare, record the result, and
+    delete the copies whatever happens. `after_restore` is called with the restored indices' names
+    before the comparison. SnapshotNotFound for an unknown name."""
+    info = get_snapshot(client, repository, layout, snapshot)
+    if info.state != SUCCESS:
+        raise SnapshotError(f"snapshot {info.name} is {info.state}: only a successful snapshot can be restore-checked")
+    if not info.recorded:
+        raise SnapshotError(f"snapshot {info.name} records no document counts (not made by orchestrator-data?)")
+    started = time.monotonic()
+    restore_s = 0.0
+    prefix = f"{_restore_prefix(layout)}{secrets.token_hex(3)}-"
+    restored_of = {index: f"{prefix}{index}" for index in info.indices}
+    checks: list[IndexCheck] = []
+    error = None
+    # one restore check of a prefix at a time; it removes what an interrupted earlier one left behind
+    with sync.sync_lock(engine, f"{layout.prefix}-{RESTORE_CHECK}", wait_s=LOCK_WAIT_S):
+        try:
+            with sync.elasticsearch_errors(f"restore check of {info.name}", SnapshotError, ""):
+                _delete_indices(client, _leftovers(client, layout))
+                response = client.snapshot.restore(
+                    repository=repository.name, snapshot=info.name, indices=",".join(info.indices),
+                    rename_pattern="(.+)", rename_replacement=f"{prefix}$1", include_aliases=False,
+                    include_global_state=False, wait_for_completion=True,
+                    index_settings={"index.number_of_replicas": 0})
+                shards = response.get("snapshot", {}).get("shards", {})
+                restore_s = time.monotonic() - started
+                if shards.get("failed"):
+                    raise SnapshotError(f"restore of {info.name}: {shards['failed']} of {shards.get('total')} "
+                                        f"shard(s) failed")
+                if after_restore is not None:
+                    after_restore(sorted(restored_of.values()))
+                client.indices.refresh(index=",".join(restored_of.values()))
+                checks = _compare(client, layout, info, restored_of, sample_size)
+        except SnapshotError as exc:
+            error = str(exc)
+        finally:
+            with sync.elasticsearch_errors(f"deleting the restored copies of {info.name}", SnapshotError,
+                                           f"delete the indices {prefix}* by name"):
+                _delete_indices(client, sorted(set(restored_of.values()) | set(_leftovers(client, layout))))
+    result = RestoreCheckResult(info.name, error is None and all(c.ok for c in checks), checks,
+                                sorted(restored_of.values()), restore_s, time.monotonic() - started, error)
+    record_restore_check(engine, repository, info, result)
+    return result
+
+
+# -- results in PostgreSQL --------------------------------------------------------------------------
+def record_restore_check(engine: sa.Engine, repository: Repository, info: SnapshotInfo,
+                         result: RestoreCheckResult) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.insert(models.search_restore_checks).values(
+            repository=repository.name, snapshot=info.name, snapshot_started_at=info.started_at, ok=result.ok,
+            summary=result.summary()))
+
+
+def _records(engine: sa.Engine, repository: Repository, *where) -> list[RestoreCheckRecord]:
+    table = models.search_restore_checks
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table).where(table.c.repository == repository.name, *where)
+                            .order_by(table.c.checked_at, table.c.id)).mappings()
+        return [RestoreCheckRecord(r["snapshot"], r["snapshot_started_at"], r["checked_at"], r["ok"], r["summary"])
+                for r in rows]
+
+
+def latest_restore_checks(engine: sa.Engine, repository: Repository) -> dict[str, RestoreCheckRecord]:
+    """Each snapshot's latest restore check."""
+    return {record.snapshot: record for record in _records(engine, repository)}
+
+
+def latest_passing_check(engine: sa.Engine, repository: Repository, layout: Layout) -> RestoreCheckRecord | None:
+    """The passing restore check of the newest snapshot, from PostgreSQL: still counts once retention
+    has deleted that snapshot (a weekly check must not go stale the hour a daily prune removes it)."""
+    table = models.search_restore_checks
+    passing = [r for r in _records(engine, repository, table.c.ok.is_(True))
+               if _name_pattern(layout).fullmatch(r.snapshot)]
+    return max(passing, key=lambda r: r.snapshot_started_at, default=None)
+
+
+# -- retention --------------------------------------------------------------------------------------
+def to_prune(snapshots: list[SnapshotInfo], keep: int) -> list[str]:
+    """Which of `snapshots` (oldest first) retention deletes."""
+    successes = [s for s in snapshots if s.state == SUCCESS]
+    if not successes:
+        return []  # nothing proven restorable yet: keep every attempt to look at
+    kept = {s.name for s in successes[-keep:]}
+    newest = successes[-1].started_at
+    return [s.name for s in snapshots if s.name not in kept and s.state != IN_PROGRESS
+            and (s.state == SUCCESS or s.started_at < newest)]
+
+
+def prune(client: Elasticsearch, repository: Repository, layout: Layout, keep: int, *,
+          dry_run: bool = False) -> PruneReport:
+    """Keep the newest `keep` successful snapshots; delete older successes, and failed or partial
+    snapshots older than the newest success. Never the newest success, never one in progress."""
+    if keep < 1:
+        raise SnapshotError("SEARCH_SNAPSHOT_KEEP (--keep) must be at least 1: the newest snapshot is always kept")
+    snapshots = list_snapshots(client, repository, layout, sizes=False)
+    doomed = to_prune(snapshots, keep)
+    if doomed and not dry_run:
+        with sync.elasticsearch_errors(f"deleting snapshots of {repository.name}", SnapshotError, ""):
+            client.snapshot.delete(repository=repository.name, snapshot=",".join(doomed))
+    return PruneReport(doomed, [s.name for s in snapshots if s.name not in doomed], dry_run)
+
+
+# -- freshness --------------------------------------------------------------------------------------
+def snapshot_freshness(client: Elasticsearch, repository: Repository, layout: Layout, max_age_hours: float,
+                       now: datetime | None = None) -> Freshness:
+    successes = [s for s in list_snapshots(client, repository, layout, sizes=False) if s.state == SUCCESS]
+    return freshness("successful", successes[-1] if successes else None, max_age_hours, now, kind="search snapshot")
+
+
+def restore_check_freshness(engine: sa.Engine, repository: Repository, layout: Layout, max_age_hours: float,
+                            now: datetime | None = None) -> Freshness:
+    return freshness("restore-checked", latest_passing_check(engine, repository, layout), max_age_hours, now,
+                     kind="search snapshot")
+
+
+__all__ = ["IndexCheck", "PruneReport", "Repository", "RepositoryError", "RestoreCheckRecord", "RestoreCheckResult",
+           "SnapshotError", "SnapshotInfo", "SnapshotNotFound", "create_snapshot", "ensure_repository",
+           "get_snapshot", "list_snapshots", "prune", "repository_of", "restore_check", "restore_check_freshness",
+           "snapshot_freshness"]
