@@ -48,7 +48,8 @@ def test_redis_resource_health(stack):
     resource = RedisResource()
     health = resource.health()
     assert health.ok, health.error
-    assert int(health.version.split(".")[0]) >= 7
+    assert health.version.split()[0] in ("redis", "valkey")  # the server's version, its protocol beside it
+    assert int(health.detail["protocol_version"].split(".")[0]) >= 7
     assert health.detail["maxmemory_policy"] == "noeviction"
     assert health.detail["pool_max_connections"] == 20
     assert health.detail["pool_created"] >= 1 and health.detail["pool_in_use"] == 0
