@@ -89,6 +89,16 @@ def clean_env(monkeypatch):
 
 
 @pytest.fixture
+def es(stack):
+    """A client on the session stack's Elasticsearch node."""
+    from orchestrator_data import connections
+
+    client = connections.elasticsearch_client(load_settings())
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def redis_client(stack):
     """A client on the session stack's Redis."""
     client = create_client(resolve_url("redis", load_settings()))

@@ -8,21 +8,12 @@ import time
 
 import pytest
 
-from orchestrator_data import connections
 from orchestrator_data.search import indices
 from orchestrator_data.search.indices import Layout
-from orchestrator_data.settings import load_settings
 
 from tests.search_documents import METRICS, add_metrics_documents
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def es(stack):
-    client = connections.elasticsearch_client(load_settings())
-    yield client
-    client.close()
 
 
 @pytest.fixture

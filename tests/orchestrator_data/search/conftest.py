@@ -7,16 +7,7 @@ import uuid
 
 import pytest
 
-from orchestrator_data import connections
 from orchestrator_data.search.indices import NAMES, Layout
-from orchestrator_data.settings import load_settings
-
-
-@pytest.fixture
-def es(stack):
-    client = connections.elasticsearch_client(load_settings())
-    yield client
-    client.close()
 
 
 @pytest.fixture
