@@ -163,3 +163,20 @@ def test_the_app_role_cannot_erase_or_redact_the_trail(engine, people):
     with engine.begin() as conn:  # granting it is reported by the security check
         conn.execute(sa.text("GRANT EXECUTE ON FUNCTION gdpr_erase_user(uuid, text, timestamptz) TO orchestrator_app"))
     assert any("gdpr_erase_user" in problem for problem in security.check_security(engine).problems)
+
+
+def test_a_system_that_stays_down_is_retried_then_reported_and_a_rerun_completes_it(
+        engine, es, layout, redis_client, people, monkeypatch):
+    from orchestrator_data.redis.client import create_client
+    from orchestrator_data.stack.common import free_port
+
+    p = people.person
+    monkeypatch.setattr(erase, "ATTEMPTS", 2)
+    dead = create_client(f"redis://127.0.0.1:{free_port()}/0")
+    report = erase.erase_user(engine, dead, es, layout, str(p.id), erased_by="dpo@test")
+    assert not report.ok and set(report.errors) == {"redis"} and report.redis is None
+    assert report.postgres["users"] == 1 and report.search == {"workflows": 0, "executions": 0}
+    assert len(SessionStore(redis_client).list_user(str(p.id))) == 2  # not reached yet
+    again = erase.erase_user(engine, redis_client, es, layout, str(p.id), erased_by="dpo@test")
+    assert again.ok and again.already_erased and again.redis == {"sessions": 2, "cache_entries": 1}
+    assert SessionStore(redis_client).list_user(str(p.id)) == []
