@@ -150,19 +150,24 @@ def erase_user(engine: sa.Engine, redis_client: redis.Redis | None, search_clien
 
 
 def ledger(engine: sa.Engine) -> list[tuple[uuid.UUID, datetime, str]]:
-    """Every erasure recorded: (user id, erased_at, erased_by), oldest first."""
+    """Every erasure recorded: (user id, erased_at, erased_by), oldest first; none before revision 0008."""
     with engine.connect() as conn:
+        if conn.execute(sa.text("SELECT to_regclass('public.gdpr_erasures')")).scalar_one() is None:
+            return []
         return [tuple(r) for r in conn.execute(sa.select(
             models.gdpr_erasures.c.user_id, models.gdpr_erasures.c.erased_at, models.gdpr_erasures.c.erased_by
         ).order_by(models.gdpr_erasures.c.erased_at))]
 
 
-def reapply_ledger(engine: sa.Engine, entries: list[tuple[uuid.UUID, datetime, str]]) -> dict[str, int]:
-    """After a restore: erase again, in one transaction, everyone the (live) ledger names. Returns the
-    rows touched per table, summed; an entry whose user the backup never held only adds its ledger row."""
+def reapply_ledger(engine: sa.Engine, entries: list[tuple[uuid.UUID, datetime, str]], *,
+                   as_owner: bool = True) -> dict[str, int]:
+    """Erase again, in one transaction, everyone `entries` (a ledger) names; returns the rows touched
+    per table, summed. An entry whose user the database never held only adds its ledger row.
+    as_owner=False runs as the login itself: a restored scratch database (pg_restore --no-owner) is
+    owned by the restoring login, and the owner role holds no privilege there."""
     totals: dict[str, int] = {}
     with engine.begin() as conn:
-        if not roles.act_as_owner(conn):
+        if as_owner and not roles.act_as_owner(conn):
             raise OwnerRequired(f"the database login may not act as {roles.OWNER_ROLE}, which runs the erasure")
         for user, erased_at, erased_by in entries:
             counts = conn.execute(sa.text("SELECT gdpr_erase_user(:user, :by, :at)"),
@@ -170,3 +175,32 @@ def reapply_ledger(engine: sa.Engine, entries: list[tuple[uuid.UUID, datetime, s
             for table, n in counts.items():
                 totals[table] = totals.get(table, 0) + int(n)
     return totals
+
+
+@dataclass
+class Reapplied:
+    erasures: int                 # ledger entries applied to the restored database
+    rows: dict[str, int]          # rows touched per table by the re-application
+    differences: list[str]        # what still shows an erased user (must be empty)
+
+
+def reapply_after_restore(live: sa.Engine, restored: sa.Engine) -> Reapplied:
+    """The live database's erasure ledger applied to a restored one, then proven: no erased user's row
+    is left. A backup older than revision 0008 has no erasure function: if it holds an erased user,
+    that is reported as a difference (restore it, migrate, then re-apply)."""
+    entries = ledger(live)
+    if not entries:
+        return Reapplied(0, {}, [])
+    ids = [entry[0] for entry in entries]
+    with restored.connect() as conn:
+        has_function = conn.execute(sa.text(
+            "SELECT to_regprocedure('public.gdpr_erase_user(uuid, text, timestamptz)')")).scalar_one() is not None
+    rows = reapply_ledger(restored, entries, as_owner=False) if has_function else {}
+    with restored.connect() as conn:
+        left = conn.execute(sa.select(sa.func.count()).select_from(models.users)
+                            .where(models.users.c.id.in_(ids))).scalar_one()
+    differences = []
+    if left:
+        why = "" if has_function else " (the backup predates revision 0008: migrate it, then re-apply)"
+        differences.append(f"erasure ledger: {left} erased user(s) still in the restored database{why}")
+    return Reapplied(len(entries), rows, differences)
