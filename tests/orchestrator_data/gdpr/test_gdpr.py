@@ -180,3 +180,12 @@ def test_a_system_that_stays_down_is_retried_then_reported_and_a_rerun_completes
     again = erase.erase_user(engine, redis_client, es, layout, str(p.id), erased_by="dpo@test")
     assert again.ok and again.already_erased and again.redis == {"sessions": 2, "cache_entries": 1}
     assert SessionStore(redis_client).list_user(str(p.id)) == []
+
+
+def test_redaction_replaces_whole_words_in_string_values_only(engine):
+    doc = {"note": "Al met AL.B@x.org; Alpha stays", "list": ["al", {"deep": "(Al)"}], "n": 1, "Al": None}
+    with engine.connect() as conn:
+        redacted = conn.execute(sa.text("SELECT gdpr_redact_jsonb(CAST(:doc AS jsonb), ARRAY['Al', 'al.b@x.org'])"),
+                                {"doc": json.dumps(doc)}).scalar_one()
+    assert redacted == {"note": "[erased] met [erased]; Alpha stays", "list": ["[erased]", {"deep": "([erased])"}],
+                        "n": 1, "Al": None}

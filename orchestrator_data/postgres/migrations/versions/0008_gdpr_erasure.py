@@ -8,9 +8,11 @@ Create Date: 2026-12-01
   never the person's data). Backups keep erased data until retention drops them, so a restore
   re-applies this ledger (orchestrator_data/gdpr/erase.py: reapply_ledger). Owner-written; the
   read-only role may read it (backups' pg_dump). No app grants: the product never sees it.
-* `gdpr_redact_jsonb(doc, needles)`: the document with every occurrence of each needle inside its
-  string values replaced by '[erased]' (case-insensitive, keys and structure kept). Owner-only.
-  The needles are the user's e-mail and name now and every earlier one their own audit rows hold.
+* `gdpr_redact_jsonb(doc, needles)`: the document with every whole-word occurrence of each needle
+  inside its string values replaced by '[erased]' (case-insensitive, keys and structure kept).
+  Owner-only. The needles are the user's e-mail and name now and every earlier one their own audit
+  rows hold; in other rows than their own `users` rows (redacted by key) only needles of 3 or more
+  characters count, so a two-letter name does not shred everyone's trail.
 * `gdpr_erase_user(target, erased_by, reapply_at)`: SECURITY DEFINER, owned by the owner role,
   search_path pinned, EXECUTE for nobody but the owner (its members: the migrating login). In one
   transaction it deletes the user row (memberships cascade; owner_id, created_by, triggered_by and
@@ -52,11 +54,15 @@ BEGIN
                 FROM jsonb_array_elements(doc) WITH ORDINALITY AS a(v, i));
     WHEN 'string' THEN
         value := doc #>> '{}';
-        FOREACH needle IN ARRAY needles LOOP
+        -- longest first: a name inside the e-mail must not break the e-mail's match
+        FOREACH needle IN ARRAY coalesce((SELECT array_agg(n ORDER BY length(n) DESC) FROM unnest(needles) AS n),
+                                         '{}') LOOP
             CONTINUE WHEN coalesce(needle, '') = '';
-            -- every character but letters, digits and spaces escaped: the needle is matched literally
-            value := regexp_replace(value, regexp_replace(needle, '([^[:alnum:][:space:]])', '\\\1', 'g'),
-                                    '[erased]', 'gi');
+            -- every character but letters, digits and spaces escaped: the needle is matched literally,
+            -- and only as a whole word ("Al" must not turn "Alpha" into "[erased]pha")
+            value := regexp_replace(value, '(?<![[:alnum:]])'
+                                           || regexp_replace(needle, '([^[:alnum:][:space:]])', '\\\1', 'g')
+                                           || '(?![[:alnum:]])', '[erased]', 'gi');
         END LOOP;
         RETURN to_jsonb(value);
     ELSE
@@ -72,6 +78,8 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public 
 DECLARE
     person users%ROWTYPE;
     needles text[];
+    wide_needles text[];
+    erased_fields constant jsonb := '{"email": "[erased]", "display_name": "[erased]"}';
     counts jsonb;
     redacted bigint;
 BEGIN
@@ -104,16 +112,20 @@ BEGIN
         'workflows', (SELECT count(*) FROM workflows WHERE owner_id = target),
         'workflow_versions', (SELECT count(*) FROM workflow_versions WHERE created_by = target),
         'executions', (SELECT count(*) FROM executions WHERE triggered_by = target));
+    -- a very short name would match too much of other people's rows: there only longer needles count
+    SELECT coalesce(array_agg(n), '{}') INTO wide_needles FROM unnest(needles) AS n WHERE length(n) >= 3;
     DELETE FROM users WHERE id = target;  -- cascades and SET NULLs, audited (the DELETE row is redacted below)
     UPDATE audit_logs a
-       SET old_values = CASE WHEN a.table_name = 'users' AND a.record_id = target::text
-                             THEN gdpr_redact_jsonb(a.old_values, needles) - 'last_login_at'
-                             ELSE gdpr_redact_jsonb(a.old_values, needles) END,
-           new_values = CASE WHEN a.table_name = 'users' AND a.record_id = target::text
-                             THEN gdpr_redact_jsonb(a.new_values, needles) - 'last_login_at'
-                             ELSE gdpr_redact_jsonb(a.new_values, needles) END
+       SET old_values = CASE WHEN a.old_values IS NULL THEN NULL
+                             WHEN a.table_name = 'users' AND a.record_id = target::text  -- their own row: by key
+                             THEN (gdpr_redact_jsonb(a.old_values, needles) - 'last_login_at') || erased_fields
+                             ELSE gdpr_redact_jsonb(a.old_values, wide_needles) END,
+           new_values = CASE WHEN a.new_values IS NULL THEN NULL
+                             WHEN a.table_name = 'users' AND a.record_id = target::text
+                             THEN (gdpr_redact_jsonb(a.new_values, needles) - 'last_login_at') || erased_fields
+                             ELSE gdpr_redact_jsonb(a.new_values, wide_needles) END
      WHERE (a.table_name = 'users' AND a.record_id = target::text)
-        OR EXISTS (SELECT FROM unnest(needles) AS n(needle)
+        OR EXISTS (SELECT FROM unnest(wide_needles) AS n(needle)
                    WHERE strpos(lower(coalesce(a.old_values::text, '') || coalesce(a.new_values::text, '')),
                                 lower(substr(to_jsonb(n.needle)::text, 2, length(to_jsonb(n.needle)::text) - 2))) > 0);
     GET DIAGNOSTICS redacted = ROW_COUNT;
