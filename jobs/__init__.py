@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from jobs.gdpr import gdpr_erase_job, gdpr_export_job
 from jobs.reset import reset_job
 from orchestrator_data.search.sync import SYNCED
 
@@ -76,7 +77,7 @@ system_metrics_job = dg.define_asset_job(
 )
 
 JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job,
-        search_lifecycle_job, search_snapshot_job, system_metrics_job]
+        search_lifecycle_job, search_snapshot_job, system_metrics_job, gdpr_export_job, gdpr_erase_job]
 
-__all__ = ["JOBS", "backup_job", "bootstrap_job", "health_job", "migrate_job", "reset_job", "restore_test_job",
+__all__ = ["JOBS", "backup_job", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job", "reset_job", "restore_test_job",
            "search_lifecycle_job", "search_snapshot_job", "search_sync_job", "seed_job", "system_metrics_job"]

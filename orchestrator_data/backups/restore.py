@@ -3,7 +3,13 @@
 Order: key id, then sha256 of the stored file (a corrupted file fails here, before any database is
 created), then decrypt (authenticating every chunk) to a temp file, pg_restore into a scratch
 database with a fresh name, compare every table's row count and checksum and the migration head
-with the manifest, and drop the scratch database in all cases.
+with the manifest, re-apply the live database's GDPR erasure ledger (docs/gdpr.md) and prove no
+erased user is left, and drop the scratch database in all cases.
+
+The manifest describes the backup as it was taken, so the comparison reads the restored database
+before the ledger changes it: that proves the backup. The ledger is applied afterwards — a backup
+taken before an erasure still holds the person until retention drops it, and any database restored
+from it must not bring them back — and its own check is that no user the ledger names is left.
 
 pg_restore runs with --no-owner --no-acl --exit-on-error: ownership and GRANTs name cluster roles and
 the restoring login (the stack's superuser, or a login with CREATEDB) need not be able to become
@@ -49,7 +55,7 @@ MAX_DIFFERENCES = 20
 class RestoreCheckResult:
     backup_id: str
     ok: bool
-    stage: str                     # where it ended: "integrity", "restore", "compare" or "done"
+    stage: str                     # where it ended: "integrity", "restore", "compare", "erasures" or "done"
     checked_at: datetime
     duration_s: float              # the whole check
     restore_duration_s: float | None   # pg_restore alone: the recovery time (RTO) of this backup
@@ -57,6 +63,7 @@ class RestoreCheckResult:
     tables_compared: int
     scratch_database: str | None
     differences: list[str] = field(default_factory=list)  # the first differences (at most 20)
+    erasures_reapplied: int = 0    # entries of the live erasure ledger applied after the comparison
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -92,7 +99,7 @@ def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
             duration_s=round(time.perf_counter() - started, 3),
             restore_duration_s=extra.get("restore_duration_s"), restored_size_bytes=extra.get("restored_size_bytes"),
             tables_compared=extra.get("tables_compared", 0), scratch_database=extra.get("scratch_database"),
-            differences=differences[:MAX_DIFFERENCES],
+            differences=differences[:MAX_DIFFERENCES], erasures_reapplied=extra.get("erasures_reapplied", 0),
         )
         _record(entry, result)
         return result
@@ -137,11 +144,26 @@ def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
                 head = _pg.migration_head(conn)
                 restored_size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
             differences = compare(manifest, tables, head)
-            return finish(not differences, "done" if not differences else "compare", differences,
-                          restore_duration_s=restore_s, restored_size_bytes=int(restored_size),
-                          tables_compared=len(tables), scratch_database=name)
+            if differences:
+                return finish(False, "compare", differences, restore_duration_s=restore_s,
+                              restored_size_bytes=int(restored_size), tables_compared=len(tables),
+                              scratch_database=name)
+            reapplied = _reapply_erasures(database_url, scratch_url)
+            return finish(not reapplied.differences, "done" if not reapplied.differences else "erasures",
+                          reapplied.differences, restore_duration_s=restore_s,
+                          restored_size_bytes=int(restored_size), tables_compared=len(tables),
+                          scratch_database=name, erasures_reapplied=reapplied.erasures)
         finally:
             _drop_database(database_url, name)
+
+
+def _reapply_erasures(database_url: str, scratch_url: str):
+    from orchestrator_data.gdpr.erase import reapply_after_restore
+    from orchestrator_data.postgres.client import engine_for
+
+    with engine_for(database_url, "orchestrator-data-restore-check") as live, \
+            engine_for(scratch_url, "orchestrator-data-restore-check") as restored:
+        return reapply_after_restore(live, restored)
 
 
 def compare(manifest: dict, tables: dict[str, dict], head: str | None) -> list[str]:
@@ -209,6 +231,7 @@ def _record(entry: BackupEntry, result: RestoreCheckResult) -> None:
         "ok": result.ok, "checked_at": result.checked_at.isoformat(), "duration_s": result.duration_s,
         "restore_duration_s": result.restore_duration_s, "restored_size_bytes": result.restored_size_bytes,
         "stage": result.stage, "tables_compared": result.tables_compared, "differences": result.differences,
+        "erasures_reapplied": result.erasures_reapplied,
     })
     if not result.ok:
         log.warning("restore check of %s failed at %s: %s", entry.id, result.stage, "; ".join(result.differences[:3]))

@@ -270,7 +270,7 @@ audit_logs = sa.Table(
     sa.Column("transaction_id", sa.BigInteger, nullable=False, server_default=sa.text("txid_current()")),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("clock_timestamp()")),
     # 'ALERT': an operational alert (revision 0003), written by the owner role, never the app role
-    sa.CheckConstraint("action IN ('INSERT', 'UPDATE', 'DELETE', 'ALERT')", name="action"),
+    sa.CheckConstraint("action IN ('INSERT', 'UPDATE', 'DELETE', 'ALERT', 'EXPORT', 'ERASURE')", name="action"),
     sa.Index("ix_audit_logs_organization_id_occurred_at", "organization_id", "occurred_at"),
     sa.Index("ix_audit_logs_table_name_record_id", "table_name", "record_id"),
     # the search sync reads the changes of a window of transactions (revision 0006)
@@ -303,6 +303,14 @@ search_restore_checks = sa.Table(
     sa.Column("ok", sa.Boolean, nullable=False),
     sa.Column("summary", pg.JSONB, nullable=False),  # per index: recorded, restored, sampled, equal, changed
     sa.Index("ix_search_restore_checks_repository_snapshot", "repository", "snapshot"),
+)
+
+# GDPR erasure ledger (revision 0008): ids and time only, re-applied after every restore.
+gdpr_erasures = sa.Table(
+    "gdpr_erasures", metadata,
+    sa.Column("user_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("erased_by", sa.Text, nullable=False),  # the operator who asked, never the person
 )
 
 migration_history = sa.Table(

@@ -25,8 +25,9 @@ APPEND_ONLY_FUNCTION = "audit_logs_append_only"
 IMMUTABLE_FUNCTION = "workflow_versions_immutable"
 SEARCH_FUNCTIONS = ("search_workflows", "search_marketplace_items")
 # SECURITY DEFINER functions the app role calls: they bypass the policies by design
-DEFINER_FUNCTIONS = (*SEARCH_FUNCTIONS, DELETE_FUNCTION)
-KNOWN_FUNCTIONS = (AUDIT_FUNCTION, APPEND_ONLY_FUNCTION, IMMUTABLE_FUNCTION, *DEFINER_FUNCTIONS)
+ERASE_FUNCTION = "gdpr_erase_user"  # revision 0008: owner-only, it rewrites audit rows
+DEFINER_FUNCTIONS = (*SEARCH_FUNCTIONS, DELETE_FUNCTION, ERASE_FUNCTION)
+KNOWN_FUNCTIONS = (AUDIT_FUNCTION, APPEND_ONLY_FUNCTION, IMMUTABLE_FUNCTION, *DEFINER_FUNCTIONS, "gdpr_redact_jsonb")
 # policies every RLS table must carry, and those a given table may carry besides
 REQUIRED_POLICIES = {"owner_all": ("ALL", OWNER_ROLE), "readonly_all": ("SELECT", READONLY_ROLE)}
 TENANT_POLICY = {"audit_logs": ("tenant_read", "SELECT")}  # default: ("tenant_isolation", "ALL")
@@ -184,6 +185,10 @@ def inspect_security(conn: sa.Connection) -> SecurityReport:
         elif not fn.prosecdef or fn.owner != OWNER_ROLE or not any(
                 (c or "").startswith("search_path=") for c in (fn.proconfig or [])):
             problems.append(f"function {name} must be SECURITY DEFINER, owned by {OWNER_ROLE}, with a fixed search_path")
+    if ERASE_FUNCTION in definers and APP_ROLE in roles and conn.execute(sa.text(
+        "SELECT has_function_privilege(:role, 'gdpr_erase_user(uuid, text, timestamptz)', 'EXECUTE')"
+    ), {"role": APP_ROLE}).scalar_one():  # it rewrites audit rows: the owner's members only
+        problems.append(f"role {APP_ROLE} may execute {ERASE_FUNCTION}")
 
     if APP_ROLE in roles:
         owned = conn.execute(sa.text(

@@ -1,0 +1,83 @@
+"""`orchestrator-data gdpr export|erase` as a user runs them, on the session's servers: the documented
+exit codes, and nothing changed by a refused request."""
+
+from __future__ import annotations
+
+import json
+import stat
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator_data.postgres import client
+from tests.gdpr_people import seed_people
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def people_db(migrated_url):
+    engine = client.create_engine(migrated_url, pool=client.PoolOptions(size=1, max_overflow=0))
+    try:
+        yield migrated_url, engine, seed_people(engine)
+    finally:
+        engine.dispose()
+
+
+def _snapshot(engine) -> tuple:
+    with engine.connect() as conn:
+        return (conn.execute(sa.text("SELECT count(*), max(id) FROM audit_logs")).one(),
+                conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one(),
+                conn.execute(sa.text("SELECT count(*) FROM gdpr_erasures")).scalar_one())
+
+
+def test_export_writes_the_document_to_a_private_file_or_stdout(cli, people_db, prefix, tmp_path):
+    url, engine, people = people_db
+    env = {"DATABASE_URL": url, "SEARCH_INDEX_PREFIX": prefix}
+    target = tmp_path / "export.json"
+    written = cli("gdpr", "export", "--user", str(people.person.id), "--output", str(target),
+                  "--requested-by", "dpo@test", env=env)
+    assert written.returncode == 0, written.stderr
+    assert written.stdout == "" and "written to" in written.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    document = json.loads(target.read_text())
+    assert document["format_version"] == 1 and document["user"]["email"] == people.person.email
+    printed = cli("gdpr", "export", "--user", str(people.person.id), env=env)
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["user"]["id"] == str(people.person.id)
+
+
+def test_bad_requests_are_refused_with_exit_2_and_change_nothing(cli, people_db, prefix, tmp_path):
+    url, engine, people = people_db
+    env = {"DATABASE_URL": url, "SEARCH_INDEX_PREFIX": prefix}
+    before = _snapshot(engine)
+    cases = {
+        "malformed id": (("gdpr", "erase", "--user", "ada@example.org", "--confirm"), {}, "must be a user id"),
+        "unknown user": (("gdpr", "erase", "--user", str(uuid.uuid4()), "--confirm"), {}, "no user"),
+        "no --confirm": (("gdpr", "erase", "--user", str(people.person.id)), {}, "without --confirm"),
+        "production, no --confirm": (("gdpr", "erase", "--user", str(people.person.id)),
+                                     {"ENVIRONMENT": "production"}, "without --confirm"),
+        "export of an unknown user": (("gdpr", "export", "--user", str(uuid.uuid4()), "--output",
+                                       str(tmp_path / "none.json")), {}, "no user"),
+    }
+    for case, (args, extra, message) in cases.items():
+        result = cli(*args, env={**env, **extra})
+        assert result.returncode == 2, (case, result.stderr)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, (case, result.stderr)
+    assert "ada@example.org" not in cli("gdpr", "erase", "--user", "ada@example.org", env=env).stderr
+    assert not (tmp_path / "none.json").exists()
+    assert _snapshot(engine) == before
+
+
+def test_erase_then_erase_again(cli, people_db, prefix):
+    url, engine, people = people_db
+    env = {"DATABASE_URL": url, "SEARCH_INDEX_PREFIX": prefix}
+    first = cli("gdpr", "erase", "--user", str(people.person.id), "--confirm", "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["ok"] and report["postgres"]["users"] == 1 and report["redis"]["sessions"] == 0
+    assert people.person.email not in first.stdout + first.stderr
+    again = cli("gdpr", "erase", "--user", str(people.person.id), "--confirm", env=env)
+    assert again.returncode == 3, again.stderr
+    assert "already erased" in again.stderr
