@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator_data.redis.keyspace import DEAD_LETTER, QUEUE
 from orchestrator_data.search.indices import init_indices
-from tests.orchestrator_data.search.conftest import es, layout  # noqa: F401 - fixtures reused as they are
+from tests.orchestrator_data.search.conftest import layout  # noqa: F401 - reused as it is (es is in tests/conftest.py)
 
 
 @pytest.fixture
