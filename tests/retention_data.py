@@ -49,7 +49,7 @@ def seeded_for_retention(engine: sa.Engine, executions: int = 300) -> Seeded:
 def policy_dir(tmp_path: Path, **policies: dict) -> Path:
     """A RETENTION_POLICY_DIR with one file per table given: table=dict(delete_after=..., batch_size=...)."""
     directory = tmp_path / "retention"
-    directory.mkdir(exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     for table, fields in policies.items():
         (directory / f"{table}.json").write_text(json.dumps({"table": table, **fields}))
     return directory

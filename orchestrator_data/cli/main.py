@@ -9,6 +9,7 @@ import typer
 from orchestrator_data import __version__
 from orchestrator_data.cli import backup as backup_cli
 from orchestrator_data.cli import provisioning as provisioning_cli
+from orchestrator_data.cli import retention as retention_cli
 from orchestrator_data.cli import metrics as metrics_cli
 from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
@@ -36,6 +37,7 @@ app.add_typer(seed_cli.app, name="seed")
 app.add_typer(backup_cli.app, name="backup")
 app.add_typer(search_cli.app, name="search")
 app.add_typer(metrics_cli.app, name="metrics")
+app.add_typer(retention_cli.app, name="retention")
 app.command("init")(provisioning_cli.init)
 app.command("reset")(provisioning_cli.reset)
 app.command("run")(run_cli.run)
