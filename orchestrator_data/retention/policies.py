@@ -14,9 +14,9 @@ by occurred_at, workflows and marketplace items by deleted_at (only soft-deleted
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
+from orchestrator_data.policy_files import policy_texts
 from orchestrator_data.search.indices import data_file
 from orchestrator_data.search.lifecycle import parse_time
 
@@ -86,24 +86,11 @@ def parse_policy(text: str, where: str, expected_table: str) -> RetentionPolicy:
     return RetentionPolicy(table, where, delete_after, batch_size)
 
 
-def _package_policy(table: str) -> tuple[str, str]:
-    file = resources.files("orchestrator_data.retention") / "policies" / f"{table}.json"
-    return file.read_text(encoding="utf-8"), f"retention/policies/{table}.json"
-
-
 def load_policies(directory: Path | None = None) -> dict[str, RetentionPolicy]:
     """Every table's policy, in purge order: the package's, each replaced by a file of the same name in
     `directory` (RETENTION_POLICY_DIR). A file there that names no table is refused, not ignored."""
-    texts = {table: _package_policy(table) for table in TABLES}
-    if directory is not None:
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise InvalidRetentionPolicy(f"RETENTION_POLICY_DIR: {directory} is not a directory")
-        for path in sorted(directory.glob("*.json")):
-            if path.stem not in TABLES:
-                raise InvalidRetentionPolicy(f"{path}: no table is named '{path.stem}' (the file name must be one of "
-                                             f"{', '.join(f'{t}.json' for t in TABLES)})")
-            texts[path.stem] = (path.read_text(encoding="utf-8"), str(path))
+    texts = policy_texts("orchestrator_data.retention", TABLES, directory, variable="RETENTION_POLICY_DIR",
+                         kind="table", error=InvalidRetentionPolicy)
     return {table: parse_policy(text, where, table) for table, (text, where) in texts.items()}
 
 
