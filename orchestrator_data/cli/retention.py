@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from orchestrator_data import connections
-from orchestrator_data.cli import output
+from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.connections import ServiceNotConfigured
 from orchestrator_data.retention import policies as retention_policies
@@ -69,6 +69,8 @@ def run(
             with suppress(Exception):
                 client.close()
         engine.dispose()
+    if not dry_run:
+        recording.record(settings, "retention run", lambda: [("retention_purge", _metadata(report))])
     if as_json:
         output.print_json(report.as_dict())
         return
@@ -84,6 +86,12 @@ def run(
     output.info(f"{'would purge' if dry_run else 'purged'} "
                 f"{sum(t.eligible for t in report.tables) if dry_run else report.rows_purged:,} rows "
                 f"in {report.duration_s:.1f}s")
+
+
+def _metadata(report) -> dict:
+    from assets.retention import retention_metadata
+
+    return retention_metadata(report)
 
 
 @app.command("show")

@@ -42,6 +42,21 @@ def test_dry_run_then_run(cli, seeded, env):
     assert _executions(seeded) == seeded.executions - OLD_EXECUTIONS
 
 
+def test_a_purge_is_recorded_as_the_assets_materialization(cli, stack, seeded, env):
+    import dagster as dg
+
+    from orchestrator_data.cli.dagster_env import dagster_home
+    from orchestrator_data.settings import load_settings
+
+    done = cli("retention", "run", env=env | {"DAGSTER_PG_URL": stack.endpoints().dagster_pg_url})
+    assert done.returncode == 0, done.stderr
+    assert "recorded in Dagster: retention_purge" in done.stderr
+    with dg.DagsterInstance.from_config(str(dagster_home(load_settings()))) as instance:
+        recorded = instance.get_latest_materialization_event(dg.AssetKey("retention_purge")).asset_materialization
+    assert recorded.tags["orchestrator-data/source"] == "cli"
+    assert recorded.metadata["postgres_executions_purged"].value == OLD_EXECUTIONS
+
+
 def test_production_without_confirm_is_refused_with_exit_2(cli, seeded, env):
     production = env | {"ENVIRONMENT": "production"}
     refused = cli("retention", "run", env=production)
