@@ -107,3 +107,13 @@ def test_production_without_confirmation_is_refused_and_nothing_changes(seeded, 
     assert scalar(engine, "SELECT count(*) FROM executions") == seeded.executions
     assert purge(engine, policies, production=True, dry_run=True).tables[2].eligible == OLD_EXECUTIONS
     assert purge(engine, policies, production=True, confirm=True).rows_purged == OLD_EXECUTIONS
+
+
+def test_the_security_check_reports_the_audit_purge_function_opened_to_public(engine):
+    from orchestrator_data.postgres.security import check_security
+
+    assert check_security(engine).ok
+    with engine.begin() as conn:
+        conn.execute(sa.text("GRANT EXECUTE ON FUNCTION retention_purge_audit_logs(timestamptz, integer) TO PUBLIC"))
+    problems = check_security(engine).problems
+    assert problems == ["function retention_purge_audit_logs must not be executable by PUBLIC or orchestrator_app"]
