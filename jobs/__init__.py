@@ -76,8 +76,17 @@ system_metrics_job = dg.define_asset_job(
     description="Sample PostgreSQL, Redis and Elasticsearch into the system_metrics index (docs/system-metrics.md).",
 )
 
-JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job,
-        search_lifecycle_job, search_snapshot_job, system_metrics_job, gdpr_export_job, gdpr_erase_job]
+# run config (ops.retention_purge.config): dry_run, confirm; Dagster checks it before the run starts
+retention_job = dg.define_asset_job(
+    "retention_job",
+    selection=dg.AssetSelection.assets("retention_purge"),
+    description="Purge rows past their retention policy in bounded batches (run config: dry_run; confirm: true in "
+                "production).",
+)
 
-__all__ = ["JOBS", "backup_job", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job", "reset_job", "restore_test_job",
-           "search_lifecycle_job", "search_snapshot_job", "search_sync_job", "seed_job", "system_metrics_job"]
+JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job,
+        search_lifecycle_job, search_snapshot_job, system_metrics_job, gdpr_export_job, gdpr_erase_job, retention_job]
+
+__all__ = ["JOBS", "backup_job", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job",
+           "reset_job", "restore_test_job", "retention_job", "search_lifecycle_job", "search_snapshot_job",
+           "search_sync_job", "seed_job", "system_metrics_job"]

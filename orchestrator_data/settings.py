@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     runbook_url: str = Field("docs/runbook.md", min_length=1, validation_alias="RUNBOOK_URL")
     # Lifecycle policies (rollover, retention): a <index>.json here replaces the package's policy.
     search_lifecycle_dir: Path | None = Field(None, validation_alias="SEARCH_LIFECYCLE_DIR")
+    # Retention policies (how long rows are kept before they are purged): a <table>.json here replaces
+    # the package's policy for that table.
+    retention_policy_dir: Path | None = Field(None, validation_alias="RETENTION_POLICY_DIR")
     # The Dagster web UI whose run pages `orchestrator-data run` links to (`orchestrator-data ui` serves
     # on 127.0.0.1:3000 unless told otherwise).
     dagster_webserver_url: str = Field("http://127.0.0.1:3000", validation_alias="DAGSTER_WEBSERVER_URL")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
@@ -25,8 +27,13 @@ class PostgresResource(SettingsResource):
     sslrootcert: str | None = Field(None, description="CA certificate file for verify-ca / verify-full.")
     channel_binding: str | None = Field(None, description="libpq channel_binding (Neon: require).")
     application_name: str = "orchestrator-data-dagster"
+    retention_dir: str | None = Field(None, description="Directory whose <table>.json retention policies replace "
+                                                        "the package's (default RETENTION_POLICY_DIR).")
 
     _engine: sa.Engine | None = PrivateAttr(None)
+
+    def retention_directory(self) -> Path | None:
+        return Path(self.retention_dir) if self.retention_dir else self.settings.retention_policy_dir
 
     def url(self) -> str:
         return self.database_url or connections.resolve_url("postgres", self.settings)

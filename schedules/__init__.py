@@ -3,7 +3,7 @@ schedules/_status.py: the backup schedules and alert sensors run by default only
 
 import dagster as dg
 
-from jobs import health_job, search_lifecycle_job, search_sync_job
+from jobs import health_job, retention_job, search_lifecycle_job, search_sync_job
 from schedules._status import schedule_status
 from schedules.alerts import run_failure_alert_sensor
 from schedules.backups import nightly_backup_schedule, stale_backup_sensor, weekly_restore_test_schedule
@@ -38,10 +38,23 @@ search_lifecycle_schedule = dg.ScheduleDefinition(
     default_status=schedule_status(),
 )
 
+# Daily at 03:41 UTC (off the backups' and the sync's round minutes). RUNNING by default in production
+# only. Its run config carries confirm: true: turning this schedule on is the standing confirmation for
+# production; a run launched by hand still has to say confirm: true itself.
+retention_schedule = dg.ScheduleDefinition(
+    name="retention_schedule",
+    job=retention_job,
+    cron_schedule="41 3 * * *",
+    execution_timezone="UTC",
+    run_config={"ops": {"retention_purge": {"config": {"dry_run": False, "confirm": True}}}},
+    description="Purge rows past their retention policy, once a day.",
+    default_status=schedule_status(),
+)
+
 SCHEDULES = [health_schedule, nightly_backup_schedule, weekly_restore_test_schedule, search_sync_schedule,
-             search_lifecycle_schedule, daily_search_snapshot_schedule, system_metrics_schedule]
+             search_lifecycle_schedule, daily_search_snapshot_schedule, system_metrics_schedule, retention_schedule]
 SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor, stale_search_snapshot_sensor]
 
 __all__ = ["SCHEDULES", "SENSORS", "daily_search_snapshot_schedule", "health_schedule", "nightly_backup_schedule",
-           "run_failure_alert_sensor", "search_lifecycle_schedule", "search_sync_schedule", "stale_backup_sensor",
+           "retention_schedule", "run_failure_alert_sensor", "search_lifecycle_schedule", "search_sync_schedule", "stale_backup_sensor",
            "stale_search_snapshot_sensor", "system_metrics_schedule", "weekly_restore_test_schedule"]

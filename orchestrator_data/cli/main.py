@@ -10,6 +10,7 @@ from orchestrator_data import __version__
 from orchestrator_data.cli import backup as backup_cli
 from orchestrator_data.cli import gdpr as gdpr_cli
 from orchestrator_data.cli import provisioning as provisioning_cli
+from orchestrator_data.cli import retention as retention_cli
 from orchestrator_data.cli import metrics as metrics_cli
 from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
@@ -38,6 +39,7 @@ app.add_typer(backup_cli.app, name="backup")
 app.add_typer(search_cli.app, name="search")
 app.add_typer(metrics_cli.app, name="metrics")
 app.add_typer(gdpr_cli.app, name="gdpr")
+app.add_typer(retention_cli.app, name="retention")
 app.command("init")(provisioning_cli.init)
 app.command("reset")(provisioning_cli.reset)
 app.command("run")(run_cli.run)

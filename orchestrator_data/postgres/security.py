@@ -27,7 +27,10 @@ SEARCH_FUNCTIONS = ("search_workflows", "search_marketplace_items")
 # SECURITY DEFINER functions the app role calls: they bypass the policies by design
 ERASE_FUNCTION = "gdpr_erase_user"  # revision 0008: owner-only, it rewrites audit rows
 DEFINER_FUNCTIONS = (*SEARCH_FUNCTIONS, DELETE_FUNCTION, ERASE_FUNCTION)
-KNOWN_FUNCTIONS = (AUDIT_FUNCTION, APPEND_ONLY_FUNCTION, IMMUTABLE_FUNCTION, *DEFINER_FUNCTIONS, "gdpr_redact_jsonb")
+# the owner's own SECURITY DEFINER functions (revision 0009 on): no one but the owner's members may run them
+OWNER_ONLY_FUNCTIONS = ("retention_purge_audit_logs",)
+KNOWN_FUNCTIONS = (AUDIT_FUNCTION, APPEND_ONLY_FUNCTION, IMMUTABLE_FUNCTION, *DEFINER_FUNCTIONS, "gdpr_redact_jsonb",
+                   *OWNER_ONLY_FUNCTIONS)
 # policies every RLS table must carry, and those a given table may carry besides
 REQUIRED_POLICIES = {"owner_all": ("ALL", OWNER_ROLE), "readonly_all": ("SELECT", READONLY_ROLE)}
 TENANT_POLICY = {"audit_logs": ("tenant_read", "SELECT")}  # default: ("tenant_isolation", "ALL")
@@ -189,6 +192,22 @@ def inspect_security(conn: sa.Connection) -> SecurityReport:
         "SELECT has_function_privilege(:role, 'gdpr_erase_user(uuid, text, timestamptz)', 'EXECUTE')"
     ), {"role": APP_ROLE}).scalar_one():  # it rewrites audit rows: the owner's members only
         problems.append(f"role {APP_ROLE} may execute {ERASE_FUNCTION}")
+
+    # checked when present (a database rolled back below 0009 has none): it deletes audit rows, so it must be
+    # exactly ours and closed to PUBLIC and the app role
+    for fn in conn.execute(sa.text(
+        "SELECT p.proname, p.prosecdef, pg_get_userbyid(p.proowner) AS owner, p.proconfig, "
+        "has_function_privilege('public', p.oid, 'EXECUTE') AS public_may, "
+        "(SELECT oid FROM pg_roles WHERE rolname = :app) IS NOT NULL "
+        "  AND has_function_privilege(:app, p.oid, 'EXECUTE') AS app_may "
+        "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = :schema AND p.proname = ANY(:names)"
+    ), {"schema": SCHEMA, "names": list(OWNER_ONLY_FUNCTIONS), "app": APP_ROLE}):
+        if not fn.prosecdef or fn.owner != OWNER_ROLE or not any(
+                (c or "").startswith("search_path=") for c in (fn.proconfig or [])):
+            problems.append(f"function {fn.proname} must be SECURITY DEFINER, owned by {OWNER_ROLE}, with a fixed search_path")
+        if fn.public_may or fn.app_may:
+            problems.append(f"function {fn.proname} must not be executable by PUBLIC or {APP_ROLE}")
 
     if APP_ROLE in roles:
         owned = conn.execute(sa.text(

@@ -28,12 +28,12 @@ from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
+from orchestrator_data.policy_files import policy_texts
 from orchestrator_data.search import sync
 from orchestrator_data.search.indices import NAMES, Layout, SearchError, data_file, write_index
 
@@ -162,24 +162,11 @@ def parse_policy(text: str, where: str, expected_index: str) -> Policy:
     return Policy(index, where, rollover, delete_after)
 
 
-def _package_policy(name: str) -> tuple[str, str]:
-    file = resources.files("orchestrator_data.search") / "policies" / f"{name}.json"
-    return file.read_text(encoding="utf-8"), f"search/policies/{name}.json"
-
-
 def load_policies(directory: Path | None = None) -> dict[str, Policy]:
     """Every index's policy: the package's, each replaced by a file of the same name in `directory`
     (SEARCH_LIFECYCLE_DIR). A file there that names no index is refused, not ignored."""
-    texts = {name: _package_policy(name) for name in NAMES}
-    if directory is not None:
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise InvalidPolicy(f"SEARCH_LIFECYCLE_DIR: {directory} is not a directory")
-        for path in sorted(directory.glob("*.json")):
-            if path.stem not in NAMES:
-                raise InvalidPolicy(f"{path}: no index is named '{path.stem}' (the file name must be one of "
-                                    f"{', '.join(f'{n}.json' for n in NAMES)})")
-            texts[path.stem] = (path.read_text(encoding="utf-8"), str(path))
+    texts = policy_texts("orchestrator_data.search", NAMES, directory, variable="SEARCH_LIFECYCLE_DIR",
+                         kind="index", error=InvalidPolicy)
     return {name: parse_policy(text, where, name) for name, (text, where) in texts.items()}
 
 

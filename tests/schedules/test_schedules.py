@@ -21,6 +21,7 @@ EXPECTED_SCHEDULES = {
     "search_lifecycle_schedule": ("17 * * * *", "search_lifecycle_job"),
     "system_metrics_schedule": ("*/5 * * * *", "system_metrics_job"),
     "daily_search_snapshot_schedule": ("0 3 * * *", "search_snapshot_job"),
+    "retention_schedule": ("41 3 * * *", "retention_job"),
 }
 
 
@@ -50,6 +51,11 @@ def test_schedules_and_sensors_are_registered_with_their_cron_and_job():
         schedule = defs.resolve_schedule_def(name)
         assert (schedule.cron_schedule, schedule.job_name) == (cron, job)
     assert defs.resolve_schedule_def("nightly_backup_schedule").execution_timezone == "UTC"
+    retention = defs.resolve_schedule_def("retention_schedule")
+    # production refuses a purge without confirm: the schedule's own run config carries it
+    assert retention.execution_timezone == "UTC"
+    assert retention.evaluate_tick(dg.build_schedule_context()).run_requests[0].run_config == {
+        "ops": {"retention_purge": {"config": {"dry_run": False, "confirm": True}}}}
     sensors = {s.name for s in schedules.SENSORS}
     assert sensors == {"run_failure_alert_sensor", "stale_backup_sensor", "stale_search_snapshot_sensor"}
     assert defs.resolve_sensor_def("stale_backup_sensor").minimum_interval_seconds == 3600
@@ -76,7 +82,8 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
                       "search_sync_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "search_lifecycle_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "system_metrics_schedule": dg.DefaultScheduleStatus.RUNNING,
-                      "daily_search_snapshot_schedule": dg.DefaultScheduleStatus.RUNNING}
+                      "daily_search_snapshot_schedule": dg.DefaultScheduleStatus.RUNNING,
+                      "retention_schedule": dg.DefaultScheduleStatus.RUNNING}
     assert {s.name: s.default_status for s in module.SENSORS} == {
         "run_failure_alert_sensor": dg.DefaultSensorStatus.RUNNING,
         "stale_backup_sensor": dg.DefaultSensorStatus.RUNNING,

@@ -1,0 +1,30 @@
+"""Policies kept as data files: one `<name>.json` per thing in a package's `policies/` folder, each
+replaceable by a file of the same name in a directory setting. Shared by the search lifecycle
+(SEARCH_LIFECYCLE_DIR) and retention (RETENTION_POLICY_DIR)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+
+
+def policy_texts(package: str, names: Iterable[str], directory: Path | None, *, variable: str, kind: str,
+                 error: type[Exception]) -> dict[str, tuple[str, str]]:
+    """name -> (file text, where it came from): the package's `policies/<name>.json`, each replaced by
+    `<directory>/<name>.json`. A file there that names no `kind` is refused, not ignored; so is a
+    `directory` that is not one (`variable` names the setting)."""
+    names = tuple(names)
+    folder = package.split(".", 1)[-1].replace(".", "/")
+    texts = {name: ((resources.files(package) / "policies" / f"{name}.json").read_text(encoding="utf-8"),
+                    f"{folder}/policies/{name}.json") for name in names}
+    if directory is not None:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise error(f"{variable}: {directory} is not a directory")
+        for path in sorted(directory.glob("*.json")):
+            if path.stem not in names:
+                raise error(f"{path}: no {kind} is named '{path.stem}' (the file name must be one of "
+                            f"{', '.join(f'{n}.json' for n in names)})")
+            texts[path.stem] = (path.read_text(encoding="utf-8"), str(path))
+    return texts
