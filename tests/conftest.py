@@ -57,6 +57,9 @@ def isolated_environment(session_dir):
     cwd = os.getcwd()
     for name in SERVICE_VARIABLES:
         os.environ.pop(name, None)
+    # CLI commands record their work in Dagster (a Dagster import and an instance per command);
+    # tests/cli/test_recording.py turns it on for what it tests, the rest of the suite is spared the cost
+    os.environ["ORCHESTRATOR_DATA_RECORD"] = "0"
     work = session_dir / "cwd"
     work.mkdir()
     os.chdir(work)

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 def _dagster(stack) -> dict:
-    """With DATABASE_URL pointing elsewhere, Dagster's storage is named explicitly (the stack's)."""
-    return {"DAGSTER_PG_URL": stack.endpoints().dagster_pg_url}
+    """With DATABASE_URL pointing elsewhere, Dagster's storage is named explicitly (the stack's); recording
+    is on (the rest of the suite turns it off to save the time)."""
+    return {"DAGSTER_PG_URL": stack.endpoints().dagster_pg_url, "ORCHESTRATOR_DATA_RECORD": "1"}
 
 
 def _latest(asset: str) -> dg.AssetMaterialization | None:
@@ -68,7 +69,7 @@ def test_migrate_and_seed_record_their_assets(cli, stack, database):
 def test_an_unreachable_dagster_storage_costs_one_line_not_the_command(cli, stack, migrated_url, tmp_path):
     env = {"DATABASE_URL": migrated_url, "BACKUP_DIR": str(tmp_path),
            "DAGSTER_PG_URL": f"postgresql://dagster:Secret9x@127.0.0.1:{free_port()}/dagster",
-           "DAGSTER_HOME": str(tmp_path / "home")}
+           "DAGSTER_HOME": str(tmp_path / "home"), "ORCHESTRATOR_DATA_RECORD": "1"}
     created = cli("backup", "create", env=env)
     assert created.returncode == 0, created.stderr
     notes = [line for line in created.stderr.splitlines() if "Dagster" in line]
@@ -80,7 +81,7 @@ def test_an_unreachable_dagster_storage_costs_one_line_not_the_command(cli, stac
 def test_recording_can_be_turned_off(cli, stack, migrated_url, tmp_path):
     key = base64.b64encode(os.urandom(32)).decode()
     env = {"DATABASE_URL": migrated_url, "BACKUP_DIR": str(tmp_path), "BACKUP_ENCRYPTION_KEY": key,
-           "ORCHESTRATOR_DATA_RECORD": "0", **_dagster(stack)}
+           **_dagster(stack), "ORCHESTRATOR_DATA_RECORD": "0"}
     before = _latest("postgres_backup")
     created = cli("backup", "create", env=env)
     assert created.returncode == 0 and "Dagster" not in created.stderr

@@ -48,7 +48,8 @@ def test_a_purge_is_recorded_as_the_assets_materialization(cli, stack, seeded, e
     from orchestrator_data.cli.dagster_env import dagster_home
     from orchestrator_data.settings import load_settings
 
-    done = cli("retention", "run", env=env | {"DAGSTER_PG_URL": stack.endpoints().dagster_pg_url})
+    done = cli("retention", "run", env=env | {"DAGSTER_PG_URL": stack.endpoints().dagster_pg_url,
+                                              "ORCHESTRATOR_DATA_RECORD": "1"})
     assert done.returncode == 0, done.stderr
     assert "recorded in Dagster: retention_purge" in done.stderr
     with dg.DagsterInstance.from_config(str(dagster_home(load_settings()))) as instance:
