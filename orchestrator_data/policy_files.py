@@ -28,3 +28,22 @@ def policy_texts(package: str, names: Iterable[str], directory: Path | None, *, 
                             f"{', '.join(f'{n}.json' for n in names)})")
             texts[path.stem] = (path.read_text(encoding="utf-8"), str(path))
     return texts
+
+
+def policy_data(text: str, where: str, error: type[Exception], *, known: set[str], subject: str,
+                names: Iterable[str], expected: str) -> dict:
+    """A policy file's fields after the checks every policy file shares: valid JSON, no unknown field,
+    and `subject` (e.g. "index", "table") naming one of `names` and the file it is in."""
+    from orchestrator_data.search.indices import data_file
+
+    data = data_file(text, where, error)
+    for key in data:
+        if key not in known:
+            raise error(f"{where}: unknown field '{key}' (known: {', '.join(sorted(known))})")
+    value = data.get(subject)
+    names = tuple(names)
+    if value not in names:
+        raise error(f"{where}: '{subject}' must name one of {', '.join(names)} (got {value!r})")
+    if value != expected:
+        raise error(f"{where}: '{subject}' is '{value}' but the file is named for '{expected}'")
+    return data

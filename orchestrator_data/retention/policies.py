@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator_data.policy_files import policy_texts
-from orchestrator_data.search.indices import data_file
+from orchestrator_data.policy_files import policy_data, policy_texts
 from orchestrator_data.search.lifecycle import parse_time
 
 
@@ -60,15 +59,9 @@ class RetentionPolicy:
 
 
 def parse_policy(text: str, where: str, expected_table: str) -> RetentionPolicy:
-    data = data_file(text, where, InvalidRetentionPolicy)
-    for key in data:
-        if key not in POLICY_KEYS:
-            raise InvalidRetentionPolicy(f"{where}: unknown field '{key}' (known: {', '.join(sorted(POLICY_KEYS))})")
-    table = data.get("table")
-    if table not in TABLES:
-        raise InvalidRetentionPolicy(f"{where}: 'table' must name one of {', '.join(TABLES)} (got {table!r})")
-    if table != expected_table:
-        raise InvalidRetentionPolicy(f"{where}: 'table' is '{table}' but the file is named for '{expected_table}'")
+    data = policy_data(text, where, InvalidRetentionPolicy, known=POLICY_KEYS, subject="table", names=TABLES,
+                       expected=expected_table)
+    table = data["table"]
     if "delete_after" not in data:
         raise InvalidRetentionPolicy(f"{where}: 'delete_after' is required (a time like 90d, or null to keep rows)")
     delete_after = data["delete_after"]

@@ -33,9 +33,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
-from orchestrator_data.policy_files import policy_texts
+from orchestrator_data.policy_files import policy_data, policy_texts
 from orchestrator_data.search import sync
-from orchestrator_data.search.indices import NAMES, Layout, SearchError, data_file, write_index
+from orchestrator_data.search.indices import NAMES, Layout, SearchError, write_index
 
 LOCK_WAIT_S = 120.0  # a sync takes seconds; a reindex can take longer, and then the step waits for the next run
 
@@ -117,15 +117,9 @@ class Policy:
 
 def parse_policy(text: str, where: str, expected_index: str) -> Policy:
     """A policy from a file's text; InvalidPolicy names `where` and the field for anything wrong."""
-    data = data_file(text, where, InvalidPolicy)
-    for key in data:
-        if key not in POLICY_KEYS:
-            raise InvalidPolicy(f"{where}: unknown field '{key}' (known: {', '.join(sorted(POLICY_KEYS))})")
-    index = data.get("index")
-    if index not in NAMES:
-        raise InvalidPolicy(f"{where}: 'index' must name one of {', '.join(NAMES)} (got {index!r})")
-    if index != expected_index:
-        raise InvalidPolicy(f"{where}: 'index' is '{index}' but the file is named for '{expected_index}'")
+    data = policy_data(text, where, InvalidPolicy, known=POLICY_KEYS, subject="index", names=NAMES,
+                       expected=expected_index)
+    index = data["index"]
     rollover = data.get("rollover") or {}
     if not isinstance(rollover, dict):
         raise InvalidPolicy(f"{where}: 'rollover' must be an object of conditions")
