@@ -166,6 +166,9 @@ def test_the_dockerfile_copies_every_package_and_the_workspace_names_the_code_se
     command = _load(PROJECT_ROOT / COMPOSE_FILE)["services"][server["host"]]["command"]
     assert command[:3] == ["dagster", "code-server", "start"]
     assert command[command.index("-p") + 1] == str(server["port"])
+    # the code server serves the module workspace.yaml loads locally
+    [local] = _load(PROJECT_ROOT / "workspace.yaml")["load_from"]
+    assert command[command.index("-m") + 1] == local["python_module"]["module_name"]
 
 
 def test_the_helm_values_name_the_compose_image_settings_and_run_queue():
@@ -177,7 +180,8 @@ def test_the_helm_values_name_the_compose_image_settings_and_run_queue():
     compose_image = compose["x-dagster"]["image"]  # ${ORCHESTRATOR_DATA_IMAGE:-orchestrator-data:latest}
     image_name = re.search(r":-([^:}]+)", compose_image).group(1)
     assert deployment["image"]["repository"].rsplit("/", 1)[-1] == image_name
-    assert deployment["codeServerArgs"][:2] == ["-m", "definitions"]
+    code_server = compose["services"]["code-server"]["command"]
+    assert deployment["codeServerArgs"][:2] == ["-m", code_server[code_server.index("-m") + 1]]
 
     # every setting the compose file gives the Dagster containers reaches the code location on Kubernetes,
     # from its env or its Secret (whose example exists); only the Celery database is Celery's alone
