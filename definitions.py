@@ -4,6 +4,8 @@ import dagster as dg
 
 from assets import ASSET_CHECKS, ASSETS
 from jobs import JOBS
+from jobs.executors import executor_for
+from orchestrator_data.settings import load_settings
 from resources import build_resources
 from schedules import SCHEDULES, SENSORS
 
@@ -14,4 +16,6 @@ defs = dg.Definitions(
     schedules=SCHEDULES,
     sensors=SENSORS,
     resources=build_resources(),
+    # DAGSTER_EXECUTOR: multiprocess (one machine) or celery (workers; docs/deploy.md)
+    executor=executor_for(load_settings()),
 )

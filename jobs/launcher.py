@@ -41,6 +41,10 @@ class InvalidRunConfig(Exception):
     """The run config does not fit the job; the message is Dagster's list of problems."""
 
 
+class NotReexecutable(Exception):
+    """--from-failure names no run, or a run that has not failed."""
+
+
 class CodeLocationError(Exception):
     """The code location did not load (e.g. an import error in definitions.py)."""
 
@@ -173,11 +177,28 @@ def summarize(instance: dg.DagsterInstance, run_id: str, job_def: dg.JobDefiniti
     )
 
 
+def failed_run(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:
+    """The run `run_id` when it can be re-executed from failure (it failed or was canceled)."""
+    try:
+        parent = instance.get_run_by_id(run_id)
+    except Exception:  # noqa: BLE001 - a malformed id is as unknown as a missing one
+        parent = None
+    if parent is None:
+        raise NotReexecutable(f"no run with id {run_id!r}")
+    if parent.status not in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+        raise NotReexecutable(f"run {run_id} is {parent.status.value.lower()}: only a failed or canceled run is "
+                              "re-executed from failure")
+    return parent
+
+
 def launch(job_name: str, run_config: Mapping | None, on_step: Callable[[StepUpdate], None],
-           instance: dg.DagsterInstance, on_created: Callable[[str], None] = lambda run_id: None) -> RunSummary:
+           instance: dg.DagsterInstance, on_created: Callable[[str], None] = lambda run_id: None,
+           from_failure: dg.DagsterRun | None = None) -> RunSummary:
     """Create the run of `job_name` from the code location and execute it here; `on_step` hears
-    each step start and end as it happens. Raises UnknownJob, InvalidRunConfig or CodeLocationError
-    before any run exists."""
+    each step start and end as it happens. With `from_failure` (a failed run of the job), the new run
+    re-executes that run's failed and unfinished steps, with its config and tags, as the UI's
+    "Re-execute from failure" does. Raises UnknownJob, InvalidRunConfig or CodeLocationError before
+    any run exists."""
     run_config = dict(run_config or {})
     target = WorkspaceFileTarget(paths=[str(WORKSPACE_FILE)])
     with WorkspaceProcessContext(instance, target, code_server_log_level="WARNING") as process_context:
@@ -198,6 +219,13 @@ def launch(job_name: str, run_config: Mapping | None, on_step: Callable[[StepUpd
             dg.validate_run_config(job_def, run_config)
         except dg.DagsterInvalidConfigError as exc:
             raise InvalidRunConfig(_first_lines(str(exc), lines=4, width=600)) from None
+        if from_failure is not None:
+            from dagster._core.execution.plan.resume_retry import ReexecutionStrategy
+
+            run = instance.create_reexecuted_run(
+                request_context=workspace, parent_run=from_failure, code_location=location, remote_job=remote_job,
+                strategy=ReexecutionStrategy.FROM_FAILURE, use_parent_run_tags=True)
+            return _execute(recon_job, run, instance, job_def, on_step, on_created)
         plan = location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None,
                                            known_state=None, instance=instance)
         # the same fields `dagster job launch` and the UI's launchRun give a run
@@ -210,15 +238,19 @@ def launch(job_name: str, run_config: Mapping | None, on_step: Callable[[StepUpd
             remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
             asset_selection=None, asset_check_selection=None, asset_graph=repository.asset_graph,
         )
-        on_created(run.run_id)
-        instance.report_engine_event(f"Started process for run (pid: {os.getpid()}), from the orchestrator-data CLI.",
-                                     run)
-        started: dict[str, float] = {}
-        try:
-            for event in core_execute_run(recon_job, run, instance, inject_env_vars=False):
-                update = _step_update(event, started)
-                if update is not None:
-                    on_step(update)
-        except Exception:  # noqa: BLE001 - core_execute_run has recorded the failure on the run
-            pass
-        return summarize(instance, run.run_id, job_def)
+        return _execute(recon_job, run, instance, job_def, on_step, on_created)
+
+
+def _execute(recon_job, run: dg.DagsterRun, instance: dg.DagsterInstance, job_def: dg.JobDefinition,
+             on_step: Callable[[StepUpdate], None], on_created: Callable[[str], None]) -> RunSummary:
+    on_created(run.run_id)
+    instance.report_engine_event(f"Started process for run (pid: {os.getpid()}), from the orchestrator-data CLI.", run)
+    started: dict[str, float] = {}
+    try:
+        for event in core_execute_run(recon_job, run, instance, inject_env_vars=False):
+            update = _step_update(event, started)
+            if update is not None:
+                on_step(update)
+    except Exception:  # noqa: BLE001 - core_execute_run has recorded the failure on the run
+        pass
+    return summarize(instance, run.run_id, job_def)

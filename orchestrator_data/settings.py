@@ -30,6 +30,13 @@ class Environment(str, enum.Enum):
     PRODUCTION = "production"
 
 
+class Executor(str, enum.Enum):
+    """How a run's steps execute: in subprocesses of the run's own process (one machine), or as Celery
+    tasks on `orchestrator-data worker start` processes (several machines)."""
+    MULTIPROCESS = "multiprocess"
+    CELERY = "celery"
+
+
 class SettingsError(Exception):
     """A configuration value or file that cannot be used. `variable` names the variable or the file;
     the message is safe to print."""
@@ -112,6 +119,11 @@ class Settings(BaseSettings):
                                                  validation_alias="SEARCH_SNAPSHOT_MAX_AGE_HOURS")
     search_restore_check_max_age_days: float = Field(8.0, gt=0, le=366,
                                                      validation_alias="SEARCH_RESTORE_CHECK_MAX_AGE_DAYS")
+    # Where a run's steps execute (docs/deploy.md): multiprocess on the run's machine, or celery on
+    # workers; their broker and result backend is the Redis server of REDIS_URL in a database of their
+    # own (Celery's keys never mix with sessions and queues, and FLUSHDB of one never touches the other).
+    dagster_executor: Executor = Field(Executor.MULTIPROCESS, validation_alias="DAGSTER_EXECUTOR")
+    dagster_celery_redis_db: int = Field(1, ge=0, le=100_000, validation_alias="DAGSTER_CELERY_REDIS_DB")
     # Where the local stack keeps its data, logs, ports and generated passwords.
     state_dir: Path = Field(Path(".orchestrator-data"), validation_alias="ORCHESTRATOR_DATA_HOME")
 
@@ -192,6 +204,15 @@ class Settings(BaseSettings):
         if len(decoded) != 32:
             raise ValueError(f"must decode to 32 bytes, not {len(decoded)}")
         return raw.strip()
+
+    @field_validator("dagster_executor", mode="before")
+    @classmethod
+    def _executor(cls, value):
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value not in {e.value for e in Executor}:
+                raise ValueError("is not a known executor; expected multiprocess or celery")
+        return value
 
     @field_validator("environment", mode="before")
     @classmethod

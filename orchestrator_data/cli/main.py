@@ -16,6 +16,7 @@ from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
 from orchestrator_data.cli import run as run_cli
 from orchestrator_data.cli import ui as ui_cli
+from orchestrator_data.cli import worker as worker_cli
 from orchestrator_data.cli import search as search_cli
 from orchestrator_data.cli import seed as seed_cli
 from orchestrator_data.cli import stack as stack_cli
@@ -40,6 +41,7 @@ app.add_typer(search_cli.app, name="search")
 app.add_typer(metrics_cli.app, name="metrics")
 app.add_typer(gdpr_cli.app, name="gdpr")
 app.add_typer(retention_cli.app, name="retention")
+app.add_typer(worker_cli.app, name="worker")
 app.command("init")(provisioning_cli.init)
 app.command("reset")(provisioning_cli.reset)
 app.command("run")(run_cli.run)

@@ -144,6 +144,9 @@ def run(
     job: Annotated[str, typer.Argument(help="The Dagster job to run.")] = "bootstrap_job",
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Run config YAML file.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Stream Dagster's event log.")] = False,
+    from_failure: Annotated[str | None, typer.Option(
+        "--from-failure", metavar="RUN_ID", help="Re-execute this failed run of JOB from its failed and unfinished "
+        "steps (with its config and tags), as the UI's \"Re-execute from failure\" does.")] = None,
 ) -> None:
     """Run a Dagster job through the code location (it shows under its job in the UI and can be
     re-executed there), with progress per step and a summary; exit 1 if the run fails."""
@@ -158,12 +161,19 @@ def run(
     log_file = Path(os.environ["DAGSTER_HOME"]) / "last-cli-run.log"
     with dg.DagsterInstance.get() as instance:
         try:
+            parent = launcher.failed_run(instance, from_failure) if from_failure else None
+            if parent is not None and parent.job_name != job:
+                output.error(f"run {from_failure} is a run of {parent.job_name}, not of {job}")
+                raise typer.Exit(2)
+            if parent is not None and config is not None:
+                output.error("--config cannot be given with --from-failure: the re-execution keeps the failed run's")
+                raise typer.Exit(2)
             with contextlib.ExitStack() as stack:
                 terminal = output.console if verbose else Console(
                     file=stack.enter_context(dagster_output_to(log_file)), highlight=False)
                 board = stack.enter_context(StepBoard(terminal))
-                summary = launcher.launch(job, run_config, board.update, instance)
-        except launcher.UnknownJob as exc:
+                summary = launcher.launch(job, run_config, board.update, instance, from_failure=parent)
+        except (launcher.UnknownJob, launcher.NotReexecutable) as exc:
             output.error(str(exc))
             raise typer.Exit(2) from None
         except launcher.InvalidRunConfig as exc:

@@ -1,0 +1,120 @@
+"""Where a run's steps execute, chosen by DAGSTER_EXECUTOR (docs/deploy.md).
+
+- multiprocess: each step in a subprocess of the run's process (one machine; the default).
+- celery: each step a Celery task, executed by `orchestrator-data worker start` processes on any machine
+  that reaches Redis (dagster-celery's executor and execution loop, paired with the pinned dagster).
+
+dagster-celery waits for a step's result for as long as it takes, so a worker that dies mid-step (the
+machine lost, the process SIGKILLed) would leave the run waiting forever. The executor here watches the
+workers that run its steps: a step whose worker stops answering on the broker is failed, naming the
+worker, so the run ends and can be re-executed from failure (every step is safe to run twice).
+"""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+from dagster._core.execution.retries import RetryMode, get_retries_config
+from dagster_celery.core_execution_loop import core_celery_execution_loop
+from dagster_celery.executor import CeleryExecutor, _submit_task
+
+from orchestrator_data import connections, workers
+from orchestrator_data.settings import Executor, Settings, load_settings
+
+PING_EVERY_S = 5.0
+PING_TIMEOUT_S = 2.0
+# consecutive unanswered pings before a worker counts as gone (a busy broker can drop one)
+MISSED_PINGS = 3
+
+
+class WorkerLost(Exception):
+    pass
+
+
+class LiveWorkers:
+    """The workers answering a broadcast ping, asked at most every PING_EVERY_S for all steps at once."""
+
+    def __init__(self, app):
+        self._app = app
+        self._asked_at = float("-inf")
+        self._alive: set[str] = set()
+        self._missed: dict[str, int] = {}
+
+    def gone(self, name: str) -> bool:
+        now = time.monotonic()
+        if now - self._asked_at >= PING_EVERY_S:
+            self._asked_at = now
+            replies = self._app.control.ping(timeout=PING_TIMEOUT_S) or []
+            self._alive = {worker for reply in replies for worker in reply}
+            for worker in list(self._missed):
+                self._missed[worker] = 0 if worker in self._alive else self._missed[worker] + 1
+            if name not in self._missed:
+                self._missed[name] = 0 if name in self._alive else 1
+        return self._missed.get(name, 0) >= MISSED_PINGS
+
+
+class WatchedResult:
+    """A step's Celery result that also becomes ready, as a failure, when the worker running it is gone."""
+
+    def __init__(self, result, step_key: str, live: LiveWorkers):
+        self._result = result
+        self._step_key = step_key
+        self._live = live
+        self._lost: str | None = None
+
+    def ready(self) -> bool:
+        if self._lost or self._result.ready():
+            return True
+        info = self._result.info if self._result.state == "STARTED" else None
+        worker = info.get("hostname") if isinstance(info, dict) else None
+        if worker and self._live.gone(worker):
+            self._lost = f"{worker} (pid {info.get('pid')})"
+            self._result.revoke()  # should it come back, it must not run the step again for this run
+            return True
+        return False
+
+    def get(self):
+        if self._lost:
+            raise WorkerLost(
+                f"worker {self._lost} stopped answering while it ran step {self._step_key}; the step may have "
+                f"done part of its work. Every step is safe to run twice: re-execute the run from failure.")
+        return self._result.get()
+
+    def revoke(self) -> None:
+        self._result.revoke()
+
+
+class WatchedCeleryExecutor(CeleryExecutor):
+    def execute(self, plan_context, execution_plan):
+        live: LiveWorkers | None = None
+
+        def submit(app, context, step, queue, priority, known_state):
+            nonlocal live
+            live = live or LiveWorkers(app)
+            return WatchedResult(_submit_task(app, context, step, queue, priority, known_state), step.key, live)
+
+        return core_celery_execution_loop(plan_context, execution_plan, step_execution_fn=submit)
+
+
+def celery_app_args(settings: Settings) -> dict:
+    """The Celery app's arguments, for the executor and the workers alike (they must agree)."""
+    url = workers.broker_url(settings, connections.resolve_url("redis", settings))
+    return WatchedCeleryExecutor(retries=RetryMode(RetryMode.DISABLED), broker=url, backend=url,
+                                 config_source=workers.celery_config()).app_args()
+
+
+@dg.executor(name="celery", config_schema={"retries": get_retries_config()},
+             requirements=dg.multiple_process_executor_requirements())
+def celery_executor(init_context) -> WatchedCeleryExecutor:
+    """dagster-celery's executor on the Redis of REDIS_URL (database DAGSTER_CELERY_REDIS_DB), watching
+    its workers. The broker URL is built here, in the run's process, from its settings: it is never
+    part of a run's config, so its password never reaches the UI."""
+    args = celery_app_args(load_settings())
+    return WatchedCeleryExecutor(retries=RetryMode.from_config(init_context.executor_config["retries"]),
+                                 broker=args["broker"], backend=args["backend"],
+                                 config_source=workers.celery_config())
+
+
+def executor_for(settings: Settings) -> dg.ExecutorDefinition:
+    return celery_executor if settings.dagster_executor is Executor.CELERY else dg.multiprocess_executor
