@@ -135,3 +135,15 @@ def test_a_failed_step_prints_its_error_in_a_line_and_exits_1(cli, stack):
     failure = [line for line in result.stdout.splitlines() if "step reset_data_layer failed" in line]
     assert len(failure) == 1 and "--confirm" in failure[0]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_from_failure_needs_a_failed_run_of_the_job(cli, stack):
+    unknown = cli("run", "health_job", "--from-failure", "00000000-0000-4000-8000-000000000000")
+    assert unknown.returncode == 2 and "no run with id" in unknown.stderr, unknown.stderr
+    succeeded = cli("run", "health_job")
+    run_id = _run_id(succeeded.stdout, "health_job")
+    again = cli("run", "health_job", "--from-failure", run_id)
+    assert again.returncode == 2 and "is success: only a failed or canceled run" in again.stderr, again.stderr
+    other = cli("run", "migrate_job", "--from-failure", run_id)
+    assert other.returncode == 2, other.stderr
