@@ -7,11 +7,12 @@ from assets.postgres import POSTGRES_ASSET_CHECKS, POSTGRES_ASSETS
 from assets.redis import REDIS_ASSET_CHECKS, REDIS_ASSETS
 from assets.retention import retention_purge
 from assets.search import SEARCH_ASSET_CHECKS, SEARCH_ASSETS
+from assets.search_full_load import SEARCH_FULL_LOAD_ASSETS
 from assets.search_lifecycle import search_lifecycle
 from assets.search_snapshots import SEARCH_SNAPSHOT_ASSET_CHECKS, SEARCH_SNAPSHOT_ASSETS
 from assets.seed import seed_data
 
-ASSETS = [service_health, *POSTGRES_ASSETS, seed_data, *REDIS_ASSETS, *SEARCH_ASSETS, search_lifecycle,
+ASSETS = [service_health, *POSTGRES_ASSETS, seed_data, *REDIS_ASSETS, *SEARCH_ASSETS, *SEARCH_FULL_LOAD_ASSETS, search_lifecycle,
           *SEARCH_SNAPSHOT_ASSETS, *BACKUP_ASSETS, *METRICS_ASSETS, retention_purge]
 ASSET_CHECKS = [check_service_versions, check_service_latency, *POSTGRES_ASSET_CHECKS, *REDIS_ASSET_CHECKS,
                 *SEARCH_ASSET_CHECKS, *SEARCH_SNAPSHOT_ASSET_CHECKS, *BACKUP_ASSET_CHECKS]

@@ -55,6 +55,15 @@ search_sync_job = dg.define_asset_job(
     description="Sync the search indices from PostgreSQL (incremental from each watermark), then reconcile them.",
 )
 
+# a backfill of this job runs one step per month (partition) on whatever executor runs it; never
+# scheduled, and not in bootstrap_job: the incremental sync keeps the indices current
+search_full_load_job = dg.define_asset_job(
+    "search_full_load_job",
+    selection=dg.AssetSelection.groups("search_full_load"),
+    description="Load the executions and audit_logs search indices in full, one month per partition (backfill the "
+                "months, or materialize one again alone). Never moves the sync's watermark.",
+)
+
 search_lifecycle_job = dg.define_asset_job(
     "search_lifecycle_job",
     selection=dg.AssetSelection.assets("search_lifecycle"),
@@ -85,8 +94,8 @@ retention_job = dg.define_asset_job(
 )
 
 JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job,
-        search_lifecycle_job, search_snapshot_job, system_metrics_job, gdpr_export_job, gdpr_erase_job, retention_job]
+        search_full_load_job, search_lifecycle_job, search_snapshot_job, system_metrics_job, gdpr_export_job, gdpr_erase_job, retention_job]
 
 __all__ = ["JOBS", "backup_job", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job",
-           "reset_job", "restore_test_job", "retention_job", "search_lifecycle_job", "search_snapshot_job",
+           "reset_job", "restore_test_job", "retention_job", "search_full_load_job", "search_lifecycle_job", "search_snapshot_job",
            "search_sync_job", "seed_job", "system_metrics_job"]

@@ -13,6 +13,7 @@ import binascii
 import enum
 import os
 import typing
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -124,6 +125,9 @@ class Settings(BaseSettings):
     # own (Celery's keys never mix with sessions and queues, and FLUSHDB of one never touches the other).
     dagster_executor: Executor = Field(Executor.MULTIPROCESS, validation_alias="DAGSTER_EXECUTOR")
     dagster_celery_redis_db: int = Field(1, ge=0, le=100_000, validation_alias="DAGSTER_CELERY_REDIS_DB")
+    # The first month of the search full load's monthly partitions (search_<index>_full_load; the first
+    # partition also loads every older row). The first day of a month.
+    search_partitions_start: date = Field(date(2024, 1, 1), validation_alias="SEARCH_PARTITIONS_START")
     # Where the local stack keeps its data, logs, ports and generated passwords.
     state_dir: Path = Field(Path(".orchestrator-data"), validation_alias="ORCHESTRATOR_DATA_HOME")
 
@@ -170,6 +174,13 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value):
         # `SEARCH_SNAPSHOT_LOCATION=` in an env file means "the default", as the URLs' blanks do
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("search_partitions_start")
+    @classmethod
+    def _first_of_a_month(cls, value: date) -> date:
+        if value.day != 1:
+            raise ValueError("must be the first day of a month (YYYY-MM-01)")
+        return value
 
     @field_validator("state_dir")
     @classmethod

@@ -44,9 +44,10 @@ def _answers(url: str) -> None:
         engine.dispose()
 
 
-def record(settings, command: str, materializations: Callable[[], list[tuple[str, dict]]]) -> None:
+def record(settings, command: str, materializations: Callable[[], list[tuple[str, dict]]],
+           partition: str | None = None) -> None:
     """Record what `materializations()` builds (it imports the assets' metadata functions, so it runs
-    only here, after the work)."""
+    only here, after the work); `partition`: the partition of a partitioned asset."""
     if os.environ.get(RECORD_VARIABLE, "1").strip().lower() in ("0", "false", "no", "off"):
         return
     try:
@@ -57,7 +58,7 @@ def record(settings, command: str, materializations: Callable[[], list[tuple[str
         from assets import records
 
         built = materializations()
-        records.record(home, built, command)
+        records.record(home, built, command, partition)
     except Exception as exc:  # noqa: BLE001 - recording is a courtesy: the work is done either way
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         output.note(f"not recorded in Dagster (its storage: {type(exc).__name__}: {redact(reason)}); "

@@ -1,4 +1,4 @@
-"""`orchestrator-data search init|sync|status|reindex|repair|query|rollover|retention|lifecycle`: the
+"""`orchestrator-data search init|sync|load|status|reindex|repair|query|rollover|retention|lifecycle`: the
 search indices from a terminal.
 
 Exit codes: 0 done; 1 the cluster or PostgreSQL failed (unreachable, a sync that could not finish —
@@ -19,7 +19,7 @@ from rich.table import Table
 from orchestrator_data import connections
 from orchestrator_data.cli import output, progress, recording
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.search import indices, lifecycle, query as search_query, reconcile, reindex as search_reindex
+from orchestrator_data.search import full_load, indices, lifecycle, query as search_query, reconcile, reindex as search_reindex
 from orchestrator_data.search import status as search_status, sync
 from orchestrator_data.search.indices import NAMES, SearchError, UnknownIndex
 
@@ -46,7 +46,7 @@ def _clients(need_postgres: bool = True):
     except typer.Exit:
         raise  # a subcommand's own exit code (a RuntimeError: the catch-all below would turn it into 1)
     except (UnknownIndex, search_query.InvalidOrganization, search_query.InvalidSearch,
-            lifecycle.InvalidPolicy) as exc:
+            lifecycle.InvalidPolicy, full_load.InvalidPartition) as exc:
         output.error(str(exc))
         raise typer.Exit(2) from None
     except SearchError as exc:
@@ -109,6 +109,41 @@ def sync_(
         output.info(f"{output.OK} {r.index:<12} {r.mode:<11} {r.documents_written:>9,} written "
                     f"{r.documents_deleted:>7,} deleted {r.stale_skipped:>7,} already current "
                     f"{r.documents_per_s:>9,.0f} docs/s  watermark {r.watermark_from} → {r.watermark_to}")
+
+
+@app.command("load")
+def load(
+    index: Annotated[str, typer.Argument(help=f"One of: {', '.join(full_load.PARTITIONED)}.")],
+    month: Annotated[str, typer.Option("--month", help="The partition, YYYY-MM (UTC): from SEARCH_PARTITIONS_START "
+                                                       "(which also loads every older row) to the current month "
+                                                       "(every later row).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Load one month of an index in full (the same code as search_full_load_job's partitions): versions
+    from the rows, so running it again writes nothing new. Never moves the sync's watermark."""
+    settings = load_or_exit()
+    try:  # bad input is refused before any server is asked
+        full_load.partitioned_source(index)
+        part = full_load.partition(month, settings.search_partitions_start)
+    except SearchError as exc:
+        output.error(str(exc))
+        raise typer.Exit(2) from None
+    with _clients() as (settings, engine, client, layout), progress.shown() as report:
+        shown = None if as_json else (lambda r: report(f"{index} {part.key}", r.rows_read, None, "rows"))  # stdout: JSON only
+        done = full_load.load_partition(engine, client, layout, index, part, on_progress=shown)
+    recording.record(settings, "search load", lambda: _full_load_record(index, done), partition=done.partition)
+    if as_json:
+        output.print_json(done.as_dict())
+        return
+    output.info(f"{output.OK} {index} {done.partition}: {done.rows_read:,} rows, {done.documents_written:,} written, "
+                f"{done.already_current:,} already current, {done.documents_per_s:,.0f} docs/s, "
+                f"{done.duration_s:.1f} s, into {', '.join(done.written_to) or '-'} (snapshot xmin {done.snapshot_xmin})")
+
+
+def _full_load_record(index: str, done: full_load.PartitionReport) -> list[tuple[str, dict]]:
+    from assets.search_full_load import full_load_metadata
+
+    return [(f"search_{index}_full_load", full_load_metadata(done))]
 
 
 def _documents_records(settings, reports: list[sync.SyncReport]) -> list[tuple[str, dict]]:

@@ -214,6 +214,8 @@ executions = sa.Table(
     # "executions by status and time": the runs page ("failed in the last 24 h"), newest first
     sa.Index("ix_executions_organization_id_status_created_at", "organization_id", "status", sa.text("created_at DESC")),
     sa.Index("ix_executions_workflow_id_created_at", "workflow_id", sa.text("created_at DESC")),
+    # a month of the search full load, and retention's horizon (revision 0010)
+    sa.Index("ix_executions_created_at_brin", "created_at", postgresql_using="brin"),
     sa.ForeignKeyConstraint(["organization_id", "workflow_id"], ["workflows.organization_id", "workflows.id"],
                             ondelete="CASCADE", name="fk_executions_tenant_workflow"),
     _tenant_reference("executions", "triggered_by", "users"),
@@ -275,6 +277,8 @@ audit_logs = sa.Table(
     sa.Index("ix_audit_logs_table_name_record_id", "table_name", "record_id"),
     # the search sync reads the changes of a window of transactions (revision 0006)
     sa.Index("ix_audit_logs_transaction_id", "transaction_id"),
+    # a month of the search full load, and retention's horizon (revision 0010)
+    sa.Index("ix_audit_logs_occurred_at_brin", "occurred_at", postgresql_using="brin"),
 )
 
 # Where the search sync stands per index (revision 0006): every change by a transaction below
@@ -289,6 +293,26 @@ search_sync_state = sa.Table(
     sa.Column("synced_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("documents_written", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("documents_deleted", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# Each finished partition (one month) of a search index's full load (revision 0010). NULL bounds are
+# open: the first partition also loads every older row, the last every later one. Never moves the
+# watermark; the first incremental sync of a never-synced index starts from the lowest snapshot_xmin
+# when the loads cover every row.
+search_partition_loads = sa.Table(
+    "search_partition_loads", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("index_name", sa.Text, nullable=False),  # the index's read alias
+    sa.Column("partition_key", sa.Text, nullable=False),  # the month, YYYY-MM
+    sa.Column("partition_start", sa.DateTime(timezone=True)),
+    sa.Column("partition_end", sa.DateTime(timezone=True)),
+    sa.Column("snapshot_xmin", sa.BigInteger, nullable=False),
+    sa.Column("rows_read", sa.BigInteger, nullable=False),
+    sa.Column("documents_written", sa.BigInteger, nullable=False),
+    sa.Column("already_current", sa.BigInteger, nullable=False),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Index("ix_search_partition_loads_index_name", "index_name"),
 )
 
 # Each restore check of a search snapshot (revision 0007): restored into renamed indices, compared

@@ -23,7 +23,9 @@ How it keeps each promise:
 * **Bounded memory**: rows stream from a server-side cursor in batches into the bulk API.
 * **One copy per document**: a document that already exists is rewritten in the backing index that
   holds it (found through the read alias), never through the write alias into a second one.
-* **One sync per index at a time**: a PostgreSQL advisory lock per index.
+* **One sync per index at a time**: a PostgreSQL advisory lock per index, held exclusively; the
+  partitions of a full load (full_load.py) hold it shared, so they run side by side but never while
+  a sync, reindex, rollover or snapshot writes the index or moves its aliases.
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ class SyncBusy(SyncError):
     pass
 
 
+class SyncDeferred(SyncBusy):
+    """The incremental sync stands aside for a partitioned full load (running, or begun and not yet
+    covering every row): the Dagster asset skips instead of failing."""
+
+
 @dataclass(frozen=True)
 class Source:
     """How one index is fed from PostgreSQL."""
@@ -84,6 +91,7 @@ class Source:
     children: dict[str, str] = field(default_factory=dict)  # parent table -> ids of affected documents (:ids)
     append_only: bool = False   # audit_logs: the window's rows are the documents themselves
     id_type: str = "uuid"       # the primary key's SQL type (audit_logs: bigint)
+    partition_column: str | None = None  # the time the full load is partitioned by (by month); None: not
 
     @property
     def select(self) -> str:
@@ -109,7 +117,8 @@ SOURCES: dict[str, Source] = {
         f"e.row_version * {2**PARENT_BITS}::bigint + w.row_version AS version "
         "FROM executions e JOIN workflows w ON w.id = e.workflow_id",
         ("executions", "workflows"),
-        children={"workflows": "SELECT e.id FROM executions e WHERE e.workflow_id = ANY(CAST(:ids AS uuid[]))"}),
+        children={"workflows": "SELECT e.id FROM executions e WHERE e.workflow_id = ANY(CAST(:ids AS uuid[]))"},
+        partition_column="created_at"),
     "marketplace": Source(
         "marketplace", "marketplace_items",
         "SELECT m.id, m.organization_id, m.workflow_id, m.name, m.summary, m.description, m.category, m.engine_type, "
@@ -121,7 +130,7 @@ SOURCES: dict[str, Source] = {
         "audit_logs", "audit_logs",
         "SELECT a.id, a.organization_id, a.actor_id, a.actor_role, a.action, a.table_name, a.record_id, "
         "a.transaction_id, a.occurred_at, false AS deleted, a.id AS version FROM audit_logs a",
-        (), append_only=True, id_type="bigint"),
+        (), append_only=True, id_type="bigint", partition_column="occurred_at"),
 }
 SYNCED = tuple(SOURCES)
 
@@ -137,7 +146,7 @@ def source(name: str) -> Source:
 @dataclass
 class SyncReport:
     index: str
-    mode: str                       # "full" | "incremental" | "reindex" | "repair"
+    mode: str                       # "full" | "incremental" | "after_full_load" | "reindex" | "repair" | "partition"
     watermark_from: int | None
     watermark_to: int
     rows_read: int = 0
@@ -147,6 +156,7 @@ class SyncReport:
     retried: int = 0
     duration_s: float = 0.0
     mapping_version: int = 0
+    written_to: dict[str, int] = field(default_factory=dict)  # backing index -> documents written there
 
     @property
     def documents_per_s(self) -> float:
@@ -199,37 +209,58 @@ def _lock_key(alias: str) -> int:
 
 
 @contextmanager
-def sync_lock(engine: sa.Engine, alias: str, wait_s: float = 0.0) -> Iterator[None]:
-    """The index's lock: held by whatever writes it or moves its aliases (sync, reindex, rollover,
-    snapshot). Waits up to `wait_s` for it, then raises SyncBusy."""
-    with sync_locks(engine, [alias], wait_s):
+def sync_lock(engine: sa.Engine, alias: str, wait_s: float = 0.0, *, shared: bool = False) -> Iterator[None]:
+    """The index's lock: held exclusively by whatever writes it or moves its aliases (sync, reindex,
+    rollover, snapshot), shared by the partitions of a full load (they write disjoint rows, so they
+    may run together, but never while the write index or the aliases move). Waits up to `wait_s` for
+    it, then raises SyncBusy — SyncDeferred when an exclusive taker finds a full load holding it."""
+    with sync_locks(engine, [alias], wait_s, shared=shared):
         yield
 
 
+def _full_loads_holding(conn: sa.Connection, key: int) -> int:
+    """How many sessions hold `key` shared (partitions of a full load). A bigint advisory key shows in
+    pg_locks as classid (high 32 bits) and objid (low 32 bits), objsubid 1."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    return conn.execute(sa.text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) AND objsubid = 1"),
+        {"high": unsigned >> 32, "low": unsigned & 0xFFFF_FFFF}).scalar_one()
+
+
 @contextmanager
-def sync_locks(engine: sa.Engine, aliases: list[str], wait_s: float = 0.0) -> Iterator[None]:
+def sync_locks(engine: sa.Engine, aliases: list[str], wait_s: float = 0.0, *, shared: bool = False) -> Iterator[None]:
     """Several indices' locks at once, on one connection (a snapshot takes all five). All or none:
     a try that finds one taken releases the others before waiting, so two takers never deadlock."""
     deadline = time.monotonic() + wait_s
     keys = [_lock_key(alias) for alias in aliases]
+    take, free = (("pg_try_advisory_lock_shared", "pg_advisory_unlock_shared") if shared
+                  else ("pg_try_advisory_lock", "pg_advisory_unlock"))
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
 
         def release(held: list[int]) -> None:
             for key in reversed(held):
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.execute(sa.text(f"SELECT {free}(:k)"), {"k": key})
 
         while True:
             held = []
             for alias, key in zip(aliases, keys, strict=True):
-                if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one():
+                if not conn.execute(sa.text(f"SELECT {take}(:k)"), {"k": key}).scalar_one():
                     release(held)
-                    busy = alias
+                    busy, busy_key = alias, key
                     break
                 held.append(key)
             else:
                 break
             if time.monotonic() >= deadline:
+                if shared:
+                    raise SyncBusy(f"a sync, reindex, rollover or snapshot of {busy} holds its lock (waited "
+                                   f"{wait_s:.0f} s); the partition loaded nothing: run it again")
+                if loads := _full_loads_holding(conn, busy_key):
+                    raise SyncDeferred(f"a full load of {busy} is running ({loads} partition(s) at work); "
+                                       f"the incremental sync waits for it")
                 raise SyncBusy(f"another sync, reindex or lifecycle step of {busy} is running")
             time.sleep(0.2)
         try:
@@ -249,7 +280,7 @@ def save_state(engine: sa.Engine, alias: str, report: SyncReport) -> None:
     values = {"index_name": alias, "watermark": report.watermark_to, "mapping_version": report.mapping_version,
               "synced_at": sa.func.now(), "documents_written": report.documents_written,
               "documents_deleted": report.documents_deleted}
-    if report.mode in ("full", "reindex"):
+    if report.mode in ("full", "reindex", "after_full_load"):
         values["full_synced_at"] = sa.func.now()
     statement = postgresql.insert(table).values(**values)
     updates = {k: statement.excluded[k] for k in values if k != "index_name"}
@@ -379,6 +410,7 @@ def write_changes(client: Elasticsearch, layout: Layout, name: str, changes: lis
                         report.documents_deleted += 1
                     else:
                         report.documents_written += 1
+                        report.written_to[result["_index"]] = report.written_to.get(result["_index"], 0) + 1
                 elif status == 409 and error == "version_conflict_engine_exception":
                     report.stale_skipped += 1      # already at this version or newer: nothing to do
                 elif status == 404 and op == "delete":
@@ -408,15 +440,18 @@ def backing_indices(client: Elasticsearch, layout: Layout, name: str) -> tuple[l
 def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str, *, full: bool = False,
                on_progress: Callable[[SyncReport], None] | None = None) -> SyncReport:
     """Bring one index up to date: incrementally from its watermark, or in full (also when it has never
-    been synced). Raises SyncError (watermark unchanged), SyncBusy, UnknownIndex."""
+    been synced). A never-synced index whose partitioned full load covers every row starts from the
+    loads instead (watermark_from_loads). Raises SyncError (watermark unchanged), SyncBusy (SyncDeferred:
+    a full load is running or incomplete), UnknownIndex."""
     src = source(name)
     alias = layout.read_alias(name)
     started = time.monotonic()
     with elasticsearch_errors(f"sync of {alias}"), sync_lock(engine, alias):
         state = load_state(engine, alias)
-        mode = "full" if full or state is None else "incremental"
+        low = None if full else state.watermark if state is not None else watermark_from_loads(engine, src, alias)
+        mode = "full" if low is None else "incremental" if state is not None else "after_full_load"
         backing, target = backing_indices(client, layout, name)
-        report = SyncReport(name, mode, None if mode == "full" else state.watermark, 0,
+        report = SyncReport(name, mode, low, 0,
                             mapping_version=layout.version_of(name, target) or definition(name).version)
         report.watermark_to = load_into(engine, client, layout, src, report.watermark_from, backing, target, report,
                                     started, on_progress)
@@ -444,9 +479,16 @@ def load_into(engine: sa.Engine, client: Elasticsearch, layout: Layout, src: Sou
           on_progress: Callable[[SyncReport], None] | None = None) -> int:
     """Write every row (low None) or every change from `low` on into `target`, in one snapshot; returns
     the snapshot's xmin, the watermark the writes make true once acknowledged."""
+    read = (lambda conn: _all_changes(conn, src)) if low is None else (lambda conn: _window_changes(conn, src, low))
+    return load_batches(engine, client, layout, src, read, backing, target, report, started, on_progress)
+
+
+def load_batches(engine: sa.Engine, client: Elasticsearch, layout: Layout, src: Source,
+                 read: Callable[[sa.Connection], Iterator[list[Change]]], backing: list[str], target: str,
+                 report: SyncReport, started: float, on_progress: Callable[[SyncReport], None] | None = None) -> int:
+    """Write what `read(conn)` yields, read in one REPEATABLE READ snapshot; returns the snapshot's xmin."""
     with _snapshot(engine) as (conn, xmin):
-        batches = _all_changes(conn, src) if low is None else _window_changes(conn, src, low)
-        for changes in _read_ahead(batches):
+        for changes in _read_ahead(read(conn)):
             report.rows_read += len(changes)
             write_changes(client, layout, src.index, changes, report, backing, target)
             report.duration_s = time.monotonic() - started
@@ -533,9 +575,59 @@ def postgres_rows(engine: sa.Engine, name: str) -> int:
 
 
 def forget(engine: sa.Engine, alias: str) -> None:
-    """Drop an index's watermark: its next sync is a full one."""
+    """Drop an index's watermark and its partition loads: its next sync is a full one."""
     with engine.begin() as conn:
         conn.execute(sa.delete(models.search_sync_state).where(models.search_sync_state.c.index_name == alias))
+        conn.execute(sa.delete(models.search_partition_loads).where(
+            models.search_partition_loads.c.index_name == alias))
+
+
+def watermark_from_loads(engine: sa.Engine, src: Source, alias: str) -> int | None:
+    """Where the first incremental sync of a never-synced index starts when its partitioned full load
+    covers every row of the table: the lowest snapshot xmin among the loads. Every transaction below
+    it had ended before each partition's snapshot, so each partition saw those rows; whatever a
+    transaction at or above it did is in the audit trail from there on. None: no load at all (load in
+    full). Raises SyncDeferred when loads exist but rows of some months have none (the full load is
+    still under way, or was left unfinished: its message says what to run)."""
+    loads = models.search_partition_loads
+    if src.partition_column is None:
+        return None
+    with engine.connect() as conn:
+        found = conn.execute(sa.select(loads.c.partition_start, loads.c.partition_end, loads.c.snapshot_xmin)
+                             .where(loads.c.index_name == alias)).all()
+        if not found:
+            return None
+        uncovered = []
+        for low, high in _gaps([(row.partition_start, row.partition_end) for row in found]):
+            bounds = {"low": low, "high": high}
+            where = " AND ".join([f"{src.partition_column} >= :low"] * (low is not None)
+                                 + [f"{src.partition_column} < :high"] * (high is not None))
+            oldest, newest = conn.execute(sa.text(f"SELECT min({src.partition_column}), max({src.partition_column}) "
+                                                  f"FROM {src.table} WHERE {where}"), bounds).one()
+            if oldest is not None:
+                uncovered.append(f"{oldest:%Y-%m}" + (f" to {newest:%Y-%m}" if f"{newest:%Y-%m}" != f"{oldest:%Y-%m}"
+                                                      else ""))
+    if uncovered:
+        raise SyncDeferred(f"{alias} has never been synced and its full load by month is not complete: rows of "
+                           f"{', '.join(uncovered)} have no partition load; load them (search_full_load_job, or "
+                           f"`orchestrator-data search load {src.index} --month YYYY-MM`), or load everything "
+                           f"with `orchestrator-data search sync --full --index {src.index}`")
+    return min(row.snapshot_xmin for row in found)
+
+
+def _gaps(spans: list[tuple[datetime | None, datetime | None]]) -> list[tuple[datetime | None, datetime | None]]:
+    """What the half-open spans [start, end) leave uncovered of all time (None: open, minus or plus infinity)."""
+    ordered = sorted(spans, key=lambda span: (span[0] is not None, span[0]))
+    reached = ordered[0][0]  # everything from the first start up to `reached` is covered (None: minus infinity)
+    gaps = [] if reached is None else [(None, reached)]
+    for start, end in ordered:
+        if start is not None and reached is not None and start > reached:
+            gaps.append((reached, start))
+        if end is None:
+            return gaps
+        reached = end if reached is None or end > reached else reached
+    gaps.append((reached, None))
+    return gaps
 
 
 def prepare(engine: sa.Engine | None, client: Elasticsearch, layout: Layout, names: Iterable[str] = NAMES, *,

@@ -126,3 +126,29 @@ def test_query_finds_only_the_organizations_documents(cli, stack, migrated_url, 
     bad = cli("search", "query", "not-a-uuid-Secret", "x", env=env)
     assert bad.returncode == 2 and "not-a-uuid-Secret" not in bad.stderr
     assert "hit(s)" in cli("search", "query", str(org), name, env=env).stdout
+
+
+def test_load_one_month_then_again_recorded_and_bad_input_exits_2(cli, stack, migrated_url, engine, prefix):
+    from tests.cli.test_recording import _dagster, _latest
+
+    seed(engine, "testing", SeedPlan(executions=150))  # created from May to November 2026
+    env = {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": prefix, "SEARCH_PARTITIONS_START": "2026-06-01"}
+    assert cli("search", "init", "--index", "executions", env=env).returncode == 0
+    with engine.connect() as conn:
+        october = conn.execute(sa.text("SELECT count(*) FROM executions WHERE created_at >= '2026-10-01' "
+                                       "AND created_at < '2026-11-01'")).scalar_one()
+    loaded = cli("search", "load", "executions", "--month", "2026-10", "--json", env={**env, **_dagster(stack)})
+    assert loaded.returncode == 0, loaded.stderr
+    done = json.loads(loaded.stdout)
+    assert (done["partition"], done["rows_read"], done["documents_written"]) == ("2026-10", october, october) and october
+    recorded = _latest("search_executions_full_load")
+    assert recorded.partition == "2026-10" and recorded.metadata["documents_written"].value == october
+    again = cli("search", "load", "executions", "--month", "2026-10", env=env)
+    assert again.returncode == 0 and f"0 written, {october} already current" in again.stdout
+
+    for args, problem in [(("workflows", "--month", "2026-10"), "index 'workflows' is not loaded by month"),
+                          (("executions", "--month", "2026-05"), "month 2026-05 has no partition: they run from 2026-06")]:
+        refused = cli("search", "load", *args, env=env)
+        assert refused.returncode == 2 and problem in refused.stderr, refused.stderr
+    bad_start = cli("search", "load", "executions", "--month", "2026-10", env={**env, "SEARCH_PARTITIONS_START": "2026-06-02"})
+    assert bad_start.returncode == 2 and "SEARCH_PARTITIONS_START" in bad_start.stderr

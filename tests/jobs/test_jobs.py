@@ -26,6 +26,9 @@ def test_job_selections():
     assert _selected("bootstrap_job") == {"service_health", "postgres_schema", "seed_data", "redis_keyspace"} | search
     assert _selected("search_sync_job") == {f"search_{name}_documents" for name in SYNCED}
     assert _selected("search_lifecycle_job") == {"search_lifecycle"}
+    # both full loads in one partitioned job (one backfill covers both), never in bootstrap_job
+    assert _selected("search_full_load_job") == {"search_executions_full_load", "search_audit_logs_full_load"}
+    assert defs.resolve_job_def("search_full_load_job").partitions_def is not None
     assert _selected("migrate_job") == {"postgres_schema"}
     assert _selected("seed_job") == {"seed_data"}
     assert _selected("health_job") == {"service_health"}
