@@ -117,4 +117,5 @@ def celery_executor(init_context) -> WatchedCeleryExecutor:
 
 
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:
-    return celery_executor if settings.dagster_executor is Executor.CELERY else dg.multiprocess_executor
+    # multiprocess: Dagster's own default (subprocesses per step; execute_in_process still works)
+    return celery_executor if settings.dagster_executor is Executor.CELERY else dg.multi_or_in_process_executor

@@ -42,6 +42,14 @@ def test_quick_jobs_run_in_process_and_the_rest_in_subprocesses():
     assert defs.resolve_job_def("bootstrap_job").executor_def.name == "multi_or_in_process_executor"
 
 
+def test_dagster_executor_celery_puts_the_watched_celery_executor_on_the_jobs():
+    from jobs.executors import executor_for
+    from orchestrator_data.settings import load_settings
+
+    assert executor_for(load_settings(DAGSTER_EXECUTOR="celery")).name == "celery"
+    assert executor_for(load_settings(DAGSTER_EXECUTOR="multiprocess")).name == "multi_or_in_process_executor"
+
+
 PREFIX = "jobs"
 
 
