@@ -5,11 +5,13 @@ worker SIGKILLed in the middle of a step, and the run re-executed from failure."
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -22,7 +24,7 @@ from dagster._core.events import DagsterEventType
 from orchestrator_data import connections, workers
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import sync
+from orchestrator_data.search import full_load, sync
 from orchestrator_data.search.indices import Layout, drop_indices
 from orchestrator_data.settings import load_settings
 from tests.cli.conftest import SCRIPT, run_cli
@@ -31,6 +33,7 @@ from tests.databases import migrated_database
 pytestmark = pytest.mark.integration
 
 CELERY_DB = "9"
+WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
 # enough executions that their documents take the sync a few seconds: time to kill a worker mid-step
 EXECUTIONS = 40_000
 
@@ -89,7 +92,9 @@ def deployment(stack, tmp_path_factory):
         layout = Layout(prefix)
         sync.prepare(engine, client, layout)
         env = {"DATABASE_URL": url, "DAGSTER_PG_URL": stack.endpoints().dagster_pg_url, "SEARCH_INDEX_PREFIX": prefix, "DAGSTER_EXECUTOR": "celery",
-               "DAGSTER_CELERY_REDIS_DB": CELERY_DB, "COLUMNS": "200"}
+               "DAGSTER_CELERY_REDIS_DB": CELERY_DB, "COLUMNS": "200",
+               # the seed's history starts in 2026-05; the first partition also takes every older row
+               "SEARCH_PARTITIONS_START": "2026-09-01"}
         celery_settings = load_settings(DAGSTER_CELERY_REDIS_DB=CELERY_DB)
         broker = workers.broker_url(celery_settings, connections.resolve_url("redis", celery_settings))
         assert broker.endswith(f"/{CELERY_DB}")
@@ -159,6 +164,56 @@ def test_worker_status_lists_the_live_workers(deployment):
     assert {w["pid"] for w in listed["workers"]} >= {w.pid for w in deployment.workers if w.poll() is None}
     assert all(w["queues"] == ["dagster"] and w["concurrency"] == 1 for w in listed["workers"])
     assert ":***@" in listed["broker"] or "@" not in listed["broker"]
+
+
+def test_a_backfill_of_the_full_load_fans_out_over_both_workers_and_ends_exact(deployment):
+    """Dagster's own path: `dagster job backfill` queues one run per month, the daemon's run queue
+    launches them, each run sends its two steps (executions, audit_logs) to the workers."""
+    client = connections.elasticsearch_client(load_settings())
+    drop_indices(client, deployment.layout)  # empty, never synced, no partition loaded
+    sync.prepare(deployment.engine, client, deployment.layout)
+    client.close()
+    home = Path(os.environ["ORCHESTRATOR_DATA_HOME"]) / "dagster_home"
+    env = {**os.environ, **deployment.env, "DAGSTER_HOME": str(home)}
+    months = ["2026-09", "2026-10", "2026-11", datetime.now(UTC).strftime("%Y-%m")]  # the first takes every older row
+    with (deployment.logs / "daemon.log").open("w") as log:
+        daemon = subprocess.Popen([str(SCRIPT.parent / "dagster-daemon"), "run", "-w", str(WORKSPACE)], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        backfill = subprocess.run(
+            [str(SCRIPT.parent / "dagster"), "job", "backfill", "-j", "search_full_load_job", "-w", str(WORKSPACE),
+             "--partitions", ",".join(dict.fromkeys(months)), "--noprompt"],
+            env=env, capture_output=True, text=True, timeout=120)
+        assert backfill.returncode == 0, backfill.stdout + backfill.stderr
+        with _instance() as instance:
+            deadline = time.monotonic() + 240
+            backfill_id = _backfill_id(backfill.stdout)
+            while True:
+                runs = instance.get_runs(dg.RunsFilter(job_name="search_full_load_job",
+                                                       tags={"dagster/backfill": backfill_id}))
+                assert runs, backfill.stdout
+                if all(r.is_finished for r in runs):
+                    break
+                assert time.monotonic() < deadline, f"backfill runs not finished: {[r.status for r in runs]}; " + (
+                    deployment.logs / "daemon.log").read_text()[-3000:]
+                time.sleep(1)
+            assert len(runs) == len(set(months)) and {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
+            starts = [record for r in runs for record in instance.all_logs(
+                r.run_id, of_type=DagsterEventType.STEP_START)]
+    finally:
+        _stop(daemon)
+    assert len(starts) == 2 * len(set(months))
+    ran_on = {_worker_of(record.dagster_event.pid, deployment) for record in starts}
+    assert None not in ran_on and len(ran_on) == 2, "every step on a worker, both workers used"
+    for name in ("executions", "audit_logs"):
+        assert _documents(deployment, name) == sync.postgres_rows(deployment.engine, name)
+        assert len(full_load.loads(deployment.engine, deployment.layout.read_alias(name))) == len(set(months))
+
+
+def _backfill_id(stdout: str) -> str:
+    match = re.search(r"Launched backfill job `([^`]+)`", stdout)
+    assert match, stdout
+    return match.group(1)
 
 
 def test_a_worker_killed_mid_step_fails_the_run_and_the_rerun_is_exact(deployment):
