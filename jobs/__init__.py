@@ -3,6 +3,7 @@
 import dagster as dg
 
 from jobs.gdpr import gdpr_erase_job, gdpr_export_job
+from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, sync_tags, tags
 from jobs.reset import reset_job
 from orchestrator_data.search.sync import SYNCED
 
@@ -10,6 +11,7 @@ from orchestrator_data.search.sync import SYNCED
 # and testing only: seed_data fails in production). `make run` runs it.
 bootstrap_job = dg.define_asset_job(
     "bootstrap_job",
+    tags=tags(MIGRATION_TAGS, sync_tags(SYNCED)),
     selection=dg.AssetSelection.groups("platform", "postgres", "redis", "search"),
     description="Check every server, migrate PostgreSQL to head, set the Redis keyspace up, seed, create the search "
                 "indices and sync them in full.",
@@ -26,6 +28,7 @@ health_job = dg.define_asset_job(
 
 migrate_job = dg.define_asset_job(
     "migrate_job",
+    tags=MIGRATION_TAGS,
     selection=dg.AssetSelection.assets("postgres_schema"),
     description="Migrate PostgreSQL to head under the advisory lock, then check drift and row-level security.",
 )
@@ -38,12 +41,14 @@ seed_job = dg.define_asset_job(
 
 backup_job = dg.define_asset_job(
     "backup_job",
+    tags=LIVE_SCHEMA_TAGS,
     selection=dg.AssetSelection.assets("postgres_backup"),
     description="Back PostgreSQL up into BACKUP_DIR (pg_dump with per-table checksums, encrypted when a key is set).",
 )
 
 restore_test_job = dg.define_asset_job(
     "restore_test_job",
+    tags=LIVE_SCHEMA_TAGS,
     selection=dg.AssetSelection.assets("postgres_restore_check"),
     description="Restore the newest backup into a scratch database, compare it with its manifest, check freshness.",
 )
@@ -51,6 +56,7 @@ restore_test_job = dg.define_asset_job(
 # the documents only: the indices exist (bootstrap or `search init`), so each run is the light incremental step
 search_sync_job = dg.define_asset_job(
     "search_sync_job",
+    tags=sync_tags(SYNCED),
     selection=dg.AssetSelection.assets(*[f"search_{name}_documents" for name in SYNCED]),
     description="Sync the search indices from PostgreSQL (incremental from each watermark), then reconcile them.",
 )

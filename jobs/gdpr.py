@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from jobs.queue_tags import sync_tags
 from orchestrator_data import gdpr
 from orchestrator_data.gdpr import erase as erase_core
 from orchestrator_data.gdpr import export as export_core
@@ -89,7 +90,9 @@ def gdpr_export_job():
     gdpr_export()
 
 
-@dg.job(description="Erase one user everywhere (run config: user_id, requested_by; confirm: true in production), "
+# the erasure syncs the indices that reference users (gdpr.erase.SEARCH_INDICES): one sync per index
+@dg.job(tags=sync_tags(erase_core.SEARCH_INDICES),
+        description="Erase one user everywhere (run config: user_id, requested_by; confirm: true in production), "
                     "as `orchestrator-data gdpr erase --confirm` does.")
 def gdpr_erase_job():
     gdpr_erase()

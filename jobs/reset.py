@@ -3,7 +3,10 @@
 import dagster as dg
 from pydantic import Field
 
+from jobs import queue_tags
+from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, RESET_TAGS, SEARCH_FULL_LOAD_KEY, sync_tags, tags
 from orchestrator_data import provisioning
+from orchestrator_data.search.sync import SYNCED
 from resources import DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
 
 
@@ -16,6 +19,13 @@ class ResetConfig(dg.Config):
                    "without confirm.")
 def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgres: PostgresResource,
                      redis: RedisResource, elasticsearch: ElasticsearchResource, deployment: DeploymentResource):
+    # the queue cannot keep a reset from a search full load without serializing the load's partitions
+    # (jobs/queue_tags.py): refuse here instead, before anything is dropped
+    loading = queue_tags.runs_in_progress(context.instance, SEARCH_FULL_LOAD_KEY)
+    if loading:
+        raise dg.Failure(description=f"refusing to reset while {len(loading)} search full load run(s) are in "
+                                     f"progress ({', '.join(loading[:3])}): let them finish or cancel them, then "
+                                     "reset")
     environment = deployment.name()
     try:
         report = provisioning.reset(environment, config.confirm, postgres.engine, redis.client,
@@ -43,7 +53,10 @@ def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgr
     yield dg.Output(None)
 
 
+# it migrates, drops and recreates every synced index, and drops the schema under backups and restore
+# checks: it carries every limited tag (jobs/queue_tags.py), and its own for a full load to look for
 @dg.job(description="Drop and recreate PostgreSQL's schema, the Redis keyspace and the search indices (run "
-                    "config: confirm: true). Refused in production.")
+                    "config: confirm: true). Refused in production.",
+        tags=tags(MIGRATION_TAGS, sync_tags(SYNCED), LIVE_SCHEMA_TAGS, RESET_TAGS))
 def reset_job():
     reset_data_layer()
