@@ -3,7 +3,7 @@
 import dagster as dg
 
 from jobs.gdpr import gdpr_erase_job, gdpr_export_job
-from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, sync_tags, tags
+from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, SEARCH_FULL_LOAD_TAGS, sync_tags, tags
 from jobs.reset import reset_job
 from orchestrator_data.search.sync import SYNCED
 
@@ -66,6 +66,8 @@ search_sync_job = dg.define_asset_job(
 search_full_load_job = dg.define_asset_job(
     "search_full_load_job",
     selection=dg.AssetSelection.groups("search_full_load"),
+    # not limited in the run queue: a backfill's months run side by side on the workers
+    tags=SEARCH_FULL_LOAD_TAGS,
     description="Load the executions and audit_logs search indices in full, one month per partition (backfill the "
                 "months, or materialize one again alone). Never moves the sync's watermark.",
 )

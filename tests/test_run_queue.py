@@ -74,6 +74,7 @@ def test_dagster_yaml_limits_one_run_per_limited_key_and_the_jobs_meant_carry_th
     assert carriers == MEANT
     # the full load's partitions run in parallel: its key is not limited (reset_job refuses beside them)
     assert SEARCH_FULL_LOAD_KEY not in {limit["key"] for limit in limits}
+    assert {job.name for job in _jobs() if SEARCH_FULL_LOAD_KEY in job.run_tags} == {"search_full_load_job"}
 
 
 def test_every_job_that_migrates_or_syncs_carries_the_key_whatever_selects_it():
