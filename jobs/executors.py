@@ -33,25 +33,24 @@ class WorkerLost(Exception):
 
 
 class LiveWorkers:
-    """The workers answering a broadcast ping, asked at most every PING_EVERY_S for all steps at once."""
+    """Which workers running this run's steps still answer: one broadcast ping at most every
+    PING_EVERY_S for all steps at once; a worker is gone after MISSED_PINGS unanswered in a row."""
 
-    def __init__(self, app):
+    def __init__(self, app, clock=time.monotonic):
         self._app = app
+        self._clock = clock
         self._asked_at = float("-inf")
-        self._alive: set[str] = set()
-        self._missed: dict[str, int] = {}
+        self._missed: dict[str, int] = {}  # every worker asked about so far -> pings missed in a row
 
     def gone(self, name: str) -> bool:
-        now = time.monotonic()
+        self._missed.setdefault(name, 0)
+        now = self._clock()
         if now - self._asked_at >= PING_EVERY_S:
             self._asked_at = now
-            replies = self._app.control.ping(timeout=PING_TIMEOUT_S) or []
-            self._alive = {worker for reply in replies for worker in reply}
-            for worker in list(self._missed):
-                self._missed[worker] = 0 if worker in self._alive else self._missed[worker] + 1
-            if name not in self._missed:
-                self._missed[name] = 0 if name in self._alive else 1
-        return self._missed.get(name, 0) >= MISSED_PINGS
+            alive = {worker for reply in self._app.control.ping(timeout=PING_TIMEOUT_S) or [] for worker in reply}
+            for worker in self._missed:
+                self._missed[worker] = 0 if worker in alive else self._missed[worker] + 1
+        return self._missed[name] >= MISSED_PINGS
 
 
 class WatchedResult:

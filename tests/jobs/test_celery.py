@@ -21,7 +21,7 @@ import redis
 import sqlalchemy as sa
 from dagster._core.events import DagsterEventType
 
-from orchestrator_data import connections, workers
+from orchestrator_data import connections, urls, workers
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
 from orchestrator_data.search import full_load, sync
@@ -163,7 +163,10 @@ def test_worker_status_lists_the_live_workers(deployment):
     listed = json.loads(result.stdout)
     assert {w["pid"] for w in listed["workers"]} >= {w.pid for w in deployment.workers if w.poll() is None}
     assert all(w["queues"] == ["dagster"] and w["concurrency"] == 1 for w in listed["workers"])
-    assert ":***@" in listed["broker"] or "@" not in listed["broker"]
+    password = urls.parse_redis_url(connections.resolve_url("redis", load_settings())).password
+    assert password and listed["broker"].endswith(f"/{CELERY_DB}") and password not in result.stdout + result.stderr
+    for log in deployment.logs.glob("worker-*.log"):  # Celery's banner shows the broker: masked
+        assert password not in log.read_text()
 
 
 def test_a_backfill_of_the_full_load_fans_out_over_both_workers_and_ends_exact(deployment):
