@@ -1,6 +1,7 @@
-"""DAGSTER_EXECUTOR=celery on real servers: two `orchestrator-data worker start` processes started here,
-runs launched with `orchestrator-data run` (the run's process submits each step to the workers), a
-worker SIGKILLed in the middle of a step, and the run re-executed from failure."""
+"""DAGSTER_EXECUTOR=celery on real servers: two `orchestrator-data worker start` processes started here;
+a backfill of the partitioned full load through Dagster's daemon whose every step runs on the workers;
+a run launched with `orchestrator-data run` whose worker is SIGKILLed in the middle of a step, then
+re-executed from failure."""
 
 from __future__ import annotations
 
@@ -134,27 +135,6 @@ def _worker_of(pid: int, deployment: Deployment) -> subprocess.Popen | None:
     return next((w for w in deployment.workers if w.pid in lineage), None)
 
 
-def test_every_step_runs_on_a_worker(deployment):
-    result = run_cli("run", "search_sync_job", env=deployment.env, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    with _instance() as instance:
-        run = instance.get_runs(dg.RunsFilter(job_name="search_sync_job"), limit=1)[0]
-        assert run.status == dg.DagsterRunStatus.SUCCESS
-        starts = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_START)
-        handed = [r for r in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
-                  if "in celery worker" in (r.dagster_event.message or "")]
-    # the four syncs and their four reconciliation checks, each a Celery task on one of the two workers
-    assert len(starts) == 8
-    ran_on = {_worker_of(record.dagster_event.pid, deployment) for record in starts}
-    assert None not in ran_on and ran_on <= set(deployment.workers)
-    assert len(ran_on) == 2, "both workers took steps"
-    names = {r.dagster_event.engine_event_data.metadata["Celery worker"].value for r in handed}
-    assert len(handed) == 8 and {n.split("-")[-1].split("@")[0] for n in names} == {
-        str(w.pid) for w in deployment.workers}
-    for name in sync.SYNCED:
-        assert _documents(deployment, name) == sync.postgres_rows(deployment.engine, name)
-
-
 def test_worker_status_lists_the_live_workers(deployment):
     result = run_cli("worker", "status", "--json", env=deployment.env)
     assert result.returncode == 0, result.stderr
@@ -203,11 +183,18 @@ def test_a_backfill_of_the_full_load_fans_out_over_both_workers_and_ends_exact(d
             assert len(runs) == len(set(months)) and {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
             starts = [record for r in runs for record in instance.all_logs(
                 r.run_id, of_type=DagsterEventType.STEP_START)]
+            handed = [record for r in runs for record in instance.all_logs(
+                r.run_id, of_type=DagsterEventType.ENGINE_EVENT) if "in celery worker" in (
+                record.dagster_event.message or "")]
     finally:
         _stop(daemon)
     assert len(starts) == 2 * len(set(months))
     ran_on = {_worker_of(record.dagster_event.pid, deployment) for record in starts}
     assert None not in ran_on and len(ran_on) == 2, "every step on a worker, both workers used"
+    # the run's event log names the worker of each step: orchestrator-data-<queue>-<pid>@<host>
+    names = {r.dagster_event.engine_event_data.metadata["Celery worker"].value for r in handed}
+    assert len(handed) == len(starts) and {n.split("@")[0].rsplit("-", 1)[1] for n in names} == {
+        str(w.pid) for w in deployment.workers}
     for name in ("executions", "audit_logs"):
         assert _documents(deployment, name) == sync.postgres_rows(deployment.engine, name)
         assert len(full_load.loads(deployment.engine, deployment.layout.read_alias(name))) == len(set(months))

@@ -38,7 +38,9 @@ def _read_until(path: str, stop_file: str) -> int:
 
 def test_concurrent_processes_lose_no_password_and_never_see_half_a_file(tmp_path):
     path, stop = tmp_path / "secrets.json", tmp_path / "stop"
-    context = multiprocessing.get_context("fork")
+    # forkserver, not fork: by now the test process runs threads (clients, Dagster instances) whose locks a
+    # plain fork would copy while held, hanging a child; the fork server is a fresh process to fork from
+    context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=WORKERS + 1, mp_context=context) as pool:
         reader = pool.submit(_read_until, str(path), str(stop))  # raises if a read ever fails
         writers = [pool.submit(_ask_for_passwords, str(path), worker) for worker in range(WORKERS)]
