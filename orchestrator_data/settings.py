@@ -219,22 +219,12 @@ class Settings(BaseSettings):
     @field_validator("dagster_executor", mode="before")
     @classmethod
     def _executor(cls, value):
-        if isinstance(value, str):
-            value = value.strip().lower()
-            if value not in {e.value for e in Executor}:
-                raise ValueError("is not a known executor; expected multiprocess or celery")
-        return value
+        return _known(value, Executor, "executor")
 
     @field_validator("environment", mode="before")
     @classmethod
     def _environment(cls, value):
-        if isinstance(value, str):
-            value = value.strip().lower()
-            if value not in {e.value for e in Environment}:
-                raise ValueError(
-                    "is not a known environment; expected development, testing or production"
-                )
-        return value
+        return _known(value, Environment, "environment")
 
     @property
     def backup_key_bytes(self) -> bytes | None:
@@ -244,6 +234,16 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment is Environment.PRODUCTION
+
+
+def _known(value, choices: type[enum.Enum], what: str):
+    """A choice's text, trimmed and lower-cased, or a ValueError listing the choices."""
+    if isinstance(value, str):
+        value = value.strip().lower()
+        names = [choice.value for choice in choices]
+        if value not in names:
+            raise ValueError(f"is not a known {what}; expected {', '.join(names[:-1])} or {names[-1]}")
+    return value
 
 
 # Settings that name a path, relative to the directory a command is run from.
