@@ -22,10 +22,10 @@ from dagster_celery.executor import CeleryExecutor, _submit_task
 from orchestrator_data import connections, workers
 from orchestrator_data.settings import Executor, Settings, load_settings
 
-PING_EVERY_S = 5.0
-PING_TIMEOUT_S = 2.0
-# consecutive unanswered pings before a worker counts as gone (a busy broker can drop one)
+# consecutive unanswered pings before a worker counts as gone (a busy broker can drop one); they are
+# DAGSTER_CELERY_WORKER_TIMEOUT_S apart in all
 MISSED_PINGS = 3
+PING_TIMEOUT_S = 1.0
 
 
 class WorkerLost(Exception):
@@ -34,10 +34,11 @@ class WorkerLost(Exception):
 
 class LiveWorkers:
     """Which workers running this run's steps still answer: one broadcast ping at most every
-    PING_EVERY_S for all steps at once; a worker is gone after MISSED_PINGS unanswered in a row."""
+    `ping_every_s` for all steps at once; a worker is gone after MISSED_PINGS unanswered in a row."""
 
-    def __init__(self, app, clock=time.monotonic):
+    def __init__(self, app, ping_every_s: float, clock=time.monotonic):
         self._app = app
+        self._ping_every_s = ping_every_s
         self._clock = clock
         self._asked_at = float("-inf")
         self._missed: dict[str, int] = {}  # every worker asked about so far -> pings missed in a row
@@ -45,7 +46,7 @@ class LiveWorkers:
     def gone(self, name: str) -> bool:
         self._missed.setdefault(name, 0)
         now = self._clock()
-        if now - self._asked_at >= PING_EVERY_S:
+        if now - self._asked_at >= self._ping_every_s:
             self._asked_at = now
             alive = {worker for reply in self._app.control.ping(timeout=PING_TIMEOUT_S) or [] for worker in reply}
             for worker in self._missed:
@@ -85,12 +86,16 @@ class WatchedResult:
 
 
 class WatchedCeleryExecutor(CeleryExecutor):
+    def __init__(self, *args, worker_timeout_s: float = 15.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.worker_timeout_s = worker_timeout_s
+
     def execute(self, plan_context, execution_plan):
         live: LiveWorkers | None = None
 
         def submit(app, context, step, queue, priority, known_state):
             nonlocal live
-            live = live or LiveWorkers(app)
+            live = live or LiveWorkers(app, self.worker_timeout_s / MISSED_PINGS)
             return WatchedResult(_submit_task(app, context, step, queue, priority, known_state), step.key, live)
 
         return core_celery_execution_loop(plan_context, execution_plan, step_execution_fn=submit)
@@ -109,10 +114,12 @@ def celery_executor(init_context) -> WatchedCeleryExecutor:
     """dagster-celery's executor on the Redis of REDIS_URL (database DAGSTER_CELERY_REDIS_DB), watching
     its workers. The broker URL is built here, in the run's process, from its settings: it is never
     part of a run's config, so its password never reaches the UI."""
-    args = celery_app_args(load_settings())
+    settings = load_settings()
+    args = celery_app_args(settings)
     return WatchedCeleryExecutor(retries=RetryMode.from_config(init_context.executor_config["retries"]),
                                  broker=args["broker"], backend=args["backend"],
-                                 config_source=workers.celery_config())
+                                 config_source=workers.celery_config(),
+                                 worker_timeout_s=settings.dagster_celery_worker_timeout_s)
 
 
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:

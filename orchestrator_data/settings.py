@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     # own (Celery's keys never mix with sessions and queues, and FLUSHDB of one never touches the other).
     dagster_executor: Executor = Field(Executor.MULTIPROCESS, validation_alias="DAGSTER_EXECUTOR")
     dagster_celery_redis_db: int = Field(1, ge=0, le=100_000, validation_alias="DAGSTER_CELERY_REDIS_DB")
+    # A worker running a step may stay silent on the broker this long before the step is failed as lost
+    # (a busy or far broker needs more; a killed worker is noticed after about this long).
+    dagster_celery_worker_timeout_s: float = Field(15.0, ge=3, le=3600,
+                                                   validation_alias="DAGSTER_CELERY_WORKER_TIMEOUT_S")
     # The first month of the search full load's monthly partitions (search_<index>_full_load; the first
     # partition also loads every older row). The first day of a month.
     search_partitions_start: date = Field(date(2024, 1, 1), validation_alias="SEARCH_PARTITIONS_START")

@@ -95,7 +95,9 @@ def deployment(stack, tmp_path_factory):
         env = {"DATABASE_URL": url, "DAGSTER_PG_URL": stack.endpoints().dagster_pg_url, "SEARCH_INDEX_PREFIX": prefix, "DAGSTER_EXECUTOR": "celery",
                "DAGSTER_CELERY_REDIS_DB": CELERY_DB, "COLUMNS": "200",
                # the seed's history starts in 2026-05; the first partition also takes every older row
-               "SEARCH_PARTITIONS_START": "2026-09-01"}
+               "SEARCH_PARTITIONS_START": "2026-09-01",
+               # a killed worker's step fails after ~6 s of silence (default 15)
+               "DAGSTER_CELERY_WORKER_TIMEOUT_S": "6"}
         celery_settings = load_settings(DAGSTER_CELERY_REDIS_DB=CELERY_DB)
         broker = workers.broker_url(celery_settings, connections.resolve_url("redis", celery_settings))
         assert broker.endswith(f"/{CELERY_DB}")

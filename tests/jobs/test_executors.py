@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from jobs.executors import MISSED_PINGS, PING_EVERY_S, LiveWorkers
+from jobs.executors import MISSED_PINGS, LiveWorkers
+
+PING_EVERY_S = 5.0
 
 
 class Broker:
@@ -20,7 +22,7 @@ class Broker:
 
 def test_a_worker_is_gone_after_missed_pings_in_a_row_and_the_others_stay():
     broker, now = Broker({"a@h", "b@h"}), [0.0]
-    live = LiveWorkers(broker, clock=lambda: now[0])
+    live = LiveWorkers(broker, PING_EVERY_S, clock=lambda: now[0])
     assert not live.gone("a@h") and not live.gone("b@h")
     broker.alive = {"a@h"}  # b dies
     for _ in range(MISSED_PINGS):
@@ -32,7 +34,7 @@ def test_a_worker_is_gone_after_missed_pings_in_a_row_and_the_others_stay():
 
 def test_one_ping_per_interval_whatever_the_number_of_steps():
     broker, now = Broker({"a@h"}), [0.0]
-    live = LiveWorkers(broker, clock=lambda: now[0])
+    live = LiveWorkers(broker, PING_EVERY_S, clock=lambda: now[0])
     for _ in range(50):
         live.gone("a@h")
     now[0] += PING_EVERY_S / 2
@@ -42,7 +44,7 @@ def test_one_ping_per_interval_whatever_the_number_of_steps():
 
 def test_a_worker_answering_again_is_forgiven():
     broker, now = Broker(set()), [0.0]
-    live = LiveWorkers(broker, clock=lambda: now[0])
+    live = LiveWorkers(broker, PING_EVERY_S, clock=lambda: now[0])
     for _ in range(MISSED_PINGS - 1):
         live.gone("a@h")
         now[0] += PING_EVERY_S
