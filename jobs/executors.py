@@ -101,11 +101,15 @@ class WatchedCeleryExecutor(CeleryExecutor):
         return core_celery_execution_loop(plan_context, execution_plan, step_execution_fn=submit)
 
 
+def _watched_executor(settings: Settings, retries: RetryMode) -> WatchedCeleryExecutor:
+    url = workers.broker_url(settings, connections.resolve_url("redis", settings))
+    return WatchedCeleryExecutor(retries=retries, broker=url, backend=url, config_source=workers.celery_config(),
+                                 worker_timeout_s=settings.dagster_celery_worker_timeout_s)
+
+
 def celery_app_args(settings: Settings) -> dict:
     """The Celery app's arguments, for the executor and the workers alike (they must agree)."""
-    url = workers.broker_url(settings, connections.resolve_url("redis", settings))
-    return WatchedCeleryExecutor(retries=RetryMode(RetryMode.DISABLED), broker=url, backend=url,
-                                 config_source=workers.celery_config()).app_args()
+    return _watched_executor(settings, RetryMode(RetryMode.DISABLED)).app_args()
 
 
 @dg.executor(name="celery", config_schema={"retries": get_retries_config()},
@@ -114,12 +118,7 @@ def celery_executor(init_context) -> WatchedCeleryExecutor:
     """dagster-celery's executor on the Redis of REDIS_URL (database DAGSTER_CELERY_REDIS_DB), watching
     its workers. The broker URL is built here, in the run's process, from its settings: it is never
     part of a run's config, so its password never reaches the UI."""
-    settings = load_settings()
-    args = celery_app_args(settings)
-    return WatchedCeleryExecutor(retries=RetryMode.from_config(init_context.executor_config["retries"]),
-                                 broker=args["broker"], backend=args["backend"],
-                                 config_source=workers.celery_config(),
-                                 worker_timeout_s=settings.dagster_celery_worker_timeout_s)
+    return _watched_executor(load_settings(), RetryMode.from_config(init_context.executor_config["retries"]))
 
 
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:

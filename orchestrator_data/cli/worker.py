@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator_data import workers
+from orchestrator_data import connections, workers
 from orchestrator_data.cli import output
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.cli.dagster_env import dagster_home
@@ -33,14 +33,17 @@ def _broker(settings: Settings) -> str:
     return workers.broker_url(settings, resolve_or_exit(settings, "redis"))
 
 
-def _reachable_or_exit(url: str) -> None:
+def _reachable_or_exit(settings: Settings, url: str) -> None:
     import redis
 
+    client = connections.redis_client(settings, url, max_connections=1, socket_timeout=3, retries=0)
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+        client.ping()
     except redis.RedisError as exc:
         output.error(f"cannot reach the Celery broker at {mask_url(url)}: {type(exc).__name__}")
         raise typer.Exit(1) from None
+    finally:
+        client.close()
 
 
 @app.command("start")
@@ -57,15 +60,15 @@ def start(
         raise typer.Exit(2)
     settings = load_or_exit()
     url = _broker(settings)
-    _reachable_or_exit(url)
+    _reachable_or_exit(settings, url)
     # the instance the steps write to comes with each task; DAGSTER_HOME keeps Dagster from warning
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home(settings)))
     from jobs.celery_app import app as celery_app  # imports Dagster and the code location: only here
 
-    output.note(f"worker {workers.worker_name(queue)}: queue {queue}, {concurrency} process(es), "
-                f"broker {mask_url(url)}")
+    name = workers.worker_name(queue)
+    output.note(f"worker {name}: queue {queue}, {concurrency} process(es), broker {mask_url(url)}")
     celery_app.worker_main(["worker", f"--concurrency={concurrency}", f"--queues={queue}",
-                            "--prefetch-multiplier=1", f"--hostname={workers.worker_name(queue)}",
+                            "--prefetch-multiplier=1", f"--hostname={name}",
                             f"--loglevel={loglevel}", "--without-mingle", "--without-gossip"])
 
 
@@ -77,7 +80,7 @@ def status(
     """List the live workers (those answering on the broker), their queues and what they run."""
     settings = load_or_exit()
     url = _broker(settings)
-    _reachable_or_exit(url)
+    _reachable_or_exit(settings, url)
     found = workers.live_workers(workers.control_app(url), timeout_s=timeout)
     if as_json:
         output.print_json({"broker": mask_url(url), "workers": [w.as_dict() for w in found]})
