@@ -1,0 +1,116 @@
+"""The docs tell the truth about the code they describe: the configuration reference is what the
+settings print, .env.example lists every setting at its default, and docs/cli.md has a section for
+every command that names each of its options and arguments (and none for a command that is gone)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import SecretStr
+
+from orchestrator_data.settings import Settings, load_settings
+from orchestrator_data.settings_reference import reference, variable_of
+from tests.conftest import PROJECT_ROOT
+
+ENV_EXAMPLE = PROJECT_ROOT / ".env.example"
+CLI_DOC = PROJECT_ROOT / "docs" / "cli.md"
+
+
+def _variables() -> dict[str, str]:
+    """Field name → the variable it is read from, for every setting."""
+    return {name: variable_of(field)[0] for name, field in Settings.model_fields.items()}
+
+
+def test_the_configuration_reference_is_what_the_settings_print():
+    written = (PROJECT_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert written == reference(), ("docs/configuration.md differs from the settings: run "
+                                    ".venv/bin/python -m orchestrator_data.settings_reference > docs/configuration.md")
+
+
+def test_every_setting_has_a_description_and_appears_in_the_reference():
+    assert [name for name, field in Settings.model_fields.items() if not (field.description or "").strip()] == []
+    text = reference()
+    assert [variable for variable in _variables().values() if f"| `{variable}`" not in text] == []
+
+
+def test_env_example_lists_every_setting_and_nothing_else():
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    listed = re.findall(r"^(?:# ?)?([A-Z][A-Z0-9_]*)=", text, flags=re.M)
+    assert sorted(set(_variables().values()) - set(listed)) == []
+    assert sorted(set(listed) - set(_variables().values())) == []
+
+
+def _unset_if_blank(value):
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return None if value == "" else value
+
+
+def test_env_example_as_given_means_the_defaults(monkeypatch, tmp_path):
+    """`cp .env.example .env.local` changes nothing until a value is edited: every value it sets is the
+    setting's default (a blank one: unset)."""
+    for field in Settings.model_fields.values():
+        for variable in (variable_of(field)[0], *variable_of(field)[1]):
+            monkeypatch.delenv(variable, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env of the working directory takes part
+    from_example = load_settings(_env_file=ENV_EXAMPLE)
+    defaults = load_settings(_env_file=None)
+    differing = {name: (getattr(from_example, name), getattr(defaults, name)) for name in Settings.model_fields
+                 if _unset_if_blank(getattr(from_example, name)) != _unset_if_blank(getattr(defaults, name))}
+    assert differing == {}
+
+
+# -- docs/cli.md --------------------------------------------------------------------------------------
+def _commands():
+    """(path, command) for every command the console script runs, e.g. (("search", "snapshot", "prune"), ...)."""
+    import typer
+
+    from orchestrator_data.cli.main import app
+
+    def walk(command, path):
+        children = getattr(command, "commands", None)
+        if children is None:
+            yield path, command
+            return
+        for name, child in children.items():
+            yield from walk(child, (*path, name))
+
+    return list(walk(typer.main.get_command(app), ()))
+
+
+def _sections() -> dict[str, str]:
+    """Each command's section of docs/cli.md (a heading "### `<command path>`"), by command path."""
+    text = CLI_DOC.read_text(encoding="utf-8")
+    parts = re.split(r"^(#{1,3} .*)$", text, flags=re.M)
+    sections = {}
+    for heading, body in zip(parts[1::2], parts[2::2]):
+        found = re.fullmatch(r"### `([a-z][a-z -]*)`", heading.strip())
+        if found:
+            sections[found.group(1)] = body
+    return sections
+
+
+def test_the_cli_reference_has_a_section_for_every_command_and_no_other():
+    documented = set(_sections())
+    commands = {" ".join(path) for path, _ in _commands()}
+    assert sorted(commands - documented) == []
+    assert sorted(documented - commands) == []
+
+
+def test_each_command_section_names_its_options_and_arguments():
+    sections = _sections()
+    missing = []
+    for path, command in _commands():
+        body = sections.get(" ".join(path), "")
+        for param in command.params:
+            if param.param_type_name == "argument":
+                if not re.search(rf"\b{param.name.upper()}\b", body):
+                    missing.append(f"{' '.join(path)}: argument {param.name.upper()}")
+            else:
+                missing += [f"{' '.join(path)}: {opt}" for opt in param.opts
+                            if opt != "--help" and not re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", body)]
+    assert missing == []
+
+
+def test_each_command_section_gives_its_exit_codes():
+    assert [name for name, body in _sections().items() if "Exit codes" not in body] == []
