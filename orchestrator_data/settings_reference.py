@@ -52,9 +52,10 @@ Names are case-insensitive. A value that cannot be used stops every command with
 line naming the variable and what is wrong, never the value, so a password is never printed; so does
 an env file that is not UTF-8 (naming the file) and an `ORCHESTRATOR_DATA_HOME` that names a file.
 
-A service whose URL is unset is the local stack's (`orchestrator-data stack start`, README.md): set
-`DATABASE_URL`, `REDIS_URL` and `ELASTICSEARCH_URL` to use your own servers. `make run` then migrates
-and **seeds 20,000 synthetic executions into whatever database `DATABASE_URL` names**.
+A service whose URL is unset is the local stack's (`orchestrator-data stack start`,
+[architecture.md](architecture.md#the-local-stack)): set `DATABASE_URL`, `REDIS_URL` and
+`ELASTICSEARCH_URL` to use your own servers. `make run` then migrates and **seeds 20,000 synthetic
+executions into whatever database `DATABASE_URL` names**.
 
 Secrets (marked *secret* below) are never printed, logged or recorded in Dagster; passwords inside
 URLs are masked wherever a URL is shown.
