@@ -114,3 +114,36 @@ def test_each_command_section_names_its_options_and_arguments():
 
 def test_each_command_section_gives_its_exit_codes():
     assert [name for name, body in _sections().items() if "Exit codes" not in body] == []
+
+
+# -- README.md and docs/dagster.md ----------------------------------------------------------------------
+def test_the_readme_make_targets_exist():
+    """The README's commands (`make run`, `make test` — CI's .ci/run calls it — `make ui`, ...) are targets."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([\w-]+(?: [\w-]+)*):", makefile, flags=re.M))
+    targets = {name for line in targets for name in line.split()}
+    named = set(re.findall(r"`make ([\w-]+)`|^\s+make ([\w-]+)", readme, flags=re.M))
+    named = {first or second for first, second in named}
+    assert {"run", "test", "ui"} <= named
+    assert sorted(named - targets) == []
+
+
+def _named_in(text: str, name: str) -> bool:
+    """`name`, or its pattern over the search indices (search_workflows_index → search_<index>_index)."""
+    from orchestrator_data.search.indices import NAMES
+
+    return any(f"`{candidate}`" in text or f"`{candidate}," in text
+               for candidate in {name, *(name.replace(f"_{index}_", "_<index>_") for index in NAMES)})
+
+
+def test_the_dagster_page_names_every_asset_check_job_schedule_and_sensor():
+    from definitions import defs
+
+    text = (PROJECT_ROOT / "docs" / "dagster.md").read_text(encoding="utf-8")
+    graph = defs.resolve_asset_graph()
+    names = [key.to_user_string() for key in graph.get_all_asset_keys()]
+    names += [key.name for key in graph.asset_check_keys]
+    names += [job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")]
+    names += [schedule.name for schedule in defs.schedules] + [sensor.name for sensor in defs.sensors]
+    assert [name for name in names if not _named_in(text, name)] == []
