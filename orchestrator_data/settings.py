@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     dagster_pg_url: str | None = Field(
         None, validation_alias="DAGSTER_PG_URL",
         description="PostgreSQL database of Dagster's own run, event and schedule storage (a database of its own; "
-                    "any `postgresql://` form, rewritten for psycopg2). Unset: the local stack's `dagster` database.")
+                    "any `postgresql://` form, rewritten for psycopg2). Unset: the local stack's `dagster` database, "
+                    "which only exists while DATABASE_URL is unset.")
 
     elasticsearch_api_key: SecretStr | None = Field(
         None, validation_alias="ELASTICSEARCH_API_KEY",
