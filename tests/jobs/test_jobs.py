@@ -43,7 +43,7 @@ def test_quick_jobs_run_in_process_and_the_rest_in_subprocesses():
 
 
 def test_dagster_executor_celery_puts_the_watched_celery_executor_on_the_jobs():
-    from jobs.executors import executor_for
+    from runtime.executors import executor_for
     from orchestrator_data.settings import load_settings
 
     assert executor_for(load_settings(DAGSTER_EXECUTOR="celery")).name == "celery"
