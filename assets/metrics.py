@@ -7,6 +7,7 @@ from datetime import datetime
 
 import dagster as dg
 
+from assets import keys
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data import metrics
 from orchestrator_data.metrics import MetricsError, MetricsReport, collect_and_write
@@ -73,8 +74,8 @@ def metrics_metadata(report: MetricsReport) -> dict:
 
 
 @dg.asset(
-    name="system_metrics", group_name="metrics", kinds={"postgres", "redis", "elasticsearch"},
-    owners=["team:data-platform"], deps=["search_system_metrics_index"],
+    name=keys.SYSTEM_METRICS, group_name=keys.OPERATIONS_GROUP, kinds={"postgres", "redis", "elasticsearch"},
+    owners=["team:data-platform"], deps=[keys.index_key("system_metrics")],
     code_version=code_version(metrics, pg_metrics, redis_metrics, es_metrics),
     description="The data layer's own figures, sampled into the system_metrics index: PostgreSQL connections by "
                 "state, transactions, cache hit ratio, database and largest table sizes, slowest statements "

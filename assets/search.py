@@ -5,6 +5,7 @@ check. Thin: orchestrator_data.search does the work, the same code `orchestrator
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
+from assets import keys
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.runbook import described
 from orchestrator_data.search import indices, reconcile, status, sync
@@ -59,8 +60,8 @@ def documents_metadata(report: status.IndexReport, done: sync.SyncReport) -> dic
 
 def _index_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
-        name=f"search_{name}_index", group_name="search", kinds={"elasticsearch"}, owners=["team:data-platform"],
-        deps=["postgres_schema"], code_version=code_version(indices, sync),
+        name=keys.index_key(name), group_name=keys.SEARCH_GROUP, kinds={"elasticsearch"},
+        owners=["team:data-platform"], deps=[keys.POSTGRES_SCHEMA], code_version=code_version(indices, sync),
         description=f"The {name} index: its template (mapping from the package's data file), its first backing "
                     f"index and its read and write aliases; idempotent. Metadata: alias, mapping version, "
                     f"backing indices, documents, size.",
@@ -79,8 +80,8 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
     # every row yet) the step skips instead of failing every 5 minutes; its reconciliation check is then
     # skipped too (the counts are meant to differ mid-load)
     @dg.asset(
-        name=f"search_{name}_documents", group_name="search", kinds={"elasticsearch", "postgres"},
-        owners=["team:data-platform"], deps=[f"search_{name}_index", "seed_data"], code_version=code_version(sync),
+        name=keys.documents_key(name), group_name=keys.SEARCH_GROUP, kinds={"elasticsearch", "postgres"},
+        owners=["team:data-platform"], deps=[keys.index_key(name), keys.SEED_DATA], code_version=code_version(sync),
         output_required=False,
         description=f"The {name} documents, synced from PostgreSQL: incremental from the watermark (full when "
                     f"never synced), deletes included, versions from the rows. Skipped (an observation says why) "
@@ -107,10 +108,10 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
 
 def _reconciliation_check(name: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=f"search_{name}_documents", name=f"check_search_{name}_reconciliation",
+        asset=keys.documents_key(name), name=keys.RECONCILIATION,
         description=described(f"{name}: documents per organization equal PostgreSQL's rows per organization, and "
                               f"a sample of documents equals the rows they come from (`orchestrator-data search "
-                              f"repair {name}` fixes what differs).", "check_search_reconciliation"),
+                              f"repair {name}` fixes what differs).", keys.RECONCILIATION_SECTION),
     )
     def _check(postgres: PostgresResource, elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
         found = reconcile.reconcile(postgres.engine, elasticsearch.client, elasticsearch.layout(), name)

@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from assets import keys
 from assets._metadata import code_version
 from orchestrator_data.postgres import models
 from orchestrator_data.postgres import seed as seeding
@@ -57,10 +58,11 @@ def seed_metadata(report, plan: SeedPlan, environment: str) -> dict:
 
 
 @dg.asset(
-    group_name="postgres",
+    name=keys.SEED_DATA,
+    group_name=keys.POSTGRES_GROUP,
     kinds={"postgres"},
     owners=["team:data-platform"],
-    deps=["postgres_schema"],
+    deps=[keys.POSTGRES_SCHEMA],
     code_version=code_version(seeding, seed_plans),
     description="Deterministic seed data (fixed random seed): organizations, users, roles, workflows with "
                 "versions, months of executions with a realistic status mix, marketplace items. Idempotent: a "

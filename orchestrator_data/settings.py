@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # The newest *verified* backup may be this old before the freshness check and the stale-backup
     # sensor alert: a nightly backup plus two hours of slack.
     backup_max_age_hours: float = Field(26.0, gt=0, le=24 * 90, validation_alias="BACKUP_MAX_AGE_HOURS")
-    # The newest backup whose *restore check* passed may be this old: restore tests run weekly, so a
+    # The newest backup whose *restore check* passed may be this old: restore checks run weekly, so a
     # week plus a day of slack. A separate promise from the nightly backup's.
     restore_check_max_age_days: float = Field(8.0, gt=0, le=366, validation_alias="RESTORE_CHECK_MAX_AGE_DAYS")
     # Alerts are also POSTed here when set; a SecretStr because webhook URLs often embed a token.

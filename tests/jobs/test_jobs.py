@@ -32,8 +32,8 @@ def test_job_selections():
     assert _selected("migrate_job") == {"postgres_schema"}
     assert _selected("seed_job") == {"seed_data"}
     assert _selected("health_job") == {"service_health"}
-    assert _selected("backup_job") == {"postgres_backup"}
-    assert _selected("restore_test_job") == {"postgres_restore_check"}
+    assert _selected("postgres_backup_job") == {"postgres_backup"}
+    assert _selected("postgres_restore_check_job") == {"postgres_restore_check"}
     assert _selected("system_metrics_job") == {"system_metrics"}
 
 
@@ -84,8 +84,8 @@ def test_bootstrap_job_then_reset_job(stack):
             assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 200
         # the indices were created and synced in full
         assert _search_documents()["executions"] == 200
-        assert all(c.passed for c in result.get_asset_check_evaluations()
-                   if c.check_name.startswith("check_search_"))
+        reconciliations = [c for c in result.get_asset_check_evaluations() if c.check_name == "reconciliation"]
+        assert len(reconciliations) == len(SYNCED) and all(c.passed for c in reconciliations)
 
         not_confirmed = defs.resolve_job_def("reset_job").execute_in_process(resources=resources, raise_on_error=False)
         assert not not_confirmed.success
