@@ -7,7 +7,7 @@ from datetime import datetime
 
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data import metrics
 from orchestrator_data.metrics import MetricsError, MetricsReport, collect_and_write
@@ -44,7 +44,9 @@ def sampled_at_of(tags: dict) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def metrics_metadata(report: MetricsReport) -> dict:
+@records.builds(keys.SYSTEM_METRICS)
+def metrics_metadata(report: MetricsReport, live: records.Live | None = None) -> dict:
+    """system_metrics' metadata (also recorded by `metrics collect`)."""
     metadata: dict = {key: dg.MetadataValue.int(int(value)) if key in WHOLE else dg.MetadataValue.float(float(value))
                       for key, value in report.headline().items()}
     metadata["sampled_at"] = report.sampled_at.isoformat()

@@ -5,7 +5,7 @@ orchestrator_data.retention does the work, the same code `orchestrator-data rete
 import dagster as dg
 from pydantic import Field
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.connections import ServiceNotConfigured
 from orchestrator_data.retention import policies as retention_policies
@@ -62,8 +62,10 @@ def retention_purge(context: dg.AssetExecutionContext, config: RetentionConfig, 
     return dg.MaterializeResult(metadata=metadata)
 
 
-def retention_metadata(report: retention_purge_core.RetentionReport) -> dict:
-    """retention_purge's metadata: rows per table and system, and the duration."""
+@records.builds(keys.RETENTION_PURGE)
+def retention_metadata(report: retention_purge_core.RetentionReport, live: records.Live | None = None) -> dict:
+    """retention_purge's metadata: rows per table and system, and the duration (also recorded by
+    `retention run`)."""
     rows = []
     for t in report.tables:
         rows.append(dg.TableRecord({

@@ -5,7 +5,7 @@ check. Thin: orchestrator_data.search does the work, the same code `orchestrator
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.runbook import described
 from orchestrator_data.search import indices, reconcile, status, sync
@@ -58,6 +58,21 @@ def documents_metadata(report: status.IndexReport, done: sync.SyncReport) -> dic
     }
 
 
+@records.builds(*keys.index_keys(NAMES))
+def index_init_record(made: indices.IndexInit, live: records.Live) -> dict:
+    report = status.index_report(None, live.elasticsearch.client, live.elasticsearch.layout(), made.name)
+    return index_init_metadata(report, made)
+
+
+@records.builds(*keys.documents_keys(sync.SYNCED))
+def documents_record(done: sync.SyncReport, live: records.Live) -> dict:
+    """The documents' metadata after a sync, counted once the sync's writes are searchable."""
+    layout = live.elasticsearch.layout()
+    live.elasticsearch.client.indices.refresh(index=layout.read_alias(done.index))
+    report = status.index_report(live.postgres.engine, live.elasticsearch.client, layout, done.index)
+    return documents_metadata(report, done)
+
+
 def _index_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=keys.index_key(name), group_name=keys.SEARCH_GROUP, kinds={"elasticsearch"},
@@ -70,8 +85,7 @@ def _index_asset(name: str) -> dg.AssetsDefinition:
         target = elasticsearch.target()
         [made] = sync.prepare(postgres.engine, target.client, target.layout, (name,), shards=target.shards,
                               replicas=target.replicas)
-        report = status.index_report(None, target.client, target.layout, name)
-        return dg.MaterializeResult(metadata=index_init_metadata(report, made))
+        return dg.MaterializeResult(metadata=index_init_record(made, records.Live(elasticsearch=elasticsearch)))
     return _asset
 
 
@@ -99,10 +113,9 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
             return
         except sync.SyncError as exc:
             raise dg.Failure(description=str(exc)) from None
-        elasticsearch.client.indices.refresh(index=layout.read_alias(name))
-        report = status.index_report(postgres.engine, elasticsearch.client, layout, name)
         context.log.info(f"{name}: {done.mode} sync, {done.documents_written} written, {done.documents_deleted} deleted")
-        yield dg.MaterializeResult(metadata=documents_metadata(report, done))
+        yield dg.MaterializeResult(metadata=documents_record(done, records.Live(postgres=postgres,
+                                                                                  elasticsearch=elasticsearch)))
     return _asset
 
 

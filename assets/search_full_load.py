@@ -7,7 +7,7 @@ work, the same code `orchestrator-data search load` runs. Never scheduled: the i
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version
 from orchestrator_data.search import full_load, sync
 from orchestrator_data.search.indices import SearchError
@@ -30,7 +30,8 @@ def months() -> dg.MonthlyPartitionsDefinition:
 MONTHS = months()
 
 
-def full_load_metadata(done: full_load.PartitionReport) -> dict:
+@records.builds(*(keys.full_load_key(name) for name in full_load.PARTITIONED))
+def full_load_metadata(done: full_load.PartitionReport, live: records.Live | None = None) -> dict:
     """search_<index>_full_load's metadata for one month (also recorded by `search load`)."""
     return {
         "partition": done.partition,

@@ -7,7 +7,7 @@ run-failure alert sensor passes on."""
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets.backups import freshness_check_result
 from orchestrator_data.runbook import described
@@ -48,6 +48,12 @@ def snapshot_metadata(info: "snapshots.SnapshotInfo", repository_name: str, prun
     })
 
 
+@records.builds(keys.SEARCH_SNAPSHOT)
+def snapshot_record(info: "snapshots.SnapshotInfo", live: records.Live) -> dict:
+    # a snapshot created outside the asset pruned nothing
+    return snapshot_metadata(info, live.elasticsearch.snapshot_repository_of().name, [])
+
+
 @dg.asset(
     name=keys.SEARCH_SNAPSHOT, group_name=keys.BACKUPS_GROUP, kinds={"elasticsearch"}, owners=["team:data-platform"],
     deps=keys.index_keys(NAMES), code_version=code_version(snapshots),
@@ -70,7 +76,8 @@ def search_snapshot(context: dg.AssetExecutionContext, postgres: PostgresResourc
     return dg.MaterializeResult(metadata=snapshot_metadata(info, repository.name, pruned.deleted))
 
 
-def snapshot_check_metadata(result: "snapshots.RestoreCheckResult") -> dict:
+@records.builds(keys.SEARCH_SNAPSHOT_RESTORE_CHECK)
+def snapshot_check_metadata(result: "snapshots.RestoreCheckResult", live: records.Live | None = None) -> dict:
     """search_snapshot_restore_check's metadata (also recorded by `search snapshot restore-check`)."""
     return {
         "snapshot": result.snapshot,
