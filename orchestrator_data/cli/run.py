@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.live import Live
 from rich.table import Table
 
@@ -136,7 +137,7 @@ def print_summary(summary, url: str) -> None:
         else:
             output.info(f"  {output.FAIL} {check.asset}:{check.name}  failed ({check.severity})")
     for step, message in summary.failures:
-        output.info(f"{output.FAIL} step {step} failed: {message}")
+        output.info(f"{output.FAIL} {f'step {step}' if step else 'the run'} failed: {escape(message)}")
     output.info(f"UI: {url}")
 
 
