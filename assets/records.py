@@ -51,6 +51,11 @@ def builds(*asset_keys: str) -> Callable[[Builder], Builder]:
     return register
 
 
+def registered() -> set[str]:
+    """The asset keys with a metadata builder."""
+    return set(_BUILDERS)
+
+
 def metadata(asset_key: str, report: object, live: Live) -> dict:
     """The metadata the asset `asset_key` records for `report`."""
     try:
