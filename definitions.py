@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets import ASSET_CHECKS, ASSETS
 from jobs import JOBS
-from jobs.executors import executor_for
+from runtime.executors import executor_for
 from orchestrator_data.settings import load_settings
 from resources import build_resources
 from schedules import SCHEDULES, SENSORS

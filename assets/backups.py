@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data import backups
 from orchestrator_data.backups import catalog, create, restore
@@ -39,7 +40,9 @@ TABLE_COLUMNS = dg.TableSchema(columns=[
 DIFFERENCES_SHOWN = 10
 
 
-def backup_metadata(entry: "backups.BackupEntry") -> dict:
+@records.builds(keys.POSTGRES_BACKUP)
+def backup_metadata(entry: "backups.BackupEntry", live: records.Live | None = None) -> dict:
+    """postgres_backup's metadata (also recorded by `backup create`)."""
     tables = backups.table_summary(entry.manifest)
     return with_human_sizes({
         "backup_id": entry.id,
@@ -57,10 +60,11 @@ def backup_metadata(entry: "backups.BackupEntry") -> dict:
 
 
 @dg.asset(
-    group_name="backups",
+    name=keys.POSTGRES_BACKUP,
+    group_name=keys.BACKUPS_GROUP,
     kinds={"postgres"},
     owners=["team:data-platform"],
-    deps=["postgres_schema"],
+    deps=[keys.POSTGRES_SCHEMA],
     code_version=code_version(create, catalog),
     freshness_policy=BACKUP_FRESHNESS,
     description="A snapshot-consistent pg_dump of the application database in BACKUP_DIR, with a manifest of "
@@ -78,10 +82,11 @@ def postgres_backup(context: dg.AssetExecutionContext, postgres: PostgresResourc
 
 
 @dg.asset(
-    group_name="backups",
+    name=keys.POSTGRES_RESTORE_CHECK,
+    group_name=keys.BACKUPS_GROUP,
     kinds={"postgres"},
     owners=["team:data-platform"],
-    deps=["postgres_backup"],
+    deps=[keys.POSTGRES_BACKUP],
     code_version=code_version(restore, catalog),
     freshness_policy=RESTORE_CHECK_FRESHNESS,
     description="Restores the newest backup into a scratch database and compares row counts and checksums "
@@ -128,6 +133,12 @@ def restore_check_metadata(entry: "backups.BackupEntry", result: "backups.Restor
     return with_human_sizes(metadata)
 
 
+@records.builds(keys.POSTGRES_RESTORE_CHECK)
+def restore_check_record(result: "backups.RestoreCheckResult", live: records.Live) -> dict:
+    entry = backups.get_backup(live.backup_storage.directory(), result.backup_id)
+    return restore_check_metadata(entry, result, result.duration_s or 0.0)
+
+
 def freshness_check_result(freshness: Freshness) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=freshness.ok,
@@ -138,18 +149,18 @@ def freshness_check_result(freshness: Freshness) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=postgres_backup,
+@dg.asset_check(asset=postgres_backup, name=keys.FRESHNESS,
                 description=described("The newest verified backup (its sha256 re-checked after writing) is younger "
                                       "than BACKUP_MAX_AGE_HOURS (default 26: a nightly backup plus slack).",
-                                      "check_postgres_backup_freshness"))
+                                      keys.check_section(keys.POSTGRES_BACKUP, keys.FRESHNESS)))
 def check_postgres_backup_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
     return freshness_check_result(verified_freshness(backup_storage.directory(), backup_storage.verified_max_age_hours()))
 
 
-@dg.asset_check(asset=postgres_restore_check,
+@dg.asset_check(asset=postgres_restore_check, name=keys.FRESHNESS,
                 description=described("The newest backup whose restore check passed is younger than "
-                                      "RESTORE_CHECK_MAX_AGE_DAYS (default 8: a weekly restore test plus slack).",
-                                      "check_postgres_restore_check_freshness"))
+                                      "RESTORE_CHECK_MAX_AGE_DAYS (default 8: a weekly restore check plus slack).",
+                                      keys.check_section(keys.POSTGRES_RESTORE_CHECK, keys.FRESHNESS)))
 def check_postgres_restore_check_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
     return freshness_check_result(restore_check_freshness(backup_storage.directory(),
                                                      backup_storage.restore_checked_max_age_hours()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets import keys
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data import health
 from orchestrator_data.health import ServiceHealth, version_problem
@@ -71,7 +72,8 @@ def _metadata(results: list[ServiceHealth]) -> dict:
 
 
 @dg.asset(
-    group_name="platform",
+    name=keys.SERVICE_HEALTH,
+    group_name=keys.OPERATIONS_GROUP,
     kinds={"postgres", "redis", "elasticsearch"},
     owners=["team:data-platform"],
     code_version=code_version(health),
@@ -93,9 +95,9 @@ def service_health(postgres: PostgresResource, redis: RedisResource,
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset_check(asset=service_health, blocking=True,
+@dg.asset_check(asset=service_health, name=keys.VERSIONS, blocking=True,
                 description=described("Every server's version is one the product supports.",
-                                      "check_service_versions"))
+                                      keys.check_section(keys.SERVICE_HEALTH, keys.VERSIONS)))
 def check_service_versions(postgres: PostgresResource, redis: RedisResource,
                            elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
     results = _collect(postgres, redis, elasticsearch)
@@ -110,9 +112,9 @@ def check_service_versions(postgres: PostgresResource, redis: RedisResource,
     )
 
 
-@dg.asset_check(asset=service_health,
+@dg.asset_check(asset=service_health, name=keys.LATENCY,
                 description=described(f"Median round trip to every server is under {LATENCY_WARN_MS:.0f} ms "
-                                      f"(warning only).", "check_service_latency"))
+                                      f"(warning only).", keys.check_section(keys.SERVICE_HEALTH, keys.LATENCY)))
 def check_service_latency(postgres: PostgresResource, redis: RedisResource,
                           elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
     results = _collect(postgres, redis, elasticsearch)

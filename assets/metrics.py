@@ -7,6 +7,7 @@ from datetime import datetime
 
 import dagster as dg
 
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data import metrics
 from orchestrator_data.metrics import MetricsError, MetricsReport, collect_and_write
@@ -43,7 +44,9 @@ def sampled_at_of(tags: dict) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def metrics_metadata(report: MetricsReport) -> dict:
+@records.builds(keys.SYSTEM_METRICS)
+def metrics_metadata(report: MetricsReport, live: records.Live | None = None) -> dict:
+    """system_metrics' metadata (also recorded by `metrics collect`)."""
     metadata: dict = {key: dg.MetadataValue.int(int(value)) if key in WHOLE else dg.MetadataValue.float(float(value))
                       for key, value in report.headline().items()}
     metadata["sampled_at"] = report.sampled_at.isoformat()
@@ -73,8 +76,8 @@ def metrics_metadata(report: MetricsReport) -> dict:
 
 
 @dg.asset(
-    name="system_metrics", group_name="metrics", kinds={"postgres", "redis", "elasticsearch"},
-    owners=["team:data-platform"], deps=["search_system_metrics_index"],
+    name=keys.SYSTEM_METRICS, group_name=keys.OPERATIONS_GROUP, kinds={"postgres", "redis", "elasticsearch"},
+    owners=["team:data-platform"], deps=[keys.index_key("system_metrics")],
     code_version=code_version(metrics, pg_metrics, redis_metrics, es_metrics),
     description="The data layer's own figures, sampled into the system_metrics index: PostgreSQL connections by "
                 "state, transactions, cache hit ratio, database and largest table sizes, slowest statements "

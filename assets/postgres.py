@@ -7,6 +7,7 @@ transaction per revision, ledger, security check) — the same code `orchestrato
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.postgres import catalog, migrator, models, security
 from orchestrator_data.redaction import redact
@@ -47,7 +48,7 @@ def _columns(table: str) -> str:
 
 
 def schema_metadata(report: migrator.MigrationReport, stats: list[catalog.TableStats]) -> dict:
-    """postgres_schema's metadata (also recorded by `migrate up`, `init` and `reset`)."""
+    """postgres_schema's metadata (also recorded by `migrate up`, `init`, `reset` and reset_job)."""
     stats = sorted(stats, key=lambda s: s.total_bytes, reverse=True)
     per_table = {}
     for s in stats[:LARGEST_PLOTTED]:
@@ -79,8 +80,14 @@ def schema_metadata(report: migrator.MigrationReport, stats: list[catalog.TableS
     })
 
 
+@records.builds(keys.POSTGRES_SCHEMA)
+def schema_record(report: migrator.MigrationReport, live: records.Live) -> dict:
+    return schema_metadata(report, catalog.table_stats(live.postgres.engine))
+
+
 @dg.asset(
-    group_name="postgres",
+    name=keys.POSTGRES_SCHEMA,
+    group_name=keys.POSTGRES_GROUP,
     kinds={"postgres"},
     owners=["team:data-platform"],
     code_version=code_version(migrator, catalog, security),
@@ -99,13 +106,13 @@ def postgres_schema(context: dg.AssetExecutionContext, postgres: PostgresResourc
         context.log.info("applied " + ", ".join(f"{a.revision} ({a.duration_ms} ms)" for a in report.applied))
     else:
         context.log.info(f"already at {report.end_revision}; nothing to apply")
-    return dg.MaterializeResult(metadata=schema_metadata(report, catalog.table_stats(postgres.engine)))
+    return dg.MaterializeResult(metadata=schema_record(report, records.Live(postgres=postgres)))
 
 
-@dg.asset_check(asset=postgres_schema, blocking=True,
+@dg.asset_check(asset=postgres_schema, name=keys.DRIFT, blocking=True,
                 description=described("The live schema matches the models (orchestrator_data/postgres/models.py), "
                                       "as `alembic check` compares them: tables, columns, types, defaults, indexes, "
-                                      "keys.", "check_postgres_schema_drift"))
+                                      "keys.", keys.check_section(keys.POSTGRES_SCHEMA, keys.DRIFT)))
 def check_postgres_schema_drift(postgres: PostgresResource) -> dg.AssetCheckResult:
     differences = catalog.check_drift(postgres.engine)
     return dg.AssetCheckResult(
@@ -115,10 +122,11 @@ def check_postgres_schema_drift(postgres: PostgresResource) -> dg.AssetCheckResu
     )
 
 
-@dg.asset_check(asset=postgres_schema, blocking=True,
+@dg.asset_check(asset=postgres_schema, name=keys.SECURITY, blocking=True,
                 description=described("Every tenant table has row-level security enabled AND forced with the "
                                       "expected policies and its audit trigger; audit_logs is append-only; the app "
-                                      "role bypasses nothing and owns nothing.", "check_postgres_schema_security"))
+                                      "role bypasses nothing and owns nothing.",
+                                      keys.check_section(keys.POSTGRES_SCHEMA, keys.SECURITY)))
 def check_postgres_schema_security(postgres: PostgresResource) -> dg.AssetCheckResult:
     report = security.check_security(postgres.engine)
     return dg.AssetCheckResult(

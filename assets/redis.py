@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.connections import ServiceNotConfigured
 from orchestrator_data.redaction import redact
@@ -94,8 +95,9 @@ def _keyspace_metadata(report: KeyspaceReport) -> dict:
     return with_human_sizes(metadata)
 
 
-def keyspace_setup_metadata(report: SetupReport) -> dict:
-    """redis_keyspace's metadata (also recorded by `init` and `reset`)."""
+@records.builds(keys.REDIS_KEYSPACE)
+def keyspace_setup_metadata(report: SetupReport, live: records.Live | None = None) -> dict:
+    """redis_keyspace's metadata (also recorded by `init`, `reset` and reset_job)."""
     return _keyspace_metadata(report.keyspace) | {
         "scripts": dg.MetadataValue.table(
             records=[dg.TableRecord({"script": name, "sha1": sha}) for name, sha in sorted(report.scripts.items())],
@@ -106,7 +108,8 @@ def keyspace_setup_metadata(report: SetupReport) -> dict:
 
 
 @dg.asset(
-    group_name="redis",
+    name=keys.REDIS_KEYSPACE,
+    group_name=keys.REDIS_GROUP,
     kinds={"redis"},
     owners=["team:data-platform"],
     code_version=code_version(setup),
@@ -132,10 +135,10 @@ def redis_keyspace(redis: RedisResource) -> dg.MaterializeResult:
 _RULES = {TTLPolicy.REQUIRED: "must have a TTL", TTLPolicy.NONE: "must not expire"}
 
 
-@dg.asset_check(asset=redis_keyspace,
+@dg.asset_check(asset=redis_keyspace, name=keys.TTL,
                 description=described("Every key has the TTL the registry requires: sessions, cache entries, rate "
                                       "limits and execution state expire; queues and dead letters do not.",
-                                      "check_redis_keyspace_ttl"))
+                                      keys.check_section(keys.REDIS_KEYSPACE, keys.TTL)))
 def check_redis_keyspace_ttl(redis: RedisResource) -> dg.AssetCheckResult:
     try:
         report = inspect_keyspace(redis.client)

@@ -5,6 +5,7 @@ orchestrator_data.retention does the work, the same code `orchestrator-data rete
 import dagster as dg
 from pydantic import Field
 
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.connections import ServiceNotConfigured
 from orchestrator_data.retention import policies as retention_policies
@@ -30,8 +31,8 @@ class RetentionConfig(dg.Config):
 
 
 @dg.asset(
-    name="retention_purge", group_name="retention", kinds={"postgres", "elasticsearch"}, owners=["team:data-platform"],
-    deps=["postgres_schema"], code_version=code_version(retention_policies, retention_purge_core, retention_search),
+    name=keys.RETENTION_PURGE, group_name=keys.OPERATIONS_GROUP, kinds={"postgres", "elasticsearch"},
+    owners=["team:data-platform"], deps=[keys.POSTGRES_SCHEMA], code_version=code_version(retention_policies, retention_purge_core, retention_search),
     description="Purge rows past their retention policy (retention/policies/, RETENTION_POLICY_DIR): old "
                 "executions, old audit rows the search sync has read, soft-deleted workflows and marketplace items "
                 "past their grace period. Bounded batches, each its own short transaction; purged executions leave "
@@ -61,8 +62,10 @@ def retention_purge(context: dg.AssetExecutionContext, config: RetentionConfig, 
     return dg.MaterializeResult(metadata=metadata)
 
 
-def retention_metadata(report: retention_purge_core.RetentionReport) -> dict:
-    """retention_purge's metadata: rows per table and system, and the duration."""
+@records.builds(keys.RETENTION_PURGE)
+def retention_metadata(report: retention_purge_core.RetentionReport, live: records.Live | None = None) -> dict:
+    """retention_purge's metadata: rows per table and system, and the duration (also recorded by
+    `retention run`)."""
     rows = []
     for t in report.tables:
         rows.append(dg.TableRecord({

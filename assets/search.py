@@ -5,6 +5,7 @@ check. Thin: orchestrator_data.search does the work, the same code `orchestrator
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.runbook import described
 from orchestrator_data.search import indices, reconcile, status, sync
@@ -57,10 +58,25 @@ def documents_metadata(report: status.IndexReport, done: sync.SyncReport) -> dic
     }
 
 
+@records.builds(*keys.index_keys(NAMES))
+def index_init_record(made: indices.IndexInit, live: records.Live) -> dict:
+    report = status.index_report(None, live.elasticsearch.client, live.elasticsearch.layout(), made.name)
+    return index_init_metadata(report, made)
+
+
+@records.builds(*keys.documents_keys(sync.SYNCED))
+def documents_record(done: sync.SyncReport, live: records.Live) -> dict:
+    """The documents' metadata after a sync, counted once the sync's writes are searchable."""
+    layout = live.elasticsearch.layout()
+    live.elasticsearch.client.indices.refresh(index=layout.read_alias(done.index))
+    report = status.index_report(live.postgres.engine, live.elasticsearch.client, layout, done.index)
+    return documents_metadata(report, done)
+
+
 def _index_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
-        name=f"search_{name}_index", group_name="search", kinds={"elasticsearch"}, owners=["team:data-platform"],
-        deps=["postgres_schema"], code_version=code_version(indices, sync),
+        name=keys.index_key(name), group_name=keys.SEARCH_GROUP, kinds={"elasticsearch"},
+        owners=["team:data-platform"], deps=[keys.POSTGRES_SCHEMA], code_version=code_version(indices, sync),
         description=f"The {name} index: its template (mapping from the package's data file), its first backing "
                     f"index and its read and write aliases; idempotent. Metadata: alias, mapping version, "
                     f"backing indices, documents, size.",
@@ -69,8 +85,7 @@ def _index_asset(name: str) -> dg.AssetsDefinition:
         target = elasticsearch.target()
         [made] = sync.prepare(postgres.engine, target.client, target.layout, (name,), shards=target.shards,
                               replicas=target.replicas)
-        report = status.index_report(None, target.client, target.layout, name)
-        return dg.MaterializeResult(metadata=index_init_metadata(report, made))
+        return dg.MaterializeResult(metadata=index_init_record(made, records.Live(elasticsearch=elasticsearch)))
     return _asset
 
 
@@ -79,8 +94,8 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
     # every row yet) the step skips instead of failing every 5 minutes; its reconciliation check is then
     # skipped too (the counts are meant to differ mid-load)
     @dg.asset(
-        name=f"search_{name}_documents", group_name="search", kinds={"elasticsearch", "postgres"},
-        owners=["team:data-platform"], deps=[f"search_{name}_index", "seed_data"], code_version=code_version(sync),
+        name=keys.documents_key(name), group_name=keys.SEARCH_GROUP, kinds={"elasticsearch", "postgres"},
+        owners=["team:data-platform"], deps=[keys.index_key(name), keys.SEED_DATA], code_version=code_version(sync),
         output_required=False,
         description=f"The {name} documents, synced from PostgreSQL: incremental from the watermark (full when "
                     f"never synced), deletes included, versions from the rows. Skipped (an observation says why) "
@@ -98,19 +113,18 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
             return
         except sync.SyncError as exc:
             raise dg.Failure(description=str(exc)) from None
-        elasticsearch.client.indices.refresh(index=layout.read_alias(name))
-        report = status.index_report(postgres.engine, elasticsearch.client, layout, name)
         context.log.info(f"{name}: {done.mode} sync, {done.documents_written} written, {done.documents_deleted} deleted")
-        yield dg.MaterializeResult(metadata=documents_metadata(report, done))
+        yield dg.MaterializeResult(metadata=documents_record(done, records.Live(postgres=postgres,
+                                                                                  elasticsearch=elasticsearch)))
     return _asset
 
 
 def _reconciliation_check(name: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=f"search_{name}_documents", name=f"check_search_{name}_reconciliation",
+        asset=keys.documents_key(name), name=keys.RECONCILIATION,
         description=described(f"{name}: documents per organization equal PostgreSQL's rows per organization, and "
                               f"a sample of documents equals the rows they come from (`orchestrator-data search "
-                              f"repair {name}` fixes what differs).", "check_search_reconciliation"),
+                              f"repair {name}` fixes what differs).", keys.RECONCILIATION_SECTION),
     )
     def _check(postgres: PostgresResource, elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
         found = reconcile.reconcile(postgres.engine, elasticsearch.client, elasticsearch.layout(), name)

@@ -7,6 +7,7 @@ import time
 
 import dagster as dg
 
+from assets import keys, records
 from assets._metadata import code_version
 from orchestrator_data.search import lifecycle
 from orchestrator_data.search.indices import NAMES
@@ -50,8 +51,8 @@ def _retention_rows(reports: list[lifecycle.RetentionReport]) -> list[dg.TableRe
 
 
 @dg.asset(
-    name="search_lifecycle", group_name="search_lifecycle", kinds={"elasticsearch"}, owners=["team:data-platform"],
-    deps=[f"search_{name}_index" for name in NAMES], code_version=code_version(lifecycle),
+    name=keys.SEARCH_LIFECYCLE, group_name=keys.SEARCH_GROUP, kinds={"elasticsearch"}, owners=["team:data-platform"],
+    deps=keys.index_keys(NAMES), code_version=code_version(lifecycle),
     description="Rollover and retention of every search index by its lifecycle policy (search/policies/, "
                 "SEARCH_LIFECYCLE_DIR): a new backing index when a max_* condition is met and every min_* guard "
                 "is; backing indices deleted once they rolled over longer ago than the policy keeps them, never "
@@ -76,6 +77,12 @@ def search_lifecycle(context: dg.AssetExecutionContext, postgres: PostgresResour
     metadata = lifecycle_metadata(done, time.monotonic() - started)
     context.log.info(f"rolled over: {metadata['rollovers'].value}; deleted by retention: {metadata['deleted'].value}")
     return dg.MaterializeResult(metadata=metadata)
+
+
+@records.builds(keys.SEARCH_LIFECYCLE)
+def lifecycle_record(timed: tuple[lifecycle.LifecycleReport, float], live: records.Live) -> dict:
+    """From outside the asset the report comes with its duration: (report, seconds)."""
+    return lifecycle_metadata(*timed)
 
 
 def lifecycle_metadata(done: lifecycle.LifecycleReport, duration_s: float) -> dict:

@@ -7,6 +7,7 @@ run-failure alert sensor passes on."""
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets.backups import freshness_check_result
 from orchestrator_data.runbook import described
@@ -47,9 +48,15 @@ def snapshot_metadata(info: "snapshots.SnapshotInfo", repository_name: str, prun
     })
 
 
+@records.builds(keys.SEARCH_SNAPSHOT)
+def snapshot_record(info: "snapshots.SnapshotInfo", live: records.Live) -> dict:
+    # a snapshot created outside the asset pruned nothing
+    return snapshot_metadata(info, live.elasticsearch.snapshot_repository_of().name, [])
+
+
 @dg.asset(
-    group_name="search_snapshots", kinds={"elasticsearch"}, owners=["team:data-platform"],
-    deps=[f"search_{name}_index" for name in NAMES], code_version=code_version(snapshots),
+    name=keys.SEARCH_SNAPSHOT, group_name=keys.BACKUPS_GROUP, kinds={"elasticsearch"}, owners=["team:data-platform"],
+    deps=keys.index_keys(NAMES), code_version=code_version(snapshots),
     description="A snapshot of every search index in the fs repository (SEARCH_SNAPSHOT_REPOSITORY at "
                 "SEARCH_SNAPSHOT_LOCATION), with exact document counts recorded under the indices' sync locks; "
                 "then retention keeps the newest SEARCH_SNAPSHOT_KEEP successful ones. Metadata: snapshot, "
@@ -69,7 +76,8 @@ def search_snapshot(context: dg.AssetExecutionContext, postgres: PostgresResourc
     return dg.MaterializeResult(metadata=snapshot_metadata(info, repository.name, pruned.deleted))
 
 
-def snapshot_check_metadata(result: "snapshots.RestoreCheckResult") -> dict:
+@records.builds(keys.SEARCH_SNAPSHOT_RESTORE_CHECK)
+def snapshot_check_metadata(result: "snapshots.RestoreCheckResult", live: records.Live | None = None) -> dict:
     """search_snapshot_restore_check's metadata (also recorded by `search snapshot restore-check`)."""
     return {
         "snapshot": result.snapshot,
@@ -85,8 +93,8 @@ def snapshot_check_metadata(result: "snapshots.RestoreCheckResult") -> dict:
 
 
 @dg.asset(
-    group_name="search_snapshots", kinds={"elasticsearch"}, owners=["team:data-platform"],
-    deps=[search_snapshot], code_version=code_version(snapshots),
+    name=keys.SEARCH_SNAPSHOT_RESTORE_CHECK, group_name=keys.BACKUPS_GROUP, kinds={"elasticsearch"},
+    owners=["team:data-platform"], deps=[search_snapshot], code_version=code_version(snapshots),
     description="Restores the newest successful snapshot into renamed indices (no aliases), compares each "
                 "index's documents with the counts the snapshot recorded and a sample of documents with the live "
                 "ones, records the result in PostgreSQL and always deletes the copies; fails the run when the check "
@@ -107,20 +115,20 @@ def search_snapshot_restore_check(context: dg.AssetExecutionContext, postgres: P
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset_check(asset=search_snapshot,
+@dg.asset_check(asset=search_snapshot, name=keys.FRESHNESS,
                 description=described("The newest successful search snapshot is younger than "
                                       "SEARCH_SNAPSHOT_MAX_AGE_HOURS (default 26: a daily snapshot plus slack).",
-                                      "check_search_snapshot_freshness"))
+                                      keys.check_section(keys.SEARCH_SNAPSHOT, keys.FRESHNESS)))
 def check_search_snapshot_freshness(elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
     return freshness_check_result(snapshots.snapshot_freshness(
         elasticsearch.client, elasticsearch.snapshot_repository_of(), elasticsearch.layout(),
         elasticsearch.settings.search_snapshot_max_age_hours))
 
 
-@dg.asset_check(asset=search_snapshot_restore_check,
+@dg.asset_check(asset=search_snapshot_restore_check, name=keys.FRESHNESS,
                 description=described("The newest search snapshot whose restore check passed is younger than "
                                       "SEARCH_RESTORE_CHECK_MAX_AGE_DAYS (default 8).",
-                                      "check_search_restore_check_freshness"))
+                                      keys.check_section(keys.SEARCH_SNAPSHOT_RESTORE_CHECK, keys.FRESHNESS)))
 def check_search_restore_check_freshness(postgres: PostgresResource,
                                          elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
     return freshness_check_result(snapshots.restore_check_freshness(

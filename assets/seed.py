@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from assets import keys, records
 from assets._metadata import code_version
 from orchestrator_data.postgres import models
 from orchestrator_data.postgres import seed as seeding
@@ -33,12 +34,13 @@ def _per_organization_table(rows_per_organization: dict[str, dict[str, int]]) ->
     )
 
 
-def seed_metadata(report, plan: SeedPlan, environment: str) -> dict:
+@records.builds(keys.SEED_DATA)
+def seed_metadata(report: seeding.SeedReport, live: records.Live | None = None) -> dict:
     """seed_data's metadata (also recorded by `seed run` and `seed clean`)."""
     totals = {table: sum(per[table] for per in report.rows_per_organization.values()) for table in models.TENANT_TABLES}
     metadata = {
-        "environment": environment,
-        "executions_planned": plan.executions,
+        "environment": report.environment,
+        "executions_planned": report.executions_planned,
         "rows_per_organization": _per_organization_table(report.rows_per_organization),
         "inserted_this_run": _rows_table(report.inserted),
         "rows_inserted": report.total_inserted,
@@ -57,10 +59,11 @@ def seed_metadata(report, plan: SeedPlan, environment: str) -> dict:
 
 
 @dg.asset(
-    group_name="postgres",
+    name=keys.SEED_DATA,
+    group_name=keys.POSTGRES_GROUP,
     kinds={"postgres"},
     owners=["team:data-platform"],
-    deps=["postgres_schema"],
+    deps=[keys.POSTGRES_SCHEMA],
     code_version=code_version(seeding, seed_plans),
     description="Deterministic seed data (fixed random seed): organizations, users, roles, workflows with "
                 "versions, months of executions with a realistic status mix, marketplace items. Idempotent: a "
@@ -73,4 +76,4 @@ def seed_data(config: SeedConfig, postgres: PostgresResource, deployment: Deploy
         report = seed(postgres.engine, environment, plan)
     except SeedRefused as exc:
         raise dg.Failure(description=str(exc)) from None
-    return dg.MaterializeResult(metadata=seed_metadata(report, plan, environment))
+    return dg.MaterializeResult(metadata=seed_metadata(report))

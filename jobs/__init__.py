@@ -2,9 +2,12 @@
 
 import dagster as dg
 
+from assets import keys
 from jobs.gdpr import gdpr_erase_job, gdpr_export_job
 from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, SEARCH_FULL_LOAD_TAGS, sync_tags, tags
 from jobs.reset import reset_job
+from orchestrator_data.search.full_load import PARTITIONED
+from orchestrator_data.search.indices import NAMES
 from orchestrator_data.search.sync import SYNCED
 
 # Bring the data layer up from nothing: check the servers, migrate, set Redis up, seed (development
@@ -12,7 +15,8 @@ from orchestrator_data.search.sync import SYNCED
 bootstrap_job = dg.define_asset_job(
     "bootstrap_job",
     tags=tags(MIGRATION_TAGS, sync_tags(SYNCED)),
-    selection=dg.AssetSelection.groups("platform", "postgres", "redis", "search"),
+    selection=dg.AssetSelection.assets(keys.SERVICE_HEALTH, keys.POSTGRES_SCHEMA, keys.SEED_DATA, keys.REDIS_KEYSPACE,
+                                       *keys.index_keys(NAMES), *keys.documents_keys(SYNCED)),
     description="Check every server, migrate PostgreSQL to head, set the Redis keyspace up, seed, create the search "
                 "indices and sync them in full.",
 )
@@ -21,7 +25,7 @@ bootstrap_job = dg.define_asset_job(
 # than paying a Python start-up and code load per step
 health_job = dg.define_asset_job(
     "health_job",
-    selection=dg.AssetSelection.assets("service_health"),
+    selection=dg.AssetSelection.assets(keys.SERVICE_HEALTH),
     executor_def=dg.in_process_executor,
     description="Check PostgreSQL, Redis and Elasticsearch: versions, latency, pools.",
 )
@@ -29,27 +33,27 @@ health_job = dg.define_asset_job(
 migrate_job = dg.define_asset_job(
     "migrate_job",
     tags=MIGRATION_TAGS,
-    selection=dg.AssetSelection.assets("postgres_schema"),
+    selection=dg.AssetSelection.assets(keys.POSTGRES_SCHEMA),
     description="Migrate PostgreSQL to head under the advisory lock, then check drift and row-level security.",
 )
 
 seed_job = dg.define_asset_job(
     "seed_job",
-    selection=dg.AssetSelection.assets("seed_data"),
+    selection=dg.AssetSelection.assets(keys.SEED_DATA),
     description="Load the deterministic seed (idempotent; refused in production).",
 )
 
-backup_job = dg.define_asset_job(
-    "backup_job",
+postgres_backup_job = dg.define_asset_job(
+    "postgres_backup_job",
     tags=LIVE_SCHEMA_TAGS,
-    selection=dg.AssetSelection.assets("postgres_backup"),
+    selection=dg.AssetSelection.assets(keys.POSTGRES_BACKUP),
     description="Back PostgreSQL up into BACKUP_DIR (pg_dump with per-table checksums, encrypted when a key is set).",
 )
 
-restore_test_job = dg.define_asset_job(
-    "restore_test_job",
+postgres_restore_check_job = dg.define_asset_job(
+    "postgres_restore_check_job",
     tags=LIVE_SCHEMA_TAGS,
-    selection=dg.AssetSelection.assets("postgres_restore_check"),
+    selection=dg.AssetSelection.assets(keys.POSTGRES_RESTORE_CHECK),
     description="Restore the newest backup into a scratch database, compare it with its manifest, check freshness.",
 )
 
@@ -57,7 +61,7 @@ restore_test_job = dg.define_asset_job(
 search_sync_job = dg.define_asset_job(
     "search_sync_job",
     tags=sync_tags(SYNCED),
-    selection=dg.AssetSelection.assets(*[f"search_{name}_documents" for name in SYNCED]),
+    selection=dg.AssetSelection.assets(*keys.documents_keys(SYNCED)),
     description="Sync the search indices from PostgreSQL (incremental from each watermark), then reconcile them.",
 )
 
@@ -65,7 +69,7 @@ search_sync_job = dg.define_asset_job(
 # scheduled, and not in bootstrap_job: the incremental sync keeps the indices current
 search_full_load_job = dg.define_asset_job(
     "search_full_load_job",
-    selection=dg.AssetSelection.groups("search_full_load"),
+    selection=dg.AssetSelection.assets(*[keys.full_load_key(name) for name in PARTITIONED]),
     # not limited in the run queue: a backfill's months run side by side on the workers
     tags=SEARCH_FULL_LOAD_TAGS,
     description="Load the executions and audit_logs search indices in full, one month per partition (backfill the "
@@ -74,36 +78,36 @@ search_full_load_job = dg.define_asset_job(
 
 search_lifecycle_job = dg.define_asset_job(
     "search_lifecycle_job",
-    selection=dg.AssetSelection.assets("search_lifecycle"),
+    selection=dg.AssetSelection.assets(keys.SEARCH_LIFECYCLE),
     description="Roll the search indices over and apply retention, by their lifecycle policies.",
 )
 
-# a snapshot of every index, then a restore check of it (the snapshot assets' own group: bootstrap_job,
-# which selects the "search" group, should not snapshot on every bootstrap)
+# a snapshot of every index, then a restore check of it (not in bootstrap_job: no snapshot on every bootstrap)
 search_snapshot_job = dg.define_asset_job(
     "search_snapshot_job",
-    selection=dg.AssetSelection.groups("search_snapshots"),
+    selection=dg.AssetSelection.assets(keys.SEARCH_SNAPSHOT, keys.SEARCH_SNAPSHOT_RESTORE_CHECK),
     description="Snapshot every search index (then keep the newest SEARCH_SNAPSHOT_KEEP), restore the snapshot into "
                 "renamed indices and compare it, check both freshness promises.",
 )
 
 system_metrics_job = dg.define_asset_job(
     "system_metrics_job",
-    selection=dg.AssetSelection.assets("system_metrics"),
+    selection=dg.AssetSelection.assets(keys.SYSTEM_METRICS),
     description="Sample PostgreSQL, Redis and Elasticsearch into the system_metrics index (docs/system-metrics.md).",
 )
 
 # run config (ops.retention_purge.config): dry_run, confirm; Dagster checks it before the run starts
 retention_job = dg.define_asset_job(
     "retention_job",
-    selection=dg.AssetSelection.assets("retention_purge"),
+    selection=dg.AssetSelection.assets(keys.RETENTION_PURGE),
     description="Purge rows past their retention policy in bounded batches (run config: dry_run; confirm: true in "
                 "production).",
 )
 
-JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, backup_job, restore_test_job, search_sync_job,
-        search_full_load_job, search_lifecycle_job, search_snapshot_job, system_metrics_job, gdpr_export_job, gdpr_erase_job, retention_job]
+JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, postgres_backup_job, postgres_restore_check_job,
+        search_sync_job, search_full_load_job, search_lifecycle_job, search_snapshot_job, system_metrics_job,
+        gdpr_export_job, gdpr_erase_job, retention_job]
 
-__all__ = ["JOBS", "backup_job", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job",
-           "reset_job", "restore_test_job", "retention_job", "search_full_load_job", "search_lifecycle_job", "search_snapshot_job",
-           "search_sync_job", "seed_job", "system_metrics_job"]
+__all__ = ["JOBS", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job",
+           "postgres_backup_job", "postgres_restore_check_job", "reset_job", "retention_job", "search_full_load_job",
+           "search_lifecycle_job", "search_snapshot_job", "search_sync_job", "seed_job", "system_metrics_job"]

@@ -4,8 +4,8 @@ With DAGSTER_EXECUTOR=celery a run's steps are Celery tasks that `orchestrator-d
 processes execute. Broker and result backend are the Redis server of REDIS_URL, in the database
 DAGSTER_CELERY_REDIS_DB, password included (never printed: every URL shown goes through mask_url).
 
-No Dagster here: jobs/celery_app.py builds the Celery app from `celery_app_args`, and
-jobs/executors.py the executor.
+No Dagster here: runtime/celery_app.py builds the Celery app from `celery_app_args`, and
+runtime/executors.py the executor.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DEFAULT_QUEUE = "dagster"
 # An unacknowledged task goes back to the queue after this long (Redis transport). Tasks are
 # acknowledged when they end (acks_late), so this must outlast the longest step, or a step still
 # running would be handed to a second worker. A worker that dies is noticed far sooner by the
-# executor's watchdog (jobs/executors.py), which fails the step.
+# executor's watchdog (runtime/executors.py), which fails the step.
 VISIBILITY_TIMEOUT_S = 12 * 3600
 # How long a finished step's result (its serialized events) stays in the backend for the run to read.
 RESULT_EXPIRES_S = 24 * 3600

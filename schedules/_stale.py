@@ -1,5 +1,5 @@
-"""What the stale-copy sensors share (PostgreSQL backups, search snapshots): alert once per stale copy
-and promise, remembering in the cursor, per promise, the id alerted for."""
+"""The stale-copy sensors (PostgreSQL backups, search snapshots), built by one factory: each hour, alert
+once per stale copy and promise, remembering in the cursor, per promise, the id alerted for."""
 
 import json
 from collections.abc import Callable
@@ -8,7 +8,9 @@ import dagster as dg
 
 from orchestrator_data.alerts import Alert
 from orchestrator_data.freshness import Freshness
+from orchestrator_data.runbook import described
 from resources import AlertsResource
+from schedules._status import sensor_status
 
 
 def _cursor(text: str | None) -> dict:
@@ -46,3 +48,18 @@ def alert_stale(context: dg.SensorEvaluationContext, promises: list[Freshness], 
     if alerted:
         context.update_cursor(json.dumps(alerted, sort_keys=True))
     return dg.SkipReason("; ".join(said))
+
+
+def stale_copy_sensor(name: str, description: str, resource_keys: set[str],
+                      promises: Callable[[dict], list[Freshness]],
+                      title: Callable[[Freshness], str]) -> dg.SensorDefinition:
+    """A sensor `name` that judges `promises(resources)` (a dict of `resource_keys`) hourly and alerts
+    through the `alerts` resource; its description ends with its runbook section."""
+
+    @dg.sensor(name=name, minimum_interval_seconds=3600, default_status=sensor_status(),
+               required_resource_keys={"alerts", *resource_keys}, description=described(description, name))
+    def _sensor(context: dg.SensorEvaluationContext, **resources):
+        alerts: AlertsResource = resources.pop("alerts")
+        return alert_stale(context, promises(resources), alerts, name, title)
+
+    return _sensor

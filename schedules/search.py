@@ -1,15 +1,15 @@
 """Daily search snapshots (with their restore check), and an alert when either promise goes stale."""
 
-# no `from __future__ import annotations`: Dagster reads the parameter annotations to inject resources
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from jobs import search_snapshot_job
+from orchestrator_data.freshness import Freshness
 from orchestrator_data.search import snapshots
-from resources import AlertsResource, ElasticsearchResource, PostgresResource
-from schedules._stale import alert_stale
-from schedules._status import schedule_status, sensor_status
+from resources import ElasticsearchResource, PostgresResource
+from schedules._stale import stale_copy_sensor
+from schedules._status import schedule_status
 
 # 03:00 UTC, after the 02:00 PostgreSQL backup: the two nightly copies do not compete for the disks.
 daily_search_snapshot_schedule = dg.ScheduleDefinition(
@@ -27,21 +27,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dg.sensor(
-    name="stale_search_snapshot_sensor",
-    minimum_interval_seconds=3600,
-    default_status=sensor_status(),
-    description="Alerts (audit log, Redis, webhook) when the newest successful search snapshot is older than "
-                "SEARCH_SNAPSHOT_MAX_AGE_HOURS or the newest restore-checked one older than "
-                "SEARCH_RESTORE_CHECK_MAX_AGE_DAYS (or there is none); once per stale snapshot and promise. "
-                "Runbook: docs/runbook.md#stale_search_snapshot_sensor",
-)
-def stale_search_snapshot_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource,
-                                 elasticsearch: ElasticsearchResource, alerts: AlertsResource):
+def _snapshot_promises(resources: dict) -> list[Freshness]:
     now = utcnow()
+    postgres: PostgresResource = resources["postgres"]
+    elasticsearch: ElasticsearchResource = resources["elasticsearch"]
     repository, layout, settings = elasticsearch.snapshot_repository_of(), elasticsearch.layout(), elasticsearch.settings
     try:
-        promises = [
+        return [
             snapshots.snapshot_freshness(elasticsearch.client, repository, layout,
                                          settings.search_snapshot_max_age_hours, now),
             snapshots.restore_check_freshness(postgres.engine, repository, layout,
@@ -50,5 +42,12 @@ def stale_search_snapshot_sensor(context: dg.SensorEvaluationContext, postgres: 
     except snapshots.SearchError as exc:
         # the cluster cannot be asked: say so on the tick (a failed tick shows in the UI) rather than alert
         raise dg.Failure(description=str(exc)) from None
-    return alert_stale(context, promises, alerts, "stale_search_snapshot_sensor",
-                       lambda freshness: f"search {freshness.promise} snapshot is stale")
+
+
+stale_search_snapshot_sensor = stale_copy_sensor(
+    "stale_search_snapshot_sensor",
+    "Alerts (audit log, Redis, webhook) when the newest successful search snapshot is older than "
+    "SEARCH_SNAPSHOT_MAX_AGE_HOURS or the newest restore-checked one older than "
+    "SEARCH_RESTORE_CHECK_MAX_AGE_DAYS (or there is none); once per stale snapshot and promise.",
+    {"postgres", "elasticsearch"}, _snapshot_promises,
+    lambda freshness: f"search {freshness.promise} snapshot is stale")

@@ -15,15 +15,40 @@ def test_definitions_load_and_every_job_resolves():
     from definitions import defs
 
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert {"bootstrap_job", "health_job", "backup_job", "restore_test_job"} <= jobs
+    assert {"bootstrap_job", "health_job", "postgres_backup_job", "postgres_restore_check_job"} <= jobs
     assert defs.resolve_schedule_def("health_schedule").default_status == dg.DefaultScheduleStatus.STOPPED
     # outside production (the test session) the backup schedules and alert sensors start stopped
-    for name in ("nightly_backup_schedule", "weekly_restore_test_schedule"):
+    for name in ("nightly_postgres_backup_schedule", "weekly_postgres_restore_check_schedule"):
         assert defs.resolve_schedule_def(name).default_status == dg.DefaultScheduleStatus.STOPPED
     for name in ("run_failure_alert_sensor", "stale_backup_sensor"):
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.STOPPED
     assert dg.AssetKey("postgres_backup") in defs.resolve_asset_graph().get_all_asset_keys()
     defs.resolve_asset_graph()
+
+
+def test_few_groups_and_check_names_that_do_not_repeat_their_asset():
+    from assets import keys
+    from definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert {graph.get(key).group_name for key in graph.get_all_asset_keys()} == set(keys.GROUPS)
+    assert len(keys.GROUPS) == 5
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert ("search_audit_logs_documents", "reconciliation") in checks
+    assert ("postgres_backup", "freshness") in checks and ("postgres_schema", "drift") in checks
+    assert [name for asset, name in checks if asset in name or name.startswith("check_")] == []
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"postgres_backup_job", "postgres_restore_check_job"}
+    assert not {"backup_job", "restore_test_job"} & {job.name for job in defs.resolve_all_job_defs()}
+
+
+def test_every_asset_the_cli_can_change_has_its_metadata_builder():
+    from assets import records
+    from definitions import defs
+
+    assets = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert records.registered() <= assets
+    # service_health changes nothing: `orchestrator-data status` reads the same figures, records nothing
+    assert assets - records.registered() == {"service_health"}
 
 
 def test_every_asset_has_a_code_version_that_follows_its_code(monkeypatch):

@@ -49,7 +49,7 @@ MEANT = {
     sync_key("executions"): {"search_sync_job", "bootstrap_job", "reset_job", "gdpr_erase_job"},
     sync_key("marketplace"): {"search_sync_job", "bootstrap_job", "reset_job"},
     sync_key("audit_logs"): {"search_sync_job", "bootstrap_job", "reset_job"},
-    LIVE_SCHEMA_KEY: {"backup_job", "restore_test_job", "reset_job"},
+    LIVE_SCHEMA_KEY: {"postgres_backup_job", "postgres_restore_check_job", "reset_job"},
 }
 
 
@@ -248,20 +248,20 @@ def test_a_second_migrate_run_waits_in_the_queue_until_the_first_is_done(queue, 
 @pytest.mark.integration
 def test_backups_and_restore_checks_wait_for_a_reset_and_for_each_other(queue, instance):
     reset = _submit(instance, "reset_job")
-    backup = _submit(instance, "backup_job")
-    restore_test = _submit(instance, "restore_test_job")
+    backup = _submit(instance, "postgres_backup_job")
+    restore_check = _submit(instance, "postgres_restore_check_job")
     health = _submit(instance, "health_job")  # limited by nothing but max_concurrent_runs
     assert _iterate(queue) == [reset, health]
-    assert _status(instance, backup) == QUEUED and _status(instance, restore_test) == QUEUED
+    assert _status(instance, backup) == QUEUED and _status(instance, restore_check) == QUEUED
     _report(instance, reset, DagsterEventType.RUN_SUCCESS)
     assert _iterate(queue) == [backup]  # one at a time: the restore check waits for the backup
     assert _iterate(queue) == []
     _report(instance, backup, DagsterEventType.RUN_SUCCESS)
     # and a reset waits for a backup or restore check in progress
     second_reset = _submit(instance, "reset_job")
-    assert _iterate(queue) == [restore_test]
+    assert _iterate(queue) == [restore_check]
     assert _iterate(queue) == [] and _status(instance, second_reset) == QUEUED
-    _report(instance, restore_test, DagsterEventType.RUN_SUCCESS)
+    _report(instance, restore_check, DagsterEventType.RUN_SUCCESS)
     assert _iterate(queue) == [second_reset]
 
 

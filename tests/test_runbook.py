@@ -40,6 +40,7 @@ def test_every_job_check_and_sensor_has_its_section():
 def test_an_anchor_is_what_a_markdown_heading_gets():
     assert runbook.anchor("stale restore-checked backup") == "stale-restore-checked-backup"
     assert runbook.anchor("check_postgres_schema_drift") == "check_postgres_schema_drift"
+    assert runbook.anchor("postgres_schema: drift") == "postgres_schema-drift"
     assert runbook.link("migrate_job", "https://example.test/runbook.md") == "https://example.test/runbook.md#migrate_job"
 
 

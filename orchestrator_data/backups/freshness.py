@@ -3,7 +3,7 @@
 * the newest **verified** backup (its sha256 re-checked after it was written) is younger than
   BACKUP_MAX_AGE_HOURS — nightly backups, so a day plus slack;
 * the newest **restore-checked** backup (restored into a scratch database and compared) is younger
-  than RESTORE_CHECK_MAX_AGE_DAYS — weekly restore tests, so a week plus slack.
+  than RESTORE_CHECK_MAX_AGE_DAYS — weekly restore checks, so a week plus slack.
 
 Separate because they run at different rates: measuring the nightly promise by the weekly check would
 alert every week. The freshness asset checks and the stale-backup sensor both read these.

@@ -99,7 +99,7 @@ def create(
                 f"{sum(t['rows'] for t in tables.values()):,} rows, "
                 f"{'encrypted' if entry.encrypted else 'not encrypted'}, head {entry.migration_head}")
     output.info(f"  path {entry.path}")
-    recording.record(settings, "backup create", lambda: [_backup_record(entry)])
+    recording.record(settings, "backup create", lambda keys: [(keys.POSTGRES_BACKUP, entry)])
     output.info(f"  sha256 {entry.sha256}")
 
 
@@ -187,7 +187,7 @@ def restore_check_cmd(backup_id: BackupId) -> None:
     output.info(f"{output.OK} backup {result.backup_id} restored and matches its manifest: "
                 f"{result.tables_compared} tables, restore {result.restore_duration_s:.2f} s (RTO), "
                 f"restored size {output.human_bytes(result.restored_size_bytes)}, check {result.duration_s:.2f} s")
-    recording.record(settings, "backup restore-check", lambda: [_restore_check_record(settings, result)])
+    recording.record(settings, "backup restore-check", lambda keys: [(keys.POSTGRES_RESTORE_CHECK, result)])
 
 
 @app.command("prune")
@@ -227,17 +227,3 @@ def prune_cmd(
         temporary = (f"; temporary directories: {len(result.temporary_kept)} kept, "
                      f"{len(result.temporary_removed)} {verb}")
     output.info(f"{len(result.kept)} kept, {len(result.deleted)} {verb}{temporary}")
-
-
-def _backup_record(entry) -> tuple[str, dict]:
-    from assets.backups import backup_metadata
-
-    return "postgres_backup", backup_metadata(entry)
-
-
-def _restore_check_record(settings, result) -> tuple[str, dict]:
-    from assets.backups import restore_check_metadata
-    from orchestrator_data.backups import get_backup
-
-    entry = get_backup(settings.backup_dir, result.backup_id)
-    return "postgres_restore_check", restore_check_metadata(entry, result, result.duration_s or 0.0)

@@ -56,10 +56,4 @@ def collect(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
         output.error(f"{service}: no samples: {why}")
     if report.errors:  # as the asset: a run missing a server fails, it does not materialize
         raise typer.Exit(1)
-    recording.record(settings, "metrics collect", lambda: [_metrics_record(report)])
-
-
-def _metrics_record(report) -> tuple[str, dict]:
-    from assets.metrics import metrics_metadata
-
-    return "system_metrics", metrics_metadata(report)
+    recording.record(settings, "metrics collect", lambda keys: [(keys.SYSTEM_METRICS, report)])

@@ -74,7 +74,7 @@ def up(
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
         raise _fail(exc) from None
     _print_report(report, f"{output.OK} up to date at {report.end_revision or 'base'} (head {report.head})")
-    recording.record(settings, "migrate up", lambda: [recording.schema_record(settings, url, report)])
+    recording.record(settings, "migrate up", lambda keys: [(keys.POSTGRES_SCHEMA, report)])
 
 
 @app.command()

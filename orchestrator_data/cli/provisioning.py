@@ -90,7 +90,7 @@ def init(skip_redis: SkipRedis = False, skip_search: SkipSearch = False, verbose
     finally:
         _close(redis, es)
     ok = _print_init(report, verbose)
-    recording.record(settings, "init", lambda: recording.init_records(settings, postgres_url, report))
+    recording.record(settings, "init", lambda keys: keys.provisioned(report))
     if not ok:
         raise typer.Exit(1)
 
@@ -123,6 +123,6 @@ def reset(
     output.info(f"dropped {len(report.dropped_tables)} tables, {len(report.search_indices_deleted)} search indices; "
                 f"deleted {report.redis_keys_deleted} Redis keys")
     ok = _print_init(report.init, verbose)
-    recording.record(settings, "reset", lambda: recording.init_records(settings, postgres_url, report.init))
+    recording.record(settings, "reset", lambda keys: keys.provisioned(report.init))
     if not ok:
         raise typer.Exit(1)

@@ -70,7 +70,7 @@ def run(
                 client.close()
         engine.dispose()
     if not dry_run:
-        recording.record(settings, "retention run", lambda: [("retention_purge", _metadata(report))])
+        recording.record(settings, "retention run", lambda keys: [(keys.RETENTION_PURGE, report)])
     if as_json:
         output.print_json(report.as_dict())
         return
@@ -86,12 +86,6 @@ def run(
     output.info(f"{'would purge' if dry_run else 'purged'} "
                 f"{sum(t.eligible for t in report.tables) if dry_run else report.rows_purged:,} rows "
                 f"in {report.duration_s:.1f}s")
-
-
-def _metadata(report) -> dict:
-    from assets.retention import retention_metadata
-
-    return retention_metadata(report)
 
 
 @app.command("show")

@@ -1,7 +1,7 @@
 """`orchestrator-data run JOB`: a Dagster run launched through the code location, with live progress
 per step and a summary at the end.
 
-The Dagster side lives in jobs/launcher.py (this package never imports Dagster at import time); it
+The Dagster side lives in runtime/launcher.py (this package never imports Dagster at import time); it
 is imported when the command runs, in this process, so the run keeps the caller's working directory
 and with it the caller's `.env`/`.env.local` and relative paths.
 """
@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.live import Live
 from rich.table import Table
 
@@ -136,7 +137,7 @@ def print_summary(summary, url: str) -> None:
         else:
             output.info(f"  {output.FAIL} {check.asset}:{check.name}  failed ({check.severity})")
     for step, message in summary.failures:
-        output.info(f"{output.FAIL} step {step} failed: {message}")
+        output.info(f"{output.FAIL} {f'step {step}' if step else 'the run'} failed: {escape(message)}")
     output.info(f"UI: {url}")
 
 
@@ -156,7 +157,7 @@ def run(
 
     import dagster as dg
 
-    from jobs import launcher
+    from runtime import launcher
 
     log_file = Path(os.environ["DAGSTER_HOME"]) / "last-cli-run.log"
     with dg.DagsterInstance.get() as instance:

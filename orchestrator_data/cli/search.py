@@ -91,7 +91,7 @@ def init(index: IndexOption = None) -> None:
         note = " (the definition has a newer mapping version: reindex to apply it)" if r.needs_reindex else ""
         output.info(f"{output.OK} {r.name:<15} {what:<8} {r.read_alias} → {r.write_index} "
                     f"(mapping v{r.mapping_version}){note}")
-    recording.record(settings, "search init", lambda: recording.index_records(settings, results))
+    recording.record(settings, "search init", lambda keys: [(keys.index_key(made.name), made) for made in results])
 
 
 @app.command("sync")
@@ -104,7 +104,7 @@ def sync_(
     with _clients() as (settings, engine, client, layout), progress.shown() as report:
         reports = sync.sync(engine, client, layout, names, full=full,
                             on_progress=lambda r: report(f"{r.index} ({r.mode})", r.rows_read, None, "rows"))
-    recording.record(settings, "search sync", lambda: _documents_records(settings, reports))
+    recording.record(settings, "search sync", lambda keys: [(keys.documents_key(r.index), r) for r in reports])
     for r in reports:
         output.info(f"{output.OK} {r.index:<12} {r.mode:<11} {r.documents_written:>9,} written "
                     f"{r.documents_deleted:>7,} deleted {r.stale_skipped:>7,} already current "
@@ -131,34 +131,13 @@ def load(
     with _clients() as (settings, engine, client, layout), progress.shown() as report:
         shown = None if as_json else (lambda r: report(f"{index} {part.key}", r.rows_read, None, "rows"))  # stdout: JSON only
         done = full_load.load_partition(engine, client, layout, index, part, on_progress=shown)
-    recording.record(settings, "search load", lambda: _full_load_record(index, done), partition=done.partition)
+    recording.record(settings, "search load", lambda keys: [(keys.full_load_key(index), done)], partition=done.partition)
     if as_json:
         output.print_json(done.as_dict())
         return
     output.info(f"{output.OK} {index} {done.partition}: {done.rows_read:,} rows, {done.documents_written:,} written, "
                 f"{done.already_current:,} already current, {done.documents_per_s:,.0f} docs/s, "
                 f"{done.duration_s:.1f} s, into {', '.join(done.written_to) or '-'} (snapshot xmin {done.snapshot_xmin})")
-
-
-def _full_load_record(index: str, done: full_load.PartitionReport) -> list[tuple[str, dict]]:
-    from assets.search_full_load import full_load_metadata
-
-    return [(f"search_{index}_full_load", full_load_metadata(done))]
-
-
-def _documents_records(settings, reports: list[sync.SyncReport]) -> list[tuple[str, dict]]:
-    from assets.search import documents_metadata
-
-    with _clients() as (_, engine, client, layout):
-        client.indices.refresh(index=",".join(layout.read_alias(r.index) for r in reports))
-        return [(f"search_{r.index}_documents",
-                 documents_metadata(search_status.index_report(engine, client, layout, r.index), r)) for r in reports]
-
-
-def _lifecycle_record(done: lifecycle.LifecycleReport, duration_s: float) -> list[tuple[str, dict]]:
-    from assets.search_lifecycle import lifecycle_metadata
-
-    return [("search_lifecycle", lifecycle_metadata(done, duration_s))]
 
 
 @app.command("status")
@@ -276,8 +255,8 @@ def rollover(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOp
         policies, names = _policies(settings, index)
         decisions = [lifecycle.rollover_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
     if not dry_run:
-        recording.record(settings, "search rollover", lambda: _lifecycle_record(
-            lifecycle.LifecycleReport(decisions, []), time.monotonic() - started))
+        timed = (lifecycle.LifecycleReport(decisions, []), time.monotonic() - started)
+        recording.record(settings, "search rollover", lambda keys: [(keys.SEARCH_LIFECYCLE, timed)])
     if as_json:
         output.print_json([asdict(d) for d in decisions])
         return
@@ -306,8 +285,8 @@ def retention(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonO
         policies, names = _policies(settings, index)
         reports = [lifecycle.retention_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
     if not dry_run:
-        recording.record(settings, "search retention", lambda: _lifecycle_record(
-            lifecycle.LifecycleReport([], reports), time.monotonic() - started))
+        timed = (lifecycle.LifecycleReport([], reports), time.monotonic() - started)
+        recording.record(settings, "search retention", lambda keys: [(keys.SEARCH_LIFECYCLE, timed)])
     if as_json:
         output.print_json([asdict(r) | {"deleted": r.deleted} for r in reports])
         return

@@ -44,7 +44,7 @@ def create() -> None:
         info = snapshots.create_snapshot(engine, client, layout, repository)
     output.info(f"{output.OK} snapshot {info.name} in {repository.name}: {len(info.indices)} indices, "
                 f"{info.documents:,} documents, {output.human_bytes(info.size_bytes)}, {info.duration_s or 0:.1f} s")
-    recording.record(settings, "search snapshot create", lambda: [_snapshot_record(info, repository.name)])
+    recording.record(settings, "search snapshot create", lambda keys: [(keys.SEARCH_SNAPSHOT, info)])
 
 
 @app.command("list")
@@ -88,19 +88,7 @@ def restore_check(
         raise typer.Exit(1)
     output.info(f"{output.OK} {result.snapshot} restores: restored in {result.restore_duration_s:.1f} s, checked in "
                 f"{result.duration_s:.1f} s; the restored copies are deleted")
-    recording.record(settings, "search snapshot restore-check", lambda: [_check_record(result)])
-
-
-def _snapshot_record(info, repository_name: str) -> tuple[str, dict]:
-    from assets.search_snapshots import snapshot_metadata
-
-    return "search_snapshot", snapshot_metadata(info, repository_name, [])
-
-
-def _check_record(result) -> tuple[str, dict]:
-    from assets.search_snapshots import snapshot_check_metadata
-
-    return "search_snapshot_restore_check", snapshot_check_metadata(result)
+    recording.record(settings, "search snapshot restore-check", lambda keys: [(keys.SEARCH_SNAPSHOT_RESTORE_CHECK, result)])
 
 
 @app.command("prune")

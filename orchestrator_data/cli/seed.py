@@ -62,7 +62,7 @@ def run_seed(
     _print_report(report, "inserted")
     if report.total_inserted == 0:
         output.info("the seed was already loaded: nothing to add")
-    recording.record(settings, "seed run", lambda: [_seed_record(report, plan, environment)])
+    recording.record(settings, "seed run", lambda keys: [(keys.SEED_DATA, report)])
 
 
 @app.command("clean")
@@ -85,10 +85,4 @@ def clean_seed(
         raise typer.Exit(1) from None
     engine.dispose()
     _print_report(report, "deleted")
-    recording.record(settings, "seed clean", lambda: [_seed_record(report, SeedPlan(executions=0), environment)])
-
-
-def _seed_record(report, plan: SeedPlan, environment: str) -> tuple[str, dict]:
-    from assets.seed import seed_metadata
-
-    return "seed_data", seed_metadata(report, plan, environment)
+    recording.record(settings, "seed clean", lambda keys: [(keys.SEED_DATA, report)])

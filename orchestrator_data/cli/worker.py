@@ -63,7 +63,7 @@ def start(
     _reachable_or_exit(settings, url)
     # the instance the steps write to comes with each task; DAGSTER_HOME keeps Dagster from warning
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home(settings)))
-    from jobs.celery_app import app as celery_app  # imports Dagster and the code location: only here
+    from runtime.celery_app import app as celery_app  # imports Dagster and the code location: only here
 
     name = workers.worker_name(queue)
     output.note(f"worker {name}: queue {queue}, {concurrency} process(es), broker {mask_url(url)}")

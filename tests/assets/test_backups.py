@@ -24,6 +24,11 @@ pytestmark = pytest.mark.integration
 KEY_B64 = "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80="  # 32 bytes, test-only
 
 
+def _check_name(evaluation) -> str:
+    """`<asset>:<check>`: both assets have a check named freshness."""
+    return f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+
+
 @pytest.fixture
 def seeded(stack, tmp_path, monkeypatch):
     monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "backups"))
@@ -55,11 +60,11 @@ def test_backup_then_restore_check_then_fresh(seeded, monkeypatch):
     [checked] = result.asset_materializations_for_node("postgres_restore_check")
     assert checked.metadata["ok"].value is True and checked.metadata["difference_count"].value == 0
     assert checked.metadata["rto_seconds"].value > 0 and checked.metadata["backup_id"].value == entry.id
-    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert set(checks) == {"check_postgres_backup_freshness", "check_postgres_restore_check_freshness"}
+    checks = {_check_name(c): c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {"postgres_backup:freshness", "postgres_restore_check:freshness"}
     assert all(c.passed and c.metadata["newest_id"].value == entry.id for c in checks.values())
-    assert checks["check_postgres_backup_freshness"].metadata["max_age_hours"].value == 26
-    assert checks["check_postgres_restore_check_freshness"].metadata["max_age_hours"].value == 8 * 24
+    assert checks["postgres_backup:freshness"].metadata["max_age_hours"].value == 26
+    assert checks["postgres_restore_check:freshness"].metadata["max_age_hours"].value == 8 * 24
 
 
 def test_freshness_of_each_promise_and_restore_check_lists_differences(seeded, monkeypatch):
@@ -72,11 +77,11 @@ def test_freshness_of_each_promise_and_restore_check_lists_differences(seeded, m
                             check_postgres_restore_check_freshness], resources=resources,
                            selection=dg.AssetSelection.checks(check_postgres_backup_freshness,
                                                               check_postgres_restore_check_freshness))
-    checks = {c.check_name: c for c in check.get_asset_check_evaluations()}
-    assert checks["check_postgres_backup_freshness"].passed
-    assert checks["check_postgres_backup_freshness"].metadata["newest_id"].value == entry.id
-    assert not checks["check_postgres_restore_check_freshness"].passed
-    assert checks["check_postgres_restore_check_freshness"].metadata["newest_id"].value == "none"
+    checks = {_check_name(c): c for c in check.get_asset_check_evaluations()}
+    assert checks["postgres_backup:freshness"].passed
+    assert checks["postgres_backup:freshness"].metadata["newest_id"].value == entry.id
+    assert not checks["postgres_restore_check:freshness"].passed
+    assert checks["postgres_restore_check:freshness"].metadata["newest_id"].value == "none"
 
     # the manifest now disagrees with what was dumped: the restore check must say where
     manifest_path = entry.path / "manifest.json"

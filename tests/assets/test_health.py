@@ -42,7 +42,7 @@ def test_service_health_materializes_with_versions_and_latency(stack):
     assert details[("redis", "used_memory_bytes")].endswith("iB")  # shown in binary units
     assert metadata["redis/used_memory"].value.endswith("iB") and metadata["redis/used_memory_bytes"].value > 0
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"check_service_versions": True, "check_service_latency": True}
+    assert checks == {"versions": True, "latency": True}
 
 
 def test_service_health_fails_naming_the_unreachable_service_without_secrets(stack):

@@ -39,7 +39,7 @@ def test_postgres_schema_migrates_to_head_and_reports_revisions_and_tables(datab
     assert {"organizations", "executions", "audit_logs", "_migration_history"} <= set(tables)
     assert tables["_migration_history"]["rows"] == len(REVISIONS) and tables["executions"]["total_bytes"] > 0
     assert metadata["dagster/row_count"].value == sum(t["rows"] for t in tables.values())
-    assert _checks(result) == {"check_postgres_schema_drift": True, "check_postgres_schema_security": True}
+    assert _checks(result) == {"drift": True, "security": True}
 
     again = dg.materialize([postgres_schema], resources=resources)
     [second] = again.asset_materializations_for_node("postgres_schema")
@@ -58,9 +58,9 @@ def test_checks_fail_on_drift_and_loosened_security(database):
         raise_on_error=False,
     )
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert not evaluations["check_postgres_schema_drift"].passed
-    assert "executions.rogue" in evaluations["check_postgres_schema_drift"].metadata["differences"].value
-    security = evaluations["check_postgres_schema_security"]
+    assert not evaluations["drift"].passed
+    assert "executions.rogue" in evaluations["drift"].metadata["differences"].value
+    security = evaluations["security"]
     assert not security.passed
     assert "users: row-level security is not enabled" in security.metadata["problems"].value
     # and the asset itself refuses to report success on a database whose security was loosened

@@ -49,7 +49,7 @@ def test_redis_keyspace_materializes_what_a_dba_reads(stack):
     assert metadata["memory/used"].value.endswith("iB")  # beside the byte count, in binary units
     assert session.id not in str(metadata)  # session ids are bearer tokens
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"check_redis_keyspace_ttl": True}
+    assert checks == {"ttl": True}
 
 
 def test_the_check_flags_keys_without_the_ttl_the_registry_requires(stack):

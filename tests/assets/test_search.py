@@ -43,10 +43,10 @@ def test_indices_then_documents_then_reconciliation(resources, engine):
     assert documents["documents"].value == documents["postgres_rows"].value == 120
     assert documents["lag_rows"].value == 0 and documents["documents_per_s"].value > 0
     assert documents["dagster/row_count"].value == 120 and documents["size_bytes"].value > 0
-    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert set(checks) == {f"check_search_{name}_reconciliation" for name in SYNCED}
+    checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {(f"search_{name}_documents", "reconciliation") for name in SYNCED}
     assert all(c.passed for c in checks.values())
-    assert checks["check_search_executions_reconciliation"].metadata["sampled"].value == 120
+    assert checks[("search_executions_documents", "reconciliation")].metadata["sampled"].value == 120
 
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE executions SET status = 'cancelled' WHERE id IN (SELECT id FROM executions LIMIT 4)"))

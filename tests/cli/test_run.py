@@ -48,6 +48,7 @@ def test_run_is_listed_under_its_job_with_the_code_location_origin(cli, stack):
             "dagster/code_location": "orchestrator_data"}))
         run = next(r for r in runs if r.run_id == run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags["orchestrator-data/source"] == "cli"  # the runs list can tell CLI-started runs
         origin = run.remote_job_origin
         assert origin is not None and origin.location_name == "orchestrator_data"
         assert origin.repository_origin.repository_name == "__repository__"

@@ -237,6 +237,9 @@ def test_a_worker_killed_mid_step_fails_the_run_and_the_rerun_is_exact(deploymen
         victim.wait()
         stdout, stderr = run.communicate(timeout=120)
         assert run.returncode == 1, stdout + stderr
+        # the summary names the failed step and why (the reason is only in the run's failure event)
+        [lost] = [line for line in stdout.splitlines() if "step search_executions_documents failed" in line]
+        assert f"-{victim.pid}@" in lost and "stopped answering" in lost, stdout
         assert written < sync.postgres_rows(deployment.engine, "executions"), "killed before it finished"
         failed = instance.get_run_by_id(run_id)
         assert failed.status == dg.DagsterRunStatus.FAILURE
@@ -248,6 +251,7 @@ def test_a_worker_killed_mid_step_fails_the_run_and_the_rerun_is_exact(deploymen
     with _instance() as instance:
         retry = instance.get_runs(dg.RunsFilter(job_name="search_sync_job"), limit=1)[0]
         assert retry.parent_run_id == run_id and retry.status == dg.DagsterRunStatus.SUCCESS
+        assert retry.tags["orchestrator-data/source"] == "cli"  # a re-execution from the CLI says so too
         assert "search_executions_documents" in {r.step_key for r in instance.all_logs(
             retry.run_id, of_type=DagsterEventType.STEP_SUCCESS)}
     for name in sync.SYNCED:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from jobs.executors import MISSED_PINGS, LiveWorkers
+from runtime.executors import MISSED_PINGS, LiveWorkers
 
 PING_EVERY_S = 5.0
 

@@ -32,8 +32,8 @@ def test_job_selections():
     assert _selected("migrate_job") == {"postgres_schema"}
     assert _selected("seed_job") == {"seed_data"}
     assert _selected("health_job") == {"service_health"}
-    assert _selected("backup_job") == {"postgres_backup"}
-    assert _selected("restore_test_job") == {"postgres_restore_check"}
+    assert _selected("postgres_backup_job") == {"postgres_backup"}
+    assert _selected("postgres_restore_check_job") == {"postgres_restore_check"}
     assert _selected("system_metrics_job") == {"system_metrics"}
 
 
@@ -43,7 +43,7 @@ def test_quick_jobs_run_in_process_and_the_rest_in_subprocesses():
 
 
 def test_dagster_executor_celery_puts_the_watched_celery_executor_on_the_jobs():
-    from jobs.executors import executor_for
+    from runtime.executors import executor_for
     from orchestrator_data.settings import load_settings
 
     assert executor_for(load_settings(DAGSTER_EXECUTOR="celery")).name == "celery"
@@ -84,8 +84,8 @@ def test_bootstrap_job_then_reset_job(stack):
             assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 200
         # the indices were created and synced in full
         assert _search_documents()["executions"] == 200
-        assert all(c.passed for c in result.get_asset_check_evaluations()
-                   if c.check_name.startswith("check_search_"))
+        reconciliations = [c for c in result.get_asset_check_evaluations() if c.check_name == "reconciliation"]
+        assert len(reconciliations) == len(SYNCED) and all(c.passed for c in reconciliations)
 
         not_confirmed = defs.resolve_job_def("reset_job").execute_in_process(resources=resources, raise_on_error=False)
         assert not not_confirmed.success
@@ -98,6 +98,13 @@ def test_bootstrap_job_then_reset_job(stack):
         assert reset.success
         keys = {event.asset_key.to_user_string() for event in reset.get_asset_materialization_events()}
         assert keys == {"postgres_schema", "redis_keyspace"} | {f"search_{name}_index" for name in NAMES}
+        # the asset's own metadata, as `orchestrator-data reset` records it (the same builder)
+        recorded = {m.asset_key.to_user_string(): m.metadata
+                    for m in reset.asset_materializations_for_node("reset_data_layer")}
+        schema = recorded["postgres_schema"]
+        assert schema["current_revision"].value == schema["head_revision"].value != "base"
+        assert "tables" in schema and any(key.startswith("table/") for key in schema)
+        assert "scripts" in recorded["redis_keyspace"] and recorded["search_executions_index"]["created_now"].value
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 0
         engine.dispose()

@@ -15,8 +15,8 @@ import schedules.search
 
 EXPECTED_SCHEDULES = {
     "health_schedule": ("*/15 * * * *", "health_job"),
-    "nightly_backup_schedule": ("0 2 * * *", "backup_job"),
-    "weekly_restore_test_schedule": ("0 4 * * 0", "restore_test_job"),
+    "nightly_postgres_backup_schedule": ("0 2 * * *", "postgres_backup_job"),
+    "weekly_postgres_restore_check_schedule": ("0 4 * * 0", "postgres_restore_check_job"),
     "search_sync_schedule": ("*/5 * * * *", "search_sync_job"),
     "search_lifecycle_schedule": ("17 * * * *", "search_lifecycle_job"),
     "system_metrics_schedule": ("*/5 * * * *", "system_metrics_job"),
@@ -50,7 +50,7 @@ def test_schedules_and_sensors_are_registered_with_their_cron_and_job():
     for name, (cron, job) in EXPECTED_SCHEDULES.items():
         schedule = defs.resolve_schedule_def(name)
         assert (schedule.cron_schedule, schedule.job_name) == (cron, job)
-    assert defs.resolve_schedule_def("nightly_backup_schedule").execution_timezone == "UTC"
+    assert defs.resolve_schedule_def("nightly_postgres_backup_schedule").execution_timezone == "UTC"
     retention = defs.resolve_schedule_def("retention_schedule")
     # production refuses a purge without confirm: the schedule's own run config carries it
     assert retention.execution_timezone == "UTC"
@@ -77,8 +77,8 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
     module = environment("production")
     status = {s.name: s.default_status for s in module.SCHEDULES}
     assert status == {"health_schedule": dg.DefaultScheduleStatus.STOPPED,  # unchanged: polling is opt-in
-                      "nightly_backup_schedule": dg.DefaultScheduleStatus.RUNNING,
-                      "weekly_restore_test_schedule": dg.DefaultScheduleStatus.RUNNING,
+                      "nightly_postgres_backup_schedule": dg.DefaultScheduleStatus.RUNNING,
+                      "weekly_postgres_restore_check_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "search_sync_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "search_lifecycle_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "system_metrics_schedule": dg.DefaultScheduleStatus.RUNNING,

@@ -16,7 +16,7 @@ from orchestrator_data.settings import load_settings
 from resources import AlertsResource, BackupStorageResource, PostgresResource, RedisResource
 from schedules.alerts import run_failure_alert_sensor
 from schedules import backups as backup_schedules
-from schedules.backups import nightly_backup_schedule, stale_backup_sensor, weekly_restore_test_schedule
+from schedules.backups import nightly_postgres_backup_schedule, stale_backup_sensor, weekly_postgres_restore_check_schedule
 from tests.alerting import WebhookServer, alert_rows
 from tests.databases import migrated_database
 
@@ -182,14 +182,14 @@ def _ticks(schedule: dg.ScheduleDefinition, start: datetime, end: datetime) -> l
 
 
 def test_a_simulated_fortnight_of_schedule_ticks_raises_no_false_alert(services, tmp_path, monkeypatch):
-    """Nightly backups (verified when written) and weekly restore tests as the two schedules fire them,
+    """Nightly backups (verified when written) and weekly restore checks as the two schedules fire them,
     with the sensor ticking hourly in between: every promise holds, so no tick alerts. Then the backups
     stop: the nightly promise alerts once, on the first tick past BACKUP_MAX_AGE_HOURS."""
     monkeypatch.setenv("BACKUP_DIR", str(tmp_path))
     start = datetime(2026, 11, 1, 0, 30, tzinfo=UTC)  # a Sunday, before that night's backup
     end = start + timedelta(days=15)
-    events = [(t + timedelta(minutes=5), "backup") for t in _ticks(nightly_backup_schedule, start, end)]
-    events += [(t + timedelta(minutes=20), "restore") for t in _ticks(weekly_restore_test_schedule, start, end)]
+    events = [(t + timedelta(minutes=5), "backup") for t in _ticks(nightly_postgres_backup_schedule, start, end)]
+    events += [(t + timedelta(minutes=20), "restore") for t in _ticks(weekly_postgres_restore_check_schedule, start, end)]
     events.sort()
     # the project was set up the night before: one backup, restore-checked
     newest = _backup(tmp_path, start - timedelta(hours=22), restore_checked=True)
@@ -199,7 +199,7 @@ def test_a_simulated_fortnight_of_schedule_ticks_raises_no_false_alert(services,
             at, what = events.pop(0)
             if what == "backup":
                 newest = _backup(tmp_path, at, verified=True)
-            else:  # the restore test checks the newest backup
+            else:  # the restore check checks the newest backup
                 (tmp_path / newest / "verification.json").write_text(
                     json.dumps({"checked_at": at.isoformat(), "ok": True}))
         monkeypatch.setattr(backup_schedules, "utcnow", lambda now=now: now)

@@ -1,4 +1,4 @@
-"""The Celery app the workers run (`celery -A jobs.celery_app`, which `orchestrator-data worker start`
+"""The Celery app the workers run (`celery -A runtime.celery_app`, which `orchestrator-data worker start`
 does): dagster-celery's step task on this deployment's broker and settings.
 
 A step's task is acknowledged when it ends, so a task whose worker died is handed out again once the
@@ -13,13 +13,12 @@ import logging
 
 import celery
 from dagster import DagsterInstance
-from dagster._grpc.types import ExecuteStepArgs
-from dagster._serdes import unpack_value
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
 
-from jobs.executors import celery_app_args
 from orchestrator_data.settings import load_settings
+from runtime._dagster_internals import ExecuteStepArgs, unpack_value
+from runtime.executors import celery_app_args
 
 log = logging.getLogger(__name__)
 

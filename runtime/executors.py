@@ -15,12 +15,12 @@ from __future__ import annotations
 import time
 
 import dagster as dg
-from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster_celery.core_execution_loop import core_celery_execution_loop
-from dagster_celery.executor import CeleryExecutor, _submit_task
+from dagster_celery.executor import CeleryExecutor
 
 from orchestrator_data import connections, workers
 from orchestrator_data.settings import Executor, Settings, load_settings
+from runtime._dagster_internals import RetryMode, get_retries_config, submit_celery_task
 
 # consecutive unanswered pings before a worker counts as gone (a busy broker can drop one); they are
 # DAGSTER_CELERY_WORKER_TIMEOUT_S apart in all
@@ -96,7 +96,7 @@ class WatchedCeleryExecutor(CeleryExecutor):
         def submit(app, context, step, queue, priority, known_state):
             nonlocal live
             live = live or LiveWorkers(app, self.worker_timeout_s / MISSED_PINGS)
-            return WatchedResult(_submit_task(app, context, step, queue, priority, known_state), step.key, live)
+            return WatchedResult(submit_celery_task(app, context, step, queue, priority, known_state), step.key, live)
 
         return core_celery_execution_loop(plan_context, execution_plan, step_execution_fn=submit)
 
