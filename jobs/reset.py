@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from assets._runbook import runbook_metadata
 from jobs import queue_tags
 from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, RESET_TAGS, SEARCH_FULL_LOAD_KEY, sync_tags, tags
 from orchestrator_data import provisioning
@@ -57,6 +58,6 @@ def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgr
 # checks: it carries every limited tag (jobs/queue_tags.py), and its own for a full load to look for
 @dg.job(description="Drop and recreate PostgreSQL's schema, the Redis keyspace and the search indices (run "
                     "config: confirm: true). Refused in production.",
-        tags=tags(MIGRATION_TAGS, sync_tags(SYNCED), LIVE_SCHEMA_TAGS, RESET_TAGS))
+        tags=tags(MIGRATION_TAGS, sync_tags(SYNCED), LIVE_SCHEMA_TAGS, RESET_TAGS), metadata=runbook_metadata("reset_job"))
 def reset_job():
     reset_data_layer()
