@@ -9,6 +9,7 @@ import dagster as dg
 
 from assets import keys
 from assets._metadata import code_version, with_human_sizes
+from assets._runbook import runbook_metadata
 from orchestrator_data.postgres import catalog, migrator, models, security
 from orchestrator_data.redaction import redact
 from orchestrator_data.runbook import described
@@ -104,28 +105,45 @@ def postgres_schema(context: dg.AssetExecutionContext, postgres: PostgresResourc
     return dg.MaterializeResult(metadata=schema_metadata(report, catalog.table_stats(postgres.engine)))
 
 
-@dg.asset_check(asset=postgres_schema, name=keys.DRIFT, blocking=True,
+DRIFT_SECTION = keys.check_section(keys.POSTGRES_SCHEMA, keys.DRIFT)
+SECURITY_SECTION = keys.check_section(keys.POSTGRES_SCHEMA, keys.SECURITY)
+
+
+def _first(items: list[str], count: int) -> str:
+    shown = "; ".join(redact(str(item)) for item in items[:count])
+    return shown + (f" (and {len(items) - count} more)" if len(items) > count else "")
+
+
+@dg.asset_check(asset=postgres_schema, name=keys.DRIFT, blocking=True, metadata=runbook_metadata(DRIFT_SECTION),
                 description=described("The live schema matches the models (orchestrator_data/postgres/models.py), "
                                       "as `alembic check` compares them: tables, columns, types, defaults, indexes, "
-                                      "keys.", keys.check_section(keys.POSTGRES_SCHEMA, keys.DRIFT)))
+                                      "keys.", DRIFT_SECTION))
 def check_postgres_schema_drift(postgres: PostgresResource) -> dg.AssetCheckResult:
     differences = catalog.check_drift(postgres.engine)
+    description = (f"{len(differences)} difference(s) from the models: {_first(differences, 2)}; repair: a new "
+                   f"revision, or revert the manual change" if differences else "the live schema matches the models")
     return dg.AssetCheckResult(
         passed=not differences,
+        description=description,
         metadata={"difference_count": len(differences),
-                  "differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in differences) or "none")},
+                  "differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in differences) or "none"),
+                  **runbook_metadata(DRIFT_SECTION)},
     )
 
 
 @dg.asset_check(asset=postgres_schema, name=keys.SECURITY, blocking=True,
+                metadata=runbook_metadata(SECURITY_SECTION),
                 description=described("Every tenant table has row-level security enabled AND forced with the "
                                       "expected policies and its audit trigger; audit_logs is append-only; the app "
-                                      "role bypasses nothing and owns nothing.",
-                                      keys.check_section(keys.POSTGRES_SCHEMA, keys.SECURITY)))
+                                      "role bypasses nothing and owns nothing.", SECURITY_SECTION))
 def check_postgres_schema_security(postgres: PostgresResource) -> dg.AssetCheckResult:
     report = security.check_security(postgres.engine)
+    description = (f"{len(report.problems)} security problem(s): {_first(report.problems, 2)}; repair: "
+                   f"orchestrator-data migrate up, then find who changed it" if report.problems
+                   else f"{len(report.tables)} tenant tables isolated and audited")
     return dg.AssetCheckResult(
         passed=report.ok,
+        description=description,
         metadata={
             "problem_count": len(report.problems),
             "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in report.problems) or "none"),
@@ -138,6 +156,7 @@ def check_postgres_schema_security(postgres: PostgresResource) -> dg.AssetCheckR
                 }) for t in report.tables],
                 schema=SECURITY_COLUMNS,
             ),
+            **runbook_metadata(SECURITY_SECTION),
         },
     )
 
