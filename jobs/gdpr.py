@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from assets._refusals import refused, set_config
 from assets._runbook import runbook_metadata
 from jobs.queue_tags import sync_tags
 from orchestrator_data import gdpr
@@ -66,7 +67,8 @@ def gdpr_erase(context: dg.OpExecutionContext, config: GdprEraseConfig, postgres
                redis: RedisResource, elasticsearch: ElasticsearchResource, deployment: DeploymentResource):
     user_id = _valid_user_id(config.user_id)
     if deployment.name() == "production" and not config.confirm:
-        raise dg.Failure(description=f"refusing to erase user {user_id} in production without confirm: true")
+        raise refused(f"refusing to erase user {user_id} in production: the erasure cannot be undone; "
+                      f"{set_config('confirm')}")
     try:
         report = erase_core.erase_user(postgres.engine, redis.client, elasticsearch.client, elasticsearch.layout(),
                                        user_id, config.requested_by)

@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from assets._refusals import refused
 from assets._runbook import runbook_metadata
 from jobs import queue_tags
 from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, RESET_TAGS, SEARCH_FULL_LOAD_KEY, sync_tags, tags
@@ -32,7 +33,7 @@ def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgr
         report = provisioning.reset(environment, config.confirm, postgres.engine, redis.client,
                                     elasticsearch.target())
     except provisioning.ResetRefused as exc:
-        raise dg.Failure(description=str(exc)) from None
+        raise refused(exc) from None
     migration = report.init.migration
     yield dg.AssetMaterialization(
         asset_key="postgres_schema",
