@@ -26,13 +26,14 @@ TABLE_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("table", "string"),
     dg.TableColumn("rows", "int"),
     dg.TableColumn("rows_exact", "bool", description="false: pg_class.reltuples estimate (large table)"),
+    dg.TableColumn("size", "string", description="total, in binary units"),
+    dg.TableColumn("share_pct", "float", description="the table's share of the schema's total size, in percent"),
     dg.TableColumn("total_bytes", "int", description="pg_total_relation_size: heap, TOAST and indexes"),
     dg.TableColumn("table_bytes", "int"),
     dg.TableColumn("index_bytes", "int"),
-    dg.TableColumn("size", "string", description="total, in binary units"),
+    dg.TableColumn("index_pct", "float", description="indexes' share of the table's total size, in percent"),
     dg.TableColumn("columns", "string", description="the table's columns and types, from the models"),
 ])
-LARGEST_PLOTTED = 10  # per-table figures for the largest tables, as numbers the UI plots over time
 SECURITY_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("table", "string"),
     dg.TableColumn("rls_enabled", "bool"),
@@ -48,13 +49,15 @@ def _columns(table: str) -> str:
     return ", ".join(f"{c.name} {c.type}".lower() for c in found.columns) if found is not None else ""
 
 
+def _pct(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 1) if whole else 0.0
+
+
 def schema_metadata(report: migrator.MigrationReport, stats: list[catalog.TableStats]) -> dict:
-    """postgres_schema's metadata (also recorded by `migrate up`, `init` and `reset`)."""
+    """postgres_schema's metadata (also recorded by `migrate up`, `init` and `reset`): what a DBA reads —
+    the revisions, one table of the tables (largest first), and the totals the UI plots."""
     stats = sorted(stats, key=lambda s: s.total_bytes, reverse=True)
-    per_table = {}
-    for s in stats[:LARGEST_PLOTTED]:
-        per_table[f"table/{s.table}/rows"] = s.rows
-        per_table[f"table/{s.table}/total_bytes"] = dg.MetadataValue.int(s.total_bytes)
+    total_bytes = sum(s.total_bytes for s in stats)
     return with_human_sizes({
         "head_revision": report.head,
         "current_revision": report.end_revision or "base",
@@ -70,14 +73,14 @@ def schema_metadata(report: migrator.MigrationReport, stats: list[catalog.TableS
         "lock_wait_ms": report.lock_wait_ms,
         "tables": dg.MetadataValue.table(
             records=[dg.TableRecord({"table": s.table, "rows": s.rows, "rows_exact": s.rows_exact,
+                                     "size": human_bytes(s.total_bytes), "share_pct": _pct(s.total_bytes, total_bytes),
                                      "total_bytes": s.total_bytes, "table_bytes": s.table_bytes,
-                                     "index_bytes": s.index_bytes, "size": human_bytes(s.total_bytes),
+                                     "index_bytes": s.index_bytes, "index_pct": _pct(s.index_bytes, s.total_bytes),
                                      "columns": _columns(s.table)}) for s in stats],
             schema=TABLE_COLUMNS,
         ),
-        "total_bytes": sum(s.total_bytes for s in stats),
+        "total_bytes": total_bytes,
         "dagster/row_count": sum(s.rows for s in stats),
-        **per_table,
     })
 
 
