@@ -14,6 +14,7 @@ import dagster as dg
 
 from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
+from assets._runbook import runbook_metadata
 from orchestrator_data import backups
 from orchestrator_data.backups import catalog, create, restore
 from orchestrator_data.backups.freshness import Freshness, restore_check_freshness, verified_freshness
@@ -64,7 +65,8 @@ def backup_metadata(entry: "backups.BackupEntry", live: records.Live | None = No
     group_name=keys.BACKUPS_GROUP,
     kinds={"postgres"},
     owners=["team:data-platform"],
-    deps=[keys.POSTGRES_SCHEMA],
+    # what a backup holds: the schema and the rows seeded into it, so the graph shows what is inside
+    deps=[keys.POSTGRES_SCHEMA, keys.SEED_DATA],
     code_version=code_version(create, catalog),
     freshness_policy=BACKUP_FRESHNESS,
     description="A snapshot-consistent pg_dump of the application database in BACKUP_DIR, with a manifest of "
@@ -139,31 +141,43 @@ def restore_check_record(result: "backups.RestoreCheckResult", live: records.Liv
     return restore_check_metadata(entry, result, result.duration_s or 0.0)
 
 
-def freshness_check_result(freshness: Freshness) -> dg.AssetCheckResult:
+def freshness_check_result(freshness: Freshness, section: str, repair: str) -> dg.AssetCheckResult:
+    """A freshness promise as a check result: one line saying how old the newest copy is and, when it
+    is too old, what to run; the runbook section as a link."""
+    description = freshness.describe() if freshness.ok else f"{freshness.describe()}; repair: {repair}"
     return dg.AssetCheckResult(
         passed=freshness.ok,
-        description=freshness.describe(),
+        description=description,
         metadata={"newest_id": freshness.cursor,
                   "age_hours": dg.MetadataValue.float(freshness.age_hours if freshness.age_hours is not None else -1.0),
-                  "max_age_hours": dg.MetadataValue.float(freshness.max_age_hours)},
+                  "max_age_hours": dg.MetadataValue.float(freshness.max_age_hours), **runbook_metadata(section)},
     )
 
 
-@dg.asset_check(asset=postgres_backup, name=keys.FRESHNESS,
+BACKUP_FRESHNESS_SECTION = keys.check_section(keys.POSTGRES_BACKUP, keys.FRESHNESS)
+RESTORE_CHECK_FRESHNESS_SECTION = keys.check_section(keys.POSTGRES_RESTORE_CHECK, keys.FRESHNESS)
+
+
+@dg.asset_check(asset=postgres_backup, name=keys.FRESHNESS, metadata=runbook_metadata(BACKUP_FRESHNESS_SECTION),
                 description=described("The newest verified backup (its sha256 re-checked after writing) is younger "
                                       "than BACKUP_MAX_AGE_HOURS (default 26: a nightly backup plus slack).",
-                                      keys.check_section(keys.POSTGRES_BACKUP, keys.FRESHNESS)))
+                                      BACKUP_FRESHNESS_SECTION))
 def check_postgres_backup_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
-    return freshness_check_result(verified_freshness(backup_storage.directory(), backup_storage.verified_max_age_hours()))
+    return freshness_check_result(
+        verified_freshness(backup_storage.directory(), backup_storage.verified_max_age_hours()),
+        BACKUP_FRESHNESS_SECTION, "orchestrator-data backup create, and turn nightly_postgres_backup_schedule on")
 
 
 @dg.asset_check(asset=postgres_restore_check, name=keys.FRESHNESS,
+                metadata=runbook_metadata(RESTORE_CHECK_FRESHNESS_SECTION),
                 description=described("The newest backup whose restore check passed is younger than "
                                       "RESTORE_CHECK_MAX_AGE_DAYS (default 8: a weekly restore check plus slack).",
-                                      keys.check_section(keys.POSTGRES_RESTORE_CHECK, keys.FRESHNESS)))
+                                      RESTORE_CHECK_FRESHNESS_SECTION))
 def check_postgres_restore_check_freshness(backup_storage: BackupStorageResource) -> dg.AssetCheckResult:
-    return freshness_check_result(restore_check_freshness(backup_storage.directory(),
-                                                     backup_storage.restore_checked_max_age_hours()))
+    return freshness_check_result(
+        restore_check_freshness(backup_storage.directory(), backup_storage.restore_checked_max_age_hours()),
+        RESTORE_CHECK_FRESHNESS_SECTION,
+        "orchestrator-data backup restore-check latest, and turn weekly_postgres_restore_check_schedule on")
 
 
 BACKUP_ASSETS = [postgres_backup, postgres_restore_check]

@@ -3,13 +3,17 @@ written into the system_metrics index, with the headline numbers as metadata so 
 Thin: orchestrator_data.metrics does the work, the same code `orchestrator-data metrics collect` runs."""
 
 # no `from __future__ import annotations`: Dagster reads the parameter annotations to inject resources
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
 
 from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
+from assets._runbook import runbook_metadata
+from assets.backups import freshness_check_result
 from orchestrator_data import metrics
+from orchestrator_data.metrics.freshness import sample_freshness
+from orchestrator_data.runbook import described
 from orchestrator_data.metrics import MetricsError, MetricsReport, collect_and_write
 from orchestrator_data.metrics import elasticsearch as es_metrics, postgres as pg_metrics, redis as redis_metrics
 from orchestrator_data.search.indices import SearchError
@@ -21,6 +25,13 @@ SAMPLED_AT_TAG = "orchestrator-data/sampled_at"
 # Headline figures that are whole numbers; the others (ratios, rates, seconds) are floats.
 WHOLE = {"pg_connections", "pg_database_bytes", "redis_used_memory_bytes", "redis_clients", "queue_depth_total",
          "es_documents", "es_store_bytes", "samples_written"}
+
+# system_metrics_schedule samples every 5 minutes: no sample for 15 minutes means the schedule is off
+# or its runs fail (10 minutes: a warning). The policy shows it on the asset page; the check reads the
+# newest sample in the index, whoever wrote it (the schedule or `orchestrator-data metrics collect`).
+SAMPLES_MAX_AGE = timedelta(minutes=15)
+METRICS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=SAMPLES_MAX_AGE, warn_window=timedelta(minutes=10))
+FRESHNESS_SECTION = keys.check_section(keys.SYSTEM_METRICS, keys.FRESHNESS)
 
 LARGEST_TABLES = dg.TableSchema(columns=[
     dg.TableColumn("schema", "string"), dg.TableColumn("table", "string"),
@@ -78,7 +89,7 @@ def metrics_metadata(report: MetricsReport, live: records.Live | None = None) ->
 @dg.asset(
     name=keys.SYSTEM_METRICS, group_name=keys.OPERATIONS_GROUP, kinds={"postgres", "redis", "elasticsearch"},
     owners=["team:data-platform"], deps=[keys.index_key("system_metrics")],
-    code_version=code_version(metrics, pg_metrics, redis_metrics, es_metrics),
+    code_version=code_version(metrics, pg_metrics, redis_metrics, es_metrics), freshness_policy=METRICS_FRESHNESS,
     description="The data layer's own figures, sampled into the system_metrics index: PostgreSQL connections by "
                 "state, transactions, cache hit ratio, database and largest table sizes, slowest statements "
                 "(pg_stat_statements, when installed); Redis memory, hit rate, clients, ops/s, queue depths; "
@@ -102,4 +113,19 @@ def system_metrics(context: dg.AssetExecutionContext, postgres: PostgresResource
     return dg.MaterializeResult(metadata=metadata)
 
 
+@dg.asset_check(asset=system_metrics, name=keys.FRESHNESS, metadata=runbook_metadata(FRESHNESS_SECTION),
+                description=described(f"The newest sample in the system_metrics index is younger than "
+                                      f"{SAMPLES_MAX_AGE.total_seconds() / 60:.0f} minutes (samples every 5).",
+                                      FRESHNESS_SECTION))
+def check_system_metrics_freshness(elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
+    try:
+        found = sample_freshness(elasticsearch.client, elasticsearch.layout(), SAMPLES_MAX_AGE.total_seconds() / 3600)
+    except MetricsError as exc:
+        return dg.AssetCheckResult(passed=False, description=str(exc),
+                                   metadata=runbook_metadata(FRESHNESS_SECTION))
+    return freshness_check_result(found, FRESHNESS_SECTION,
+                                  repair="orchestrator-data metrics collect, and turn system_metrics_schedule on")
+
+
 METRICS_ASSETS = [system_metrics]
+METRICS_ASSET_CHECKS = [check_system_metrics_freshness]

@@ -9,6 +9,7 @@ import dagster as dg
 
 from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
+from assets._runbook import runbook_metadata
 from orchestrator_data.postgres import catalog, migrator, models, security
 from orchestrator_data.redaction import redact
 from orchestrator_data.runbook import described
@@ -25,13 +26,14 @@ TABLE_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("table", "string"),
     dg.TableColumn("rows", "int"),
     dg.TableColumn("rows_exact", "bool", description="false: pg_class.reltuples estimate (large table)"),
+    dg.TableColumn("size", "string", description="total, in binary units"),
+    dg.TableColumn("share_pct", "float", description="the table's share of the schema's total size, in percent"),
     dg.TableColumn("total_bytes", "int", description="pg_total_relation_size: heap, TOAST and indexes"),
     dg.TableColumn("table_bytes", "int"),
     dg.TableColumn("index_bytes", "int"),
-    dg.TableColumn("size", "string", description="total, in binary units"),
+    dg.TableColumn("index_pct", "float", description="indexes' share of the table's total size, in percent"),
     dg.TableColumn("columns", "string", description="the table's columns and types, from the models"),
 ])
-LARGEST_PLOTTED = 10  # per-table figures for the largest tables, as numbers the UI plots over time
 SECURITY_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("table", "string"),
     dg.TableColumn("rls_enabled", "bool"),
@@ -47,13 +49,15 @@ def _columns(table: str) -> str:
     return ", ".join(f"{c.name} {c.type}".lower() for c in found.columns) if found is not None else ""
 
 
+def _pct(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 1) if whole else 0.0
+
+
 def schema_metadata(report: migrator.MigrationReport, stats: list[catalog.TableStats]) -> dict:
-    """postgres_schema's metadata (also recorded by `migrate up`, `init`, `reset` and reset_job)."""
+    """postgres_schema's metadata (also recorded by `migrate up`, `init`, `reset` and reset_job): what a DBA reads —
+    the revisions, one table of the tables (largest first), and the totals the UI plots."""
     stats = sorted(stats, key=lambda s: s.total_bytes, reverse=True)
-    per_table = {}
-    for s in stats[:LARGEST_PLOTTED]:
-        per_table[f"table/{s.table}/rows"] = s.rows
-        per_table[f"table/{s.table}/total_bytes"] = dg.MetadataValue.int(s.total_bytes)
+    total_bytes = sum(s.total_bytes for s in stats)
     return with_human_sizes({
         "head_revision": report.head,
         "current_revision": report.end_revision or "base",
@@ -69,14 +73,14 @@ def schema_metadata(report: migrator.MigrationReport, stats: list[catalog.TableS
         "lock_wait_ms": report.lock_wait_ms,
         "tables": dg.MetadataValue.table(
             records=[dg.TableRecord({"table": s.table, "rows": s.rows, "rows_exact": s.rows_exact,
+                                     "size": human_bytes(s.total_bytes), "share_pct": _pct(s.total_bytes, total_bytes),
                                      "total_bytes": s.total_bytes, "table_bytes": s.table_bytes,
-                                     "index_bytes": s.index_bytes, "size": human_bytes(s.total_bytes),
+                                     "index_bytes": s.index_bytes, "index_pct": _pct(s.index_bytes, s.total_bytes),
                                      "columns": _columns(s.table)}) for s in stats],
             schema=TABLE_COLUMNS,
         ),
-        "total_bytes": sum(s.total_bytes for s in stats),
+        "total_bytes": total_bytes,
         "dagster/row_count": sum(s.rows for s in stats),
-        **per_table,
     })
 
 
@@ -109,28 +113,45 @@ def postgres_schema(context: dg.AssetExecutionContext, postgres: PostgresResourc
     return dg.MaterializeResult(metadata=schema_record(report, records.Live(postgres=postgres)))
 
 
-@dg.asset_check(asset=postgres_schema, name=keys.DRIFT, blocking=True,
+DRIFT_SECTION = keys.check_section(keys.POSTGRES_SCHEMA, keys.DRIFT)
+SECURITY_SECTION = keys.check_section(keys.POSTGRES_SCHEMA, keys.SECURITY)
+
+
+def _first(items: list[str], count: int) -> str:
+    shown = "; ".join(redact(str(item)) for item in items[:count])
+    return shown + (f" (and {len(items) - count} more)" if len(items) > count else "")
+
+
+@dg.asset_check(asset=postgres_schema, name=keys.DRIFT, blocking=True, metadata=runbook_metadata(DRIFT_SECTION),
                 description=described("The live schema matches the models (orchestrator_data/postgres/models.py), "
                                       "as `alembic check` compares them: tables, columns, types, defaults, indexes, "
-                                      "keys.", keys.check_section(keys.POSTGRES_SCHEMA, keys.DRIFT)))
+                                      "keys.", DRIFT_SECTION))
 def check_postgres_schema_drift(postgres: PostgresResource) -> dg.AssetCheckResult:
     differences = catalog.check_drift(postgres.engine)
+    description = (f"{len(differences)} difference(s) from the models: {_first(differences, 2)}; repair: a new "
+                   f"revision, or revert the manual change" if differences else "the live schema matches the models")
     return dg.AssetCheckResult(
         passed=not differences,
+        description=description,
         metadata={"difference_count": len(differences),
-                  "differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in differences) or "none")},
+                  "differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in differences) or "none"),
+                  **runbook_metadata(DRIFT_SECTION)},
     )
 
 
 @dg.asset_check(asset=postgres_schema, name=keys.SECURITY, blocking=True,
+                metadata=runbook_metadata(SECURITY_SECTION),
                 description=described("Every tenant table has row-level security enabled AND forced with the "
                                       "expected policies and its audit trigger; audit_logs is append-only; the app "
-                                      "role bypasses nothing and owns nothing.",
-                                      keys.check_section(keys.POSTGRES_SCHEMA, keys.SECURITY)))
+                                      "role bypasses nothing and owns nothing.", SECURITY_SECTION))
 def check_postgres_schema_security(postgres: PostgresResource) -> dg.AssetCheckResult:
     report = security.check_security(postgres.engine)
+    description = (f"{len(report.problems)} security problem(s): {_first(report.problems, 2)}; repair: "
+                   f"orchestrator-data migrate up, then find who changed it" if report.problems
+                   else f"{len(report.tables)} tenant tables isolated and audited")
     return dg.AssetCheckResult(
         passed=report.ok,
+        description=description,
         metadata={
             "problem_count": len(report.problems),
             "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in report.problems) or "none"),
@@ -143,6 +164,7 @@ def check_postgres_schema_security(postgres: PostgresResource) -> dg.AssetCheckR
                 }) for t in report.tables],
                 schema=SECURITY_COLUMNS,
             ),
+            **runbook_metadata(SECURITY_SECTION),
         },
     )
 

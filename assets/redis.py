@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
+from assets._runbook import runbook_metadata
 from orchestrator_data.connections import ServiceNotConfigured
 from orchestrator_data.redaction import redact
 from orchestrator_data.runbook import described
@@ -133,17 +134,19 @@ def redis_keyspace(redis: RedisResource) -> dg.MaterializeResult:
 
 
 _RULES = {TTLPolicy.REQUIRED: "must have a TTL", TTLPolicy.NONE: "must not expire"}
+TTL_SECTION = keys.check_section(keys.REDIS_KEYSPACE, keys.TTL)
 
 
-@dg.asset_check(asset=redis_keyspace, name=keys.TTL,
+@dg.asset_check(asset=redis_keyspace, name=keys.TTL, metadata=runbook_metadata(TTL_SECTION),
                 description=described("Every key has the TTL the registry requires: sessions, cache entries, rate "
                                       "limits and execution state expire; queues and dead letters do not.",
-                                      keys.check_section(keys.REDIS_KEYSPACE, keys.TTL)))
+                                      TTL_SECTION))
 def check_redis_keyspace_ttl(redis: RedisResource) -> dg.AssetCheckResult:
     try:
         report = inspect_keyspace(redis.client)
     except (KeyspaceError, ServiceNotConfigured) as exc:
-        return dg.AssetCheckResult(passed=False, description=redact(str(exc)), metadata={"error": redact(str(exc))})
+        return dg.AssetCheckResult(passed=False, description=redact(str(exc)),
+                                   metadata={"error": redact(str(exc)), **runbook_metadata(TTL_SECTION)})
     rules = {p.name: _RULES[p.ttl] for p in PATTERNS}
     violations = report.ttl_violations
     records = [dg.TableRecord({"pattern": report.patterns[name].template, "rule": rules[name], "keys": count,
@@ -152,7 +155,11 @@ def check_redis_keyspace_ttl(redis: RedisResource) -> dg.AssetCheckResult:
     total = sum(violations.values())
     return dg.AssetCheckResult(
         passed=not violations,
-        description=f"{total} key(s) break the registry's TTL rule" if violations else "every key has its TTL",
+        description=(f"{total:,} key(s) break the registry's TTL rule ("
+                     + ", ".join(f"{report.patterns[name].template} {rules[name]}: {count:,}"
+                                 for name, count in violations.items())
+                     + "); repair: fix the writer that set them, then expire or delete them"
+                     if violations else "every key has its TTL"),
         metadata={
             "violations": dg.MetadataValue.table(records=records, schema=VIOLATION_COLUMNS),
             "violating_keys": total,
@@ -160,6 +167,7 @@ def check_redis_keyspace_ttl(redis: RedisResource) -> dg.AssetCheckResult:
             "keys/scan_complete": report.scan_complete,
             "wrong_type": _bullets([f"{pattern}: {count} key(s)" for pattern, count in report.type_violations.items()],
                                    "none"),
+            **runbook_metadata(TTL_SECTION),
         },
     )
 

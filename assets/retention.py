@@ -7,6 +7,7 @@ from pydantic import Field
 
 from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
+from assets._refusals import refused
 from orchestrator_data.connections import ServiceNotConfigured
 from orchestrator_data.retention import policies as retention_policies
 from orchestrator_data.retention import purge as retention_purge_core
@@ -46,9 +47,9 @@ def retention_purge(context: dg.AssetExecutionContext, config: RetentionConfig, 
         policies = retention_policies.load_policies(postgres.retention_directory())
         if production and not config.dry_run and not config.confirm:
             raise retention_purge_core.RetentionRefused(
-                "refusing to purge production data without confirm: true in the run config")
+                "refusing to purge production data without confirmation (--confirm, or confirm: true)")
     except (retention_policies.InvalidRetentionPolicy, retention_purge_core.RetentionRefused) as exc:
-        raise dg.Failure(description=str(exc)) from None
+        raise refused(exc) from None
     try:
         deleter = retention_search.audit_document_deleter(elasticsearch.client, elasticsearch.layout())
     except ServiceNotConfigured:

@@ -3,10 +3,13 @@ and, for the four fed from PostgreSQL, `search_<index>_documents` (the sync) wit
 check. Thin: orchestrator_data.search does the work, the same code `orchestrator-data search` runs."""
 
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
+from datetime import timedelta
+
 import dagster as dg
 
 from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
+from assets._runbook import runbook_metadata
 from orchestrator_data.runbook import described
 from orchestrator_data.search import indices, reconcile, status, sync
 from orchestrator_data.search.indices import NAMES
@@ -16,6 +19,11 @@ BACKING_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("backing_index", "string"),
     dg.TableColumn("write_index", "bool"),
 ])
+# search_sync_schedule runs every 5 minutes: documents more than 30 minutes behind their rows mean the
+# sync is stopped or failing (15 minutes: a warning). The policy shows it on the asset page; the
+# freshness check measures the lag itself (changes not yet applied, the age of the oldest).
+SYNC_LAG_LIMIT = timedelta(minutes=30)
+DOCUMENTS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=SYNC_LAG_LIMIT, warn_window=timedelta(minutes=15))
 DIFFERENCE_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("organization", "string"),
     dg.TableColumn("postgres_rows", "int"),
@@ -96,7 +104,7 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=keys.documents_key(name), group_name=keys.SEARCH_GROUP, kinds={"elasticsearch", "postgres"},
         owners=["team:data-platform"], deps=[keys.index_key(name), keys.SEED_DATA], code_version=code_version(sync),
-        output_required=False,
+        output_required=False, freshness_policy=DOCUMENTS_FRESHNESS,
         description=f"The {name} documents, synced from PostgreSQL: incremental from the watermark (full when "
                     f"never synced), deletes included, versions from the rows. Skipped (an observation says why) "
                     f"while a full load by month is under way. Metadata: documents written and deleted, "
@@ -119,16 +127,33 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
     return _asset
 
 
+def repair_command(name: str) -> str:
+    """What brings an index back to PostgreSQL's rows, whatever differs (a rebuild from the rows)."""
+    return f"orchestrator-data search sync --full --index {name}"
+
+
 def _reconciliation_check(name: str) -> dg.AssetChecksDefinition:
+    section = keys.RECONCILIATION_SECTION
+
+    # blocking: a bootstrap or a sync whose index differs from PostgreSQL fails its run (and alerts),
+    # instead of ending green on a wrong index
     @dg.asset_check(
-        asset=keys.documents_key(name), name=keys.RECONCILIATION,
+        asset=keys.documents_key(name), name=keys.RECONCILIATION, blocking=True,
+        metadata=runbook_metadata(section),
         description=described(f"{name}: documents per organization equal PostgreSQL's rows per organization, and "
-                              f"a sample of documents equals the rows they come from (`orchestrator-data search "
-                              f"repair {name}` fixes what differs).", keys.RECONCILIATION_SECTION),
+                              f"a sample of documents equals the rows they come from (`{repair_command(name)}` "
+                              f"rebuilds the index from the rows). Blocking: a failure fails the run.", section),
     )
     def _check(postgres: PostgresResource, elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
-        found = reconcile.reconcile(postgres.engine, elasticsearch.client, elasticsearch.layout(), name)
-        return dg.AssetCheckResult(passed=found.ok, metadata={
+        layout = elasticsearch.layout()
+        found = reconcile.reconcile(postgres.engine, elasticsearch.client, layout, name)
+        if found.ok:
+            description = (f"{name}: {found.documents:,} documents equal {found.postgres_rows:,} rows in "
+                           f"{found.organizations:,} organization(s); {found.sampled:,} sampled documents equal")
+        else:
+            differs = reconcile.discrepancies(postgres.engine, elasticsearch.client, layout, name, found)
+            description = f"{differs.describe()}; repair: {repair_command(name)}"
+        return dg.AssetCheckResult(passed=found.ok, description=description, metadata={
             "postgres_rows": found.postgres_rows, "documents": found.documents,
             "organizations": found.organizations,
             "organizations_differing": dg.MetadataValue.table(
@@ -138,6 +163,37 @@ def _reconciliation_check(name: str) -> dg.AssetChecksDefinition:
             "sampled": found.sampled, "sample_hash": found.sample_hash,
             "sample_differences": dg.MetadataValue.md("\n".join(f"- {d}" for d in found.sample_differences[:50])
                                                       or "none"),
+            **runbook_metadata(section),
+        })
+    return _check
+
+
+def _freshness_check(name: str) -> dg.AssetChecksDefinition:
+    section = keys.check_section("search documents", keys.FRESHNESS)
+    limit_s = SYNC_LAG_LIMIT.total_seconds()
+
+    @dg.asset_check(
+        asset=keys.documents_key(name), name=keys.FRESHNESS, metadata=runbook_metadata(section),
+        description=described(f"{name}: the oldest change not yet in the index is less than "
+                              f"{limit_s / 60:.0f} minutes old (the sync runs every 5 minutes).", section),
+    )
+    def _check(postgres: PostgresResource, elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
+        report = status.index_report(postgres.engine, elasticsearch.client, elasticsearch.layout(), name)
+        lag_s = report.lag_seconds
+        passed = lag_s is not None and lag_s <= limit_s
+        if lag_s is None:
+            description = f"{name}: never synced ({report.lag_rows or 0:,} rows behind); repair: orchestrator-data " \
+                          f"search sync --index {name}, and turn search_sync_schedule on"
+        else:
+            description = (f"{name}: {report.lag_rows or 0:,} change(s) behind, the oldest {lag_s / 60:.1f} min old "
+                           f"(limit {limit_s / 60:.0f} min)")
+            if not passed:
+                description += f"; repair: orchestrator-data search sync --index {name}, and check search_sync_schedule"
+        return dg.AssetCheckResult(passed=passed, description=description, metadata={
+            "lag_rows": report.lag_rows or 0,
+            "lag_seconds": dg.MetadataValue.float(float(lag_s) if lag_s is not None else -1.0),
+            "limit_seconds": dg.MetadataValue.float(limit_s),
+            **runbook_metadata(section),
         })
     return _check
 
@@ -145,4 +201,5 @@ def _reconciliation_check(name: str) -> dg.AssetChecksDefinition:
 SEARCH_INDEX_ASSETS = [_index_asset(name) for name in NAMES]
 SEARCH_DOCUMENT_ASSETS = [_documents_asset(name) for name in sync.SYNCED]
 SEARCH_ASSETS = [*SEARCH_INDEX_ASSETS, *SEARCH_DOCUMENT_ASSETS]
-SEARCH_ASSET_CHECKS = [_reconciliation_check(name) for name in sync.SYNCED]
+SEARCH_ASSET_CHECKS = [*[_reconciliation_check(name) for name in sync.SYNCED],
+                       *[_freshness_check(name) for name in sync.SYNCED]]

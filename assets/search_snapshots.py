@@ -5,14 +5,19 @@ freshness of both promises. Thin: orchestrator_data.search.snapshots does the wo
 run-failure alert sensor passes on."""
 
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
+from datetime import timedelta
+
 import dagster as dg
 
 from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
+from assets._runbook import runbook_metadata
 from assets.backups import freshness_check_result
 from orchestrator_data.runbook import described
 from orchestrator_data.search import snapshots
 from orchestrator_data.search.indices import NAMES, SearchError
+from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.settings import Settings
 from resources import ElasticsearchResource, PostgresResource
 
 INDEX_COLUMNS = dg.TableSchema(columns=[
@@ -30,6 +35,17 @@ CHECK_COLUMNS = dg.TableSchema(columns=[
     dg.TableColumn("ok", "bool"),
 ])
 PROBLEMS_SHOWN = 5
+
+# The promises as freshness policies, as the PostgreSQL backups have them (assets/backups.py), at
+# their default windows; the checks and the sensor judge the configured ones.
+SNAPSHOT_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=Settings.model_fields["search_snapshot_max_age_hours"].default),
+    warn_window=timedelta(hours=Settings.model_fields["search_snapshot_max_age_hours"].default - 2))
+SNAPSHOT_RESTORE_CHECK_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(days=Settings.model_fields["search_restore_check_max_age_days"].default),
+    warn_window=timedelta(days=7))
+SNAPSHOT_FRESHNESS_SECTION = keys.check_section(keys.SEARCH_SNAPSHOT, keys.FRESHNESS)
+RESTORE_CHECK_FRESHNESS_SECTION = keys.check_section(keys.SEARCH_SNAPSHOT_RESTORE_CHECK, keys.FRESHNESS)
 
 
 def snapshot_metadata(info: "snapshots.SnapshotInfo", repository_name: str, pruned: list[str]) -> dict:
@@ -56,7 +72,9 @@ def snapshot_record(info: "snapshots.SnapshotInfo", live: records.Live) -> dict:
 
 @dg.asset(
     name=keys.SEARCH_SNAPSHOT, group_name=keys.BACKUPS_GROUP, kinds={"elasticsearch"}, owners=["team:data-platform"],
-    deps=keys.index_keys(NAMES), code_version=code_version(snapshots),
+    # what a snapshot holds: every index and the documents synced into it, so the graph shows what is inside
+    deps=[*keys.index_keys(NAMES), *keys.documents_keys(SYNCED), keys.SYSTEM_METRICS],
+    code_version=code_version(snapshots), freshness_policy=SNAPSHOT_FRESHNESS,
     description="A snapshot of every search index in the fs repository (SEARCH_SNAPSHOT_REPOSITORY at "
                 "SEARCH_SNAPSHOT_LOCATION), with exact document counts recorded under the indices' sync locks; "
                 "then retention keeps the newest SEARCH_SNAPSHOT_KEEP successful ones. Metadata: snapshot, "
@@ -95,6 +113,7 @@ def snapshot_check_metadata(result: "snapshots.RestoreCheckResult", live: record
 @dg.asset(
     name=keys.SEARCH_SNAPSHOT_RESTORE_CHECK, group_name=keys.BACKUPS_GROUP, kinds={"elasticsearch"},
     owners=["team:data-platform"], deps=[search_snapshot], code_version=code_version(snapshots),
+    freshness_policy=SNAPSHOT_RESTORE_CHECK_FRESHNESS,
     description="Restores the newest successful snapshot into renamed indices (no aliases), compares each "
                 "index's documents with the counts the snapshot recorded and a sample of documents with the live "
                 "ones, records the result in PostgreSQL and always deletes the copies; fails the run when the check "
@@ -115,25 +134,28 @@ def search_snapshot_restore_check(context: dg.AssetExecutionContext, postgres: P
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset_check(asset=search_snapshot, name=keys.FRESHNESS,
+@dg.asset_check(asset=search_snapshot, name=keys.FRESHNESS, metadata=runbook_metadata(SNAPSHOT_FRESHNESS_SECTION),
                 description=described("The newest successful search snapshot is younger than "
                                       "SEARCH_SNAPSHOT_MAX_AGE_HOURS (default 26: a daily snapshot plus slack).",
-                                      keys.check_section(keys.SEARCH_SNAPSHOT, keys.FRESHNESS)))
+                                      SNAPSHOT_FRESHNESS_SECTION))
 def check_search_snapshot_freshness(elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
     return freshness_check_result(snapshots.snapshot_freshness(
         elasticsearch.client, elasticsearch.snapshot_repository_of(), elasticsearch.layout(),
-        elasticsearch.settings.search_snapshot_max_age_hours))
+        elasticsearch.settings.search_snapshot_max_age_hours), SNAPSHOT_FRESHNESS_SECTION,
+        "orchestrator-data search snapshot create, and turn daily_search_snapshot_schedule on")
 
 
 @dg.asset_check(asset=search_snapshot_restore_check, name=keys.FRESHNESS,
+                metadata=runbook_metadata(RESTORE_CHECK_FRESHNESS_SECTION),
                 description=described("The newest search snapshot whose restore check passed is younger than "
                                       "SEARCH_RESTORE_CHECK_MAX_AGE_DAYS (default 8).",
-                                      keys.check_section(keys.SEARCH_SNAPSHOT_RESTORE_CHECK, keys.FRESHNESS)))
+                                      RESTORE_CHECK_FRESHNESS_SECTION))
 def check_search_restore_check_freshness(postgres: PostgresResource,
                                          elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
     return freshness_check_result(snapshots.restore_check_freshness(
         postgres.engine, elasticsearch.snapshot_repository_of(), elasticsearch.layout(),
-        24 * elasticsearch.settings.search_restore_check_max_age_days))
+        24 * elasticsearch.settings.search_restore_check_max_age_days), RESTORE_CHECK_FRESHNESS_SECTION,
+        "orchestrator-data search snapshot restore-check latest")
 
 
 SEARCH_SNAPSHOT_ASSETS = [search_snapshot, search_snapshot_restore_check]

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from assets import keys, records
 from assets._metadata import code_version
+from assets._refusals import refused
 from orchestrator_data.postgres import models
 from orchestrator_data.postgres import seed as seeding
 from orchestrator_data.postgres import seed_data as seed_plans
@@ -75,5 +76,5 @@ def seed_data(config: SeedConfig, postgres: PostgresResource, deployment: Deploy
     try:
         report = seed(postgres.engine, environment, plan)
     except SeedRefused as exc:
-        raise dg.Failure(description=str(exc)) from None
+        raise refused(exc) from None
     return dg.MaterializeResult(metadata=seed_metadata(report))

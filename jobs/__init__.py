@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets import keys
+from assets._runbook import runbook_metadata
 from jobs.gdpr import gdpr_erase_job, gdpr_export_job
 from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, SEARCH_FULL_LOAD_TAGS, sync_tags, tags
 from jobs.reset import reset_job
@@ -14,6 +15,7 @@ from orchestrator_data.search.sync import SYNCED
 # and testing only: seed_data fails in production). `make run` runs it.
 bootstrap_job = dg.define_asset_job(
     "bootstrap_job",
+    metadata=runbook_metadata("bootstrap_job"),
     tags=tags(MIGRATION_TAGS, sync_tags(SYNCED)),
     selection=dg.AssetSelection.assets(keys.SERVICE_HEALTH, keys.POSTGRES_SCHEMA, keys.SEED_DATA, keys.REDIS_KEYSPACE,
                                        *keys.index_keys(NAMES), *keys.documents_keys(SYNCED)),
@@ -25,6 +27,7 @@ bootstrap_job = dg.define_asset_job(
 # than paying a Python start-up and code load per step
 health_job = dg.define_asset_job(
     "health_job",
+    metadata=runbook_metadata("health_job"),
     selection=dg.AssetSelection.assets(keys.SERVICE_HEALTH),
     executor_def=dg.in_process_executor,
     description="Check PostgreSQL, Redis and Elasticsearch: versions, latency, pools.",
@@ -32,6 +35,7 @@ health_job = dg.define_asset_job(
 
 migrate_job = dg.define_asset_job(
     "migrate_job",
+    metadata=runbook_metadata("migrate_job"),
     tags=MIGRATION_TAGS,
     selection=dg.AssetSelection.assets(keys.POSTGRES_SCHEMA),
     description="Migrate PostgreSQL to head under the advisory lock, then check drift and row-level security.",
@@ -39,12 +43,14 @@ migrate_job = dg.define_asset_job(
 
 seed_job = dg.define_asset_job(
     "seed_job",
+    metadata=runbook_metadata("seed_job"),
     selection=dg.AssetSelection.assets(keys.SEED_DATA),
     description="Load the deterministic seed (idempotent; refused in production).",
 )
 
 postgres_backup_job = dg.define_asset_job(
     "postgres_backup_job",
+    metadata=runbook_metadata("postgres_backup_job"),
     tags=LIVE_SCHEMA_TAGS,
     selection=dg.AssetSelection.assets(keys.POSTGRES_BACKUP),
     description="Back PostgreSQL up into BACKUP_DIR (pg_dump with per-table checksums, encrypted when a key is set).",
@@ -52,6 +58,7 @@ postgres_backup_job = dg.define_asset_job(
 
 postgres_restore_check_job = dg.define_asset_job(
     "postgres_restore_check_job",
+    metadata=runbook_metadata("postgres_restore_check_job"),
     tags=LIVE_SCHEMA_TAGS,
     selection=dg.AssetSelection.assets(keys.POSTGRES_RESTORE_CHECK),
     description="Restore the newest backup into a scratch database, compare it with its manifest, check freshness.",
@@ -60,6 +67,7 @@ postgres_restore_check_job = dg.define_asset_job(
 # the documents only: the indices exist (bootstrap or `search init`), so each run is the light incremental step
 search_sync_job = dg.define_asset_job(
     "search_sync_job",
+    metadata=runbook_metadata("search_sync_job"),
     tags=sync_tags(SYNCED),
     selection=dg.AssetSelection.assets(*keys.documents_keys(SYNCED)),
     description="Sync the search indices from PostgreSQL (incremental from each watermark), then reconcile them.",
@@ -69,6 +77,7 @@ search_sync_job = dg.define_asset_job(
 # scheduled, and not in bootstrap_job: the incremental sync keeps the indices current
 search_full_load_job = dg.define_asset_job(
     "search_full_load_job",
+    metadata=runbook_metadata("search_full_load_job"),
     selection=dg.AssetSelection.assets(*[keys.full_load_key(name) for name in PARTITIONED]),
     # not limited in the run queue: a backfill's months run side by side on the workers
     tags=SEARCH_FULL_LOAD_TAGS,
@@ -78,6 +87,7 @@ search_full_load_job = dg.define_asset_job(
 
 search_lifecycle_job = dg.define_asset_job(
     "search_lifecycle_job",
+    metadata=runbook_metadata("search_lifecycle_job"),
     selection=dg.AssetSelection.assets(keys.SEARCH_LIFECYCLE),
     description="Roll the search indices over and apply retention, by their lifecycle policies.",
 )
@@ -85,6 +95,7 @@ search_lifecycle_job = dg.define_asset_job(
 # a snapshot of every index, then a restore check of it (not in bootstrap_job: no snapshot on every bootstrap)
 search_snapshot_job = dg.define_asset_job(
     "search_snapshot_job",
+    metadata=runbook_metadata("search_snapshot_job"),
     selection=dg.AssetSelection.assets(keys.SEARCH_SNAPSHOT, keys.SEARCH_SNAPSHOT_RESTORE_CHECK),
     description="Snapshot every search index (then keep the newest SEARCH_SNAPSHOT_KEEP), restore the snapshot into "
                 "renamed indices and compare it, check both freshness promises.",
@@ -92,6 +103,7 @@ search_snapshot_job = dg.define_asset_job(
 
 system_metrics_job = dg.define_asset_job(
     "system_metrics_job",
+    metadata=runbook_metadata("system_metrics_job"),
     selection=dg.AssetSelection.assets(keys.SYSTEM_METRICS),
     description="Sample PostgreSQL, Redis and Elasticsearch into the system_metrics index (docs/system-metrics.md).",
 )
@@ -99,6 +111,7 @@ system_metrics_job = dg.define_asset_job(
 # run config (ops.retention_purge.config): dry_run, confirm; Dagster checks it before the run starts
 retention_job = dg.define_asset_job(
     "retention_job",
+    metadata=runbook_metadata("retention_job"),
     selection=dg.AssetSelection.assets(keys.RETENTION_PURGE),
     description="Purge rows past their retention policy in bounded batches (run config: dry_run; confirm: true in "
                 "production).",

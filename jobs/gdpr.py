@@ -10,6 +10,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from assets._refusals import refused, set_config
+from assets._runbook import runbook_metadata
 from jobs.queue_tags import sync_tags
 from orchestrator_data import gdpr
 from orchestrator_data.gdpr import erase as erase_core
@@ -65,7 +67,8 @@ def gdpr_erase(context: dg.OpExecutionContext, config: GdprEraseConfig, postgres
                redis: RedisResource, elasticsearch: ElasticsearchResource, deployment: DeploymentResource):
     user_id = _valid_user_id(config.user_id)
     if deployment.name() == "production" and not config.confirm:
-        raise dg.Failure(description=f"refusing to erase user {user_id} in production without confirm: true")
+        raise refused(f"refusing to erase user {user_id} in production: the erasure cannot be undone; "
+                      f"{set_config('confirm')}")
     try:
         report = erase_core.erase_user(postgres.engine, redis.client, elasticsearch.client, elasticsearch.layout(),
                                        user_id, config.requested_by)
@@ -84,14 +87,15 @@ def gdpr_erase(context: dg.OpExecutionContext, config: GdprEraseConfig, postgres
     return dg.Output(None, metadata=metadata)
 
 
-@dg.job(description="Export everything held about one user to a JSON file (run config: user_id, requested_by, "
+@dg.job(metadata=runbook_metadata("gdpr_export_job"),
+        description="Export everything held about one user to a JSON file (run config: user_id, requested_by, "
                     "output), as `orchestrator-data gdpr export` does.")
 def gdpr_export_job():
     gdpr_export()
 
 
 # the erasure syncs the indices that reference users (gdpr.erase.SEARCH_INDICES): one sync per index
-@dg.job(tags=sync_tags(erase_core.SEARCH_INDICES),
+@dg.job(tags=sync_tags(erase_core.SEARCH_INDICES), metadata=runbook_metadata("gdpr_erase_job"),
         description="Erase one user everywhere (run config: user_id, requested_by; confirm: true in production), "
                     "as `orchestrator-data gdpr erase --confirm` does.")
 def gdpr_erase_job():

@@ -4,6 +4,8 @@ import dagster as dg
 from pydantic import Field
 
 from assets import keys, records
+from assets._refusals import refused
+from assets._runbook import runbook_metadata
 from jobs import queue_tags
 from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, RESET_TAGS, SEARCH_FULL_LOAD_KEY, sync_tags, tags
 from orchestrator_data import provisioning
@@ -32,7 +34,7 @@ def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgr
         report = provisioning.reset(environment, config.confirm, postgres.engine, redis.client,
                                     elasticsearch.target())
     except provisioning.ResetRefused as exc:
-        raise dg.Failure(description=str(exc)) from None
+        raise refused(exc) from None
     # the assets' own metadata, through the builders `orchestrator-data reset` records with
     live = records.Live(postgres=postgres, redis=redis, elasticsearch=elasticsearch)
     for asset, done in keys.provisioned(report.init):
@@ -47,6 +49,6 @@ def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgr
 # checks: it carries every limited tag (jobs/queue_tags.py), and its own for a full load to look for
 @dg.job(description="Drop and recreate PostgreSQL's schema, the Redis keyspace and the search indices (run "
                     "config: confirm: true). Refused in production.",
-        tags=tags(MIGRATION_TAGS, sync_tags(SYNCED), LIVE_SCHEMA_TAGS, RESET_TAGS))
+        tags=tags(MIGRATION_TAGS, sync_tags(SYNCED), LIVE_SCHEMA_TAGS, RESET_TAGS), metadata=runbook_metadata("reset_job"))
 def reset_job():
     reset_data_layer()

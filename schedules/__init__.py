@@ -3,6 +3,7 @@ schedules/_status.py: the backup schedules and alert sensors run by default only
 
 import dagster as dg
 
+from assets._runbook import runbook_metadata
 from jobs import health_job, retention_job, search_lifecycle_job, search_sync_job
 from schedules._status import schedule_status
 from schedules.alerts import run_failure_alert_sensor
@@ -14,6 +15,7 @@ from schedules.search import daily_search_snapshot_schedule, stale_search_snapsh
 health_schedule = dg.ScheduleDefinition(
     name="health_schedule",
     job=health_job,
+    metadata=runbook_metadata("health_job"),
     cron_schedule="*/15 * * * *",
     description="Check every server of the data layer every 15 minutes.",
     default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -23,6 +25,7 @@ health_schedule = dg.ScheduleDefinition(
 search_sync_schedule = dg.ScheduleDefinition(
     name="search_sync_schedule",
     job=search_sync_job,
+    metadata=runbook_metadata("search_sync_job"),
     cron_schedule="*/5 * * * *",
     description="Sync the search indices from PostgreSQL every 5 minutes (incremental), then reconcile them.",
     default_status=schedule_status(),
@@ -32,6 +35,7 @@ search_sync_schedule = dg.ScheduleDefinition(
 search_lifecycle_schedule = dg.ScheduleDefinition(
     name="search_lifecycle_schedule",
     job=search_lifecycle_job,
+    metadata=runbook_metadata("search_lifecycle_job"),
     cron_schedule="17 * * * *",
     execution_timezone="UTC",
     description="Roll the search indices over and apply retention by their lifecycle policies, every hour.",
@@ -44,6 +48,7 @@ search_lifecycle_schedule = dg.ScheduleDefinition(
 retention_schedule = dg.ScheduleDefinition(
     name="retention_schedule",
     job=retention_job,
+    metadata=runbook_metadata("retention_job"),
     cron_schedule="41 3 * * *",
     execution_timezone="UTC",
     run_config={"ops": {"retention_purge": {"config": {"dry_run": False, "confirm": True}}}},

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from assets._runbook import runbook_metadata
 from orchestrator_data.alerts import Alert
 from orchestrator_data.freshness import Freshness
 from orchestrator_data.runbook import described
@@ -57,7 +58,8 @@ def stale_copy_sensor(name: str, description: str, resource_keys: set[str],
     through the `alerts` resource; its description ends with its runbook section."""
 
     @dg.sensor(name=name, minimum_interval_seconds=3600, default_status=sensor_status(),
-               required_resource_keys={"alerts", *resource_keys}, description=described(description, name))
+               required_resource_keys={"alerts", *resource_keys}, description=described(description, name),
+               metadata=runbook_metadata(name))
     def _sensor(context: dg.SensorEvaluationContext, **resources):
         alerts: AlertsResource = resources.pop("alerts")
         return alert_stale(context, promises(resources), alerts, name, title)

@@ -3,6 +3,7 @@
 # no `from __future__ import annotations`: Dagster reads the parameter annotations to inject resources
 import dagster as dg
 
+from assets._runbook import runbook_metadata
 from orchestrator_data.alerts import Alert
 from resources import AlertsResource
 from schedules._status import sensor_status
@@ -32,6 +33,7 @@ def alert_from_failure(context: dg.RunFailureSensorContext, runbook: str | None 
     monitor_all_code_locations=True,
     default_status=sensor_status(),
     minimum_interval_seconds=30,
+    metadata=runbook_metadata("run_failure_alert_sensor"),
     description="Every failed run of any job in any code location: one alert (run id, job, failed steps, "
                 "redacted error, and the runbook section of the job) to the audit log, the Redis `alerts` "
                 "channel and ALERT_WEBHOOK_URL when set. Runbook: docs/runbook.md#run_failure_alert_sensor",

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from assets._runbook import runbook_metadata
 from jobs import postgres_backup_job, postgres_restore_check_job
 from orchestrator_data.backups.freshness import Freshness, restore_check_freshness, verified_freshness
 from resources import BackupStorageResource
@@ -13,6 +14,7 @@ from schedules._status import schedule_status
 nightly_postgres_backup_schedule = dg.ScheduleDefinition(
     name="nightly_postgres_backup_schedule",
     job=postgres_backup_job,
+    metadata=runbook_metadata("postgres_backup_job"),
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",
     description="Back PostgreSQL up every night at 02:00 UTC.",
@@ -23,6 +25,7 @@ nightly_postgres_backup_schedule = dg.ScheduleDefinition(
 weekly_postgres_restore_check_schedule = dg.ScheduleDefinition(
     name="weekly_postgres_restore_check_schedule",
     job=postgres_restore_check_job,
+    metadata=runbook_metadata("postgres_restore_check_job"),
     cron_schedule="0 4 * * 0",
     execution_timezone="UTC",
     description="Restore the newest backup into a scratch database and compare it, every Sunday 04:00 UTC.",

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets._runbook import runbook_metadata
 from assets.metrics import SAMPLED_AT_TAG
 from jobs import system_metrics_job
 from schedules._status import schedule_status
@@ -10,6 +11,7 @@ from schedules._status import schedule_status
 @dg.schedule(
     name="system_metrics_schedule",
     job=system_metrics_job,
+    metadata=runbook_metadata("system_metrics_job"),
     cron_schedule="*/5 * * * *",
     execution_timezone="UTC",
     default_status=schedule_status(),   # RUNNING by default in production only

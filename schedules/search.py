@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from assets._runbook import runbook_metadata
 from jobs import search_snapshot_job
 from orchestrator_data.freshness import Freshness
 from orchestrator_data.search import snapshots
@@ -15,6 +16,7 @@ from schedules._status import schedule_status
 daily_search_snapshot_schedule = dg.ScheduleDefinition(
     name="daily_search_snapshot_schedule",
     job=search_snapshot_job,
+    metadata=runbook_metadata("search_snapshot_job"),
     cron_schedule="0 3 * * *",
     execution_timezone="UTC",
     description="Snapshot the search indices every day at 03:00 UTC, prune to SEARCH_SNAPSHOT_KEEP, restore-check "

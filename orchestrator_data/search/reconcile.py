@@ -132,3 +132,77 @@ def repair(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str) 
             write_changes(client, layout, name, changes, report, backing, target, frozenset(missing))
         client.indices.refresh(index=layout.read_alias(name))
     return found, report
+
+
+@dataclass
+class Discrepancies:
+    """What a failed reconciliation found, by kind, so a person reads what is wrong and not only that
+    counts differ. Ids are looked at only in the organizations whose counts differ (as `repair` does)."""
+    index: str
+    orphans: int = 0           # documents whose row is gone (deleted, soft-deleted, or never there)
+    misplaced: int = 0         # documents under another organization than their row's (a tenant leak)
+    missing: int = 0           # live rows without any document
+    sample_differing: int = 0  # sampled documents whose fields differ from their row
+    sampled: int = 0
+
+    def describe(self) -> str:
+        parts = []
+        if self.orphans:
+            parts.append(f"{self.orphans:,} document(s) without a row")
+        if self.misplaced:
+            parts.append(f"{self.misplaced:,} under another organization than their row")
+        if self.missing:
+            parts.append(f"{self.missing:,} row(s) without a document")
+        if self.sample_differing:
+            parts.append(f"{self.sample_differing:,} of {self.sampled:,} sampled document(s) differ from their row")
+        return f"{self.index}: " + (", ".join(parts) or "documents equal PostgreSQL's rows")
+
+
+def _live_rows(engine: sa.Engine, name: str, ids: list[str]) -> dict[str, str]:
+    """id -> organization of the live rows among `ids` (found through the primary key)."""
+    src = source(name)
+    found: dict[str, str] = {}
+    for batch in batched(ids):
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT q.id, q.organization_id FROM ({src.select}) q WHERE NOT q.deleted "
+                                        f"AND q.id = ANY(CAST(:ids AS {src.id_type}[]))"), {"ids": batch})
+            found |= {str(i): str(org) if org is not None else NO_ORGANIZATION for i, org in rows}
+    return found
+
+
+def _indexed(client: Elasticsearch, layout: Layout, name: str, ids: list[str]) -> set[str]:
+    """Which of `ids` have a document in the index, under any organization."""
+    found: set[str] = set()
+    for batch in batched(ids):
+        response = client.search(index=layout.read_alias(name), query={"ids": {"values": batch}}, size=len(batch),
+                                 source=False)
+        found |= {hit["_id"] for hit in response["hits"]["hits"]}
+    return found
+
+
+def discrepancies(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str,
+                  found: Reconciliation) -> Discrepancies:
+    """Count what `found` (a reconciliation of `name`) differs by: for each organization whose counts
+    differ, the documents with no row there are orphans (no live row anywhere) or misplaced (the row is
+    in another organization); the rows with no document there are misplaced (a document elsewhere) or
+    missing."""
+    extra: set[str] = set()   # documents under an organization that has no such live row
+    lacking: set[str] = set()  # live rows with no document under their organization
+    for organization in found.count_differences:
+        in_postgres = _postgres_ids(engine, name, organization)
+        in_index = _elasticsearch_ids(client, layout, name, organization)
+        extra |= in_index - in_postgres
+        lacking |= in_postgres - in_index
+    alive = _live_rows(engine, name, sorted(extra))
+    elsewhere = _indexed(client, layout, name, sorted(lacking))
+    misplaced = set(alive) | elsewhere
+    # a sampled document already counted (misplaced, missing) is not counted again
+    differing = {d.split(":", 1)[0] for d in found.sample_differences} - misplaced - lacking
+    return Discrepancies(
+        index=name,
+        orphans=len(extra) - len(alive),
+        misplaced=len(misplaced),
+        missing=len(lacking - elsewhere),
+        sample_differing=len(differing),
+        sampled=found.sampled,
+    )

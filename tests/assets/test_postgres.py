@@ -39,6 +39,16 @@ def test_postgres_schema_migrates_to_head_and_reports_revisions_and_tables(datab
     assert {"organizations", "executions", "audit_logs", "_migration_history"} <= set(tables)
     assert tables["_migration_history"]["rows"] == len(REVISIONS) and tables["executions"]["total_bytes"] > 0
     assert metadata["dagster/row_count"].value == sum(t["rows"] for t in tables.values())
+    # what a DBA reads: one table (largest first, shares in percent), no loose per-table entries
+    records = [r.data for r in metadata["tables"].value.records]
+    assert [r["total_bytes"] for r in records] == sorted((r["total_bytes"] for r in records), reverse=True)
+    assert abs(sum(r["share_pct"] for r in records) - 100) < 0.1 * len(records)
+    assert all(0 < r["index_pct"] <= 100 for r in records)
+    assert tables["executions"]["index_pct"] == round(100 * tables["executions"]["index_bytes"]
+                                                      / tables["executions"]["total_bytes"], 1)
+    assert sorted(metadata) == ["applied_count", "applied_revisions", "current_revision", "dagster/row_count",
+                                "head_revision", "lock_wait_ms", "migration_ms", "previous_revision", "tables",
+                                "total", "total_bytes"]
     assert _checks(result) == {"drift": True, "security": True}
 
     again = dg.materialize([postgres_schema], resources=resources)
@@ -63,6 +73,14 @@ def test_checks_fail_on_drift_and_loosened_security(database):
     security = evaluations["security"]
     assert not security.passed
     assert "users: row-level security is not enabled" in security.metadata["problems"].value
+    # one line each: what differs, how many, what repairs it; the runbook as a link
+    drift = evaluations["drift"].description
+    assert drift.startswith("1 difference(s) from the models: ") and "executions.rogue" in drift
+    assert drift.endswith("; repair: a new revision, or revert the manual change") and "\n" not in drift
+    problems = security.metadata["problem_count"].value
+    assert security.description.startswith(f"{problems} security problem(s): ") and "users" in security.description
+    assert security.description.endswith("; repair: orchestrator-data migrate up, then find who changed it")
+    assert evaluations["drift"].metadata["runbook"].value == "docs/runbook.md#postgres_schema-drift"
     # and the asset itself refuses to report success on a database whose security was loosened
     failed = dg.materialize([postgres_schema], resources=resources, raise_on_error=False)
     assert not failed.success

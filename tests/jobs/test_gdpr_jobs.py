@@ -63,7 +63,10 @@ def test_erase_job_guards_production_and_reports_rows_per_table(setup):
     engine, people, resources = setup
     config = {"user_id": str(people.person.id), "requested_by": "dpo@test"}
     refused = _run("gdpr_erase_job", resources, config, environment="production")
-    assert not refused.success and "without confirm" in refused.failure_data_for_node("gdpr_erase").user_failure_data.description
+    assert not refused.success
+    assert refused.failure_data_for_node("gdpr_erase").user_failure_data.description == (
+        f"refusing to erase user {people.person.id} in production: the erasure cannot be undone; "
+        "set config confirm: true in the launchpad")
     assert _users(engine) == 2
     malformed = _run("gdpr_erase_job", resources, {**config, "user_id": "ada@example.org"})
     assert not malformed.success and _users(engine) == 2

@@ -89,7 +89,9 @@ def test_bootstrap_job_then_reset_job(stack):
 
         not_confirmed = defs.resolve_job_def("reset_job").execute_in_process(resources=resources, raise_on_error=False)
         assert not not_confirmed.success
-        assert "--confirm" in not_confirmed.failure_data_for_node("reset_data_layer").user_failure_data.description
+        # the launchpad's words, not the CLI's: a UI user has run config, not flags
+        refusal = not_confirmed.failure_data_for_node("reset_data_layer").user_failure_data.description
+        assert refusal.endswith("; set config confirm: true in the launchpad") and "--confirm" not in refusal
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 200
 
