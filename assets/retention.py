@@ -45,9 +45,8 @@ def retention_purge(context: dg.AssetExecutionContext, config: RetentionConfig, 
     production = deployment.name() == "production"
     try:  # everything that can be refused is checked before the first delete
         policies = retention_policies.load_policies(postgres.retention_directory())
-        if production and not config.dry_run and not config.confirm:
-            raise retention_purge_core.RetentionRefused(
-                "refusing to purge production data without confirmation (--confirm, or confirm: true)")
+        retention_purge_core.check_purge_allowed(production, config.dry_run, config.confirm,
+                                                 confirm_with="confirm: true in the run config")
     except (retention_policies.InvalidRetentionPolicy, retention_purge_core.RetentionRefused) as exc:
         raise refused(exc) from None
     try:

@@ -20,6 +20,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data import urls
 
 ENV_FILES = (".env", ".env.local")  # later files win
@@ -38,9 +39,11 @@ class Executor(str, enum.Enum):
     CELERY = "celery"
 
 
-class SettingsError(Exception):
+class SettingsError(BadInput):
     """A configuration value or file that cannot be used. `variable` names the variable or the file;
     the message is safe to print."""
+
+    subject = "configuration"
 
     def __init__(self, variable: str, problem: str):
         self.variable = variable

@@ -11,7 +11,6 @@ from pathlib import Path
 from types import ModuleType
 
 from orchestrator_data.cli import output
-from orchestrator_data.connections import ServiceNotConfigured, resolve_url
 from orchestrator_data.redaction import redact
 
 # Set to 0 to leave Dagster alone (e.g. a script that runs many commands and records elsewhere).
@@ -22,6 +21,8 @@ def dagster_home_for_records(settings) -> Path | None:
     """The instance's home as `ui` and `run` make it, or None when there is no PostgreSQL for
     Dagster's storage (then there is nothing to record into). Raises when that PostgreSQL does not
     answer within a few seconds: Dagster's own client would retry for much longer."""
+    from orchestrator_data.connections import ServiceNotConfigured, resolve_url
+
     try:
         url = resolve_url("dagster", settings)
     except ServiceNotConfigured:

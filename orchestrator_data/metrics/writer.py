@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
 
 from orchestrator_data.metrics.samples import MetricsError, Reading, Sample, SeriesKey, series_key
-from orchestrator_data.postgres.migrator import describe_error
+from orchestrator_data.redaction import describe_error
 from orchestrator_data.search import sync
 from orchestrator_data.search.indices import Layout
 

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.postgres import models
 from orchestrator_data.search.indices import Layout, SearchError, definition
 from orchestrator_data.search.sync import (
@@ -51,7 +52,7 @@ PARTITIONED = tuple(name for name, src in SOURCES.items() if src.partition_colum
 MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-01)?$")  # YYYY-MM (the CLI), or Dagster's YYYY-MM-01
 
 
-class InvalidPartition(SearchError):
+class InvalidPartition(SearchError, BadInput):
     """A month or an index that has no partition: bad input."""
 
 

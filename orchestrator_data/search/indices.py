@@ -23,13 +23,15 @@ from importlib import resources
 
 from elasticsearch import Elasticsearch, NotFoundError
 
+from orchestrator_data.errors import OperationFailed
+
 NAMES = ("workflows", "executions", "audit_logs", "system_metrics", "marketplace")
 COMMON = "common"
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9_]{0,39}$")
 TEMPLATE_PRIORITY = 200
 
 
-class SearchError(Exception):
+class SearchError(OperationFailed):
     """A search operation that cannot be done; the message names what is wrong and is safe to print."""
 
 

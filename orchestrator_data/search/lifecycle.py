@@ -33,6 +33,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.policy_files import policy_data, policy_texts
 from orchestrator_data.search import sync
 from orchestrator_data.search.indices import NAMES, Layout, SearchError, write_index
@@ -51,7 +52,7 @@ POLICY_KEYS = {"index", "rollover", "retention"}
 RETENTION_KEYS = {"delete_after"}
 
 
-class InvalidPolicy(SearchError):
+class InvalidPolicy(SearchError, BadInput):
     """A lifecycle policy file that is malformed; the message names the file and the field."""
 
 

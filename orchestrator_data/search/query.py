@@ -20,6 +20,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.search.indices import NAMES, Layout, SearchError, UnknownIndex
 
 SEARCHED_BY_DEFAULT = ("workflows", "executions", "audit_logs", "marketplace")
@@ -31,11 +32,11 @@ PUBLISHED = "published"
 _PAGE = 1000
 
 
-class InvalidOrganization(SearchError):
+class InvalidOrganization(SearchError, BadInput):
     """The organization is missing or not a UUID (the message never repeats the value)."""
 
 
-class InvalidSearch(SearchError):
+class InvalidSearch(SearchError, BadInput):
     """A search argument out of range, or a search the cluster refused."""
 
 

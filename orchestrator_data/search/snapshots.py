@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.freshness import Freshness, freshness
 from orchestrator_data.postgres import models
 from orchestrator_data.search import sync
@@ -49,11 +50,11 @@ class SnapshotError(SearchError):
     """A snapshot operation that could not be done (the cluster failed, a check could not run)."""
 
 
-class SnapshotNotFound(SnapshotError):
+class SnapshotNotFound(SnapshotError, BadInput):
     """No such snapshot in the repository (bad input)."""
 
 
-class RepositoryError(SnapshotError):
+class RepositoryError(SnapshotError, BadInput):
     """The repository cannot be registered where SEARCH_SNAPSHOT_LOCATION says (bad configuration)."""
 
 
