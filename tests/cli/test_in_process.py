@@ -145,9 +145,9 @@ def test_console_script_bad_configuration_is_one_line_without_the_secret():
 
 
 def test_console_script_reads_the_env_file_of_its_directory(tmp_path):
-    (tmp_path / ".env.local").write_text("ENVIRONMENT=staging\n")
+    (tmp_path / ".env.local").write_text("REDIS_URL=redis://cache:6379/x\n")
     process = run_cli("status", cwd=tmp_path, env={"ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")})
-    assert process.returncode == 2 and "ENVIRONMENT is not a known environment" in process.stderr
+    assert process.returncode == 2 and "REDIS_URL has a database number" in process.stderr
     _same(invoke_cli("status", cwd=tmp_path, env={"ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")}), process)
 
 
