@@ -19,6 +19,7 @@ from elasticsearch import Elasticsearch
 
 from orchestrator_data.settings import load_settings
 from orchestrator_data.stack import Stack, StackError
+from orchestrator_data.stack.postgres import SYSTEM_USER
 from tests.conftest import stack_environment
 
 pytestmark = pytest.mark.integration
@@ -113,6 +114,50 @@ def test_stale_pid_files_are_replaced(own_stack):
     assert f"stale pid file (pid {dead.pid}" in statuses["redis"].detail["note"]
     assert statuses["elasticsearch"].running and statuses["elasticsearch"].pid != os.getpid()
     assert f"stale pid file (pid {os.getpid()}" in statuses["elasticsearch"].detail["note"]
+
+
+def test_postgres_pid_file_naming_another_process_of_its_user_is_replaced(own_stack):
+    """After a crash or a reboot, postmaster.pid may name a pid that now belongs to another process of
+    the server's OS user: pg_ctl then calls the server running and PostgreSQL refuses to start."""
+    service = own_stack.service("postgres", for_start=True)
+    service.start()
+    recorded = (service.data_dir / "postmaster.pid").read_text().splitlines()
+    assert service.stop()
+    as_server_user = {"user": SYSTEM_USER} if os.geteuid() == 0 else {}
+    other = subprocess.Popen(["sleep", "120"], cwd="/", **as_server_user)
+    try:
+        (service.data_dir / "postmaster.pid").write_text("\n".join([str(other.pid), *recorded[1:]]) + "\n")
+        assert not service.is_running()
+        assert not own_stack.status()[0].running
+        started = {s.name: s for s in own_stack.start(only=["postgres"])}["postgres"]
+        assert started.running and started.pid != other.pid and started.version
+        assert f"stale pid file (pid {other.pid} was not a running PostgreSQL)" in started.detail["note"]
+        assert other.poll() is None  # the process that has the pid now is left alone
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_postgres_pid_file_is_kept_while_a_process_works_in_the_data_directory(own_stack):
+    service = own_stack.service("postgres", for_start=True)
+    service.start()
+    recorded = (service.data_dir / "postmaster.pid").read_text().splitlines()
+    assert service.stop()
+    other = subprocess.Popen(["sleep", "120"], cwd="/")
+    left_behind = subprocess.Popen(["sleep", "120"], cwd=service.data_dir)  # as a backend of a killed server
+    try:
+        (service.data_dir / "postmaster.pid").write_text("\n".join([str(other.pid), *recorded[1:]]) + "\n")
+        with pytest.raises(StackError) as caught:
+            service.start()
+    finally:
+        for process in (other, left_behind):
+            process.kill()
+            process.wait()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"names pid {other.pid}, which is not its server" in message
+    assert f"processes still work in {service.data_dir} (pid {left_behind.pid})" in message
+    assert (service.data_dir / "postmaster.pid").exists() and not service.is_running()
 
 
 def _redis_data_written_by_valkey(stack) -> tuple:
