@@ -4,6 +4,7 @@ directory keeps the server that wrote it (redis_server.py)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from orchestrator_data.stack.common import (
     StackError,
     ensure_port_free,
     pid_alive,
+    read_pid,
     tail,
     terminate,
     wait_until,
@@ -24,6 +26,10 @@ from orchestrator_data.stack.common import (
 from orchestrator_data.stack.redis_server import choose_server, installed_servers, record_writer
 from orchestrator_data.redis.client import server_version
 from orchestrator_data.urls import make_url
+
+
+# what a server logs when it cannot read the AOF or RDB files in its data directory
+_DATA_LOAD_ERROR = re.compile(r"RDB|AOF|append ?only|loading DB", re.IGNORECASE)
 
 
 class RedisService(PidFileServer):
@@ -83,8 +89,10 @@ maxmemory-policy noeviction
             raise StackError(f"{binary.name} exited with {result.returncode}:\n{result.stderr[-2000:]}\n{tail(self.log_file)}")
         client = redis.Redis.from_url(self.url(), socket_timeout=2)
         try:
-            if not wait_until(lambda: _pings(client), timeout=30):
+            if not wait_until(lambda: _pings(client) or self._exited(), timeout=30):
                 raise StackError(f"Redis did not answer within 30 s. Last lines of {self.log_file}:\n{tail(self.log_file)}")
+            if self._exited():
+                raise StackError(self._exit_message(server))
         finally:
             client.close()
         record_writer(self.data_dir, server)  # only once it runs on this data: it is now the one that can read it
@@ -92,6 +100,24 @@ maxmemory-policy noeviction
         if stale is not None:
             status.detail["note"] = f"removed a stale pid file (pid {stale} was not a running Redis)"
         return status
+
+    def _exited(self) -> bool:
+        """The daemonized server wrote its pid file and is gone again (it died while starting)."""
+        pid = read_pid(self.pid_file)
+        return pid is not None and not pid_alive(pid)
+
+    def _exit_message(self, server) -> str:
+        """One line: the server's last warning-level log line (the reason it gave up), not its whole log."""
+        pid = read_pid(self.pid_file)
+        self.pid_file.unlink(missing_ok=True)  # a dead server's: nothing of the failed start is left
+        reasons = [line.split(" # ", 1)[1].strip() for line in _log_lines(self.log_file)
+                   if line.startswith(f"{pid}:") and " # " in line]
+        reason = reasons[-1] if reasons else "no reason in its log"
+        message = f"Redis ({server}) exited while starting: {reason} (log: {self.log_file})"
+        if _DATA_LOAD_ERROR.search(reason):
+            message += (f"; it cannot read the data in {self.data_dir}: restore that directory from a copy, "
+                        f"or remove it to start Redis afresh (its keys are lost)")
+        return message
 
     def stop(self) -> bool:
         pid = self._pid()
@@ -130,6 +156,13 @@ maxmemory-policy noeviction
             except redis.RedisError as exc:
                 status.detail["error"] = type(exc).__name__
         return status
+
+
+def _log_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
 
 
 def _pings(client: redis.Redis) -> bool:

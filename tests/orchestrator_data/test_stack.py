@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -206,6 +207,23 @@ def test_redis_data_whose_server_is_gone_is_refused_in_one_line(own_stack):
     service.servers = [_valkey_server()]  # back: the same data starts again
     assert service.start().version.startswith("valkey 9")
     assert redis.Redis.from_url(service.url()).get("kept") == b"yes"
+
+
+def test_redis_that_cannot_read_its_data_says_why_in_one_line(own_stack):
+    service, _ = _redis_data_written_by_valkey(own_stack)
+    base = next((service.data_dir / "appendonlydir").glob("*.base.rdb"))
+    base.write_bytes(base.read_bytes()[:9] + b"\x00truncated")  # the header, then a broken body
+    started = time.monotonic()
+    with pytest.raises(StackError) as caught:
+        service.start()
+    assert time.monotonic() - started < 15  # not the 30 s wait for an answer from a server that is gone
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("Redis (valkey 9.") and "exited while starting: " in message
+    assert "RDB" in message  # the server's own reason, from its log
+    assert f"log: {service.log_file}" in message
+    assert f"cannot read the data in {service.data_dir}" in message
+    assert not service.is_running() and not service.pid_file.exists()
 
 
 def test_elasticsearch_that_cannot_start_shows_its_log(own_stack, monkeypatch):
