@@ -77,6 +77,7 @@ def ui(
     # dagster dev runs in DAGSTER_HOME, so no other dagster.yaml is in its folder (it would warn that it
     # ignores one), and gets this directory's settings through its environment instead
     env = {**exported_environment(settings), "DAGSTER_HOME": str(home)}
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-               "-p", str(port), "-h", host]
+    # `dagster dev` warns on every start that it is superseded by `dg dev` (dagster-dg-cli, not used here)
+    command = [sys.executable, "-W", "ignore:Function `dev_command` is superseded", "-m", "dagster", "dev",
+               "-w", str(PROJECT_ROOT / "workspace.yaml"), "-p", str(port), "-h", host]
     raise typer.Exit(supervise(command, env, cwd=home))
