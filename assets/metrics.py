@@ -11,7 +11,7 @@ from assets._metadata import code_version, with_human_sizes
 from orchestrator_data import metrics
 from orchestrator_data.metrics import MetricsError, MetricsReport, collect_and_write
 from orchestrator_data.metrics import elasticsearch as es_metrics, postgres as pg_metrics, redis as redis_metrics
-from orchestrator_data.search.indices import SearchError
+from orchestrator_data.search.errors import SearchError
 from resources import ElasticsearchResource, PostgresResource, RedisResource
 
 # Set by system_metrics_schedule to its tick's time: a retried run that keeps its tags samples under

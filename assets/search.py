@@ -7,8 +7,11 @@ import dagster as dg
 
 from assets._metadata import code_version, with_human_sizes
 from orchestrator_data.runbook import described
-from orchestrator_data.search import indices, reconcile, status, sync
+from orchestrator_data.search import bulk, indices, reconcile, sources, status, sync, watermarks
+from orchestrator_data.search.errors import SyncDeferred, SyncError
 from orchestrator_data.search.indices import NAMES
+from orchestrator_data.search.reports import SyncReport
+from orchestrator_data.search.sources import SYNCED
 from resources import ElasticsearchResource, PostgresResource
 
 BACKING_COLUMNS = dg.TableSchema(columns=[
@@ -44,7 +47,7 @@ def index_init_metadata(report: status.IndexReport, made: indices.IndexInit) -> 
     return index_metadata(report) | {"created_now": made.created, "needs_reindex": made.needs_reindex}
 
 
-def documents_metadata(report: status.IndexReport, done: sync.SyncReport) -> dict:
+def documents_metadata(report: status.IndexReport, done: SyncReport) -> dict:
     """search_<index>_documents' metadata (also recorded by `search sync`)."""
     return index_metadata(report) | {
         "mode": done.mode,
@@ -60,14 +63,14 @@ def documents_metadata(report: status.IndexReport, done: sync.SyncReport) -> dic
 def _index_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"search_{name}_index", group_name="search", kinds={"elasticsearch"}, owners=["team:data-platform"],
-        deps=["postgres_schema"], code_version=code_version(indices, sync),
+        deps=["postgres_schema"], code_version=code_version(indices, sync, watermarks),
         description=f"The {name} index: its template (mapping from the package's data file), its first backing "
                     f"index and its read and write aliases; idempotent. Metadata: alias, mapping version, "
                     f"backing indices, documents, size.",
     )
     def _asset(postgres: PostgresResource, elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
         target = elasticsearch.target()
-        [made] = sync.prepare(postgres.engine, target.client, target.layout, (name,), shards=target.shards,
+        [made] = sync.create_indices(postgres.engine, target.client, target.layout, (name,), shards=target.shards,
                               replicas=target.replicas)
         report = status.index_report(None, target.client, target.layout, name)
         return dg.MaterializeResult(metadata=index_init_metadata(report, made))
@@ -80,7 +83,8 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
     # skipped too (the counts are meant to differ mid-load)
     @dg.asset(
         name=f"search_{name}_documents", group_name="search", kinds={"elasticsearch", "postgres"},
-        owners=["team:data-platform"], deps=[f"search_{name}_index", "seed_data"], code_version=code_version(sync),
+        owners=["team:data-platform"], deps=[f"search_{name}_index", "seed_data"],
+        code_version=code_version(sync, sources, bulk, watermarks),
         output_required=False,
         description=f"The {name} documents, synced from PostgreSQL: incremental from the watermark (full when "
                     f"never synced), deletes included, versions from the rows. Skipped (an observation says why) "
@@ -92,11 +96,11 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
         layout = elasticsearch.layout()
         try:
             done = sync.sync_index(postgres.engine, elasticsearch.client, layout, name)
-        except sync.SyncDeferred as exc:
+        except SyncDeferred as exc:
             context.log.warning(f"{name}: skipped: {exc}")
             context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata={"skipped": str(exc)}))
             return
-        except sync.SyncError as exc:
+        except SyncError as exc:
             raise dg.Failure(description=str(exc)) from None
         elasticsearch.client.indices.refresh(index=layout.read_alias(name))
         report = status.index_report(postgres.engine, elasticsearch.client, layout, name)
@@ -129,6 +133,6 @@ def _reconciliation_check(name: str) -> dg.AssetChecksDefinition:
 
 
 SEARCH_INDEX_ASSETS = [_index_asset(name) for name in NAMES]
-SEARCH_DOCUMENT_ASSETS = [_documents_asset(name) for name in sync.SYNCED]
+SEARCH_DOCUMENT_ASSETS = [_documents_asset(name) for name in SYNCED]
 SEARCH_ASSETS = [*SEARCH_INDEX_ASSETS, *SEARCH_DOCUMENT_ASSETS]
-SEARCH_ASSET_CHECKS = [_reconciliation_check(name) for name in sync.SYNCED]
+SEARCH_ASSET_CHECKS = [_reconciliation_check(name) for name in SYNCED]

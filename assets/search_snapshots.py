@@ -11,7 +11,8 @@ from assets._metadata import code_version, with_human_sizes
 from assets.backups import freshness_check_result
 from orchestrator_data.runbook import described
 from orchestrator_data.search import snapshots
-from orchestrator_data.search.indices import NAMES, SearchError
+from orchestrator_data.search.errors import SearchError
+from orchestrator_data.search.indices import NAMES
 from resources import ElasticsearchResource, PostgresResource
 
 INDEX_COLUMNS = dg.TableSchema(columns=[

@@ -5,7 +5,7 @@ import dagster as dg
 from jobs.gdpr import gdpr_erase_job, gdpr_export_job
 from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, SEARCH_FULL_LOAD_TAGS, sync_tags, tags
 from jobs.reset import reset_job
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.sources import SYNCED
 
 # Bring the data layer up from nothing: check the servers, migrate, set Redis up, seed (development
 # and testing only: seed_data fails in production). `make run` runs it.

@@ -16,7 +16,8 @@ from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.metrics import MetricsError, collect_and_write
 from orchestrator_data.metrics.writer import document
-from orchestrator_data.search.indices import SearchError, layout_of
+from orchestrator_data.search.errors import SearchError
+from orchestrator_data.search.indices import layout_of
 
 app = typer.Typer(help="The data layer's own figures (the system_metrics index).", no_args_is_help=True)
 

@@ -21,14 +21,17 @@ from orchestrator_data.cli import output, progress, recording
 from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.search import full_load, indices, lifecycle, query as search_query, reconcile, reindex as search_reindex
 from orchestrator_data.search import status as search_status, sync
-from orchestrator_data.search.indices import NAMES, SearchError, UnknownIndex
+from orchestrator_data.search.errors import SearchError, UnknownIndex
+from orchestrator_data.search.indices import NAMES
+from orchestrator_data.search.reports import SyncReport
+from orchestrator_data.search.sources import SYNCED
 
 app = typer.Typer(help="Search indices: init, sync from PostgreSQL, status, reindex, repair, query, rollover, "
                        "retention, lifecycle policies.", no_args_is_help=True)
 lifecycle_app = typer.Typer(help="The lifecycle policies: show them, or export them as ILM policies.",
                             no_args_is_help=True)
 app.add_typer(lifecycle_app, name="lifecycle")
-IndexName = Annotated[str, typer.Argument(help=f"One of: {', '.join(sync.SYNCED)}.")]
+IndexName = Annotated[str, typer.Argument(help=f"One of: {', '.join(SYNCED)}.")]
 
 IndexOption = Annotated[list[str] | None, typer.Option("--index", help=f"Only this index (repeatable): {', '.join(NAMES)}.")]
 
@@ -84,7 +87,7 @@ def init(index: IndexOption = None) -> None:
     """Create the templates, indices and aliases (idempotent: what exists is left alone)."""
     names = _names(index, NAMES)
     with _clients() as (settings, engine, client, layout):
-        results = sync.prepare(engine, client, layout, names, shards=settings.search_shards,
+        results = sync.create_indices(engine, client, layout, names, shards=settings.search_shards,
                                replicas=settings.search_replicas)
     for r in results:
         what = "created" if r.created else "exists"
@@ -100,7 +103,7 @@ def sync_(
     index: IndexOption = None,
 ) -> None:
     """Bring the indices up to date with PostgreSQL (incremental unless --full or never synced)."""
-    names = _names(index, sync.SYNCED)
+    names = _names(index, SYNCED)
     with _clients() as (settings, engine, client, layout), progress.shown() as report:
         reports = sync.sync(engine, client, layout, names, full=full,
                             on_progress=lambda r: report(f"{r.index} ({r.mode})", r.rows_read, None, "rows"))
@@ -146,7 +149,7 @@ def _full_load_record(index: str, done: full_load.PartitionReport) -> list[tuple
     return [(f"search_{index}_full_load", full_load_metadata(done))]
 
 
-def _documents_records(settings, reports: list[sync.SyncReport]) -> list[tuple[str, dict]]:
+def _documents_records(settings, reports: list[SyncReport]) -> list[tuple[str, dict]]:
     from assets.search import documents_metadata
 
     with _clients() as (_, engine, client, layout):
@@ -198,7 +201,7 @@ def _ilm_line(ilm: str | None) -> str:
 @app.command("reindex")
 def reindex(index: IndexName) -> None:
     """Rebuild an index with its current mapping beside the live one, catch up, swap the aliases atomically."""
-    [name] = _names([index], sync.SYNCED)
+    [name] = _names([index], SYNCED)
     with _clients() as (settings, engine, client, layout):
         with progress.shown() as report:
             done = search_reindex.reindex(engine, client, layout, name, on_progress=(
@@ -212,7 +215,7 @@ def reindex(index: IndexName) -> None:
 def repair(index: IndexName) -> None:
     """Compare an index with PostgreSQL (rows per organization, a sample of documents) and re-sync exactly
     what differs. Exit 1 when differences remain afterwards."""
-    [name] = _names([index], sync.SYNCED)
+    [name] = _names([index], SYNCED)
     with _clients() as (settings, engine, client, layout):
         found, report = reconcile.repair(engine, client, layout, name)
         after = reconcile.reconcile(engine, client, layout, name)
