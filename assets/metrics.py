@@ -16,7 +16,7 @@ from orchestrator_data.metrics.freshness import sample_freshness
 from orchestrator_data.runbook import described
 from orchestrator_data.metrics import MetricsError, MetricsReport, collect_and_write
 from orchestrator_data.metrics import elasticsearch as es_metrics, postgres as pg_metrics, redis as redis_metrics
-from orchestrator_data.search.indices import SearchError
+from orchestrator_data.search.errors import SearchError
 from resources import ElasticsearchResource, PostgresResource, RedisResource
 
 # Set by system_metrics_schedule to its tick's time: a retried run that keeps its tags samples under

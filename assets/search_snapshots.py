@@ -15,8 +15,9 @@ from assets._runbook import runbook_metadata
 from assets.backups import freshness_check_result
 from orchestrator_data.runbook import described
 from orchestrator_data.search import snapshots
-from orchestrator_data.search.indices import NAMES, SearchError
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.errors import SearchError
+from orchestrator_data.search.indices import NAMES
+from orchestrator_data.search.sources import SYNCED
 from orchestrator_data.settings import Settings
 from resources import ElasticsearchResource, PostgresResource
 

@@ -9,7 +9,7 @@ from assets._runbook import runbook_metadata
 from jobs import queue_tags
 from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, RESET_TAGS, SEARCH_FULL_LOAD_KEY, sync_tags, tags
 from orchestrator_data import provisioning
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.sources import SYNCED
 from resources import DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
 
 

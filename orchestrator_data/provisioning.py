@@ -65,7 +65,7 @@ def init(postgres: sa.Engine | str, redis_client: redis.Redis | None, search: Se
         report.skipped.append("search")
     else:
         with pg.engine_for(postgres) as engine:
-            report.search = sync.prepare(engine, search.client, search.layout, shards=search.shards,
+            report.search = sync.create_indices(engine, search.client, search.layout, shards=search.shards,
                                          replicas=search.replicas)
     return report
 

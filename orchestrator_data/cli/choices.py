@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # search.indices.NAMES
 SEARCH_INDICES = ("workflows", "executions", "audit_logs", "system_metrics", "marketplace")
-# search.sync.SYNCED: the indices fed from PostgreSQL
+# search.sources.SYNCED: the indices fed from PostgreSQL
 SYNCED_INDICES = ("workflows", "executions", "marketplace", "audit_logs")
 # search.full_load.PARTITIONED: the indices loaded by month
 PARTITIONED_INDICES = ("executions", "audit_logs")

@@ -67,7 +67,7 @@ def init(index: IndexOption = None) -> None:
     names = _names(index, SEARCH_INDICES)
     with search_clients() as c:
         settings = c.settings
-        results = sync.prepare(c.engine, c.es, c.layout, names, shards=settings.search_shards,
+        results = sync.create_indices(c.engine, c.es, c.layout, names, shards=settings.search_shards,
                                replicas=settings.search_replicas)
     for r in results:
         what = "created" if r.created else "exists"

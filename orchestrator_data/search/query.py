@@ -21,7 +21,8 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 
 from orchestrator_data.errors import BadInput
-from orchestrator_data.search.indices import NAMES, Layout, SearchError, UnknownIndex
+from orchestrator_data.search.errors import SearchError, UnknownIndex
+from orchestrator_data.search.indices import NAMES, Layout
 
 SEARCHED_BY_DEFAULT = ("workflows", "executions", "audit_logs", "marketplace")
 MAX_SIZE = 100

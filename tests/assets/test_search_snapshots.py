@@ -27,7 +27,7 @@ def resources(migrated_url, engine):
     seed(engine, "testing", SeedPlan(executions=40))
     layout = Layout(f"n{uuid.uuid4().hex[:10]}")
     elasticsearch = ElasticsearchResource(index_prefix=layout.prefix)
-    sync.prepare(engine, elasticsearch.client, layout)
+    sync.create_indices(engine, elasticsearch.client, layout)
     sync.sync(engine, elasticsearch.client, layout)
     yield {"postgres": PostgresResource(database_url=migrated_url), "elasticsearch": elasticsearch}
     delete_repository(elasticsearch.client, Repository(f"{layout.prefix}-snapshots", layout.prefix))

@@ -44,10 +44,10 @@ def test_the_names_help_shows_are_the_cores_own():
 
     from orchestrator_data import stack, workers
     from orchestrator_data.backups import workdirs
-    from orchestrator_data.search import full_load, indices, sync
+    from orchestrator_data.search import full_load, indices, sources
 
     assert choices.SEARCH_INDICES == indices.NAMES
-    assert choices.SYNCED_INDICES == sync.SYNCED
+    assert choices.SYNCED_INDICES == sources.SYNCED
     assert choices.PARTITIONED_INDICES == full_load.PARTITIONED
     assert choices.STACK_SERVICES == stack.SERVICES
     assert choices.WORKER_QUEUE == workers.DEFAULT_QUEUE

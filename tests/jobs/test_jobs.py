@@ -11,7 +11,7 @@ from definitions import defs
 from resources import DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
 from orchestrator_data import connections
 from orchestrator_data.search.indices import NAMES, Layout, drop_indices
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.sources import SYNCED
 from orchestrator_data.settings import load_settings
 from tests.databases import fresh_database
 
