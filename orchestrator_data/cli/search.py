@@ -129,8 +129,9 @@ def load(
 
 @app.command("status")
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Per index: alias, backing indices, mapping version, documents, PostgreSQL rows, lag. Exit 1 when
-    an index is missing."""
+    """Per index: alias, backing indices, mapping version, documents, PostgreSQL rows, lag and state (in step,
+    behind, rebuild pending, differs: documents and rows per organization compared). Exit 1 when an index is
+    missing or differs from PostgreSQL."""
     from orchestrator_data.search import lifecycle
     from orchestrator_data.search import status as search_status
 
@@ -143,17 +144,23 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     else:
         table = Table(title=f"search indices ({layout.prefix}-*)", title_justify="left")
         for column in ("index", "alias", "backing", "mapping", "documents", "postgres rows", "lag rows", "lag",
-                       "size"):
+                       "size", "state"):
             table.add_column(column)
         for r in reports:
+            state = "-" if r.state is None else (f"[red]{r.state}[/red]" if r.state == search_status.State.DIFFERS
+                                                 else str(r.state))
             table.add_row(r.name, r.alias if r.exists else "[red]missing[/red]", str(len(r.backing_indices)),
                           f"v{r.mapping_version}" if r.mapping_version else "-", f"{r.documents:,}",
                           "-" if r.postgres_rows is None else f"{r.postgres_rows:,}",
                           "-" if r.lag_rows is None else f"{r.lag_rows:,}",
-                          "-" if r.lag_seconds is None else f"{r.lag_seconds:.0f} s", output.human_bytes(r.size_bytes))
+                          "-" if r.lag_seconds is None else f"{r.lag_seconds:.0f} s", output.human_bytes(r.size_bytes),
+                          state)
         output.console.print(table)
+        for r in reports:
+            if r.state not in (None, search_status.State.IN_STEP):
+                output.info(f"{r.name}: {r.describe()}")
         output.info(_ilm_line(ilm))
-    if not all(r.exists for r in reports):
+    if not all(r.exists for r in reports) or any(r.state == search_status.State.DIFFERS for r in reports):
         raise typer.Exit(1)
 
 

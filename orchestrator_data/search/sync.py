@@ -43,7 +43,7 @@ from elasticsearch import Elasticsearch
 
 from orchestrator_data.search.bulk import backing_indices
 from orchestrator_data.search.errors import elasticsearch_errors
-from orchestrator_data.search.indices import NAMES, IndexInit, Layout, definition, init_indices
+from orchestrator_data.search.indices import NAMES, IndexInit, Layout, definition, init_indices, write_index
 from orchestrator_data.search.loading import load_into
 from orchestrator_data.search.locks import index_lock
 from orchestrator_data.search.rebuild import rebuild
@@ -99,6 +99,14 @@ def sync(engine: sa.Engine, client: Elasticsearch, layout: Layout, names: Iterab
     reports = [sync_index(engine, client, layout, name, full=full, on_progress=on_progress) for name in names]
     client.indices.refresh(index=",".join(layout.read_alias(n) for n in names))
     return reports
+
+
+def sync_existing(engine: sa.Engine, client: Elasticsearch, layout: Layout,
+                  on_progress: Callable[[SyncReport], None] | None = None) -> list[SyncReport]:
+    """Sync every synced index that exists (none created here). After rows were rewritten behind the audit
+    trail (a seed), the marks it left make each of them rebuild, so they end equal to PostgreSQL."""
+    names = [name for name in SYNCED if write_index(client, layout, name) is not None]
+    return sync(engine, client, layout, names, on_progress=on_progress) if names else []
 
 
 def create_indices(engine: sa.Engine | None, client: Elasticsearch, layout: Layout, names: Iterable[str] = NAMES, *,
