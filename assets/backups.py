@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
 from orchestrator_data import backups
@@ -41,7 +41,9 @@ TABLE_COLUMNS = dg.TableSchema(columns=[
 DIFFERENCES_SHOWN = 10
 
 
-def backup_metadata(entry: "backups.BackupEntry") -> dict:
+@records.builds(keys.POSTGRES_BACKUP)
+def backup_metadata(entry: "backups.BackupEntry", live: records.Live | None = None) -> dict:
+    """postgres_backup's metadata (also recorded by `backup create`)."""
     tables = backups.table_summary(entry.manifest)
     return with_human_sizes({
         "backup_id": entry.id,
@@ -131,6 +133,12 @@ def restore_check_metadata(entry: "backups.BackupEntry", result: "backups.Restor
         "ok": bool(result.ok),
     }
     return with_human_sizes(metadata)
+
+
+@records.builds(keys.POSTGRES_RESTORE_CHECK)
+def restore_check_record(result: "backups.RestoreCheckResult", live: records.Live) -> dict:
+    entry = backups.get_backup(live.backup_storage.directory(), result.backup_id)
+    return restore_check_metadata(entry, result, result.duration_s or 0.0)
 
 
 def freshness_check_result(freshness: Freshness, section: str, repair: str) -> dg.AssetCheckResult:

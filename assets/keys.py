@@ -43,6 +43,18 @@ def full_load_key(name: str) -> str:
     return f"search_{name}_full_load"
 
 
+def provisioned(init) -> list[tuple[str, object]]:
+    """What an init or a reset (their InitReport) changed, as (asset, report): the schema, the keyspace
+    and each index, those that were not skipped."""
+    found: list[tuple[str, object]] = []
+    if init.migration is not None:
+        found.append((POSTGRES_SCHEMA, init.migration))
+    if init.redis is not None:
+        found.append((REDIS_KEYSPACE, init.redis))
+    found += [(index_key(made.name), made) for made in init.search or []]
+    return found
+
+
 def index_keys(names) -> list[str]:
     return [index_key(name) for name in names]
 

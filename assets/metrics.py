@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
 from assets.backups import freshness_check_result
@@ -16,7 +16,7 @@ from orchestrator_data.metrics.freshness import sample_freshness
 from orchestrator_data.runbook import described
 from orchestrator_data.metrics import MetricsError, MetricsReport, collect_and_write
 from orchestrator_data.metrics import elasticsearch as es_metrics, postgres as pg_metrics, redis as redis_metrics
-from orchestrator_data.search.indices import SearchError
+from orchestrator_data.search.errors import SearchError
 from resources import ElasticsearchResource, PostgresResource, RedisResource
 
 # Set by system_metrics_schedule to its tick's time: a retried run that keeps its tags samples under
@@ -67,7 +67,9 @@ def sampled_at_of(tags: dict) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def metrics_metadata(report: MetricsReport) -> dict:
+@records.builds(keys.SYSTEM_METRICS)
+def metrics_metadata(report: MetricsReport, live: records.Live | None = None) -> dict:
+    """system_metrics' metadata (also recorded by `metrics collect`)."""
     metadata: dict = {}
     for key, value in report.headline().items():
         if key in WHOLE:

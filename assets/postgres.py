@@ -7,7 +7,7 @@ transaction per revision, ledger, security check) — the same code `orchestrato
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
 from orchestrator_data.postgres import catalog, migrator, models, security
@@ -54,7 +54,7 @@ def _pct(part: int, whole: int) -> float:
 
 
 def schema_metadata(report: migrator.MigrationReport, stats: list[catalog.TableStats]) -> dict:
-    """postgres_schema's metadata (also recorded by `migrate up`, `init` and `reset`): what a DBA reads —
+    """postgres_schema's metadata (also recorded by `migrate up`, `init`, `reset` and reset_job): what a DBA reads —
     the revisions, one table of the tables (largest first), and the totals the UI plots."""
     stats = sorted(stats, key=lambda s: s.total_bytes, reverse=True)
     total_bytes = sum(s.total_bytes for s in stats)
@@ -84,6 +84,11 @@ def schema_metadata(report: migrator.MigrationReport, stats: list[catalog.TableS
     })
 
 
+@records.builds(keys.POSTGRES_SCHEMA)
+def schema_record(report: migrator.MigrationReport, live: records.Live) -> dict:
+    return schema_metadata(report, catalog.table_stats(live.postgres.engine))
+
+
 @dg.asset(
     name=keys.POSTGRES_SCHEMA,
     group_name=keys.POSTGRES_GROUP,
@@ -105,7 +110,7 @@ def postgres_schema(context: dg.AssetExecutionContext, postgres: PostgresResourc
         context.log.info("applied " + ", ".join(f"{a.revision} ({a.duration_ms} ms)" for a in report.applied))
     else:
         context.log.info(f"already at {report.end_revision}; nothing to apply")
-    return dg.MaterializeResult(metadata=schema_metadata(report, catalog.table_stats(postgres.engine)))
+    return dg.MaterializeResult(metadata=schema_record(report, records.Live(postgres=postgres)))
 
 
 DRIFT_SECTION = keys.check_section(keys.POSTGRES_SCHEMA, keys.DRIFT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
 from orchestrator_data.connections import ServiceNotConfigured
@@ -97,8 +97,9 @@ def _keyspace_metadata(report: KeyspaceReport) -> dict:
     return with_human_sizes(metadata)
 
 
-def keyspace_setup_metadata(report: SetupReport) -> dict:
-    """redis_keyspace's metadata (also recorded by `init` and `reset`)."""
+@records.builds(keys.REDIS_KEYSPACE)
+def keyspace_setup_metadata(report: SetupReport, live: records.Live | None = None) -> dict:
+    """redis_keyspace's metadata (also recorded by `init`, `reset` and reset_job)."""
     return _keyspace_metadata(report.keyspace) | {
         "scripts": dg.MetadataValue.table(
             records=[dg.TableRecord({"script": name, "sha1": sha}) for name, sha in sorted(report.scripts.items())],

@@ -5,7 +5,7 @@ orchestrator_data.retention does the work, the same code `orchestrator-data rete
 import dagster as dg
 from pydantic import Field
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._refusals import refused
 from orchestrator_data.connections import ServiceNotConfigured
@@ -45,9 +45,8 @@ def retention_purge(context: dg.AssetExecutionContext, config: RetentionConfig, 
     production = deployment.name() == "production"
     try:  # everything that can be refused is checked before the first delete
         policies = retention_policies.load_policies(postgres.retention_directory())
-        if production and not config.dry_run and not config.confirm:
-            raise retention_purge_core.RetentionRefused(
-                "refusing to purge production data without confirmation (--confirm, or confirm: true)")
+        retention_purge_core.check_purge_allowed(production, config.dry_run, config.confirm,
+                                                 confirm_with="confirm: true in the run config")
     except (retention_policies.InvalidRetentionPolicy, retention_purge_core.RetentionRefused) as exc:
         raise refused(exc) from None
     try:
@@ -63,8 +62,10 @@ def retention_purge(context: dg.AssetExecutionContext, config: RetentionConfig, 
     return dg.MaterializeResult(metadata=metadata)
 
 
-def retention_metadata(report: retention_purge_core.RetentionReport) -> dict:
-    """retention_purge's metadata: rows per table and system, and the duration."""
+@records.builds(keys.RETENTION_PURGE)
+def retention_metadata(report: retention_purge_core.RetentionReport, live: records.Live | None = None) -> dict:
+    """retention_purge's metadata: rows per table and system, and the duration (also recorded by
+    `retention run`)."""
     rows = []
     for t in report.tables:
         rows.append(dg.TableRecord({

@@ -7,12 +7,15 @@ from datetime import timedelta
 
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
 from orchestrator_data.runbook import described
-from orchestrator_data.search import indices, reconcile, status, sync
+from orchestrator_data.search import bulk, indices, reconcile, sources, status, sync, watermarks
+from orchestrator_data.search.errors import SyncDeferred, SyncError
 from orchestrator_data.search.indices import NAMES
+from orchestrator_data.search.reports import SyncReport
+from orchestrator_data.search.sources import SYNCED
 from resources import ElasticsearchResource, PostgresResource
 
 BACKING_COLUMNS = dg.TableSchema(columns=[
@@ -53,7 +56,7 @@ def index_init_metadata(report: status.IndexReport, made: indices.IndexInit) -> 
     return index_metadata(report) | {"created_now": made.created, "needs_reindex": made.needs_reindex}
 
 
-def documents_metadata(report: status.IndexReport, done: sync.SyncReport) -> dict:
+def documents_metadata(report: status.IndexReport, done: SyncReport) -> dict:
     """search_<index>_documents' metadata (also recorded by `search sync`)."""
     return index_metadata(report) | {
         "mode": done.mode,
@@ -66,20 +69,34 @@ def documents_metadata(report: status.IndexReport, done: sync.SyncReport) -> dic
     }
 
 
+@records.builds(*keys.index_keys(NAMES))
+def index_init_record(made: indices.IndexInit, live: records.Live) -> dict:
+    report = status.index_report(None, live.elasticsearch.client, live.elasticsearch.layout(), made.name)
+    return index_init_metadata(report, made)
+
+
+@records.builds(*keys.documents_keys(SYNCED))
+def documents_record(done: SyncReport, live: records.Live) -> dict:
+    """The documents' metadata after a sync, counted once the sync's writes are searchable."""
+    layout = live.elasticsearch.layout()
+    live.elasticsearch.client.indices.refresh(index=layout.read_alias(done.index))
+    report = status.index_report(live.postgres.engine, live.elasticsearch.client, layout, done.index)
+    return documents_metadata(report, done)
+
+
 def _index_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=keys.index_key(name), group_name=keys.SEARCH_GROUP, kinds={"elasticsearch"},
-        owners=["team:data-platform"], deps=[keys.POSTGRES_SCHEMA], code_version=code_version(indices, sync),
+        owners=["team:data-platform"], deps=[keys.POSTGRES_SCHEMA], code_version=code_version(indices, sync, watermarks),
         description=f"The {name} index: its template (mapping from the package's data file), its first backing "
                     f"index and its read and write aliases; idempotent. Metadata: alias, mapping version, "
                     f"backing indices, documents, size.",
     )
     def _asset(postgres: PostgresResource, elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
         target = elasticsearch.target()
-        [made] = sync.prepare(postgres.engine, target.client, target.layout, (name,), shards=target.shards,
+        [made] = sync.create_indices(postgres.engine, target.client, target.layout, (name,), shards=target.shards,
                               replicas=target.replicas)
-        report = status.index_report(None, target.client, target.layout, name)
-        return dg.MaterializeResult(metadata=index_init_metadata(report, made))
+        return dg.MaterializeResult(metadata=index_init_record(made, records.Live(elasticsearch=elasticsearch)))
     return _asset
 
 
@@ -89,7 +106,7 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
     # skipped too (the counts are meant to differ mid-load)
     @dg.asset(
         name=keys.documents_key(name), group_name=keys.SEARCH_GROUP, kinds={"elasticsearch", "postgres"},
-        owners=["team:data-platform"], deps=[keys.index_key(name), keys.SEED_DATA], code_version=code_version(sync),
+        owners=["team:data-platform"], deps=[keys.index_key(name), keys.SEED_DATA], code_version=code_version(sync, sources, bulk, watermarks),
         output_required=False, freshness_policy=DOCUMENTS_FRESHNESS,
         description=f"The {name} documents, synced from PostgreSQL: incremental from the watermark (full when "
                     f"never synced), deletes included, versions from the rows. Skipped (an observation says why) "
@@ -101,16 +118,15 @@ def _documents_asset(name: str) -> dg.AssetsDefinition:
         layout = elasticsearch.layout()
         try:
             done = sync.sync_index(postgres.engine, elasticsearch.client, layout, name)
-        except sync.SyncDeferred as exc:
+        except SyncDeferred as exc:
             context.log.warning(f"{name}: skipped: {exc}")
             context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata={"skipped": str(exc)}))
             return
-        except sync.SyncError as exc:
+        except SyncError as exc:
             raise dg.Failure(description=str(exc)) from None
-        elasticsearch.client.indices.refresh(index=layout.read_alias(name))
-        report = status.index_report(postgres.engine, elasticsearch.client, layout, name)
         context.log.info(f"{name}: {done.mode} sync, {done.documents_written} written, {done.documents_deleted} deleted")
-        yield dg.MaterializeResult(metadata=documents_metadata(report, done))
+        yield dg.MaterializeResult(metadata=documents_record(done, records.Live(postgres=postgres,
+                                                                                  elasticsearch=elasticsearch)))
     return _asset
 
 
@@ -186,7 +202,7 @@ def _freshness_check(name: str) -> dg.AssetChecksDefinition:
 
 
 SEARCH_INDEX_ASSETS = [_index_asset(name) for name in NAMES]
-SEARCH_DOCUMENT_ASSETS = [_documents_asset(name) for name in sync.SYNCED]
+SEARCH_DOCUMENT_ASSETS = [_documents_asset(name) for name in SYNCED]
 SEARCH_ASSETS = [*SEARCH_INDEX_ASSETS, *SEARCH_DOCUMENT_ASSETS]
-SEARCH_ASSET_CHECKS = [*[_reconciliation_check(name) for name in sync.SYNCED],
-                       *[_freshness_check(name) for name in sync.SYNCED]]
+SEARCH_ASSET_CHECKS = [*[_reconciliation_check(name) for name in SYNCED],
+                       *[_freshness_check(name) for name in SYNCED]]

@@ -7,10 +7,10 @@ work, the same code `orchestrator-data search load` runs. Never scheduled: the i
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version
-from orchestrator_data.search import full_load, sync
-from orchestrator_data.search.indices import SearchError
+from orchestrator_data.search import bulk, full_load, sources, sync
+from orchestrator_data.search.errors import SearchError
 from orchestrator_data.settings import load_settings
 from resources import ElasticsearchResource, PostgresResource
 
@@ -30,7 +30,8 @@ def months() -> dg.MonthlyPartitionsDefinition:
 MONTHS = months()
 
 
-def full_load_metadata(done: full_load.PartitionReport) -> dict:
+@records.builds(*(keys.full_load_key(name) for name in full_load.PARTITIONED))
+def full_load_metadata(done: full_load.PartitionReport, live: records.Live | None = None) -> dict:
     """search_<index>_full_load's metadata for one month (also recorded by `search load`)."""
     return {
         "partition": done.partition,
@@ -53,7 +54,7 @@ def _full_load_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=keys.full_load_key(name), group_name=keys.SEARCH_GROUP, partitions_def=MONTHS,
         kinds={"elasticsearch", "postgres"}, owners=["team:data-platform"], deps=[keys.index_key(name)],
-        code_version=code_version(full_load, sync),
+        code_version=code_version(full_load, sync, sources, bulk),
         description=f"The full load of the {name} index, one month per partition (the first also loads every "
                     f"older row, the current one every later row): one snapshot, versions from the rows, so a "
                     f"re-run writes nothing new. Runs beside other months, never during a sync, rollover or "

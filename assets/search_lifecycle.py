@@ -7,7 +7,7 @@ import time
 
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version
 from orchestrator_data.search import lifecycle
 from orchestrator_data.search.indices import NAMES
@@ -77,6 +77,12 @@ def search_lifecycle(context: dg.AssetExecutionContext, postgres: PostgresResour
     metadata = lifecycle_metadata(done, time.monotonic() - started)
     context.log.info(f"rolled over: {metadata['rollovers'].value}; deleted by retention: {metadata['deleted'].value}")
     return dg.MaterializeResult(metadata=metadata)
+
+
+@records.builds(keys.SEARCH_LIFECYCLE)
+def lifecycle_record(timed: tuple[lifecycle.LifecycleReport, float], live: records.Live) -> dict:
+    """From outside the asset the report comes with its duration: (report, seconds)."""
+    return lifecycle_metadata(*timed)
 
 
 def lifecycle_metadata(done: lifecycle.LifecycleReport, duration_s: float) -> dict:

@@ -9,14 +9,15 @@ from datetime import timedelta
 
 import dagster as dg
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
 from assets.backups import freshness_check_result
 from orchestrator_data.runbook import described
 from orchestrator_data.search import snapshots
-from orchestrator_data.search.indices import NAMES, SearchError
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.errors import SearchError
+from orchestrator_data.search.indices import NAMES
+from orchestrator_data.search.sources import SYNCED
 from orchestrator_data.settings import Settings
 from resources import ElasticsearchResource, PostgresResource
 
@@ -64,6 +65,12 @@ def snapshot_metadata(info: "snapshots.SnapshotInfo", repository_name: str, prun
     })
 
 
+@records.builds(keys.SEARCH_SNAPSHOT)
+def snapshot_record(info: "snapshots.SnapshotInfo", live: records.Live) -> dict:
+    # a snapshot created outside the asset pruned nothing
+    return snapshot_metadata(info, live.elasticsearch.snapshot_repository_of().name, [])
+
+
 @dg.asset(
     name=keys.SEARCH_SNAPSHOT, group_name=keys.BACKUPS_GROUP, kinds={"elasticsearch"}, owners=["team:data-platform"],
     # what a snapshot holds: every index and the documents synced into it, so the graph shows what is inside
@@ -88,7 +95,8 @@ def search_snapshot(context: dg.AssetExecutionContext, postgres: PostgresResourc
     return dg.MaterializeResult(metadata=snapshot_metadata(info, repository.name, pruned.deleted))
 
 
-def snapshot_check_metadata(result: "snapshots.RestoreCheckResult") -> dict:
+@records.builds(keys.SEARCH_SNAPSHOT_RESTORE_CHECK)
+def snapshot_check_metadata(result: "snapshots.RestoreCheckResult", live: records.Live | None = None) -> dict:
     """search_snapshot_restore_check's metadata (also recorded by `search snapshot restore-check`)."""
     return {
         "snapshot": result.snapshot,

@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from assets import keys
+from assets import keys, records
 from assets._metadata import code_version
 from assets._refusals import refused
 from orchestrator_data.postgres import models
@@ -35,12 +35,13 @@ def _per_organization_table(rows_per_organization: dict[str, dict[str, int]]) ->
     )
 
 
-def seed_metadata(report, plan: SeedPlan, environment: str) -> dict:
+@records.builds(keys.SEED_DATA)
+def seed_metadata(report: seeding.SeedReport, live: records.Live | None = None) -> dict:
     """seed_data's metadata (also recorded by `seed run` and `seed clean`)."""
     totals = {table: sum(per[table] for per in report.rows_per_organization.values()) for table in models.TENANT_TABLES}
     metadata = {
-        "environment": environment,
-        "executions_planned": plan.executions,
+        "environment": report.environment,
+        "executions_planned": report.executions_planned,
         "rows_per_organization": _per_organization_table(report.rows_per_organization),
         "inserted_this_run": _rows_table(report.inserted),
         "rows_inserted": report.total_inserted,
@@ -76,4 +77,4 @@ def seed_data(config: SeedConfig, postgres: PostgresResource, deployment: Deploy
         report = seed(postgres.engine, environment, plan)
     except SeedRefused as exc:
         raise refused(exc) from None
-    return dg.MaterializeResult(metadata=seed_metadata(report, plan, environment))
+    return dg.MaterializeResult(metadata=seed_metadata(report))

@@ -39,7 +39,7 @@ from orchestrator_data import connections, workers
 from orchestrator_data.postgres.client import create_engine
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import full_load, indices, sync
+from orchestrator_data.search import full_load, indices, sources, sync
 from orchestrator_data.settings import load_settings
 
 INDICES = ("executions", "audit_logs")
@@ -129,7 +129,7 @@ def main(scale: int = 1_000_000) -> None:
             months = _months(engine)
             first = f"{months[0]}-01"
             for layout in (local, remote):
-                sync.prepare(engine, client, layout, INDICES)
+                sync.create_indices(engine, client, layout, INDICES)
 
             # 1. one process
             started = time.perf_counter()
@@ -153,7 +153,7 @@ def main(scale: int = 1_000_000) -> None:
                    "ORCHESTRATOR_DATA_RECORD": "0"}
             wall, busy, steps = _scaled_out(env, months, logs)
 
-            rows = {name: sync.postgres_rows(engine, name) for name in INDICES}
+            rows = {name: sources.postgres_rows(engine, name) for name in INDICES}
             for layout in (local, remote):
                 for name in INDICES:
                     found = _documents(client, layout, name)

@@ -26,7 +26,7 @@ from orchestrator_data import connections
 from orchestrator_data.postgres.client import create_engine
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import indices, sync
+from orchestrator_data.search import indices, sources, sync
 from orchestrator_data.settings import load_settings
 
 CHANGED = 1000
@@ -56,12 +56,12 @@ def main(scale: int = 1_000_000) -> None:
 
             # the baseline's documents are built before the clock starts
             with engine.connect() as conn:
-                documents = [sync.row_change(row)
-                             for row in conn.execute(sa.text(sync.source("executions").select)).mappings()]
+                documents = [sources.row_change(row)
+                             for row in conn.execute(sa.text(sources.source_of("executions").select)).mappings()]
             target = indices.write_index(client, raw, "executions")
             started = time.perf_counter()
             for ok, _ in helpers.streaming_bulk(client, ({"_index": target, "_id": d.id, "_source": d.document}
-                                                         for d in documents), chunk_size=sync.BATCH):
+                                                         for d in documents), chunk_size=sources.BATCH):
                 assert ok
             raw_seconds = time.perf_counter() - started
             del documents

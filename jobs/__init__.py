@@ -9,7 +9,7 @@ from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, SEARCH_FULL_LOAD_T
 from jobs.reset import reset_job
 from orchestrator_data.search.full_load import PARTITIONED
 from orchestrator_data.search.indices import NAMES
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.sources import SYNCED
 
 # Bring the data layer up from nothing: check the servers, migrate, set Redis up, seed (development
 # and testing only: seed_data fails in production). `make run` runs it.

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import dagster as dg
 
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.sources import SYNCED
 
 PREFIX = "orchestrator-data"
 

@@ -3,12 +3,13 @@
 import dagster as dg
 from pydantic import Field
 
+from assets import keys, records
 from assets._refusals import refused
 from assets._runbook import runbook_metadata
 from jobs import queue_tags
 from jobs.queue_tags import LIVE_SCHEMA_TAGS, MIGRATION_TAGS, RESET_TAGS, SEARCH_FULL_LOAD_KEY, sync_tags, tags
 from orchestrator_data import provisioning
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.sources import SYNCED
 from resources import DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
 
 
@@ -34,25 +35,14 @@ def reset_data_layer(context: dg.OpExecutionContext, config: ResetConfig, postgr
                                     elasticsearch.target())
     except provisioning.ResetRefused as exc:
         raise refused(exc) from None
-    migration = report.init.migration
-    yield dg.AssetMaterialization(
-        asset_key="postgres_schema",
-        description="recreated by reset_job",
-        metadata={"dropped": dg.MetadataValue.json(report.dropped_tables),
-                  "head_revision": migration.end_revision or "base",
-                  "applied": dg.MetadataValue.json(migration.applied_revisions)},
-    )
-    yield dg.AssetMaterialization(
-        asset_key="redis_keyspace", description="registered keys deleted by reset_job",
-        metadata={"keys_deleted": report.redis_keys_deleted},
-    )
-    for index in report.init.search or []:
-        yield dg.AssetMaterialization(
-            asset_key=f"search_{index.name}_index", description="dropped and created empty by reset_job",
-            metadata={"write_index": index.write_index, "mapping_version": index.mapping_version,
-                      "indices_dropped": len(report.search_indices_deleted)},
-        )
-    yield dg.Output(None)
+    # the assets' own metadata, through the builders `orchestrator-data reset` records with
+    live = records.Live(postgres=postgres, redis=redis, elasticsearch=elasticsearch)
+    for asset, done in keys.provisioned(report.init):
+        yield dg.AssetMaterialization(asset_key=asset, description="dropped and recreated by reset_job",
+                                      metadata=records.metadata(asset, done, live))
+    yield dg.Output(None, metadata={"tables_dropped": dg.MetadataValue.json(report.dropped_tables),
+                                    "redis_keys_deleted": report.redis_keys_deleted,
+                                    "search_indices_dropped": dg.MetadataValue.json(report.search_indices_deleted)})
 
 
 # it migrates, drops and recreates every synced index, and drops the schema under backups and restore

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.health import ServiceHealth
 from orchestrator_data.postgres import client as pg
 from orchestrator_data.redis import client as rd
@@ -19,7 +20,7 @@ from orchestrator_data.stack import Endpoints, Stack, missing_endpoint_message
 SERVICES = ("postgres", "redis", "elasticsearch")
 
 
-class ServiceNotConfigured(Exception):
+class ServiceNotConfigured(BadInput):
     """No URL is set for a service and the local stack does not provide it."""
 
 

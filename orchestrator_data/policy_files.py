@@ -1,12 +1,25 @@
 """Policies kept as data files: one `<name>.json` per thing in a package's `policies/` folder, each
 replaceable by a file of the same name in a directory setting. Shared by the search lifecycle
-(SEARCH_LIFECYCLE_DIR) and retention (RETENTION_POLICY_DIR)."""
+(SEARCH_LIFECYCLE_DIR) and retention (RETENTION_POLICY_DIR); `data_file` also reads the search index
+definitions. Imports nothing of the project: every domain may use it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
+
+
+def data_file(text: str, where: str, error: type[Exception]) -> dict:
+    """A data file's JSON object without its "_comment"-style keys; `error` names `where` otherwise."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise error(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{where}: expected an object")
+    return {key: value for key, value in data.items() if not key.startswith("_")}
 
 
 def policy_texts(package: str, names: Iterable[str], directory: Path | None, *, variable: str, kind: str,
@@ -34,8 +47,6 @@ def policy_data(text: str, where: str, error: type[Exception], *, known: set[str
                 names: Iterable[str], expected: str) -> dict:
     """A policy file's fields after the checks every policy file shares: valid JSON, no unknown field,
     and `subject` (e.g. "index", "table") naming one of `names` and the file it is in."""
-    from orchestrator_data.search.indices import data_file
-
     data = data_file(text, where, error)
     for key in data:
         if key not in known:

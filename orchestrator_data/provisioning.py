@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from elasticsearch import Elasticsearch
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.postgres import client as pg
 from orchestrator_data.postgres import migrator
 from orchestrator_data.redis import keyspace
@@ -21,7 +22,7 @@ from orchestrator_data.search import sync
 from orchestrator_data.search.indices import IndexInit, Layout, drop_indices
 
 
-class ResetRefused(Exception):
+class ResetRefused(BadInput):
     """A reset that must not run (production, or no --confirm). The message says why."""
 
 
@@ -64,7 +65,7 @@ def init(postgres: sa.Engine | str, redis_client: redis.Redis | None, search: Se
         report.skipped.append("search")
     else:
         with pg.engine_for(postgres) as engine:
-            report.search = sync.prepare(engine, search.client, search.layout, shards=search.shards,
+            report.search = sync.create_indices(engine, search.client, search.layout, shards=search.shards,
                                          replicas=search.replicas)
     return report
 

@@ -6,6 +6,7 @@ of any URL and any `password=...` pair before such text is shown."""
 from __future__ import annotations
 
 import re
+import sys
 
 # The password runs to the *last* '@' before whitespace: a raw '@', '/' or '?' in it (a URL that
 # urls.parse_url would refuse) must not leave its tail visible.
@@ -14,6 +15,8 @@ _KEY_VALUE = re.compile(
     r"(?i)\b(?P<key>password|passwd|pwd|api[_-]?key|secret|token|requirepass)(?P<sep>\s*[=:]\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;&]+)"
 )
 _known_secrets: set[str] = set()
+# a failure's description is at most this long: a driver may quote a whole statement
+ERROR_LIMIT = 2000
 
 
 def register_secret(value: str | None) -> None:
@@ -28,3 +31,15 @@ def redact(text: str) -> str:
     for secret in sorted(_known_secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-paragraph, redacted description of a failure (the driver's message, not SQLAlchemy's
+    wrapper with the statement and its parameters)."""
+    # an SQLAlchemy error exists only once SQLAlchemy is imported: asking sys.modules keeps this
+    # module (which the CLI loads at start) free of SQLAlchemy
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    original = getattr(exc, "orig", None) if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError) else None
+    source = original or exc
+    text = f"{type(source).__name__}: {source}".strip()
+    return redact(text)[:ERROR_LIMIT]

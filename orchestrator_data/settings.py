@@ -20,6 +20,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data import urls
 
 ENV_FILES = (".env", ".env.local")  # later files win
@@ -38,9 +39,11 @@ class Executor(str, enum.Enum):
     CELERY = "celery"
 
 
-class SettingsError(Exception):
+class SettingsError(BadInput):
     """A configuration value or file that cannot be used. `variable` names the variable or the file;
     the message is safe to print."""
+
+    subject = "configuration"
 
     def __init__(self, variable: str, problem: str):
         self.variable = variable
@@ -61,85 +64,151 @@ class Settings(BaseSettings):
     )
 
     environment: Environment = Field(
-        Environment.DEVELOPMENT, validation_alias=AliasChoices("ENVIRONMENT", "ORCHESTRATOR_ENV")
+        Environment.DEVELOPMENT, validation_alias=AliasChoices("ENVIRONMENT", "ORCHESTRATOR_ENV"),
+        description="`development`, `testing` or `production`. Production refuses seeding and `reset`, wants "
+                    "`--confirm` for a rollback or a purge, and runs the schedules and sensors by default.",
     )
 
     # Service URLs. Unset means "use the local stack" (orchestrator-data stack start).
-    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
-    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
-    elasticsearch_url: str | None = Field(None, validation_alias="ELASTICSEARCH_URL")
-    dagster_pg_url: str | None = Field(None, validation_alias="DAGSTER_PG_URL")
+    database_url: str | None = Field(
+        None, validation_alias="DATABASE_URL",
+        description="PostgreSQL ≥ 16 holding the product's data: `postgresql://user:password@host:5432/db` "
+                    "(`postgres://` too). Neon's URL works as given, `?sslmode=require&channel_binding=require` "
+                    "included. Unset: the local stack's.")
+    redis_url: str | None = Field(
+        None, validation_alias="REDIS_URL",
+        description="Redis ≥ 7: `redis://:password@host:6379/0`, or `rediss://` for TLS. Unset: the local stack's.")
+    elasticsearch_url: str | None = Field(
+        None, validation_alias="ELASTICSEARCH_URL",
+        description="Elasticsearch 8.x (9.x through REST compatibility): `http(s)://host:9200` (no port: 80 or 443; "
+                    "no query string). Unset: the local stack's.")
+    dagster_pg_url: str | None = Field(
+        None, validation_alias="DAGSTER_PG_URL",
+        description="PostgreSQL database of Dagster's own run, event and schedule storage (a database of its own; "
+                    "any `postgresql://` form, rewritten for psycopg2). Unset: the local stack's `dagster` database, "
+                    "which only exists while DATABASE_URL is unset.")
 
-    elasticsearch_api_key: SecretStr | None = Field(None, validation_alias="ELASTICSEARCH_API_KEY")
-    elasticsearch_username: str | None = Field(None, validation_alias="ELASTICSEARCH_USERNAME")
-    elasticsearch_password: SecretStr | None = Field(None, validation_alias="ELASTICSEARCH_PASSWORD")
-    elasticsearch_ca_cert: Path | None = Field(None, validation_alias="ELASTICSEARCH_CA_CERT")
+    elasticsearch_api_key: SecretStr | None = Field(
+        None, validation_alias="ELASTICSEARCH_API_KEY",
+        description="API key for Elasticsearch. Unset, with no username either: a `user:password@` in "
+                    "ELASTICSEARCH_URL is used, else none.")
+    elasticsearch_username: str | None = Field(
+        None, validation_alias="ELASTICSEARCH_USERNAME",
+        description="Basic-auth user for Elasticsearch (with ELASTICSEARCH_PASSWORD).")
+    elasticsearch_password: SecretStr | None = Field(
+        None, validation_alias="ELASTICSEARCH_PASSWORD", description="Basic-auth password for Elasticsearch.")
+    elasticsearch_ca_cert: Path | None = Field(
+        None, validation_alias="ELASTICSEARCH_CA_CERT",
+        description="CA certificate file for an https:// ELASTICSEARCH_URL. Unset: the system's CAs.")
 
-    database_pool_size: int = Field(5, ge=1, le=200, validation_alias="DATABASE_POOL_SIZE")
-    database_max_overflow: int = Field(5, ge=0, le=200, validation_alias="DATABASE_MAX_OVERFLOW")
-    database_pool_timeout: float = Field(10.0, gt=0, le=600, validation_alias="DATABASE_POOL_TIMEOUT")
-    redis_max_connections: int = Field(20, ge=1, le=10_000, validation_alias="REDIS_MAX_CONNECTIONS")
+    database_pool_size: int = Field(5, ge=1, le=200, validation_alias="DATABASE_POOL_SIZE",
+                                    description="Connections each process keeps in its PostgreSQL pool (the CLI "
+                                                "and every Dagster run alike).")
+    database_max_overflow: int = Field(5, ge=0, le=200, validation_alias="DATABASE_MAX_OVERFLOW",
+                                       description="Connections a pool may open beyond DATABASE_POOL_SIZE "
+                                                   "under load.")
+    database_pool_timeout: float = Field(10.0, gt=0, le=600, validation_alias="DATABASE_POOL_TIMEOUT",
+                                         description="Seconds to wait for a free pooled connection before "
+                                                     "failing.")
+    redis_max_connections: int = Field(20, ge=1, le=10_000, validation_alias="REDIS_MAX_CONNECTIONS",
+                                       description="Upper bound of each process's Redis connection pool.")
 
-    backup_dir: Path = Field(Path("backups"), validation_alias="BACKUP_DIR")
-    # base64 of 32 random bytes; set: backups are encrypted at rest (AES-256-GCM), unset: plain
-    backup_encryption_key: SecretStr | None = Field(None, validation_alias="BACKUP_ENCRYPTION_KEY")
-    # The newest *verified* backup may be this old before the freshness check and the stale-backup
-    # sensor alert: a nightly backup plus two hours of slack.
-    backup_max_age_hours: float = Field(26.0, gt=0, le=24 * 90, validation_alias="BACKUP_MAX_AGE_HOURS")
-    # The newest backup whose *restore check* passed may be this old: restore checks run weekly, so a
-    # week plus a day of slack. A separate promise from the nightly backup's.
-    restore_check_max_age_days: float = Field(8.0, gt=0, le=366, validation_alias="RESTORE_CHECK_MAX_AGE_DAYS")
-    # Alerts are also POSTed here when set; a SecretStr because webhook URLs often embed a token.
-    alert_webhook_url: SecretStr | None = Field(None, validation_alias="ALERT_WEBHOOK_URL")
-    # Search: the prefix of every index, alias and template name (several deployments or test runs
-    # can share a cluster), and the shape of new indices (one shard, no replica on the local node).
-    search_index_prefix: str = Field("od", pattern=r"^[a-z0-9][a-z0-9_]{0,39}$", validation_alias="SEARCH_INDEX_PREFIX")
-    search_shards: int = Field(1, ge=1, le=64, validation_alias="SEARCH_SHARDS")
-    search_replicas: int = Field(0, ge=0, le=8, validation_alias="SEARCH_REPLICAS")
-    # Where alerts point for what to do: e.g. the runbook's URL in your repository host.
-    runbook_url: str = Field("docs/runbook.md", min_length=1, validation_alias="RUNBOOK_URL")
-    # Lifecycle policies (rollover, retention): a <index>.json here replaces the package's policy.
-    search_lifecycle_dir: Path | None = Field(None, validation_alias="SEARCH_LIFECYCLE_DIR")
-    # Retention policies (how long rows are kept before they are purged): a <table>.json here replaces
-    # the package's policy for that table.
-    retention_policy_dir: Path | None = Field(None, validation_alias="RETENTION_POLICY_DIR")
-    # The Dagster web UI whose run pages `orchestrator-data run` links to (`orchestrator-data ui` serves
-    # on 127.0.0.1:3000 unless told otherwise).
-    dagster_webserver_url: str = Field("http://127.0.0.1:3000", validation_alias="DAGSTER_WEBSERVER_URL")
-    # Snapshots: an `fs` repository (default `<prefix>-snapshots`) at a location the cluster resolves under
-    # its path.repo (default: the prefix, a relative path; on a real cluster an absolute shared path).
-    search_snapshot_repository: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$",
-                                                   validation_alias="SEARCH_SNAPSHOT_REPOSITORY")
-    search_snapshot_location: str | None = Field(None, min_length=1, max_length=4096,
-                                                 validation_alias="SEARCH_SNAPSHOT_LOCATION")
-    # The newest N successful snapshots are kept by `search snapshot prune` and the snapshot asset.
-    search_snapshot_keep: int = Field(7, ge=1, le=1000, validation_alias="SEARCH_SNAPSHOT_KEEP")
-    # Daily snapshots: a day plus two hours of slack before the freshness check and the sensor alert;
-    # the newest snapshot whose restore check passed may be a week plus a day old.
-    search_snapshot_max_age_hours: float = Field(26.0, gt=0, le=24 * 90,
-                                                 validation_alias="SEARCH_SNAPSHOT_MAX_AGE_HOURS")
-    search_restore_check_max_age_days: float = Field(8.0, gt=0, le=366,
-                                                     validation_alias="SEARCH_RESTORE_CHECK_MAX_AGE_DAYS")
-    # Where a run's steps execute (docs/deploy.md): multiprocess on the run's machine, or celery on
-    # workers; their broker and result backend is the Redis server of REDIS_URL in a database of their
-    # own (Celery's keys never mix with sessions and queues, and FLUSHDB of one never touches the other).
-    dagster_executor: Executor = Field(Executor.MULTIPROCESS, validation_alias="DAGSTER_EXECUTOR")
-    dagster_celery_redis_db: int = Field(1, ge=0, le=100_000, validation_alias="DAGSTER_CELERY_REDIS_DB")
-    # A worker running a step may stay silent on the broker this long before the step is failed as lost
-    # (a busy or far broker needs more; a killed worker is noticed after about this long).
-    dagster_celery_worker_timeout_s: float = Field(15.0, ge=3, le=3600,
-                                                   validation_alias="DAGSTER_CELERY_WORKER_TIMEOUT_S")
-    # The first month of the search full load's monthly partitions (search_<index>_full_load; the first
-    # partition also loads every older row). The first day of a month.
-    search_partitions_start: date = Field(date(2024, 1, 1), validation_alias="SEARCH_PARTITIONS_START")
-    # Where the local stack keeps its data, logs, ports and generated passwords.
-    state_dir: Path = Field(Path(".orchestrator-data"), validation_alias="ORCHESTRATOR_DATA_HOME")
+    backup_dir: Path = Field(Path("backups"), validation_alias="BACKUP_DIR",
+                             description="Directory backups are written to and read from (docs/backups.md).")
+    backup_encryption_key: SecretStr | None = Field(
+        None, validation_alias="BACKUP_ENCRYPTION_KEY",
+        description="Base64 of 32 random bytes (`openssl rand -base64 32`): new backups are encrypted at rest "
+                    "(AES-256-GCM). Keep it outside the backup storage. Unset: backups are not encrypted.")
+    # a nightly backup plus two hours of slack
+    backup_max_age_hours: float = Field(
+        26.0, gt=0, le=24 * 90, validation_alias="BACKUP_MAX_AGE_HOURS",
+        description="How old the newest verified backup may be before its freshness check fails and "
+                    "stale_backup_sensor alerts.")
+    # restore checks run weekly: a week plus a day of slack; a separate promise from the nightly backup's
+    restore_check_max_age_days: float = Field(
+        8.0, gt=0, le=366, validation_alias="RESTORE_CHECK_MAX_AGE_DAYS",
+        description="How old the newest restore-checked backup may be before its freshness check fails and "
+                    "stale_backup_sensor alerts.")
+    # a SecretStr because webhook URLs often embed a token
+    alert_webhook_url: SecretStr | None = Field(
+        None, validation_alias="ALERT_WEBHOOK_URL",
+        description="Alerts are also POSTed here as JSON (docs/alerts.md); treated as a secret. Unset: alerts go "
+                    "to the audit log and Redis pub/sub only.")
+    # several deployments or test runs can share a cluster
+    search_index_prefix: str = Field(
+        "od", pattern=r"^[a-z0-9][a-z0-9_]{0,39}$", validation_alias="SEARCH_INDEX_PREFIX",
+        description="Prefix of every search index, alias and template name.")
+    search_shards: int = Field(1, ge=1, le=64, validation_alias="SEARCH_SHARDS",
+                               description="Primary shards of each new search index.")
+    search_replicas: int = Field(0, ge=0, le=8, validation_alias="SEARCH_REPLICAS",
+                                 description="Replicas of each new search index (0 on a single node).")
+    runbook_url: str = Field(
+        "docs/runbook.md", min_length=1, validation_alias="RUNBOOK_URL",
+        description="Base of the runbook links that alerts and check descriptions carry, e.g. docs/runbook.md "
+                    "on your Git host.")
+    search_lifecycle_dir: Path | None = Field(
+        None, validation_alias="SEARCH_LIFECYCLE_DIR",
+        description="Directory of `<index>.json` lifecycle policies (rollover, retention) that replace the "
+                    "package's (docs/search.md). Unset: the package's policies.")
+    retention_policy_dir: Path | None = Field(
+        None, validation_alias="RETENTION_POLICY_DIR",
+        description="Directory of `<table>.json` retention policies that replace the package's "
+                    "(docs/retention.md). Unset: the package's policies.")
+    dagster_webserver_url: str = Field(
+        "http://127.0.0.1:3000", validation_alias="DAGSTER_WEBSERVER_URL",
+        description="The Dagster UI that `orchestrator-data run` links each run's page to.")
+    search_snapshot_repository: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9_-]{0,99}$", validation_alias="SEARCH_SNAPSHOT_REPOSITORY",
+        description="Name of the `fs` snapshot repository of the search indices. Unset: `<prefix>-snapshots`.")
+    search_snapshot_location: str | None = Field(
+        None, min_length=1, max_length=4096, validation_alias="SEARCH_SNAPSHOT_LOCATION",
+        description="The repository's location: relative (resolved under the nodes' `path.repo`) or, on a real "
+                    "cluster, an absolute shared path listed in `path.repo`. Unset: the prefix.")
+    search_snapshot_keep: int = Field(
+        7, ge=1, le=1000, validation_alias="SEARCH_SNAPSHOT_KEEP",
+        description="Successful snapshots kept by `search snapshot prune` and the search_snapshot asset.")
+    # daily snapshots: a day plus two hours of slack; their restore checks: a week plus a day
+    search_snapshot_max_age_hours: float = Field(
+        26.0, gt=0, le=24 * 90, validation_alias="SEARCH_SNAPSHOT_MAX_AGE_HOURS",
+        description="How old the newest successful search snapshot may be before its freshness check fails "
+                    "and stale_search_snapshot_sensor alerts.")
+    search_restore_check_max_age_days: float = Field(
+        8.0, gt=0, le=366, validation_alias="SEARCH_RESTORE_CHECK_MAX_AGE_DAYS",
+        description="How old the newest restore-checked search snapshot may be before its freshness check "
+                    "fails and stale_search_snapshot_sensor alerts.")
+    # Celery's broker and results live in a Redis database of their own: its keys never mix with sessions
+    # and queues, and FLUSHDB of one never touches the other
+    dagster_executor: Executor = Field(
+        Executor.MULTIPROCESS, validation_alias="DAGSTER_EXECUTOR",
+        description="Where a run's steps execute: `multiprocess` (beside the run, one machine) or `celery` (on "
+                    "`orchestrator-data worker start` processes; docs/deploy.md).")
+    dagster_celery_redis_db: int = Field(
+        1, ge=0, le=100_000, validation_alias="DAGSTER_CELERY_REDIS_DB",
+        description="Redis database, on REDIS_URL's server, of Celery's broker and results; must differ from "
+                    "REDIS_URL's own.")
+    # a busy or far broker needs more; a killed worker is noticed after about this long
+    dagster_celery_worker_timeout_s: float = Field(
+        15.0, ge=3, le=3600, validation_alias="DAGSTER_CELERY_WORKER_TIMEOUT_S",
+        description="Seconds a Celery worker running a step may stay silent on the broker before the step is "
+                    "failed as lost.")
+    search_partitions_start: date = Field(
+        date(2024, 1, 1), validation_alias="SEARCH_PARTITIONS_START",
+        description="First month (`YYYY-MM-01`) of the search full load's monthly partitions "
+                    "(search_full_load_job); the first partition also loads every older row.")
+    state_dir: Path = Field(
+        Path(".orchestrator-data"), validation_alias="ORCHESTRATOR_DATA_HOME",
+        description="State directory of the local stack: its data, logs, ports, generated passwords and "
+                    "Dagster home.")
 
     # Ports of the local stack (only used by `stack start`).
-    stack_postgres_port: Port = Field(55432, validation_alias="STACK_POSTGRES_PORT")
-    stack_redis_port: Port = Field(56379, validation_alias="STACK_REDIS_PORT")
-    stack_elasticsearch_port: Port = Field(59200, validation_alias="STACK_ELASTICSEARCH_PORT")
-    stack_elasticsearch_heap: str = Field("512m", pattern=r"^\d+[mg]$", validation_alias="STACK_ELASTICSEARCH_HEAP")
+    stack_postgres_port: Port = Field(55432, validation_alias="STACK_POSTGRES_PORT",
+                                      description="Port of the local stack's PostgreSQL.")
+    stack_redis_port: Port = Field(56379, validation_alias="STACK_REDIS_PORT",
+                                   description="Port of the local stack's Redis.")
+    stack_elasticsearch_port: Port = Field(59200, validation_alias="STACK_ELASTICSEARCH_PORT",
+                                           description="HTTP port of the local stack's Elasticsearch node.")
+    stack_elasticsearch_heap: str = Field("512m", pattern=r"^\d+[mg]$", validation_alias="STACK_ELASTICSEARCH_HEAP",
+                                          description="Java heap of the local Elasticsearch node (`512m`, `1g`).")
 
     # Each URL is kept in its canonical text (urls.parse_url's reading, re-encoded), so any parser
     # that reads it later reads the same parts; an ambiguous one is refused here.

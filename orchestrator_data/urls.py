@@ -24,6 +24,8 @@ from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
 
+from orchestrator_data.errors import BadInput
+
 POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}
 REDIS_SCHEMES = {"redis", "rediss", "unix"}
 ELASTICSEARCH_SCHEMES = {"http", "https"}
@@ -53,7 +55,7 @@ _AMBIGUOUS_AT = (
 )
 
 
-class InvalidUrl(ValueError):
+class InvalidUrl(BadInput, ValueError):
     """A URL that cannot be used; the message never contains the URL itself."""
 
 

@@ -20,12 +20,16 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.records import CLI_SOURCE, SOURCE_TAG
 from runtime._dagster_internals import (DagsterEventType, JobSubsetSelector, ReexecutionStrategy, WorkspaceFileTarget,
                                         WorkspaceProcessContext, core_execute_run, recon_job_from_origin)
 from runtime.run_summary import RunSummary, failure_message, first_lines, summarize
 
 WORKSPACE_FILE = Path(__file__).resolve().parents[1] / "workspace.yaml"
 LOCATION_NAME = "orchestrator_data"
+# on every run this module creates, as on the materializations the CLI records: the UI's runs list can
+# filter the runs started from a terminal
+CLI_TAGS = {SOURCE_TAG: CLI_SOURCE}
 
 
 class UnknownJob(Exception):
@@ -119,7 +123,7 @@ def launch(job_name: str, run_config: Mapping | None, on_step: Callable[[StepUpd
         if from_failure is not None:
             run = instance.create_reexecuted_run(
                 request_context=workspace, parent_run=from_failure, code_location=location, remote_job=remote_job,
-                strategy=ReexecutionStrategy.FROM_FAILURE, use_parent_run_tags=True)
+                strategy=ReexecutionStrategy.FROM_FAILURE, use_parent_run_tags=True, extra_tags=CLI_TAGS)
             return _execute(recon_job, run, instance, job_def, on_step, on_created)
         plan = location.get_execution_plan(remote_job, run_config, step_keys_to_execute=None,
                                            known_state=None, instance=instance)
@@ -127,7 +131,7 @@ def launch(job_name: str, run_config: Mapping | None, on_step: Callable[[StepUpd
         run = instance.create_run(
             job_name=job_name, run_id=None, run_config=run_config,
             resolved_op_selection=None, step_keys_to_execute=None, op_selection=None,
-            status=None, root_run_id=None, parent_run_id=None, tags=remote_job.tags,
+            status=None, root_run_id=None, parent_run_id=None, tags={**remote_job.tags, **CLI_TAGS},
             job_snapshot=remote_job.job_snapshot, execution_plan_snapshot=plan.execution_plan_snapshot,
             parent_job_snapshot=remote_job.parent_job_snapshot,
             remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),

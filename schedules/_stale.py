@@ -52,16 +52,16 @@ def alert_stale(context: dg.SensorEvaluationContext, promises: list[Freshness], 
 
 
 def stale_copy_sensor(name: str, description: str, resource_keys: set[str],
-                      promises: Callable[[dg.SensorEvaluationContext], list[Freshness]],
+                      promises: Callable[[dict], list[Freshness]],
                       title: Callable[[Freshness], str]) -> dg.SensorDefinition:
-    """A sensor `name` that judges `promises(context)` (which reads `context.resources`, any of
-    `resource_keys`) and alerts through the `alerts` resource; its description ends with its runbook
-    section."""
+    """A sensor `name` that judges `promises(resources)` (a dict of `resource_keys`) hourly and alerts
+    through the `alerts` resource; its description ends with its runbook section."""
 
     @dg.sensor(name=name, minimum_interval_seconds=3600, default_status=sensor_status(),
                required_resource_keys={"alerts", *resource_keys}, description=described(description, name),
                metadata=runbook_metadata(name))
-    def _sensor(context: dg.SensorEvaluationContext):
-        return alert_stale(context, promises(context), context.resources.alerts, name, title)
+    def _sensor(context: dg.SensorEvaluationContext, **resources):
+        alerts: AlertsResource = resources.pop("alerts")
+        return alert_stale(context, promises(resources), alerts, name, title)
 
     return _sensor

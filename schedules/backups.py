@@ -37,9 +37,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _backup_promises(context: dg.SensorEvaluationContext) -> list[Freshness]:
+def _backup_promises(resources: dict) -> list[Freshness]:
     now = utcnow()
-    storage: BackupStorageResource = context.resources.backup_storage
+    storage: BackupStorageResource = resources["backup_storage"]
     directory = storage.directory()
     return [verified_freshness(directory, storage.verified_max_age_hours(), now),
             restore_check_freshness(directory, storage.restore_checked_max_age_hours(), now)]

@@ -29,10 +29,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _snapshot_promises(context: dg.SensorEvaluationContext) -> list[Freshness]:
+def _snapshot_promises(resources: dict) -> list[Freshness]:
     now = utcnow()
-    postgres: PostgresResource = context.resources.postgres
-    elasticsearch: ElasticsearchResource = context.resources.elasticsearch
+    postgres: PostgresResource = resources["postgres"]
+    elasticsearch: ElasticsearchResource = resources["elasticsearch"]
     repository, layout, settings = elasticsearch.snapshot_repository_of(), elasticsearch.layout(), elasticsearch.settings
     try:
         return [

@@ -20,7 +20,7 @@ from orchestrator_data.redis.client import create_client
 from orchestrator_data.settings import load_settings
 from orchestrator_data.stack import Stack
 from orchestrator_data.stack.common import free_port
-from tests.databases import fresh_database
+from tests.databases import fresh_database, migrated_copy
 
 SERVICE_VARIABLES = (
     "DATABASE_URL", "REDIS_URL", "ELASTICSEARCH_URL", "DAGSTER_PG_URL", "ELASTICSEARCH_API_KEY",
@@ -118,10 +118,16 @@ def database(stack):
 
 
 @pytest.fixture
-def migrated_url(database):
-    """`database` migrated to head, as production gets it."""
-    migrator.upgrade(database)
-    return database
+def migrated_url(request, stack):
+    """A new database migrated to head, as production gets it (a copy of the session's migrated
+    template), dropped after the test. A test that also holds `database` gets that one migrated."""
+    if "database" in request.fixturenames:
+        database = request.getfixturevalue("database")
+        migrator.upgrade(database)
+        yield database
+        return
+    with migrated_copy(stack) as url:
+        yield url
 
 
 @pytest.fixture

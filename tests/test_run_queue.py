@@ -35,7 +35,7 @@ from jobs import queue_tags
 from jobs.queue_tags import LIVE_SCHEMA_KEY, MIGRATION_KEY, SEARCH_FULL_LOAD_KEY, sync_key
 from orchestrator_data import urls
 from orchestrator_data.postgres import client, migrator
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.sources import SYNCED
 from resources import PostgresResource
 from tests.databases import fresh_database
 

@@ -18,21 +18,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestrator_data.errors import BadInput, OperationFailed
+
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
 INTEGRITY = "integrity.json"
 MANIFEST_FORMAT = 1
 
 
-class BackupError(Exception):
+class BackupError(OperationFailed):
     """Base of every backup error; messages never contain a password or a key."""
 
 
-class BackupNotFound(BackupError):
+class BackupNotFound(BackupError, BadInput):
     pass
 
 
-class BackupKeyError(BackupError):
+class BackupKeyError(BackupError, BadInput):
     """No key, a malformed key, or a key that is not the one the backup was encrypted with."""
 
 

@@ -14,31 +14,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator_data.backups import (
-    BackupKeyError,
-    BackupNotFound,
-    create_backup,
-    list_backups,
-    prune,
-    restore_check,
-    verify_backup,
-)
-from orchestrator_data.backups.workdirs import DEFAULT_GRACE, list_workdirs
-from orchestrator_data.cli import output, progress, recording
-from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
+from orchestrator_data.cli import output, recording
+from orchestrator_data.cli.choices import TEMP_GRACE_HOURS
+from orchestrator_data.cli.context import load_settings, service_url
 
 app = typer.Typer(help="PostgreSQL backups: create, list, verify, restore-check, prune.", no_args_is_help=True)
 
 BackupId = Annotated[str, typer.Argument(help="A backup id, or 'latest'.")]
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    """Map an exception to its exit code, printing a redacted message."""
-    if isinstance(exc, (BackupNotFound, BackupKeyError)):
-        output.error(str(exc))
-        return typer.Exit(2)
-    output.error(f"{type(exc).__name__}: {exc}")
-    return typer.Exit(1)
 
 
 class Interrupted(BaseException):
@@ -85,21 +67,21 @@ def create(
 ) -> None:
     """Take a backup now: pg_dump -Fc in an exported snapshot, with per-table checksums, encrypted when
     BACKUP_ENCRYPTION_KEY is set."""
-    settings = load_or_exit()
-    url = resolve_or_exit(settings, "postgres")
+    from orchestrator_data.backups import create_backup
+    from orchestrator_data.cli import progress
+
+    settings = load_settings()
+    url = service_url(settings, "postgres")
     with _interruptible("backup create", "pg_dump stopped, temporary directory removed, no backup written"), \
             progress.shown() as report:
-        try:
-            entry = create_backup(url, settings.backup_dir, encryption_key=settings.backup_key_bytes,
-                                  compress=not no_compress, on_progress=report)
-        except Exception as exc:  # noqa: BLE001 - reported with its exit code, redacted
-            raise _fail(exc) from None
+        entry = create_backup(url, settings.backup_dir, encryption_key=settings.backup_key_bytes,
+                              compress=not no_compress, on_progress=report)
     tables = entry.manifest["tables"]
     output.info(f"{output.OK} backup {entry.id}: {output.human_bytes(entry.size_bytes)}, {len(tables)} tables, "
                 f"{sum(t['rows'] for t in tables.values()):,} rows, "
                 f"{'encrypted' if entry.encrypted else 'not encrypted'}, head {entry.migration_head}")
     output.info(f"  path {entry.path}")
-    recording.record(settings, "backup create", lambda: [_backup_record(entry)])
+    recording.record(settings, "backup create", lambda keys: [(keys.POSTGRES_BACKUP, entry)])
     output.info(f"  sha256 {entry.sha256}")
 
 
@@ -118,7 +100,10 @@ def _age(workdir) -> str:
 def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Backups, newest first: id, time, size, path, verified (sha256) and restore-checked or not; then any
     temporary directories (a backup or restore check running, or left behind by one that was killed)."""
-    settings = load_or_exit()
+    from orchestrator_data.backups import list_backups
+    from orchestrator_data.backups.workdirs import list_workdirs
+
+    settings = load_settings()
     entries = list_backups(settings.backup_dir)
     temporary = list_workdirs(settings.backup_dir)
     if as_json:
@@ -150,11 +135,10 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
 def verify(backup_id: BackupId) -> None:
     """Check the stored file against its manifest (size, sha256; every chunk's tag when encrypted and
     the key is set). No restore."""
-    settings = load_or_exit()
-    try:
-        result = verify_backup(settings.backup_dir, backup_id, encryption_key=settings.backup_key_bytes)
-    except Exception as exc:  # noqa: BLE001
-        raise _fail(exc) from None
+    from orchestrator_data.backups import verify_backup
+
+    settings = load_settings()
+    result = verify_backup(settings.backup_dir, backup_id, encryption_key=settings.backup_key_bytes)
     if not result.ok:
         for problem in result.problems:
             output.error(f"backup {result.backup_id}: {problem}")
@@ -170,15 +154,15 @@ def verify(backup_id: BackupId) -> None:
 @app.command("restore-check")
 def restore_check_cmd(backup_id: BackupId) -> None:
     """Restore into a scratch database (dropped afterwards), compare every table with the manifest."""
-    settings = load_or_exit()
-    url = resolve_or_exit(settings, "postgres")
+    from orchestrator_data.backups import restore_check
+    from orchestrator_data.cli import progress
+
+    settings = load_settings()
+    url = service_url(settings, "postgres")
     with _interruptible("restore check", "pg_restore stopped, scratch database dropped, nothing recorded"), \
             progress.shown() as report:
-        try:
-            result = restore_check(url, settings.backup_dir, backup_id, encryption_key=settings.backup_key_bytes,
-                                   on_progress=report)
-        except Exception as exc:  # noqa: BLE001
-            raise _fail(exc) from None
+        result = restore_check(url, settings.backup_dir, backup_id, encryption_key=settings.backup_key_bytes,
+                               on_progress=report)
     if not result.ok:  # as the asset: a failed check fails, it does not materialize
         output.error(f"restore check of {result.backup_id} FAILED at {result.stage}; first differences:")
         for difference in result.differences:
@@ -187,7 +171,7 @@ def restore_check_cmd(backup_id: BackupId) -> None:
     output.info(f"{output.OK} backup {result.backup_id} restored and matches its manifest: "
                 f"{result.tables_compared} tables, restore {result.restore_duration_s:.2f} s (RTO), "
                 f"restored size {output.human_bytes(result.restored_size_bytes)}, check {result.duration_s:.2f} s")
-    recording.record(settings, "backup restore-check", lambda: [_restore_check_record(settings, result)])
+    recording.record(settings, "backup restore-check", lambda keys: [(keys.POSTGRES_RESTORE_CHECK, result)])
 
 
 @app.command("prune")
@@ -198,17 +182,16 @@ def prune_cmd(
     temp_grace_hours: Annotated[float, typer.Option(
         "--temp-grace-hours", min=0,
         help="Remove temporary directories left by killed backups and restore checks once unchanged this long "
-             "(never one still in use).")] = DEFAULT_GRACE.total_seconds() / 3600,
+             "(never one still in use).")] = TEMP_GRACE_HOURS,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Delete backups outside the retention policy (the newest verified backup is always kept) and the
     temporary directories that killed backups and restore checks left behind."""
-    settings = load_or_exit()
-    try:
-        result = prune(settings.backup_dir, keep_daily, keep_weekly, dry_run=dry_run,
-                       temp_grace=timedelta(hours=temp_grace_hours))
-    except Exception as exc:  # noqa: BLE001
-        raise _fail(exc) from None
+    from orchestrator_data.backups import prune
+
+    settings = load_settings()
+    result = prune(settings.backup_dir, keep_daily, keep_weekly, dry_run=dry_run,
+                   temp_grace=timedelta(hours=temp_grace_hours))
     if as_json:
         output.print_json({**result.as_dict(), "dry_run": dry_run})
         return
@@ -227,17 +210,3 @@ def prune_cmd(
         temporary = (f"; temporary directories: {len(result.temporary_kept)} kept, "
                      f"{len(result.temporary_removed)} {verb}")
     output.info(f"{len(result.kept)} kept, {len(result.deleted)} {verb}{temporary}")
-
-
-def _backup_record(entry) -> tuple[str, dict]:
-    from assets.backups import backup_metadata
-
-    return "postgres_backup", backup_metadata(entry)
-
-
-def _restore_check_record(settings, result) -> tuple[str, dict]:
-    from assets.backups import restore_check_metadata
-    from orchestrator_data.backups import get_backup
-
-    entry = get_backup(settings.backup_dir, result.backup_id)
-    return "postgres_restore_check", restore_check_metadata(entry, result, result.duration_s or 0.0)

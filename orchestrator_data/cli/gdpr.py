@@ -7,22 +7,14 @@ anything changed: a malformed user id, no such user, erase without --confirm, ba
 
 from __future__ import annotations
 
-import getpass
-import socket
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from orchestrator_data import connections, gdpr
 from orchestrator_data.cli import output
-from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.connections import ServiceNotConfigured
-from orchestrator_data.gdpr import erase as gdpr_erase
-from orchestrator_data.gdpr import export as gdpr_export
-from orchestrator_data.search.indices import layout_of
-from orchestrator_data.stack.common import write_atomically
+from orchestrator_data.cli.context import clients, load_settings
+from orchestrator_data.errors import BadInput
 
 app = typer.Typer(help="GDPR: export everything held about a person, or erase it.", no_args_is_help=True)
 
@@ -33,41 +25,38 @@ RequestedBy = Annotated[str | None, typer.Option(
 
 
 def default_requester() -> str:
+    import getpass
+    import socket
+
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-@contextmanager
-def _clients():
-    """(engine, redis or None, elasticsearch or None, layout). Redis and Elasticsearch are optional:
-    one that is not configured is left out of the export or erasure, and the report says so."""
-    settings = load_or_exit()
-    engine = connections.postgres_engine(settings, resolve_or_exit(settings, "postgres"),
-                                         application_name="orchestrator-data-gdpr")
-    redis_client = search_client = None
-    with suppress(ServiceNotConfigured):
-        redis_client = connections.redis_client(settings, connections.resolve_url("redis", settings))
-    with suppress(ServiceNotConfigured):
-        search_client = connections.elasticsearch_client(settings, connections.resolve_url("elasticsearch", settings))
-    try:
-        yield settings, engine, redis_client, search_client, layout_of(settings)
-    except typer.Exit:
-        raise
-    except gdpr.GdprError as exc:  # malformed id, unknown user: nothing was changed
-        output.error(str(exc))
-        raise typer.Exit(2) from None
-    except Exception as exc:  # noqa: BLE001 - a server failed: one line, no traceback
-        from orchestrator_data.postgres.migrator import describe_error
+def _gdpr_clients():
+    """PostgreSQL, and Redis and Elasticsearch where configured: one that is not is left out of the
+    export or erasure, and the report says so."""
+    return clients(load_settings(), redis="optional", search="optional", application_name="orchestrator-data-gdpr")
 
-        output.error(describe_error(exc))
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
-        if search_client is not None:
-            with suppress(Exception):
-                search_client.close()
-        if redis_client is not None:
-            with suppress(Exception):
-                redis_client.close()
+
+def checked_output(path: Path) -> Path:
+    """`path`, once it is sure the export can be written there: its folder exists and takes a new
+    file. Checked before the export runs, so a refused path leaves neither an audit row nor a file
+    (nor a folder: none is created)."""
+    import tempfile
+
+    folder = path.parent
+    if path.is_dir():
+        raise BadInput(f"--output {path} is a folder: name a file in it")
+    if not folder.exists():
+        raise BadInput(f"--output {path}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise BadInput(f"--output {path}: {folder} is not a folder")
+    try:  # a real new file, removed at once: permissions alone do not tell (root, read-only mounts)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise BadInput(f"--output {path}: the folder {folder} is not writable "
+                       f"({exc.strerror or type(exc).__name__})") from None
+    return path
 
 
 @app.command("export")
@@ -78,9 +67,14 @@ def export(
     requested_by: RequestedBy = None,
 ) -> None:
     """One JSON document (docs/gdpr.md) with everything held about the user; the export is audited."""
+    from orchestrator_data.gdpr import export as gdpr_export
+    from orchestrator_data.stack.common import write_atomically
+
     user_id = _valid(user)
-    with _clients() as (settings, engine, redis_client, search_client, layout):
-        document = gdpr_export.export_user(engine, redis_client, search_client, layout, user_id,
+    if output_file is not None:
+        checked_output(output_file)
+    with _gdpr_clients() as c:
+        document = gdpr_export.export_user(c.engine, c.redis, c.es, c.layout, user_id,
                                            requested_by or default_requester())
     text = gdpr_export.to_json(document)
     if output_file is None:
@@ -99,12 +93,13 @@ def erase(
 ) -> None:
     """Delete the user and their personal data in PostgreSQL (one transaction; recorded in the erasure
     ledger), revoke their sessions and cached data in Redis, and rewrite their search documents."""
+    from orchestrator_data.gdpr import erase as gdpr_erase
+
     user_id = _valid(user)
     if not confirm:
-        output.error(f"refusing to erase user {user_id} without --confirm: it cannot be undone")
-        raise typer.Exit(2)
-    with _clients() as (settings, engine, redis_client, search_client, layout):
-        report = gdpr_erase.erase_user(engine, redis_client, search_client, layout, user_id,
+        raise BadInput(f"refusing to erase user {user_id} without --confirm: it cannot be undone")
+    with _gdpr_clients() as c:
+        report = gdpr_erase.erase_user(c.engine, c.redis, c.es, c.layout, user_id,
                                        requested_by or default_requester())
     if as_json:
         output.print_json(report.as_dict())
@@ -117,14 +112,12 @@ def erase(
 
 
 def _valid(user: str) -> str:
-    try:
-        return str(gdpr.user_id(user))
-    except gdpr.InvalidUserId as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
+    from orchestrator_data import gdpr
+
+    return str(gdpr.user_id(user))  # InvalidUserId: BadInput
 
 
-def _print_report(report: gdpr_erase.ErasureReport) -> None:
+def _print_report(report) -> None:
     if report.already_erased:
         output.error(f"user {report.user_id} was already erased: nothing changed in PostgreSQL")
     else:

@@ -9,25 +9,24 @@ import typer
 from orchestrator_data import __version__
 from orchestrator_data.cli import backup as backup_cli
 from orchestrator_data.cli import gdpr as gdpr_cli
-from orchestrator_data.cli import provisioning as provisioning_cli
-from orchestrator_data.cli import retention as retention_cli
 from orchestrator_data.cli import metrics as metrics_cli
 from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
+from orchestrator_data.cli import provisioning as provisioning_cli
+from orchestrator_data.cli import retention as retention_cli
 from orchestrator_data.cli import run as run_cli
-from orchestrator_data.cli import ui as ui_cli
-from orchestrator_data.cli import worker as worker_cli
 from orchestrator_data.cli import search as search_cli
 from orchestrator_data.cli import seed as seed_cli
 from orchestrator_data.cli import stack as stack_cli
-from orchestrator_data.cli.context import ConfigurationErrorsExit2, load_or_exit, resolve_or_exit
-from orchestrator_data import connections
-from orchestrator_data.connections import check_services
-from orchestrator_data.search import status as search_status
-from orchestrator_data.search.indices import layout_of
+from orchestrator_data.cli import ui as ui_cli
+from orchestrator_data.cli import worker as worker_cli
+from orchestrator_data.cli.context import ExitCodeGroup, clients, describe_failure, load_settings
+
+# Every module above imports only typer, rich and the CLI's own light helpers at start: each command
+# imports the drivers and the core it needs when it runs (tests/cli/test_startup.py keeps it so).
 
 app = typer.Typer(
-    cls=ConfigurationErrorsExit2,
+    cls=ExitCodeGroup,
     help="Run the Robust AI Orchestrator's database layer: PostgreSQL, Redis and Elasticsearch.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # tracebacks could show local variables holding secrets
@@ -68,7 +67,9 @@ def test_connections(
     skip_search: Annotated[bool, typer.Option("--skip-search", help="Do not require Elasticsearch.")] = False,
 ) -> None:
     """Connect to each configured service and print ✓/✗ with latency; exit 1 if one fails."""
-    settings = load_or_exit()
+    from orchestrator_data.connections import check_services
+
+    settings = load_settings()
     services = ["postgres"]
     if not skip_redis:
         services.append("redis")
@@ -90,8 +91,12 @@ def status(
     skip_search: Annotated[bool, typer.Option("--skip-search", help="Leave out the search indices.")] = False,
 ) -> None:
     """Health of PostgreSQL, Redis and Elasticsearch (versions, latency, pool use) and, unless --skip-search,
-    each search index's documents and lag. Exit 1 if a server is unhealthy."""
-    settings = load_or_exit()
+    each search index's documents and lag. Exit 1 if a server is unhealthy (a schema not migrated yet
+    is said, with the command that migrates it, and is not a server's failure)."""
+    from orchestrator_data.connections import check_services
+    from orchestrator_data.search import status as search_status
+
+    settings = load_settings()
     results = check_services(settings)
     healthy = all(h.ok for h in results)
     search, search_error = (None, None) if skip_search or not healthy else _search_summary(settings)
@@ -115,19 +120,22 @@ def status(
         raise typer.Exit(1)
 
 
-def _search_summary(settings) -> tuple[list | None, str | None]:
-    """Each index's report, or why there is none (e.g. the schema is not migrated yet: run `init`)."""
-    engine = connections.postgres_engine(settings, resolve_or_exit(settings, "postgres"))
-    client = connections.elasticsearch_client(settings, resolve_or_exit(settings, "elasticsearch"))
-    try:
-        return search_status.search_status(engine, client, layout_of(settings)), None
-    except Exception as exc:  # noqa: BLE001 - status reports, it does not fail on the search summary
-        from orchestrator_data.postgres.migrator import describe_error
+NOT_MIGRATED = "the schema is not migrated yet: run `orchestrator-data init`"
 
-        return None, describe_error(exc)[:300]
-    finally:
-        client.close()
-        engine.dispose()
+
+def _search_summary(settings) -> tuple[list | None, str | None]:
+    """Each index's report, or why there is none (the schema not migrated yet, an index unreadable)."""
+    from orchestrator_data.postgres import catalog
+    from orchestrator_data.search import status as search_status
+
+    with clients(settings, search=True, application_name="orchestrator-data-status") as c:
+        try:
+            with c.engine.connect() as conn:
+                if not catalog.table_exists(conn, catalog.VERSION_TABLE):
+                    return None, NOT_MIGRATED
+            return search_status.search_status(c.engine, c.es, c.layout), None
+        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail on the search summary
+            return None, describe_failure(exc)[:300]
 
 
 def main() -> None:

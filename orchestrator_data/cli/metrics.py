@@ -11,12 +11,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator_data import connections
 from orchestrator_data.cli import output, recording
-from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.metrics import MetricsError, collect_and_write
-from orchestrator_data.metrics.writer import document
-from orchestrator_data.search.indices import SearchError, layout_of
+from orchestrator_data.cli.context import clients, load_settings
 
 app = typer.Typer(help="The data layer's own figures (the system_metrics index).", no_args_is_help=True)
 
@@ -24,20 +20,12 @@ app = typer.Typer(help="The data layer's own figures (the system_metrics index).
 @app.command("collect")
 def collect(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Sample PostgreSQL, Redis and Elasticsearch now and write the samples into system_metrics."""
-    settings = load_or_exit()
-    urls = {service: resolve_or_exit(settings, service) for service in ("postgres", "redis", "elasticsearch")}
-    engine = connections.postgres_engine(settings, urls["postgres"], application_name="orchestrator-data-metrics")
-    redis_client = connections.redis_client(settings, urls["redis"])
-    es_client = connections.elasticsearch_client(settings, urls["elasticsearch"])
-    try:
-        report = collect_and_write(engine, redis_client, es_client, layout_of(settings))
-    except (MetricsError, SearchError) as exc:
-        output.error(str(exc))
-        raise typer.Exit(1) from None
-    finally:
-        es_client.close()
-        redis_client.close()
-        engine.dispose()
+    from orchestrator_data.metrics import collect_and_write
+    from orchestrator_data.metrics.writer import document
+
+    settings = load_settings()
+    with clients(settings, redis=True, search=True, application_name="orchestrator-data-metrics") as c:
+        report = collect_and_write(c.engine, c.redis, c.es, c.layout)
     if as_json:
         output.print_json({
             "sampled_at": report.sampled_at.isoformat(), "headline": report.headline(), "errors": report.errors,
@@ -56,10 +44,4 @@ def collect(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
         output.error(f"{service}: no samples: {why}")
     if report.errors:  # as the asset: a run missing a server fails, it does not materialize
         raise typer.Exit(1)
-    recording.record(settings, "metrics collect", lambda: [_metrics_record(report)])
-
-
-def _metrics_record(report) -> tuple[str, dict]:
-    from assets.metrics import metrics_metadata
-
-    return "system_metrics", metrics_metadata(report)
+    recording.record(settings, "metrics collect", lambda keys: [(keys.SYSTEM_METRICS, report)])

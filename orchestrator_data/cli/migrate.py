@@ -13,8 +13,8 @@ import typer
 from rich.table import Table
 
 from orchestrator_data.cli import output, recording
-from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.postgres import migrator
+from orchestrator_data.cli.context import load_settings, service_url
+from orchestrator_data.errors import BadInput
 
 app = typer.Typer(
     help="Schema migrations: Alembic revisions under an advisory lock, checksummed in _migration_history.",
@@ -22,24 +22,7 @@ app = typer.Typer(
 )
 
 
-def _fail(exc: BaseException) -> typer.Exit:
-    """Print a failure (redacted) and return the exit to raise: 2 for refusals, 1 for failures."""
-    if isinstance(exc, migrator.UnknownRevision):
-        output.error(str(exc))
-        return typer.Exit(2)
-    if isinstance(exc, migrator.SecurityCheckFailed):
-        output.error("the migration ran, but the security check failed:")
-        for problem in exc.report.problems:
-            output.error(f"  {problem}")
-        return typer.Exit(1)
-    if isinstance(exc, migrator.MigrationError):
-        output.error(str(exc))
-    else:  # a server that cannot be reached, a driver error: no traceback, no URL
-        output.error(f"PostgreSQL: {migrator.describe_error(exc)}")
-    return typer.Exit(1)
-
-
-def _applied_table(report: migrator.MigrationReport) -> Table:
+def _applied_table(report) -> Table:
     table = Table(title=f"{report.direction}: {report.start_revision or 'base'} → {report.end_revision or 'base'}",
                   title_justify="left")
     for column in ("", "revision", "description", "duration", "checksum"):
@@ -50,7 +33,7 @@ def _applied_table(report: migrator.MigrationReport) -> Table:
     return table
 
 
-def _print_report(report: migrator.MigrationReport, nothing: str) -> None:
+def _print_report(report, nothing: str) -> None:
     if not report.applied:
         output.info(nothing)
     else:
@@ -67,25 +50,21 @@ def up(
     to: Annotated[str, typer.Option("--to", help="Stop at this revision (default: the head).")] = "head",
 ) -> None:
     """Apply pending revisions (each in its own transaction) under the migration lock."""
-    settings = load_or_exit()
-    url = resolve_or_exit(settings, "postgres")
-    try:
-        report = migrator.upgrade(url, target=to)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
-        raise _fail(exc) from None
+    from orchestrator_data.postgres import migrator
+
+    settings = load_settings()
+    url = service_url(settings, "postgres")
+    report = migrator.upgrade(url, target=to)
     _print_report(report, f"{output.OK} up to date at {report.end_revision or 'base'} (head {report.head})")
-    recording.record(settings, "migrate up", lambda: [recording.schema_record(settings, url, report)])
+    recording.record(settings, "migrate up", lambda keys: [(keys.POSTGRES_SCHEMA, report)])
 
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Applied and pending revisions, with checksums and times. Exit 1 if an applied revision was edited."""
-    settings = load_or_exit()
-    url = resolve_or_exit(settings, "postgres")
-    try:
-        state = migrator.status(url)
-    except Exception as exc:  # noqa: BLE001
-        raise _fail(exc) from None
+    from orchestrator_data.postgres import migrator
+
+    state = migrator.status(service_url(load_settings(), "postgres"))
     if as_json:
         output.print_json(state.as_dict())
     else:
@@ -117,13 +96,10 @@ def rollback(
     confirm: Annotated[bool, typer.Option("--confirm", help="Required in production.")] = False,
 ) -> None:
     """Downgrade until REVISION is the latest applied; each step is recorded in the ledger."""
-    settings = load_or_exit()
+    from orchestrator_data.postgres import migrator
+
+    settings = load_settings()
     if settings.is_production and not confirm:
-        output.error(f"refusing to roll back the production database to {revision} without --confirm")
-        raise typer.Exit(2)
-    url = resolve_or_exit(settings, "postgres")
-    try:
-        report = migrator.rollback(url, revision)
-    except Exception as exc:  # noqa: BLE001
-        raise _fail(exc) from None
+        raise BadInput(f"refusing to roll back the production database to {revision} without --confirm")
+    report = migrator.rollback(service_url(settings, "postgres"), revision)
     _print_report(report, f"{output.OK} already at {report.end_revision or 'base'}: nothing to roll back")

@@ -2,42 +2,32 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
-from orchestrator_data import provisioning
 from orchestrator_data.cli import output, recording
-from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.connections import elasticsearch_client, redis_client
-from orchestrator_data.postgres import migrator
-from orchestrator_data.redis.errors import KeyspaceError
-from orchestrator_data.search.indices import layout_of
+from orchestrator_data.cli.context import Clients, clients, load_settings
 
 SkipRedis = Annotated[bool, typer.Option("--skip-redis", help="Leave Redis alone.")]
 SkipSearch = Annotated[bool, typer.Option("--skip-search", help="Leave the search indices alone.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print each step's details.")]
 
 
-def _targets(settings, skip_redis: bool, skip_search: bool):
-    postgres_url = resolve_or_exit(settings, "postgres")
-    redis = None if skip_redis else redis_client(settings, resolve_or_exit(settings, "redis"))
-    es = None if skip_search else elasticsearch_client(settings, resolve_or_exit(settings, "elasticsearch"))
-    search = None if es is None else provisioning.SearchTarget(es, layout_of(settings), settings.search_shards,
-                                                                settings.search_replicas)
-    return postgres_url, redis, es, search
+@contextmanager
+def _targets(settings, skip_redis: bool, skip_search: bool) -> Iterator[tuple[Clients, object]]:
+    """The clients and the search target of init and reset (None for a part skipped)."""
+    from orchestrator_data import provisioning
+
+    with clients(settings, redis=not skip_redis, search=not skip_search) as c:
+        search = None if c.es is None else provisioning.SearchTarget(c.es, c.layout, settings.search_shards,
+                                                                     settings.search_replicas)
+        yield c, search
 
 
-def _close(redis, es) -> None:
-    with suppress(Exception):
-        if redis is not None:
-            redis.close()
-        if es is not None:
-            es.close()
-
-
-def _print_init(report: provisioning.InitReport, verbose: bool) -> bool:
+def _print_init(report, verbose: bool) -> bool:
     ok = True
     migration = report.migration
     if migration.applied:
@@ -77,20 +67,13 @@ def _print_init(report: provisioning.InitReport, verbose: bool) -> bool:
 
 def init(skip_redis: SkipRedis = False, skip_search: SkipSearch = False, verbose: Verbose = False) -> None:
     """Set the data layer up: migrate PostgreSQL to head, set up the Redis keyspace, create the search indices."""
-    settings = load_or_exit()
-    postgres_url, redis, es, search = _targets(settings, skip_redis, skip_search)
-    try:
-        report = provisioning.init(postgres_url, redis, search)
-    except (migrator.MigrationError, KeyspaceError) as exc:
-        output.error(str(exc))
-        raise typer.Exit(1) from None
-    except Exception as exc:  # noqa: BLE001 - an unreachable server: the reason, without a traceback
-        output.error(f"init failed: {migrator.describe_error(exc)}")
-        raise typer.Exit(1) from None
-    finally:
-        _close(redis, es)
+    from orchestrator_data import provisioning
+
+    settings = load_settings()
+    with _targets(settings, skip_redis, skip_search) as (c, search):
+        report = provisioning.init(c.postgres_url, c.redis, search)
     ok = _print_init(report, verbose)
-    recording.record(settings, "init", lambda: recording.init_records(settings, postgres_url, report))
+    recording.record(settings, "init", lambda keys: keys.provisioned(report))
     if not ok:
         raise typer.Exit(1)
 
@@ -103,26 +86,15 @@ def reset(
 ) -> None:
     """Drop and recreate everything: PostgreSQL tables (roles stay), the Redis keyspace, the search indices.
     Refused in production."""
-    settings = load_or_exit()
-    try:
-        provisioning.check_reset_allowed(settings.environment.value, confirm)
-    except provisioning.ResetRefused as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
-    postgres_url, redis, es, search = _targets(settings, skip_redis, skip_search)
-    try:
-        report = provisioning.reset(settings.environment.value, confirm, postgres_url, redis, search)
-    except (migrator.MigrationError, KeyspaceError) as exc:
-        output.error(str(exc))
-        raise typer.Exit(1) from None
-    except Exception as exc:  # noqa: BLE001
-        output.error(f"reset failed: {migrator.describe_error(exc)}")
-        raise typer.Exit(1) from None
-    finally:
-        _close(redis, es)
+    from orchestrator_data import provisioning
+
+    settings = load_settings()
+    provisioning.check_reset_allowed(settings.environment.value, confirm)  # ResetRefused: before any client
+    with _targets(settings, skip_redis, skip_search) as (c, search):
+        report = provisioning.reset(settings.environment.value, confirm, c.postgres_url, c.redis, search)
     output.info(f"dropped {len(report.dropped_tables)} tables, {len(report.search_indices_deleted)} search indices; "
                 f"deleted {report.redis_keys_deleted} Redis keys")
     ok = _print_init(report.init, verbose)
-    recording.record(settings, "reset", lambda: recording.init_records(settings, postgres_url, report.init))
+    recording.record(settings, "reset", lambda keys: keys.provisioned(report.init))
     if not ok:
         raise typer.Exit(1)

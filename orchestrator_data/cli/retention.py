@@ -6,32 +6,17 @@ file, bad configuration, production without --confirm)."""
 
 from __future__ import annotations
 
-from contextlib import suppress
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from orchestrator_data import connections
 from orchestrator_data.cli import output, recording
-from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.connections import ServiceNotConfigured
-from orchestrator_data.retention import policies as retention_policies
-from orchestrator_data.retention.purge import RetentionRefused, purge
-from orchestrator_data.retention.search import audit_document_deleter
-from orchestrator_data.search.indices import layout_of
+from orchestrator_data.cli.context import clients, load_settings
 
 app = typer.Typer(help="Data retention: purge rows past their policy (executions, audit rows, soft-deleted rows), "
                        "show the policies.", no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def _policies_or_exit(settings) -> dict[str, retention_policies.RetentionPolicy]:
-    try:
-        return retention_policies.policies_of(settings)
-    except retention_policies.InvalidRetentionPolicy as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
 
 
 @app.command("run")
@@ -42,35 +27,20 @@ def run(
 ) -> None:
     """Purge every table's rows past its policy, in bounded batches: per table, the horizon, the rows past
     it, the rows purged and the batches."""
-    settings = load_or_exit()
-    policies = _policies_or_exit(settings)
-    if settings.is_production and not dry_run and not confirm:
-        output.error("refusing to purge production data without --confirm (--dry-run shows what would go)")
-        raise typer.Exit(2)
-    engine = connections.postgres_engine(settings, resolve_or_exit(settings, "postgres"),
-                                         application_name="orchestrator-data-retention")
-    client = None
-    try:
-        with suppress(ServiceNotConfigured):  # no search cluster: no audit index to keep in step
-            client = connections.elasticsearch_client(settings, connections.resolve_url("elasticsearch", settings))
-        deleter = audit_document_deleter(client, layout_of(settings)) if client is not None else None
-        report = purge(engine, policies, dry_run=dry_run, production=settings.is_production, confirm=confirm,
-                       delete_documents=deleter)
-    except RetentionRefused as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
-    except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL unreachable: one line, no traceback
-        from orchestrator_data.postgres.migrator import describe_error
+    from orchestrator_data.retention import policies as retention_policies
+    from orchestrator_data.retention.purge import check_purge_allowed, purge
+    from orchestrator_data.retention.search import audit_document_deleter
 
-        output.error(describe_error(exc))
-        raise typer.Exit(1) from None
-    finally:
-        if client is not None:
-            with suppress(Exception):
-                client.close()
-        engine.dispose()
+    settings = load_settings()
+    policies = retention_policies.policies_of(settings)  # InvalidRetentionPolicy: refused before any delete
+    check_purge_allowed(settings.is_production, dry_run, confirm)
+    # no search cluster: no audit index to keep in step
+    with clients(settings, search="optional", application_name="orchestrator-data-retention") as c:
+        deleter = audit_document_deleter(c.es, c.layout) if c.es is not None else None
+        report = purge(c.engine, policies, dry_run=dry_run, production=settings.is_production, confirm=confirm,
+                       delete_documents=deleter)
     if not dry_run:
-        recording.record(settings, "retention run", lambda: [("retention_purge", _metadata(report))])
+        recording.record(settings, "retention run", lambda keys: [(keys.RETENTION_PURGE, report)])
     if as_json:
         output.print_json(report.as_dict())
         return
@@ -88,18 +58,13 @@ def run(
                 f"in {report.duration_s:.1f}s")
 
 
-def _metadata(report) -> dict:
-    from assets.retention import retention_metadata
-
-    return retention_metadata(report)
-
-
 @app.command("show")
 def show(as_json: JsonOption = False) -> None:
     """Each table's policy, what it purges, and the file it comes from (RETENTION_POLICY_DIR replaces the
     package's)."""
-    settings = load_or_exit()
-    policies = _policies_or_exit(settings)
+    from orchestrator_data.retention import policies as retention_policies
+
+    policies = retention_policies.policies_of(load_settings())
     if as_json:
         output.print_json({t: {"delete_after": p.delete_after, "batch_size": p.batch_size, "purges": p.target.what,
                                "age_column": p.target.age_column, "source": p.source} for t, p in policies.items()})

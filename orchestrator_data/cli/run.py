@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
-from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator_data.cli import output
-from orchestrator_data.cli.context import load_or_exit
+from orchestrator_data.cli.context import load_settings
 from orchestrator_data.cli.dagster_env import dagster_home
 
 STATUS_MARKS = {"running": "[yellow]…[/yellow]", "succeeded": output.OK, "failed": output.FAIL,
@@ -33,6 +32,8 @@ def read_run_config(path: Path | None) -> dict:
     """The run config YAML in `path`; exit 2 naming the file when it cannot be used."""
     if path is None:
         return {}
+    import yaml
+
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -86,6 +87,8 @@ class StepBoard:
     def __init__(self, console: Console):
         self.console = console
         self.steps: dict[str, tuple[str, float, float | None, str | None]] = {}
+        from rich.live import Live  # only when a run is shown: --help does not pay for it
+
         self.live = Live(self, console=console, refresh_per_second=4, transient=False) if console.is_terminal else None
 
     def __enter__(self):
@@ -136,7 +139,7 @@ def print_summary(summary, url: str) -> None:
         else:
             output.info(f"  {output.FAIL} {check.asset}:{check.name}  failed ({check.severity})")
     for step, message in summary.failures:
-        output.info(f"{output.FAIL} step {step} failed: {message}")
+        output.info(f"{output.FAIL} {f'step {step}' if step else 'the run'} failed: {escape(message)}")
     output.info(f"UI: {url}")
 
 
@@ -150,7 +153,7 @@ def run(
 ) -> None:
     """Run a Dagster job through the code location (it shows under its job in the UI and can be
     re-executed there), with progress per step and a summary; exit 1 if the run fails."""
-    settings = load_or_exit()
+    settings = load_settings()
     run_config = read_run_config(config)
     os.environ["DAGSTER_HOME"] = str(dagster_home(settings))
 

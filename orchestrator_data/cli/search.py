@@ -7,91 +7,74 @@ no URL and no local stack)."""
 
 from __future__ import annotations
 
+import re
 import time
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Annotated
 
 import typer
-from elasticsearch import ApiError, TransportError
 from rich.table import Table
 
-from orchestrator_data import connections
-from orchestrator_data.cli import output, progress, recording
-from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.search import full_load, indices, lifecycle, query as search_query, reconcile, reindex as search_reindex
-from orchestrator_data.search import status as search_status, sync
-from orchestrator_data.search.indices import NAMES, SearchError, UnknownIndex
+from orchestrator_data.cli import output, recording, search_snapshot
+from orchestrator_data.cli.choices import PARTITIONED_INDICES, SEARCH_INDICES, SYNCED_INDICES
+from orchestrator_data.cli.context import Clients, clients, load_settings
+from orchestrator_data.errors import BadInput
 
 app = typer.Typer(help="Search indices: init, sync from PostgreSQL, status, reindex, repair, query, rollover, "
                        "retention, lifecycle policies.", no_args_is_help=True)
 lifecycle_app = typer.Typer(help="The lifecycle policies: show them, or export them as ILM policies.",
                             no_args_is_help=True)
 app.add_typer(lifecycle_app, name="lifecycle")
-IndexName = Annotated[str, typer.Argument(help=f"One of: {', '.join(sync.SYNCED)}.")]
+IndexName = Annotated[str, typer.Argument(help=f"One of: {', '.join(SYNCED_INDICES)}.")]
 
-IndexOption = Annotated[list[str] | None, typer.Option("--index", help=f"Only this index (repeatable): {', '.join(NAMES)}.")]
+IndexOption = Annotated[list[str] | None, typer.Option(
+    "--index", help=f"Only this index (repeatable): {', '.join(SEARCH_INDICES)}.")]
+# the CLI takes a month as YYYY-MM only (the core also reads Dagster's partition keys, YYYY-MM-01)
+MONTH = re.compile(r"^\d{4}-\d{2}$")
 
 
 @contextmanager
-def _clients(need_postgres: bool = True):
-    """(settings, engine or None, client, layout); configuration problems exit 2, unreachable servers 1."""
-    settings = load_or_exit()
-    es_url = resolve_or_exit(settings, "elasticsearch")
-    engine = connections.postgres_engine(settings, resolve_or_exit(settings, "postgres"),
-                                         application_name="orchestrator-data-search") if need_postgres else None
-    client = connections.elasticsearch_client(settings, es_url)
-    try:
-        yield settings, engine, client, indices.layout_of(settings)
-    except typer.Exit:
-        raise  # a subcommand's own exit code (a RuntimeError: the catch-all below would turn it into 1)
-    except (UnknownIndex, search_query.InvalidOrganization, search_query.InvalidSearch,
-            lifecycle.InvalidPolicy, full_load.InvalidPartition) as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
-    except SearchError as exc:
-        output.error(str(exc))
-        raise typer.Exit(1) from None
-    except (ApiError, TransportError) as exc:
-        output.error(f"Elasticsearch: {type(exc).__name__}: {getattr(exc, 'message', exc)}")
-        raise typer.Exit(1) from None
-    except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL unreachable: one line, no traceback
-        from orchestrator_data.postgres.migrator import describe_error
-
-        output.error(describe_error(exc))
-        raise typer.Exit(1) from None
-    finally:
-        with suppress(Exception):
-            client.close()
-        if engine is not None:
-            engine.dispose()
+def search_clients(postgres: bool = True) -> Iterator[Clients]:
+    """The settings' Elasticsearch client, layout and (unless postgres=False) PostgreSQL engine."""
+    with clients(load_settings(), postgres=postgres, search=True, application_name="orchestrator-data-search") as c:
+        yield c
 
 
 def _names(given: list[str] | None, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The indices named (all of `allowed` when none), each checked before any server is asked."""
     names = tuple(given or allowed)
     for name in names:
-        if name not in NAMES:
-            output.error(str(UnknownIndex(name)))
-            raise typer.Exit(2)
+        if name not in SEARCH_INDICES:
+            raise BadInput(f"unknown index '{name}'; known: {', '.join(SEARCH_INDICES)}")
         if name not in allowed:
-            output.error(f"index '{name}' is not synced from PostgreSQL; synced: {', '.join(allowed)}")
-            raise typer.Exit(2)
+            raise BadInput(f"index '{name}' is not synced from PostgreSQL; synced: {', '.join(allowed)}")
     return names
+
+
+def _month(value: str) -> str:
+    if not MONTH.match(value.strip()):
+        raise BadInput(f"--month '{value}' is not a month: use YYYY-MM, e.g. 2024-03")
+    return value.strip()
 
 
 @app.command("init")
 def init(index: IndexOption = None) -> None:
     """Create the templates, indices and aliases (idempotent: what exists is left alone)."""
-    names = _names(index, NAMES)
-    with _clients() as (settings, engine, client, layout):
-        results = sync.prepare(engine, client, layout, names, shards=settings.search_shards,
+    from orchestrator_data.search import sync
+
+    names = _names(index, SEARCH_INDICES)
+    with search_clients() as c:
+        settings = c.settings
+        results = sync.create_indices(c.engine, c.es, c.layout, names, shards=settings.search_shards,
                                replicas=settings.search_replicas)
     for r in results:
         what = "created" if r.created else "exists"
         note = " (the definition has a newer mapping version: reindex to apply it)" if r.needs_reindex else ""
         output.info(f"{output.OK} {r.name:<15} {what:<8} {r.read_alias} → {r.write_index} "
                     f"(mapping v{r.mapping_version}){note}")
-    recording.record(settings, "search init", lambda: recording.index_records(settings, results))
+    recording.record(settings, "search init", lambda keys: [(keys.index_key(made.name), made) for made in results])
 
 
 @app.command("sync")
@@ -100,11 +83,14 @@ def sync_(
     index: IndexOption = None,
 ) -> None:
     """Bring the indices up to date with PostgreSQL (incremental unless --full or never synced)."""
-    names = _names(index, sync.SYNCED)
-    with _clients() as (settings, engine, client, layout), progress.shown() as report:
-        reports = sync.sync(engine, client, layout, names, full=full,
+    from orchestrator_data.cli import progress
+    from orchestrator_data.search import sync
+
+    names = _names(index, SYNCED_INDICES)
+    with search_clients() as c, progress.shown() as report:
+        reports = sync.sync(c.engine, c.es, c.layout, names, full=full,
                             on_progress=lambda r: report(f"{r.index} ({r.mode})", r.rows_read, None, "rows"))
-    recording.record(settings, "search sync", lambda: _documents_records(settings, reports))
+    recording.record(c.settings, "search sync", lambda keys: [(keys.documents_key(r.index), r) for r in reports])
     for r in reports:
         output.info(f"{output.OK} {r.index:<12} {r.mode:<11} {r.documents_written:>9,} written "
                     f"{r.documents_deleted:>7,} deleted {r.stale_skipped:>7,} already current "
@@ -113,7 +99,7 @@ def sync_(
 
 @app.command("load")
 def load(
-    index: Annotated[str, typer.Argument(help=f"One of: {', '.join(full_load.PARTITIONED)}.")],
+    index: Annotated[str, typer.Argument(help=f"One of: {', '.join(PARTITIONED_INDICES)}.")],
     month: Annotated[str, typer.Option("--month", help="The partition, YYYY-MM (UTC): from SEARCH_PARTITIONS_START "
                                                        "(which also loads every older row) to the current month "
                                                        "(every later row).")],
@@ -121,17 +107,18 @@ def load(
 ) -> None:
     """Load one month of an index in full (the same code as search_full_load_job's partitions): versions
     from the rows, so running it again writes nothing new. Never moves the sync's watermark."""
-    settings = load_or_exit()
-    try:  # bad input is refused before any server is asked
-        full_load.partitioned_source(index)
-        part = full_load.partition(month, settings.search_partitions_start)
-    except SearchError as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
-    with _clients() as (settings, engine, client, layout), progress.shown() as report:
+    from orchestrator_data.cli import progress
+    from orchestrator_data.search import full_load
+
+    # bad input is refused before any server is asked
+    _names([index], SYNCED_INDICES)
+    settings = load_settings()
+    full_load.partitioned_source(index)
+    part = full_load.partition(_month(month), settings.search_partitions_start)
+    with search_clients() as c, progress.shown() as report:
         shown = None if as_json else (lambda r: report(f"{index} {part.key}", r.rows_read, None, "rows"))  # stdout: JSON only
-        done = full_load.load_partition(engine, client, layout, index, part, on_progress=shown)
-    recording.record(settings, "search load", lambda: _full_load_record(index, done), partition=done.partition)
+        done = full_load.load_partition(c.engine, c.es, c.layout, index, part, on_progress=shown)
+    recording.record(settings, "search load", lambda keys: [(keys.full_load_key(index), done)], partition=done.partition)
     if as_json:
         output.print_json(done.as_dict())
         return
@@ -140,34 +127,17 @@ def load(
                 f"{done.duration_s:.1f} s, into {', '.join(done.written_to) or '-'} (snapshot xmin {done.snapshot_xmin})")
 
 
-def _full_load_record(index: str, done: full_load.PartitionReport) -> list[tuple[str, dict]]:
-    from assets.search_full_load import full_load_metadata
-
-    return [(f"search_{index}_full_load", full_load_metadata(done))]
-
-
-def _documents_records(settings, reports: list[sync.SyncReport]) -> list[tuple[str, dict]]:
-    from assets.search import documents_metadata
-
-    with _clients() as (_, engine, client, layout):
-        client.indices.refresh(index=",".join(layout.read_alias(r.index) for r in reports))
-        return [(f"search_{r.index}_documents",
-                 documents_metadata(search_status.index_report(engine, client, layout, r.index), r)) for r in reports]
-
-
-def _lifecycle_record(done: lifecycle.LifecycleReport, duration_s: float) -> list[tuple[str, dict]]:
-    from assets.search_lifecycle import lifecycle_metadata
-
-    return [("search_lifecycle", lifecycle_metadata(done, duration_s))]
-
-
 @app.command("status")
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Per index: alias, backing indices, mapping version, documents, PostgreSQL rows, lag. Exit 1 when
     an index is missing."""
-    with _clients() as (settings, engine, client, layout):
-        reports = search_status.search_status(engine, client, layout)
-        ilm = lifecycle.ilm_status(client)
+    from orchestrator_data.search import lifecycle
+    from orchestrator_data.search import status as search_status
+
+    with search_clients() as c:
+        layout = c.layout
+        reports = search_status.search_status(c.engine, c.es, layout)
+        ilm = lifecycle.ilm_status(c.es)
     if as_json:
         output.print_json(search_status.as_json(reports) | {"ilm": {"available": ilm is not None, "status": ilm}})
     else:
@@ -198,11 +168,13 @@ def _ilm_line(ilm: str | None) -> str:
 @app.command("reindex")
 def reindex(index: IndexName) -> None:
     """Rebuild an index with its current mapping beside the live one, catch up, swap the aliases atomically."""
-    [name] = _names([index], sync.SYNCED)
-    with _clients() as (settings, engine, client, layout):
-        with progress.shown() as report:
-            done = search_reindex.reindex(engine, client, layout, name, on_progress=(
-                lambda r: report(f"{name} (reindex)", r.rows_read, None, "rows")))
+    from orchestrator_data.cli import progress
+    from orchestrator_data.search import reindex as search_reindex
+
+    [name] = _names([index], SYNCED_INDICES)
+    with search_clients() as c, progress.shown() as report:
+        done = search_reindex.reindex(c.engine, c.es, c.layout, name, on_progress=(
+            lambda r: report(f"{name} (reindex)", r.rows_read, None, "rows")))
     output.info(f"{output.OK} {name}: {', '.join(done.old_indices)} → {done.new_index} (mapping v{done.mapping_version}), "
                 f"{done.documents:,} documents, {done.catch_up_passes} catch-up pass(es) with {done.caught_up_rows:,} "
                 f"changed rows, {done.duration_s:.1f} s")
@@ -212,10 +184,12 @@ def reindex(index: IndexName) -> None:
 def repair(index: IndexName) -> None:
     """Compare an index with PostgreSQL (rows per organization, a sample of documents) and re-sync exactly
     what differs. Exit 1 when differences remain afterwards."""
-    [name] = _names([index], sync.SYNCED)
-    with _clients() as (settings, engine, client, layout):
-        found, report = reconcile.repair(engine, client, layout, name)
-        after = reconcile.reconcile(engine, client, layout, name)
+    from orchestrator_data.search import reconcile
+
+    [name] = _names([index], SYNCED_INDICES)
+    with search_clients() as c:
+        found, report = reconcile.repair(c.engine, c.es, c.layout, name)
+        after = reconcile.reconcile(c.engine, c.es, c.layout, name)
     output.info(f"{name}: {len(found.count_differences)} organization(s) with different counts, "
                 f"{len(found.sample_differences)} sampled document(s) different; rewrote {report.documents_written}, "
                 f"deleted {report.documents_deleted}")
@@ -236,14 +210,18 @@ def query(
     organization_id: Annotated[str, typer.Argument(help="The organization searching (a UUID): only its documents, "
                                                         "and everyone's published marketplace listings, are found.")],
     text: Annotated[str, typer.Argument(help="Words to look for (never parsed as query syntax); '' for the newest.")],
-    index: Annotated[str | None, typer.Option("--index", help=f"One of: {', '.join(NAMES)} (default: all but "
-                                                               f"system_metrics).")] = None,
+    index: Annotated[str | None, typer.Option("--index", help=f"One of: {', '.join(SEARCH_INDICES)} (default: "
+                                                               f"all but system_metrics).")] = None,
     size: Annotated[int, typer.Option("--size", help="Hits to return, 1-100.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: a list of hits.")] = False,
 ) -> None:
     """Search as the product does: always within one organization."""
-    with _clients(need_postgres=False) as (settings, engine, client, layout):
-        hits = search_query.search(client, layout, organization_id, text, index=index, size=size)
+    from orchestrator_data.search import query as search_query
+
+    if index is not None:
+        _names([index], SEARCH_INDICES)
+    with search_clients(postgres=False) as c:
+        hits = search_query.search(c.es, c.layout, organization_id, text, index=index, size=size)
     if as_json:
         output.print_json([{"index": h.index, "id": h.id, "organization_id": h.organization_id, "score": h.score}
                            for h in hits])
@@ -262,8 +240,10 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen;
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _policies(settings, given: list[str] | None) -> tuple[dict[str, lifecycle.Policy], tuple[str, ...]]:
-    names = _names(given, NAMES)
+def _policies(settings, given: list[str] | None) -> tuple[dict, tuple[str, ...]]:
+    from orchestrator_data.search import lifecycle
+
+    names = _names(given, SEARCH_INDICES)
     return lifecycle.policies_of(settings), names
 
 
@@ -271,13 +251,15 @@ def _policies(settings, given: list[str] | None) -> tuple[dict[str, lifecycle.Po
 def rollover(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOption = False) -> None:
     """Roll each index's write alias over to a new backing index where its policy says so: per index, each
     condition's current value against its threshold, and what happened (or would)."""
+    from orchestrator_data.search import lifecycle
+
     started = time.monotonic()
-    with _clients() as (settings, engine, client, layout):
-        policies, names = _policies(settings, index)
-        decisions = [lifecycle.rollover_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
+    with search_clients() as c:
+        policies, names = _policies(c.settings, index)
+        decisions = [lifecycle.rollover_index(c.engine, c.es, c.layout, policies[n], dry_run=dry_run) for n in names]
     if not dry_run:
-        recording.record(settings, "search rollover", lambda: _lifecycle_record(
-            lifecycle.LifecycleReport(decisions, []), time.monotonic() - started))
+        timed = (lifecycle.LifecycleReport(decisions, []), time.monotonic() - started)
+        recording.record(c.settings, "search rollover", lambda keys: [(keys.SEARCH_LIFECYCLE, timed)])
     if as_json:
         output.print_json([asdict(d) for d in decisions])
         return
@@ -301,13 +283,15 @@ def rollover(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOp
 def retention(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOption = False) -> None:
     """Delete the backing indices that rolled over longer ago than their policy keeps them (never a write
     index): per backing index, when it rolled over, its age, and what happened (or would)."""
+    from orchestrator_data.search import lifecycle
+
     started = time.monotonic()
-    with _clients() as (settings, engine, client, layout):
-        policies, names = _policies(settings, index)
-        reports = [lifecycle.retention_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
+    with search_clients() as c:
+        policies, names = _policies(c.settings, index)
+        reports = [lifecycle.retention_index(c.engine, c.es, c.layout, policies[n], dry_run=dry_run) for n in names]
     if not dry_run:
-        recording.record(settings, "search retention", lambda: _lifecycle_record(
-            lifecycle.LifecycleReport([], reports), time.monotonic() - started))
+        timed = (lifecycle.LifecycleReport([], reports), time.monotonic() - started)
+        recording.record(c.settings, "search retention", lambda keys: [(keys.SEARCH_LIFECYCLE, timed)])
     if as_json:
         output.print_json([asdict(r) | {"deleted": r.deleted} for r in reports])
         return
@@ -329,12 +313,9 @@ def retention(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonO
 @lifecycle_app.command("show")
 def lifecycle_show(as_json: JsonOption = False) -> None:
     """Each index's policy and the file it comes from (SEARCH_LIFECYCLE_DIR replaces the package's)."""
-    settings = load_or_exit()
-    try:
-        policies = lifecycle.policies_of(settings)
-    except lifecycle.InvalidPolicy as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
+    from orchestrator_data.search import lifecycle
+
+    policies = lifecycle.policies_of(load_settings())
     if as_json:
         output.print_json({name: asdict(p) for name, p in policies.items()})
         return
@@ -353,16 +334,13 @@ def lifecycle_export(index: Annotated[str | None, typer.Option("--index", help="
                      ) -> None:
     """Print the policies as ILM policies (JSON: policy name → body for PUT _ilm/policy/<name>), for a
     cluster that has ILM. Needs no server."""
-    settings = load_or_exit()
-    names = _names([index] if index else None, NAMES)
-    try:
-        policies = lifecycle.policies_of(settings)
-        layout = indices.layout_of(settings)
-    except SearchError as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
+    from orchestrator_data.search import indices, lifecycle
+
+    settings = load_settings()
+    names = _names([index] if index else None, SEARCH_INDICES)
+    policies = lifecycle.policies_of(settings)
+    layout = indices.layout_of(settings)
     output.print_json({f"{layout.prefix}-{n}": lifecycle.ilm_policy(policies[n], layout) for n in names})
 
 
-from orchestrator_data.cli import search_snapshot  # noqa: E402 - it uses _clients above
 app.add_typer(search_snapshot.app, name="snapshot")

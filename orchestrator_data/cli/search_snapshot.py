@@ -7,29 +7,27 @@ bad configuration)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from orchestrator_data.cli import output, recording
-from orchestrator_data.cli.search import _clients
-from orchestrator_data.search import snapshots
+from orchestrator_data.cli.context import Clients, clients, load_settings
 
 app = typer.Typer(help="Snapshots of the search indices: create, list, restore-check, prune.", no_args_is_help=True)
 
 
 @contextmanager
-def _snapshot_clients(need_postgres: bool = True):
-    """(settings, engine or None, client, layout, repository); an unknown snapshot or an unusable
-    repository location exits 2, anything else as `search` does."""
-    with _clients(need_postgres=need_postgres) as (settings, engine, client, layout):
-        try:
-            yield settings, engine, client, layout, snapshots.repository_of(settings, layout)
-        except (snapshots.SnapshotNotFound, snapshots.RepositoryError) as exc:
-            output.error(str(exc))
-            raise typer.Exit(2) from None
+def _snapshot_clients(postgres: bool = True) -> Iterator[tuple[Clients, Any]]:
+    """The clients and the snapshot repository (an unknown snapshot, an unusable repository location:
+    BadInput, exit 2)."""
+    from orchestrator_data.search import snapshots
+
+    with clients(load_settings(), postgres=postgres, search=True, application_name="orchestrator-data-search") as c:
+        yield c, snapshots.repository_of(c.settings, c.layout)
 
 
 def _when(value) -> str:
@@ -40,18 +38,22 @@ def _when(value) -> str:
 def create() -> None:
     """Snapshot every index (waits for a running sync of an index to finish; the counts recorded in the
     snapshot are exact)."""
-    with _snapshot_clients() as (settings, engine, client, layout, repository):
-        info = snapshots.create_snapshot(engine, client, layout, repository)
+    from orchestrator_data.search import snapshots
+
+    with _snapshot_clients() as (c, repository):
+        info = snapshots.create_snapshot(c.engine, c.es, c.layout, repository)
     output.info(f"{output.OK} snapshot {info.name} in {repository.name}: {len(info.indices)} indices, "
                 f"{info.documents:,} documents, {output.human_bytes(info.size_bytes)}, {info.duration_s or 0:.1f} s")
-    recording.record(settings, "search snapshot create", lambda: [_snapshot_record(info, repository.name)])
+    recording.record(c.settings, "search snapshot create", lambda keys: [(keys.SEARCH_SNAPSHOT, info)])
 
 
 @app.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """The snapshots, oldest first, with state, documents, size and their latest restore check."""
-    with _snapshot_clients() as (settings, engine, client, layout, repository):
-        found = snapshots.list_snapshots(client, repository, layout, engine)
+    from orchestrator_data.search import snapshots
+
+    with _snapshot_clients() as (c, repository):
+        found = snapshots.list_snapshots(c.es, repository, c.layout, c.engine)
     if as_json:
         output.print_json({"repository": repository.name, "location": repository.location,
                            "snapshots": [s.as_dict() for s in found]})
@@ -73,8 +75,10 @@ def restore_check(
 ) -> None:
     """Restore a snapshot into renamed indices, compare counts and a sample of documents with the live
     ones, record the result, delete the copies. Exit 1 when the check fails."""
-    with _snapshot_clients() as (settings, engine, client, layout, repository):
-        result = snapshots.restore_check(engine, client, layout, repository, snapshot)
+    from orchestrator_data.search import snapshots
+
+    with _snapshot_clients() as (c, repository):
+        result = snapshots.restore_check(c.engine, c.es, c.layout, repository, snapshot)
     table = Table(title=f"restore check of {result.snapshot}", title_justify="left")
     for column in ("", "index", "recorded", "restored", "live", "sampled", "equal", "changed since"):
         table.add_column(column)
@@ -88,19 +92,7 @@ def restore_check(
         raise typer.Exit(1)
     output.info(f"{output.OK} {result.snapshot} restores: restored in {result.restore_duration_s:.1f} s, checked in "
                 f"{result.duration_s:.1f} s; the restored copies are deleted")
-    recording.record(settings, "search snapshot restore-check", lambda: [_check_record(result)])
-
-
-def _snapshot_record(info, repository_name: str) -> tuple[str, dict]:
-    from assets.search_snapshots import snapshot_metadata
-
-    return "search_snapshot", snapshot_metadata(info, repository_name, [])
-
-
-def _check_record(result) -> tuple[str, dict]:
-    from assets.search_snapshots import snapshot_check_metadata
-
-    return "search_snapshot_restore_check", snapshot_check_metadata(result)
+    recording.record(c.settings, "search snapshot restore-check", lambda keys: [(keys.SEARCH_SNAPSHOT_RESTORE_CHECK, result)])
 
 
 @app.command("prune")
@@ -111,8 +103,10 @@ def prune(
 ) -> None:
     """Keep the newest N successful snapshots; delete older ones, and failed or partial ones older than the
     newest success. Never the newest success, never one in progress."""
-    with _snapshot_clients(need_postgres=False) as (settings, engine, client, layout, repository):
-        report = snapshots.prune(client, repository, layout, keep or settings.search_snapshot_keep, dry_run=dry_run)
+    from orchestrator_data.search import snapshots
+
+    with _snapshot_clients(postgres=False) as (c, repository):
+        report = snapshots.prune(c.es, repository, c.layout, keep or c.settings.search_snapshot_keep, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     for name in report.deleted:
         output.info(f"{verb} {name}")

@@ -7,11 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator_data.cli import output, progress, recording
-from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
-from orchestrator_data.connections import postgres_engine
-from orchestrator_data.postgres.seed import DEFAULT_SCALE, SeedRefused, check_clean_allowed, clean, seed
-from orchestrator_data.postgres.seed_data import SeedPlan
+from orchestrator_data.cli import output, recording
+from orchestrator_data.cli.context import clients, describe_failure, load_settings
+from orchestrator_data.errors import BadInput, OperationFailed
 
 app = typer.Typer(help="Load or remove deterministic, realistic seed data.", no_args_is_help=True)
 
@@ -19,10 +17,6 @@ EnvironmentOption = Annotated[
     str | None,
     typer.Option("--environment", "-e", help="development or testing (default: ENVIRONMENT); production is refused."),
 ]
-
-
-def _engine(settings):
-    return postgres_engine(settings, resolve_or_exit(settings, "postgres"))
 
 
 def _print_report(report, verb: str) -> None:
@@ -45,24 +39,25 @@ def run_seed(
 ) -> None:
     """Seed organizations, users, roles, workflows with versions, months of executions and marketplace items.
     Deterministic (fixed random seed) and idempotent (a second run adds nothing)."""
-    settings = load_or_exit()
+    from orchestrator_data.cli import progress
+    from orchestrator_data.postgres.seed import DEFAULT_SCALE, seed
+    from orchestrator_data.postgres.seed_data import SeedPlan
+
+    settings = load_settings()
     environment = environment or settings.environment.value
-    try:
-        plan = SeedPlan(executions=scale or DEFAULT_SCALE.get(environment, 0))
-        engine = _engine(settings)
-        with progress.shown() as shown:
-            report = seed(engine, environment, plan, on_progress=shown)
-    except SeedRefused as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
-    except Exception as exc:  # noqa: BLE001 - the transaction rolled back; say so and why
-        output.error(f"seeding failed and was rolled back, nothing was written: {type(exc).__name__}: {exc}")
-        raise typer.Exit(1) from None
-    engine.dispose()
+    plan = SeedPlan(executions=scale or DEFAULT_SCALE.get(environment, 0))
+    with clients(settings) as c, progress.shown() as shown:
+        try:
+            report = seed(c.engine, environment, plan, on_progress=shown)
+        except BadInput:
+            raise  # refused (production, an unknown environment): nothing was tried
+        except Exception as exc:  # noqa: BLE001 - the transaction rolled back: the line says so
+            raise OperationFailed(f"seeding failed and was rolled back, nothing was written: "
+                                  f"{describe_failure(exc)}") from exc
     _print_report(report, "inserted")
     if report.total_inserted == 0:
         output.info("the seed was already loaded: nothing to add")
-    recording.record(settings, "seed run", lambda: [_seed_record(report, plan, environment)])
+    recording.record(settings, "seed run", lambda keys: [(keys.SEED_DATA, report)])
 
 
 @app.command("clean")
@@ -71,24 +66,17 @@ def clean_seed(
     environment: EnvironmentOption = None,
 ) -> None:
     """Remove every seeded organization and everything that belongs to it."""
-    settings = load_or_exit()
+    from orchestrator_data.postgres.seed import check_clean_allowed, clean
+
+    settings = load_settings()
     environment = environment or settings.environment.value
-    try:
-        check_clean_allowed(environment, confirm)
-        engine = _engine(settings)
-        report = clean(engine, environment, confirm=True)
-    except SeedRefused as exc:
-        output.error(str(exc))
-        raise typer.Exit(2) from None
-    except Exception as exc:  # noqa: BLE001
-        output.error(f"seed clean failed and was rolled back: {type(exc).__name__}: {exc}")
-        raise typer.Exit(1) from None
-    engine.dispose()
+    check_clean_allowed(environment, confirm)
+    with clients(settings) as c:
+        try:
+            report = clean(c.engine, environment, confirm=True)
+        except BadInput:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the transaction rolled back: the line says so
+            raise OperationFailed(f"seed clean failed and was rolled back: {describe_failure(exc)}") from exc
     _print_report(report, "deleted")
-    recording.record(settings, "seed clean", lambda: [_seed_record(report, SeedPlan(executions=0), environment)])
-
-
-def _seed_record(report, plan: SeedPlan, environment: str) -> tuple[str, dict]:
-    from assets.seed import seed_metadata
-
-    return "seed_data", seed_metadata(report, plan, environment)
+    recording.record(settings, "seed clean", lambda keys: [(keys.SEED_DATA, report)])

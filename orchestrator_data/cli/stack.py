@@ -8,32 +8,34 @@ import typer
 from rich.table import Table
 
 from orchestrator_data.cli import output
-from orchestrator_data.cli.context import load_or_exit
-from orchestrator_data.stack import SERVICES, Stack, StackError
+from orchestrator_data.cli.choices import STACK_SERVICES
+from orchestrator_data.cli.context import load_settings
+from orchestrator_data.errors import BadInput
 
 app = typer.Typer(help="Start, stop and inspect the local PostgreSQL, Redis and Elasticsearch.", no_args_is_help=True)
 
 Only = Annotated[
     list[str] | None,
-    typer.Option("--only", help=f"Limit to these services ({', '.join(SERVICES)}); repeatable."),
+    typer.Option("--only", help=f"Limit to these services ({', '.join(STACK_SERVICES)}); repeatable."),
 ]
 
 
 def _check_only(only: list[str] | None) -> list[str] | None:
     for name in only or []:
-        if name not in SERVICES:
-            output.error(f"--only: unknown service '{name}'; expected one of {', '.join(SERVICES)}")
-            raise typer.Exit(2)
+        if name not in STACK_SERVICES:
+            raise BadInput(f"--only: unknown service '{name}'; expected one of {', '.join(STACK_SERVICES)}")
     return only
 
 
 @app.command()
 def start(only: Only = None) -> None:
     """Start every service whose URL is not configured (idempotent; data is kept between runs)."""
-    settings = load_or_exit()
+    from orchestrator_data.stack import Stack
+
+    settings = load_settings()
     stack = Stack(settings)
     only = _check_only(only)
-    external = [name for name in SERVICES if stack.configured_externally(name)]
+    external = [name for name in STACK_SERVICES if stack.configured_externally(name)]
     for name in external:
         output.info(f"{name}: configured by the environment, not started locally")
     def report(s) -> None:
@@ -41,23 +43,17 @@ def start(only: Only = None) -> None:
             output.info(f"{s.name}: {s.detail['note']}")
         output.info(f"{output.OK} {s.name} {s.version or ''} at {s.masked_url} (pid {s.pid})")
 
-    try:
-        stack.start(only=only, on_started=report)
-    except StackError as exc:
-        output.error(str(exc))
-        raise typer.Exit(1) from None
+    stack.start(only=only, on_started=report)
 
 
 @app.command()
 def stop(only: Only = None) -> None:
     """Stop the local services; their data stays under the state directory."""
-    settings = load_or_exit()
+    from orchestrator_data.stack import Stack
+
+    settings = load_settings()
     only = _check_only(only)
-    try:
-        stopped = Stack(settings).stop(only=only)
-    except StackError as exc:
-        output.error(str(exc))
-        raise typer.Exit(1) from None
+    stopped = Stack(settings).stop(only=only)
     for name, was_running in stopped.items():
         output.info(f"{name}: {'stopped' if was_running else 'was not running'}")
 
@@ -65,8 +61,9 @@ def stop(only: Only = None) -> None:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Each local service: URL (password masked), version, pid, data directory. Exit 1 if one is down."""
-    settings = load_or_exit()
-    stack = Stack(settings)
+    from orchestrator_data.stack import Stack
+
+    stack = Stack(load_settings())
     statuses = stack.status()
     if as_json:
         output.print_json({"state_dir": str(stack.root), "services": [s.public() for s in statuses]})

@@ -17,9 +17,8 @@ from typing import Annotated
 
 import typer
 
-from orchestrator_data.cli.context import load_or_exit
+from orchestrator_data.cli.context import load_settings
 from orchestrator_data.cli.dagster_env import PROJECT_ROOT, dagster_home
-from orchestrator_data.settings import exported_environment
 
 GRACE_S = 7.0  # then the group is killed: nothing is left 10 s after the signal
 
@@ -71,11 +70,14 @@ def ui(
 ) -> None:
     """Open the Dagster web UI (dagster dev) on this project, with its storage in PostgreSQL; Ctrl-C or
     SIGTERM stops it and every process it started."""
-    settings = load_or_exit()
+    from orchestrator_data.settings import exported_environment
+
+    settings = load_settings()
     home = dagster_home(settings)
     # dagster dev runs in DAGSTER_HOME, so no other dagster.yaml is in its folder (it would warn that it
     # ignores one), and gets this directory's settings through its environment instead
     env = {**exported_environment(settings), "DAGSTER_HOME": str(home)}
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-               "-p", str(port), "-h", host]
+    # `dagster dev` warns on every start that it is superseded by `dg dev` (dagster-dg-cli, not used here)
+    command = [sys.executable, "-W", "ignore:Function `dev_command` is superseded", "-m", "dagster", "dev",
+               "-w", str(PROJECT_ROOT / "workspace.yaml"), "-p", str(port), "-h", host]
     raise typer.Exit(supervise(command, env, cwd=home))

@@ -16,12 +16,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator_data import connections, workers
 from orchestrator_data.cli import output
-from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
+from orchestrator_data.cli.choices import CELERY_LOG_LEVELS, WORKER_QUEUE
+from orchestrator_data.cli.context import load_settings, service_url
 from orchestrator_data.cli.dagster_env import dagster_home
-from orchestrator_data.settings import Settings
-from orchestrator_data.urls import mask_url
+from orchestrator_data.errors import BadInput, OperationFailed
 
 app = typer.Typer(help="Celery workers that run the steps of runs when DAGSTER_EXECUTOR=celery.",
                   no_args_is_help=True)
@@ -29,21 +28,33 @@ app = typer.Typer(help="Celery workers that run the steps of runs when DAGSTER_E
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-def _broker(settings: Settings) -> str:
-    return workers.broker_url(settings, resolve_or_exit(settings, "redis"))
+def _broker(settings) -> str:
+    from orchestrator_data import workers
+
+    return workers.broker_url(settings, service_url(settings, "redis"))
 
 
-def _reachable_or_exit(settings: Settings, url: str) -> None:
+def _check_reachable(settings, url: str) -> None:
     import redis
+
+    from orchestrator_data import connections
+    from orchestrator_data.urls import mask_url
 
     client = connections.redis_client(settings, url, max_connections=1, socket_timeout=3, retries=0)
     try:
         client.ping()
     except redis.RedisError as exc:
-        output.error(f"cannot reach the Celery broker at {mask_url(url)}: {type(exc).__name__}")
-        raise typer.Exit(1) from None
+        raise OperationFailed(f"cannot reach the Celery broker at {mask_url(url)}: {type(exc).__name__}") from None
     finally:
         client.close()
+
+
+def _log_level(value: str) -> str:
+    """Celery's level name, checked here: Celery itself answers a bad one with a traceback."""
+    level = value.strip().upper()
+    if level not in CELERY_LOG_LEVELS:
+        raise BadInput(f"--loglevel must be one of {', '.join(CELERY_LOG_LEVELS)}, not '{value}'")
+    return level
 
 
 @app.command("start")
@@ -51,16 +62,20 @@ def start(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=256,
                                              help="Steps this worker runs at once (processes).")] = 2,
     queue: Annotated[str, typer.Option("--queue", "-q", help="The queue to take steps from (a step's "
-                                       "`dagster-celery/queue` tag routes it).")] = workers.DEFAULT_QUEUE,
-    loglevel: Annotated[str, typer.Option("--loglevel", help="Celery's log level.")] = "INFO",
+                                       "`dagster-celery/queue` tag routes it).")] = WORKER_QUEUE,
+    loglevel: Annotated[str, typer.Option("--loglevel", help=f"Celery's log level: "
+                                                             f"{', '.join(CELERY_LOG_LEVELS)}.")] = "INFO",
 ) -> None:
     """Start a worker in this process; SIGTERM or Ctrl-C stops it after its running steps (twice: at once)."""
+    from orchestrator_data import workers
+    from orchestrator_data.urls import mask_url
+
     if not QUEUE_NAME.match(queue):
-        output.error("--queue must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
-        raise typer.Exit(2)
-    settings = load_or_exit()
+        raise BadInput("--queue must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    loglevel = _log_level(loglevel)
+    settings = load_settings()
     url = _broker(settings)
-    _reachable_or_exit(settings, url)
+    _check_reachable(settings, url)
     # the instance the steps write to comes with each task; DAGSTER_HOME keeps Dagster from warning
     os.environ.setdefault("DAGSTER_HOME", str(dagster_home(settings)))
     from runtime.celery_app import app as celery_app  # imports Dagster and the code location: only here
@@ -78,9 +93,12 @@ def status(
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, max=60, help="Seconds to wait for answers.")] = 2.0,
 ) -> None:
     """List the live workers (those answering on the broker), their queues and what they run."""
-    settings = load_or_exit()
+    from orchestrator_data import workers
+    from orchestrator_data.urls import mask_url
+
+    settings = load_settings()
     url = _broker(settings)
-    _reachable_or_exit(settings, url)
+    _check_reachable(settings, url)
     found = workers.live_workers(workers.control_app(url), timeout_s=timeout)
     if as_json:
         output.print_json({"broker": mask_url(url), "workers": [w.as_dict() for w in found]})

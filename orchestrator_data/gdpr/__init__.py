@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import uuid
 
+from orchestrator_data.errors import BadInput
 
-class GdprError(Exception):
+
+class GdprError(BadInput):
     """A request that cannot be served; the message names what is wrong, never personal data."""
 
 

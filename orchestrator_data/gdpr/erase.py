@@ -29,6 +29,7 @@ from orchestrator_data.redis.cache import Cache
 from orchestrator_data.redis.sessions import SessionStore
 from orchestrator_data.retry import transient_retrying
 from orchestrator_data.search import sync
+from orchestrator_data.search.errors import SyncError
 from orchestrator_data.search.indices import Layout
 
 ALREADY_ERASED_STATE = "OD409"  # raised by gdpr_erase_user
@@ -115,7 +116,7 @@ def erase_search(engine: sa.Engine, client: Elasticsearch, layout: Layout, user:
         field_name = {"workflows": "owner_id", "executions": "triggered_by"}[name]
         left[name] = client.count(index=layout.read_alias(name), query={"term": {field_name: str(user)}})["count"]
         if left[name]:
-            raise sync.SyncError(f"{left[name]} {name} document(s) still reference the erased user")
+            raise SyncError(f"{left[name]} {name} document(s) still reference the erased user")
     return left
 
 

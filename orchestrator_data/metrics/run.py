@@ -20,7 +20,7 @@ from orchestrator_data.metrics import postgres as pg_metrics
 from orchestrator_data.metrics import redis as redis_metrics
 from orchestrator_data.metrics.samples import Sample, rates, total, values
 from orchestrator_data.metrics.writer import WriteReport, previous_readings, stored_time, write_samples
-from orchestrator_data.postgres.migrator import describe_error
+from orchestrator_data.redaction import describe_error
 from orchestrator_data.redis.errors import KeyspaceError
 from orchestrator_data.search.indices import Layout
 

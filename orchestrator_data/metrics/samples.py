@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from orchestrator_data.errors import OperationFailed
+
 # Units as stored in the index's `unit` field.
 BYTES = "bytes"
 COUNT = "count"
@@ -21,7 +23,7 @@ PER_SECOND = "per_second"
 SeriesKey = tuple[str, str, tuple[tuple[str, str], ...]]
 
 
-class MetricsError(Exception):
+class MetricsError(OperationFailed):
     """Collecting or writing the samples failed; the message names what and is safe to print."""
 
 

@@ -1,7 +1,7 @@
 """Writing samples into the system_metrics index, and reading counters back from it.
 
-- **Through the write alias**, under the index's lock (`sync.sync_lock`): a snapshot that holds the
-  lock while it counts documents sees no write in between.
+- **Through the write alias**, under the index's lock (`search.locks.index_lock`): a snapshot that
+  holds the lock while it counts documents sees no write in between.
 - **No duplicates.** A document's id is derived from sampled_at, service, metric and labels. Ids
   already somewhere behind the read alias (a retried run, also across a rollover) are skipped, the
   rest are created (`op_type: create`); a 409 means another writer got there first, which is fine.
@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError, helpers
+from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from orchestrator_data.metrics.samples import MetricsError, Reading, Sample, SeriesKey, series_key
-from orchestrator_data.postgres.migrator import describe_error
-from orchestrator_data.search import sync
+from orchestrator_data.redaction import describe_error
+from orchestrator_data.search.errors import elasticsearch_errors
 from orchestrator_data.search.indices import Layout
+from orchestrator_data.search.locks import index_lock
 
 INDEX = "system_metrics"
 LOCK_WAIT_S = 60.0
@@ -64,14 +65,12 @@ def document(sample: Sample, sampled_at: datetime) -> dict:
 
 @contextmanager
 def _elasticsearch(what: str) -> Iterator[None]:
-    try:
-        yield
-    except NotFoundError as exc:
-        raise MetricsError(f"{what}: the {INDEX} index does not exist (run `orchestrator-data search init` "
-                           f"or materialize search_{INDEX}_index)") from exc
-    except (ApiError, TransportError) as exc:
-        reason = str(getattr(exc, "message", None) or exc)[:300]
-        raise MetricsError(f"{what} failed: Elasticsearch: {type(exc).__name__}: {reason}") from exc
+    with elasticsearch_errors(what, MetricsError, consequence=""):
+        try:
+            yield
+        except NotFoundError as exc:  # the one error with a remedy to name
+            raise MetricsError(f"{what}: the {INDEX} index does not exist (run `orchestrator-data search init` "
+                               f"or materialize search_{INDEX}_index)") from exc
 
 
 def previous_readings(client: Elasticsearch, layout: Layout, counters: Iterable[Sample],
@@ -112,7 +111,7 @@ def write_samples(client: Elasticsearch, engine: sa.Engine, layout: Layout, samp
     """Index the samples at `sampled_at`; idempotent for the same sampled_at. Raises MetricsError."""
     documents = {document_id(s, sampled_at): document(s, sampled_at) for s in samples}
     try:
-        with sync.sync_lock(engine, layout.read_alias(INDEX), wait_s=lock_wait_s), _elasticsearch("write the samples"):
+        with index_lock(engine, layout.read_alias(INDEX), wait_s=lock_wait_s), _elasticsearch("write the samples"):
             present = _existing_ids(client, layout, list(documents))
             actions = [{"_op_type": "create", "_index": layout.write_alias(INDEX), "_id": doc_id, "_source": body}
                        for doc_id, body in documents.items() if doc_id not in present]

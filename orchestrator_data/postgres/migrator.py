@@ -35,13 +35,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import exc as sa_exc
 
+from orchestrator_data.errors import BadInput, OperationFailed
 from orchestrator_data.postgres import client, models, roles, security
 from orchestrator_data.postgres.catalog import VERSION_TABLE, table_exists
 from orchestrator_data.postgres.client import Bind
 from orchestrator_data.postgres.security import SecurityReport
-from orchestrator_data.redaction import redact
+from orchestrator_data.redaction import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,15 @@ DEFAULT_SCRIPT_LOCATION = Path(__file__).resolve().with_name("migrations")
 LOCK_KEY = 0x6F7263686D696772
 SECURITY_REVISION = "0002"  # from this revision on, the security check must pass
 LEDGER = models.migration_history.name
-ERROR_LIMIT = 2000
 # A killed migrator must not leave its transaction (and locks) open until a long statement ends.
 CLIENT_CHECK_INTERVAL = "1s"
 
 # -- errors ---------------------------------------------------------------------------------------
-class MigrationError(Exception):
+class MigrationError(OperationFailed):
     """Base of every refusal or failure of the migrator; the message is safe to print."""
 
 
-class UnknownRevision(MigrationError):
+class UnknownRevision(MigrationError, BadInput):
     def __init__(self, revision: str, known: list[str]):
         self.revision = revision
         super().__init__(f"unknown revision '{revision}'; known: {', '.join(known) or 'none'} (or 'base'/'head')")
@@ -277,15 +276,6 @@ def _record(conn: sa.Connection, revision: str, direction: str, checksum: str, d
         revision=revision, direction=direction, checksum=checksum, duration_ms=duration_ms,
         applied_by=applied_by, success=success, error=error,
     ))
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-paragraph, redacted description of a failure (the driver's message, not SQLAlchemy's
-    wrapper with the statement and its parameters)."""
-    original = getattr(exc, "orig", None) if isinstance(exc, sa_exc.DBAPIError) else None
-    source = original or exc
-    text = f"{type(source).__name__}: {source}".strip()
-    return redact(text)[:ERROR_LIMIT]
 
 
 def _run_revision(conn: sa.Connection, script_location, script: Script, direction: str,

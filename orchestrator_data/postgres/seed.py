@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.postgres import models
 from orchestrator_data.postgres.security import AUDIT_FUNCTION
 from orchestrator_data.postgres.seed_data import (
@@ -37,7 +38,7 @@ SEEDABLE_ENVIRONMENTS = ("development", "testing")
 DEFAULT_SCALE = {"development": 20_000, "testing": 2_000}
 
 
-class SeedRefused(Exception):
+class SeedRefused(BadInput):
     """A seed or clean that must not run (production, no --confirm). The message says why."""
 
 

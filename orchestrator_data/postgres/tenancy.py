@@ -21,17 +21,18 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from orchestrator_data.errors import BadInput, OperationFailed
 from orchestrator_data.postgres.roles import APP_ROLE
 
 DELETE_FUNCTION = "tenant_delete"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class InvalidTenant(ValueError):
+class InvalidTenant(BadInput, ValueError):
     """An organization or user id that is not a UUID; the message does not echo the value."""
 
 
-class TenancyError(RuntimeError):
+class TenancyError(OperationFailed, RuntimeError):
     """The tenant scope was requested where it cannot hold (e.g. inside an open transaction)."""
 
 

@@ -8,6 +8,7 @@ import time
 
 import redis
 
+from orchestrator_data.errors import OperationFailed
 from orchestrator_data.redaction import redact
 
 # Errors that mean "Redis cannot serve this now" (down, restarting, loading, a read-only replica,
@@ -28,7 +29,7 @@ UNAVAILABLE = (
 POOL_EXHAUSTED = redis.exceptions.MaxConnectionsError
 
 
-class KeyspaceError(Exception):
+class KeyspaceError(OperationFailed):
     """A Redis keyspace operation failed. The message names the operation and is safe to print."""
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.policy_files import policy_data, policy_texts
 from orchestrator_data.search.lifecycle import parse_time
 
@@ -38,7 +39,7 @@ DEFAULT_BATCH = 1000
 MAX_BATCH = 100_000  # the audit purge function's own bound
 
 
-class InvalidRetentionPolicy(Exception):
+class InvalidRetentionPolicy(BadInput):
     """A retention policy file that is malformed; the message names the file and the field."""
 
 

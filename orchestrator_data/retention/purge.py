@@ -22,13 +22,14 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.postgres.roles import OWNER_ROLE
 from orchestrator_data.retention.policies import RetentionPolicy
 
 LOCK_TIMEOUT = "5s"
 
 
-class RetentionRefused(Exception):
+class RetentionRefused(BadInput):
     """The purge was refused before anything was deleted (e.g. production without confirmation)."""
 
 
@@ -105,13 +106,21 @@ def _delete_batch(engine: sa.Engine, policy: RetentionPolicy, horizon: datetime)
             f"LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING id"), {"horizon": horizon, "n": policy.batch_size}).scalars())
 
 
+def check_purge_allowed(production: bool, dry_run: bool, confirm: bool, confirm_with: str = "--confirm") -> None:
+    """The one rule of what a purge may do unasked: in production, delete only when confirmed (a dry
+    run deletes nothing, so it is always allowed). `confirm_with` says how the caller confirms: the
+    CLI's --confirm, or the asset's run config."""
+    if production and not dry_run and not confirm:
+        raise RetentionRefused(f"refusing to purge production data without {confirm_with} "
+                               f"(a dry run shows what would go)")
+
+
 def purge(engine: sa.Engine, policies: dict[str, RetentionPolicy], *, dry_run: bool = False,
           production: bool = False, confirm: bool = False, delete_documents=None) -> RetentionReport:
     """Apply every policy, in the order given (load_policies: parents first, the audit trail last).
     `delete_documents(ids)`, when given, removes purged audit rows' documents from search and returns
     how many it deleted."""
-    if production and not dry_run and not confirm:
-        raise RetentionRefused("refusing to purge production data without confirmation (--confirm, or confirm: true)")
+    check_purge_allowed(production, dry_run, confirm)
     started = time.monotonic()
     report = RetentionReport(dry_run=dry_run)
     with engine.connect() as conn:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from elasticsearch import Elasticsearch
 
+from orchestrator_data.search.errors import elasticsearch_errors
 from orchestrator_data.search.indices import Layout
-from orchestrator_data.search.sync import elasticsearch_errors
 
 
 def audit_document_deleter(client: Elasticsearch, layout: Layout) -> Callable[[list], int]:

@@ -13,8 +13,8 @@ partitions together cover every row whatever its date.
   snapshot holds it exclusively (they write the index or move its aliases).
 * A load never moves the incremental watermark. Each finished load is recorded
   (search_partition_loads, with its snapshot's xmin): the first incremental sync of a never-synced
-  index whose loads cover every row starts from the lowest xmin (sync.watermark_from_loads) instead
-  of loading everything again.
+  index whose loads cover every row starts from the lowest xmin (watermarks.watermark_from_loads)
+  instead of loading everything again.
 """
 
 from __future__ import annotations
@@ -28,21 +28,15 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.postgres import models
-from orchestrator_data.search.indices import Layout, SearchError, definition
-from orchestrator_data.search.sync import (
-    SOURCES,
-    Source,
-    SyncReport,
-    _stream,
-    backing_indices,
-    batched,
-    elasticsearch_errors,
-    load_batches,
-    row_change,
-    source,
-    sync_lock,
-)
+from orchestrator_data.search.bulk import backing_indices
+from orchestrator_data.search.errors import SearchError, elasticsearch_errors
+from orchestrator_data.search.indices import Layout, definition
+from orchestrator_data.search.locks import index_lock
+from orchestrator_data.search.reports import SyncReport
+from orchestrator_data.search.sources import SOURCES, Source, batched, row_change, source_of, stream_rows
+from orchestrator_data.search.sync import load_batches
 
 # How long a partition waits for a sync, rollover or snapshot to release the index (they take seconds
 # to minutes); a reindex takes longer, and the partition then fails, to be run again.
@@ -51,7 +45,7 @@ PARTITIONED = tuple(name for name, src in SOURCES.items() if src.partition_colum
 MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-01)?$")  # YYYY-MM (the CLI), or Dagster's YYYY-MM-01
 
 
-class InvalidPartition(SearchError):
+class InvalidPartition(SearchError, BadInput):
     """A month or an index that has no partition: bad input."""
 
 
@@ -113,7 +107,7 @@ def partition(month: str, first_month: date, now: datetime | None = None) -> Par
 
 def partitioned_source(name: str) -> Source:
     """The index's source, if its full load runs by month; InvalidPartition otherwise."""
-    src = source(name)  # UnknownIndex, or system_metrics: not synced
+    src = source_of(name)  # UnknownIndex, or system_metrics: not synced
     if src.partition_column is None:
         raise InvalidPartition(f"index '{name}' is not loaded by month (only {', '.join(PARTITIONED)} are): "
                                f"`orchestrator-data search sync --full --index {name}` loads it in full")
@@ -126,7 +120,7 @@ def _partition_rows(src: Source, part: Partition) -> Callable[[sa.Connection], o
     statement = src.select + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
 
     def read(conn: sa.Connection):
-        for batch in batched(_stream(conn, statement, {"start": part.start, "end": part.end})):
+        for batch in batched(stream_rows(conn, statement, {"start": part.start, "end": part.end})):
             yield [row_change(row) for row in batch]
     return read
 
@@ -141,7 +135,7 @@ def load_partition(engine: sa.Engine, client: Elasticsearch, layout: Layout, nam
     started = time.monotonic()
     with elasticsearch_errors(f"full load of {alias}, month {part.key}", consequence="nothing was recorded: run the "
                               "partition again (documents written so far are correct, versions from the rows)"), \
-            sync_lock(engine, alias, lock_wait_s, shared=True):
+            index_lock(engine, alias, lock_wait_s, shared=True):
         backing, target = backing_indices(client, layout, name)
         report = SyncReport(name, "partition", None, 0,
                             mapping_version=layout.version_of(name, target) or definition(name).version)

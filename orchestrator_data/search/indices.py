@@ -16,30 +16,19 @@ replicas come from the settings (SEARCH_SHARDS, SEARCH_REPLICAS), never from the
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 
 from elasticsearch import Elasticsearch, NotFoundError
 
-NAMES = ("workflows", "executions", "audit_logs", "system_metrics", "marketplace")
+from orchestrator_data.policy_files import data_file
+from orchestrator_data.search.errors import InvalidDefinition, SearchError, UnknownIndex
+from orchestrator_data.search.names import NAMES
+
 COMMON = "common"
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9_]{0,39}$")
 TEMPLATE_PRIORITY = 200
-
-
-class SearchError(Exception):
-    """A search operation that cannot be done; the message names what is wrong and is safe to print."""
-
-
-class UnknownIndex(SearchError):
-    def __init__(self, name: str):
-        super().__init__(f"unknown index '{name}'; known: {', '.join(NAMES)}")
-
-
-class InvalidDefinition(SearchError):
-    """A data file under search/indices/ that is malformed; the message names the file and the field."""
 
 
 @dataclass(frozen=True)
@@ -48,17 +37,6 @@ class IndexDefinition:
     version: int                    # the mapping version: a new version means a new backing index
     settings: dict
     mappings: dict
-
-
-def data_file(text: str, where: str, error: type[SearchError]) -> dict:
-    """A data file's JSON object without its "_comment"-style keys; `error` names `where` otherwise."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise error(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise error(f"{where}: expected an object")
-    return {key: value for key, value in data.items() if not key.startswith("_")}
 
 
 def _load(file_name: str) -> dict:
@@ -166,7 +144,7 @@ def _template_body(layout: Layout, index: IndexDefinition, shards: int, replicas
         "priority": TEMPLATE_PRIORITY,
         "template": {
             # no aliases here: a reindex builds its new index out of sight of the read alias, and
-            # rollover() adds the read alias to the index it creates
+            # a rollover request adds the read alias to the index it creates
             "settings": {**index.settings, "number_of_shards": shards, "number_of_replicas": replicas},
             "mappings": {**index.mappings, "_meta": {"mapping_version": index.version, "index": index.name}},
         },
@@ -262,10 +240,3 @@ def drop_indices(client: Elasticsearch, layout: Layout, names: tuple[str, ...] =
         client.options(ignore_status=404).cluster.delete_component_template(name=layout.component())
     return deleted
 
-
-def rollover(client: Elasticsearch, layout: Layout, name: str, conditions: dict | None = None, *,
-             dry_run: bool = False) -> dict:
-    """Roll the write alias over to a new backing index, which joins the read alias too (the template
-    carries no alias, so the rollover request names it)."""
-    return client.indices.rollover(alias=layout.write_alias(name), conditions=conditions or None, dry_run=dry_run,
-                                   aliases={layout.read_alias(name): {}})

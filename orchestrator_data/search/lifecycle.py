@@ -33,9 +33,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.policy_files import policy_data, policy_texts
-from orchestrator_data.search import sync
-from orchestrator_data.search.indices import NAMES, Layout, SearchError, write_index
+from orchestrator_data.search.errors import SearchError, SyncBusy, elasticsearch_errors
+from orchestrator_data.search.indices import NAMES, Layout, write_index
+from orchestrator_data.search.locks import index_lock
+from orchestrator_data.search.sources import SYNCED
 
 LOCK_WAIT_S = 120.0  # a sync takes seconds; a reindex can take longer, and then the step waits for the next run
 
@@ -51,7 +54,7 @@ POLICY_KEYS = {"index", "rollover", "retention"}
 RETENTION_KEYS = {"delete_after"}
 
 
-class InvalidPolicy(SearchError):
+class InvalidPolicy(SearchError, BadInput):
     """A lifecycle policy file that is malformed; the message names the file and the field."""
 
 
@@ -148,7 +151,7 @@ def parse_policy(text: str, where: str, expected_index: str) -> Policy:
             parse_time(delete_after)
         except ValueError as exc:
             raise InvalidPolicy(f"{where}: 'retention.delete_after' must be {exc} (got {delete_after!r})") from None
-        if index in sync.SYNCED:
+        if index in SYNCED:
             raise InvalidPolicy(
                 f"{where}: 'retention' is not allowed for '{index}': its documents mirror PostgreSQL rows, and "
                 f"deleting a backing index would drop live rows from search; purge the rows in PostgreSQL and "
@@ -191,11 +194,11 @@ def measure(client: Elasticsearch, index: str, now: datetime) -> dict[str, float
 
 def _lock(engine: sa.Engine, layout: Layout, name: str, dry_run: bool):
     """The index's lock for a step that changes it; a dry run only reads, and takes none."""
-    return nullcontext() if dry_run else sync.sync_lock(engine, layout.read_alias(name), wait_s=LOCK_WAIT_S)
+    return nullcontext() if dry_run else index_lock(engine, layout.read_alias(name), wait_s=LOCK_WAIT_S)
 
 
 def _errors(what: str):
-    return sync.elasticsearch_errors(what, consequence="nothing was changed by the failed request")
+    return elasticsearch_errors(what, consequence="nothing was changed by the failed request")
 
 
 # -- rollover --------------------------------------------------------------------------------------
@@ -272,7 +275,7 @@ def rollover_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, pol
             response = client.indices.rollover(alias=layout.write_alias(name), conditions=policy.rollover,
                                                dry_run=True if dry_run else None,
                                                aliases=None if dry_run else {layout.read_alias(name): {}})
-    except sync.SyncBusy as exc:
+    except SyncBusy as exc:
         return RolloverDecision(name, None, action="busy", reason=f"{exc}; the next run tries again")
     checks = _checks(policy, measured, _answered(response))
     rolls, reason = _verdict(checks)
@@ -366,7 +369,7 @@ def retention_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, po
                 client.indices.delete(index=",".join(b.index for b in doomed))
                 for b in doomed:
                     b.action = "deleted"
-    except sync.SyncBusy as exc:
+    except SyncBusy as exc:
         report.action, report.reason = "busy", f"{exc}; the next run tries again"
         return report
     if limit is None:

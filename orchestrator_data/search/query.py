@@ -20,7 +20,9 @@ from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 
-from orchestrator_data.search.indices import NAMES, Layout, SearchError, UnknownIndex
+from orchestrator_data.errors import BadInput
+from orchestrator_data.search.errors import SearchError, UnknownIndex
+from orchestrator_data.search.indices import NAMES, Layout
 
 SEARCHED_BY_DEFAULT = ("workflows", "executions", "audit_logs", "marketplace")
 MAX_SIZE = 100
@@ -31,11 +33,11 @@ PUBLISHED = "published"
 _PAGE = 1000
 
 
-class InvalidOrganization(SearchError):
+class InvalidOrganization(SearchError, BadInput):
     """The organization is missing or not a UUID (the message never repeats the value)."""
 
 
-class InvalidSearch(SearchError):
+class InvalidSearch(SearchError, BadInput):
     """A search argument out of range, or a search the cluster refused."""
 
 

@@ -17,9 +17,11 @@ from dataclasses import asdict, dataclass, field
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch, helpers
 
+from orchestrator_data.search.bulk import backing_indices, write_changes
 from orchestrator_data.search.indices import Layout
 from orchestrator_data.search.query import count_by_organization, ids_of
-from orchestrator_data.search.sync import SyncReport, backing_indices, batched, changes_for, source, write_changes
+from orchestrator_data.search.reports import SyncReport
+from orchestrator_data.search.sources import batched, changes_for, source_of
 
 SAMPLE = 200
 NO_ORGANIZATION = ""  # audit rows of alerts, platform-wide metrics (as query.count_by_organization)
@@ -45,7 +47,7 @@ class Reconciliation:
 
 
 def postgres_counts(engine: sa.Engine, name: str) -> dict[str, int]:
-    src = source(name)
+    src = source_of(name)
     with engine.connect() as conn:
         rows = conn.execute(sa.text(f"SELECT s.organization_id, count(*) FROM ({src.select}) s "
                                     f"WHERE NOT s.deleted GROUP BY 1"))
@@ -53,7 +55,7 @@ def postgres_counts(engine: sa.Engine, name: str) -> dict[str, int]:
 
 
 def _sample_ids(engine: sa.Engine, name: str, size: int) -> list[str]:
-    src = source(name)
+    src = source_of(name)
     with engine.connect() as conn:
         return [str(i) for i in conn.execute(sa.text(
             f"SELECT s.id FROM ({src.select}) s WHERE NOT s.deleted ORDER BY md5(s.id::text) LIMIT :n"), {"n": size}
@@ -73,7 +75,7 @@ def reconcile(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: st
 
     ids = _sample_ids(engine, name, sample)
     with engine.connect() as conn:
-        expected = {c.id: c.document for c in changes_for(conn, source(name), ids)}
+        expected = {c.id: c.document for c in changes_for(conn, source_of(name), ids)}
     stored = {}
     if ids:
         found = client.search(index=layout.read_alias(name), query={"ids": {"values": ids}}, size=len(ids))
@@ -94,7 +96,7 @@ def reconcile(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: st
 
 
 def _postgres_ids(engine: sa.Engine, name: str, organization: str) -> set[str]:
-    src = source(name)
+    src = source_of(name)
     where = "s.organization_id IS NULL" if organization == NO_ORGANIZATION else "s.organization_id::text = :org"
     with engine.connect() as conn:
         return {str(i) for i in conn.execute(sa.text(f"SELECT s.id FROM ({src.select}) s WHERE NOT s.deleted AND {where}"),
@@ -127,7 +129,7 @@ def repair(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str) 
         backing, target = backing_indices(client, layout, name)
         for batch in batched(sorted(ids)):
             with engine.connect() as conn:
-                changes = changes_for(conn, source(name), batch)
+                changes = changes_for(conn, source_of(name), batch)
             report.rows_read += len(changes)
             write_changes(client, layout, name, changes, report, backing, target, frozenset(missing))
         client.indices.refresh(index=layout.read_alias(name))
@@ -160,7 +162,7 @@ class Discrepancies:
 
 def _live_rows(engine: sa.Engine, name: str, ids: list[str]) -> dict[str, str]:
     """id -> organization of the live rows among `ids` (found through the primary key)."""
-    src = source(name)
+    src = source_of(name)
     found: dict[str, str] = {}
     for batch in batched(ids):
         with engine.connect() as conn:

@@ -23,7 +23,12 @@ import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
 from orchestrator_data.search import sync
-from orchestrator_data.search.indices import Layout, SearchError, definition, write_index
+from orchestrator_data.search.errors import SearchError, elasticsearch_errors
+from orchestrator_data.search.indices import Layout, definition, write_index
+from orchestrator_data.search.locks import index_lock
+from orchestrator_data.search.reports import SyncReport
+from orchestrator_data.search.sources import source_of
+from orchestrator_data.search.watermarks import save_state
 
 CATCH_UP_PASSES = 5
 SMALL_ENOUGH = 1000  # a catch-up pass that read fewer rows than this is the last one before the swap
@@ -50,19 +55,19 @@ def _next_backing(client: Elasticsearch, layout: Layout, name: str, version: int
 
 
 def reindex(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str,
-            on_progress: Callable[[sync.SyncReport], None] | None = None) -> ReindexReport:
-    src = sync.source(name)
+            on_progress: Callable[[SyncReport], None] | None = None) -> ReindexReport:
+    src = source_of(name)
     alias = layout.read_alias(name)
     started = time.monotonic()
     version = definition(name).version
-    with sync.elasticsearch_errors(f"reindex of {alias}"), sync.sync_lock(engine, alias):
+    with elasticsearch_errors(f"reindex of {alias}"), index_lock(engine, alias):
         if write_index(client, layout, name) is None:
             raise SearchError(f"index {alias} does not exist: run `orchestrator-data search init`")
         old = sorted(client.indices.get_alias(name=alias))
         new = _next_backing(client, layout, name, version)
         client.indices.create(index=new)  # the template gives it the definition's mappings and settings
         try:
-            report = sync.SyncReport(name, "reindex", None, 0, mapping_version=version)
+            report = SyncReport(name, "reindex", None, 0, mapping_version=version)
             watermark = sync.load_into(engine, client, layout, src, None, [new], new, report, started, on_progress)
             passes = caught_up = 0
             while passes < CATCH_UP_PASSES:
@@ -84,7 +89,7 @@ def reindex(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str,
             client.options(ignore_status=404).indices.delete(index=new)  # the live index was never touched
             raise
         report.watermark_to = watermark
-        sync.save_state(engine, alias, report)
+        save_state(engine, alias, report)
         client.indices.delete(index=",".join(old))
         documents = client.count(index=alias)["count"]
     return ReindexReport(name, old, new, version, documents, passes, caught_up, time.monotonic() - started, watermark)

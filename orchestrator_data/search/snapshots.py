@@ -31,10 +31,12 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.freshness import Freshness, freshness
 from orchestrator_data.postgres import models
-from orchestrator_data.search import sync
-from orchestrator_data.search.indices import NAMES, Layout, SearchError
+from orchestrator_data.search.errors import SearchError, elasticsearch_errors
+from orchestrator_data.search.indices import NAMES, Layout
+from orchestrator_data.search.locks import index_lock, index_locks
 
 SAMPLE_SIZE = 50
 LOCK_WAIT_S = 120.0             # a running sync of an index finishes within this; then the snapshot fails
@@ -49,11 +51,11 @@ class SnapshotError(SearchError):
     """A snapshot operation that could not be done (the cluster failed, a check could not run)."""
 
 
-class SnapshotNotFound(SnapshotError):
+class SnapshotNotFound(SnapshotError, BadInput):
     """No such snapshot in the repository (bad input)."""
 
 
-class RepositoryError(SnapshotError):
+class RepositoryError(SnapshotError, BadInput):
     """The repository cannot be registered where SEARCH_SNAPSHOT_LOCATION says (bad configuration)."""
 
 
@@ -187,7 +189,7 @@ def _reason(exc: ApiError) -> str:
 
 def ensure_repository(client: Elasticsearch, repository: Repository) -> bool:
     """Register the `fs` repository (idempotent); True when it was (re-)registered now."""
-    with sync.elasticsearch_errors(f"registering snapshot repository {repository.name}", SnapshotError, ""):
+    with elasticsearch_errors(f"registering snapshot repository {repository.name}", SnapshotError, ""):
         try:
             current = client.snapshot.get_repository(name=repository.name)[repository.name]
         except NotFoundError:
@@ -240,7 +242,7 @@ def list_snapshots(client: Elasticsearch, repository: Repository, layout: Layout
     """This layout's snapshots in the repository, oldest first; with `engine`, each one's latest
     restore check; with `sizes`, each finished one's size (the snapshot status API)."""
     ensure_repository(client, repository)
-    with sync.elasticsearch_errors(f"listing snapshots of {repository.name}", SnapshotError, ""):
+    with elasticsearch_errors(f"listing snapshots of {repository.name}", SnapshotError, ""):
         raw = client.snapshot.get(repository=repository.name, snapshot="*", sort="start_time", order="asc")
         pattern = _name_pattern(layout)
         found = [_info(s) for s in raw["snapshots"] if pattern.fullmatch(s["snapshot"])]
@@ -296,7 +298,7 @@ def create_snapshot(engine: sa.Engine, client: Elasticsearch, layout: Layout, re
     A snapshot that did not succeed raises SnapshotError (it stays listed, and prune removes it)."""
     ensure_repository(client, repository)
     name = snapshot_name(layout, now)
-    with sync.elasticsearch_errors(f"snapshot {name}", SnapshotError, ""), sync.sync_locks(engine, [layout.read_alias(n) for n in NAMES], wait_s):
+    with elasticsearch_errors(f"snapshot {name}", SnapshotError, ""), index_locks(engine, [layout.read_alias(n) for n in NAMES], wait_s):
         backing = _backing_indices(client, layout)
         every = [index for indices in backing.values() for index in indices]
         client.indices.refresh(index=",".join(every))
@@ -309,7 +311,7 @@ def create_snapshot(engine: sa.Engine, client: Elasticsearch, layout: Layout, re
     if info.state != SUCCESS:
         failures = "; ".join(str(f.get("reason")) for f in response["snapshot"].get("failures", [])[:3])
         raise SnapshotError(f"snapshot {name} ended {info.state}" + (f": {failures}" if failures else ""))
-    with sync.elasticsearch_errors(f"size of snapshot {name}", SnapshotError, ""):
+    with elasticsearch_errors(f"size of snapshot {name}", SnapshotError, ""):
         info.size_bytes = _sizes(client, repository, [name]).get(name)
     return info
 
@@ -410,9 +412,9 @@ def restore_check(engine: sa.Engine, client: Elasticsearch, layout: Layout, repo
     checks: list[IndexCheck] = []
     error = None
     # one restore check of a prefix at a time; it removes what an interrupted earlier one left behind
-    with sync.sync_lock(engine, f"{layout.prefix}-{RESTORE_CHECK}", wait_s=LOCK_WAIT_S):
+    with index_lock(engine, f"{layout.prefix}-{RESTORE_CHECK}", wait_s=LOCK_WAIT_S):
         try:
-            with sync.elasticsearch_errors(f"restore check of {info.name}", SnapshotError, ""):
+            with elasticsearch_errors(f"restore check of {info.name}", SnapshotError, ""):
                 _delete_indices(client, _leftovers(client, layout))
                 response = client.snapshot.restore(
                     repository=repository.name, snapshot=info.name, indices=",".join(info.indices),
@@ -431,7 +433,7 @@ def restore_check(engine: sa.Engine, client: Elasticsearch, layout: Layout, repo
         except SnapshotError as exc:
             error = str(exc)
         finally:
-            with sync.elasticsearch_errors(f"deleting the restored copies of {info.name}", SnapshotError,
+            with elasticsearch_errors(f"deleting the restored copies of {info.name}", SnapshotError,
                                            f"delete the indices {prefix}* by name"):
                 _delete_indices(client, sorted(set(restored_of.values()) | set(_leftovers(client, layout))))
     result = RestoreCheckResult(info.name, error is None and all(c.ok for c in checks), checks,
@@ -493,7 +495,7 @@ def prune(client: Elasticsearch, repository: Repository, layout: Layout, keep: i
     snapshots = list_snapshots(client, repository, layout, sizes=False)
     doomed = to_prune(snapshots, keep)
     if doomed and not dry_run:
-        with sync.elasticsearch_errors(f"deleting snapshots of {repository.name}", SnapshotError, ""):
+        with elasticsearch_errors(f"deleting snapshots of {repository.name}", SnapshotError, ""):
             client.snapshot.delete(repository=repository.name, snapshot=",".join(doomed))
     return PruneReport(doomed, [s.name for s in snapshots if s.name not in doomed], dry_run)
 

@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
-from orchestrator_data.search import sync
 from orchestrator_data.search.indices import NAMES, IndexStatus, Layout, index_status
+from orchestrator_data.search.sources import SOURCES, postgres_rows
+from orchestrator_data.search.watermarks import lag as sync_lag
 
 
 @dataclass
@@ -29,10 +30,10 @@ class IndexReport(IndexStatus):
 
 
 def index_report(engine: sa.Engine | None, client: Elasticsearch, layout: Layout, name: str) -> IndexReport:
-    report = IndexReport(**vars(index_status(client, layout, name)), synced=name in sync.SOURCES)
+    report = IndexReport(**vars(index_status(client, layout, name)), synced=name in SOURCES)
     if report.synced and engine is not None:
-        report.postgres_rows = sync.postgres_rows(engine, name)
-        lag = sync.lag(engine, layout, name)
+        report.postgres_rows = postgres_rows(engine, name)
+        lag = sync_lag(engine, layout, name)
         report.lag_rows, report.lag_seconds, report.watermark = lag.rows_behind, lag.seconds_behind, lag.watermark
         report.synced_at = lag.synced_at.isoformat() if lag.synced_at else None
     return report

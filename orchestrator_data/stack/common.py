@@ -17,11 +17,12 @@ from pathlib import Path
 
 import psutil
 
+from orchestrator_data.errors import OperationFailed
 from orchestrator_data.settings import SettingsError
 from orchestrator_data.urls import mask_url
 
 
-class StackError(Exception):
+class StackError(OperationFailed):
     """A local service that cannot be started, stopped or found. The message is safe to print."""
 
 

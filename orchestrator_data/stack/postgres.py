@@ -12,6 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -20,6 +21,7 @@ from orchestrator_data.stack.common import (
     ServiceStatus,
     StackError,
     ensure_port_free,
+    pid_alive,
     tail,
 )
 from orchestrator_data.urls import make_url
@@ -76,6 +78,18 @@ def _prepare_permissions(data_dir: Path) -> None:
     os.chown(data_dir, entry.pw_uid, entry.pw_gid)
 
 
+def _processes_working_in(directory: Path) -> set[int]:
+    """Pids whose working directory is `directory` (those this user may inspect)."""
+    found, wanted = set(), os.path.realpath(directory)
+    for process in psutil.process_iter():
+        try:
+            if process.cwd() == wanted:
+                found.add(process.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 class PostgresService:
     name = "postgres"
     port_variable = "STACK_POSTGRES_PORT"
@@ -105,16 +119,38 @@ class PostgresService:
             return None
 
     def is_running(self) -> bool:
+        # not `pg_ctl status`: it only asks whether the pid lives, and after a crash or a reboot that pid
+        # may belong to another process of the server's OS user. The postmaster's command line names
+        # its data directory.
         if not (self.data_dir / "PG_VERSION").exists():
             return False
-        result = _run_as([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "status"])
-        return result.returncode == 0
+        return pid_alive(self._pid(), expect_in_cmdline=f"-D {self.data_dir} ")
+
+    def _remove_stale_pid_file(self) -> int | None:
+        """Drop a postmaster.pid that names a live process which is not this server; returns that pid.
+        PostgreSQL refuses to start while the pid lives ("lock file already exists"); a dead pid it
+        clears itself, after checking that no backend of the old server is left. Removing the file
+        skips that check, so it is made here: every process of a server works in its data directory,
+        and while one still does the file stays and the start is refused."""
+        pid_file = self.data_dir / "postmaster.pid"
+        stale = self._pid()
+        if not pid_alive(stale):
+            return None
+        still_there = sorted(_processes_working_in(self.data_dir))
+        if still_there:
+            raise StackError(
+                f"PostgreSQL: {pid_file} names pid {stale}, which is not its server, but processes still work "
+                f"in {self.data_dir} (pid {', '.join(map(str, still_there))}); stop them, then start again"
+            )
+        pid_file.unlink()
+        return stale
 
     def start(self) -> ServiceStatus:
         if self.is_running():
             self._ensure_databases()  # a stack started by an older version gets what is new
             return self.status()
         ensure_port_free(self.port, "PostgreSQL", self.port_variable)
+        stale = self._remove_stale_pid_file()
         self.root.mkdir(parents=True, exist_ok=True)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
@@ -138,7 +174,10 @@ class PostgresService:
                 f"{self.log_file}:\n{tail(self.log_file)}"
             )
         self._ensure_databases()
-        return self.status()
+        status = self.status()
+        if stale is not None:
+            status.detail["note"] = f"removed a stale pid file (pid {stale} was not a running PostgreSQL)"
+        return status
 
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from assets.search import SEARCH_ASSET_CHECKS, SEARCH_ASSETS
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
 from orchestrator_data.search.indices import Layout, drop_indices
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.sources import SYNCED
 from orchestrator_data.stack.common import free_port
 from resources import ElasticsearchResource, PostgresResource
 

@@ -13,7 +13,7 @@ from assets.search import SEARCH_ASSET_CHECKS, SEARCH_ASSETS
 from assets.search_full_load import MONTHS, SEARCH_FULL_LOAD_ASSETS
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import full_load, sync
+from orchestrator_data.search import full_load, locks, sync
 from orchestrator_data.search.indices import Layout, drop_indices
 from resources import ElasticsearchResource, PostgresResource
 
@@ -31,7 +31,7 @@ def resources(migrated_url, engine):
                              "timestamptz '2026-09-03', '2026-10-30', interval '14 days') AS t"))
     prefix = f"a{uuid.uuid4().hex[:10]}"
     elasticsearch = ElasticsearchResource(index_prefix=prefix)
-    sync.prepare(engine, elasticsearch.client, elasticsearch.layout(), ("executions", "audit_logs"))
+    sync.create_indices(engine, elasticsearch.client, elasticsearch.layout(), ("executions", "audit_logs"))
     yield {"postgres": PostgresResource(database_url=migrated_url), "elasticsearch": elasticsearch}
     drop_indices(elasticsearch.client, Layout(prefix))
     elasticsearch.client.close()
@@ -68,7 +68,7 @@ def test_two_months_of_each_index_load_as_partitions(resources, engine):
 
 def test_the_sync_asset_skips_while_a_full_load_holds_the_index(resources, engine):
     alias = resources["elasticsearch"].layout().read_alias("executions")
-    with sync.sync_lock(engine, alias, shared=True):  # a partition at work
+    with locks.index_lock(engine, alias, shared=True):  # a partition at work
         result = dg.materialize([*SEARCH_ASSETS, *SEARCH_ASSET_CHECKS], resources=resources,
                                 selection=dg.AssetSelection.assets("search_executions_documents"))
     assert result.success and result.asset_materializations_for_node("search_executions_documents") == []

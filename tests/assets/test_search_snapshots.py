@@ -27,7 +27,7 @@ def resources(migrated_url, engine):
     seed(engine, "testing", SeedPlan(executions=40))
     layout = Layout(f"n{uuid.uuid4().hex[:10]}")
     elasticsearch = ElasticsearchResource(index_prefix=layout.prefix)
-    sync.prepare(engine, elasticsearch.client, layout)
+    sync.create_indices(engine, elasticsearch.client, layout)
     sync.sync(engine, elasticsearch.client, layout)
     yield {"postgres": PostgresResource(database_url=migrated_url), "elasticsearch": elasticsearch}
     delete_repository(elasticsearch.client, Repository(f"{layout.prefix}-snapshots", layout.prefix))
@@ -58,10 +58,10 @@ def test_the_job_snapshots_restore_checks_and_both_promises_hold(resources):
     rows = {r.data["index"]: r.data for r in check["indices"].value.records}
     assert rows["executions"]["recorded"] == rows["executions"]["restored"] == rows["executions"]["live"] == 40
     assert rows["executions"]["sampled"] == rows["executions"]["equal"] == 40 and rows["executions"]["ok"]
-    evaluations = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {"check_search_snapshot_freshness", "check_search_restore_check_freshness"}
+    evaluations = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {("search_snapshot", "freshness"), ("search_snapshot_restore_check", "freshness")}
     assert all(c.passed for c in evaluations.values())
-    assert evaluations["check_search_restore_check_freshness"].metadata["newest_id"].value == name
+    assert evaluations[("search_snapshot_restore_check", "freshness")].metadata["newest_id"].value == name
 
     # retention through the asset: keep one, the first snapshot goes
     kept_one = {**resources, "elasticsearch": ElasticsearchResource(

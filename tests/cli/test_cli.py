@@ -217,3 +217,31 @@ def test_a_corrupt_secrets_file_exits_2_naming_it(cli, command, tmp_path):
     assert "Traceback" not in result.stderr and "Hk2pW9" not in result.stdout + result.stderr
     assert (state / "secrets.json").read_bytes() == corrupt  # nothing overwritten
     assert sorted(p.name for p in state.iterdir()) == ["secrets.json", "stack.json"]  # nothing started
+
+
+# -- input refused before anything runs: one line, exit 2, nothing written -----------------------
+@pytest.mark.parametrize(("args", "message"), [
+    (["worker", "start", "--loglevel", "LOUD"],
+     "error: --loglevel must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, FATAL, not 'LOUD'"),
+    (["search", "load", "executions", "--month", "2025-01-01"],
+     "error: --month '2025-01-01' is not a month: use YYYY-MM, e.g. 2024-03"),
+    (["search", "load", "executions", "--month", "2025-1"], "error: --month '2025-1' is not a month"),
+])
+def test_a_bad_option_value_is_one_line_and_exit_2(cli, args, message, tmp_path):
+    result = cli(*args, env={"ORCHESTRATOR_DATA_HOME": str(tmp_path / "state")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(message) and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stdout == "" and not (tmp_path / "state").exists()
+
+
+@pytest.mark.integration
+def test_status_on_a_database_never_migrated_names_init(cli, stack, database):
+    table = cli("status", env={"DATABASE_URL": database})
+    assert table.returncode == 0, table.stdout + table.stderr
+    assert "search unavailable: the schema is not migrated yet: run `orchestrator-data init`" in table.stdout
+    assert "relation" not in table.stdout + table.stderr and "Traceback" not in table.stderr
+    as_json = cli("status", "--json", env={"DATABASE_URL": database})
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert report["healthy"] is True and "search" not in report
+    assert report["search_error"] == "the schema is not migrated yet: run `orchestrator-data init`"

@@ -81,3 +81,24 @@ def test_erase_then_erase_again(cli, people_db, prefix):
     again = cli("gdpr", "erase", "--user", str(people.person.id), "--confirm", env=env)
     assert again.returncode == 3, again.stderr
     assert "already erased" in again.stderr
+
+
+def test_export_to_a_path_it_cannot_write_is_refused_before_the_audit_row(cli, people_db, prefix, tmp_path):
+    url, engine, people = people_db
+    env = {"DATABASE_URL": url, "SEARCH_INDEX_PREFIX": prefix}
+    before = _snapshot(engine)
+    (tmp_path / "a-file").write_text("not a folder")
+    cases = {  # --output → what the one line says
+        "/sys/export.json": "the folder /sys is not writable",  # refused even to root
+        str(tmp_path / "missing" / "export.json"): f"the folder {tmp_path / 'missing'} does not exist",
+        str(tmp_path / "a-file" / "export.json"): f"{tmp_path / 'a-file'} is not a folder",
+        str(tmp_path): f"--output {tmp_path} is a folder",
+    }
+    for target, message in cases.items():
+        result = cli("gdpr", "export", "--user", str(people.person.id), "--output", target, env=env)
+        assert result.returncode == 2, (target, result.stderr)
+        assert result.stderr.startswith("error: --output ") and message in result.stderr, (target, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == "", (target, result.stderr)
+    assert not (tmp_path / "missing").exists()  # no folder created on the way
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no file, no temporary left behind
+    assert _snapshot(engine) == before  # no EXPORT audit row

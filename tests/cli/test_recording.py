@@ -30,13 +30,27 @@ def _latest(asset: str) -> dg.AssetMaterialization | None:
     return event.asset_materialization if event else None
 
 
+def _evaluation_of_latest(asset: str, check: str):
+    """The check's latest evaluation, asserted to come after the asset's latest materialization (so the UI
+    shows it as the check of that materialization, not an old result or "not evaluated")."""
+    with dg.DagsterInstance.from_config(str(dagster_home(load_settings()))) as instance:
+        materialized = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey(asset), check))
+    assert record is not None and record.evaluation is not None, f"{asset}:{check} not evaluated"
+    assert record.event.timestamp >= materialized.timestamp
+    return record.evaluation
+
+
 def test_backup_create_records_the_assets_materialization(cli, stack, migrated_url, tmp_path):
     env = {"DATABASE_URL": migrated_url, "BACKUP_DIR": str(tmp_path / "cli"), **_dagster(stack)}
     created = cli("backup", "create", env=env)
     assert created.returncode == 0, created.stderr
-    assert "recorded in Dagster: postgres_backup" in created.stderr
+    assert "recorded in Dagster: postgres_backup; checks: postgres_backup:freshness passed" in created.stderr
     recorded = _latest("postgres_backup")
     assert recorded is not None and recorded.tags["orchestrator-data/source"] == "cli"
+    # the asset's check, evaluated with the materialization: the new backup is fresh
+    freshness = _evaluation_of_latest("postgres_backup", "freshness")
+    assert freshness.passed and freshness.metadata["newest_id"].value == recorded.metadata["backup_id"].value
     backup_id = recorded.metadata["backup_id"].value
     assert backup_id in created.stdout
 
@@ -51,15 +65,21 @@ def test_backup_create_records_the_assets_materialization(cli, stack, migrated_u
     checked = cli("backup", "restore-check", backup_id, env=env)
     assert checked.returncode == 0, checked.stderr
     assert _latest("postgres_restore_check").metadata["backup_id"].value == backup_id
+    restored = _evaluation_of_latest("postgres_restore_check", "freshness")
+    assert restored.passed and restored.metadata["newest_id"].value == backup_id
 
 
 def test_migrate_and_seed_record_their_assets(cli, stack, database):
     env = {"DATABASE_URL": database, **_dagster(stack)}
     migrated = cli("migrate", "up", env=env)
     assert migrated.returncode == 0 and "recorded in Dagster: postgres_schema" in migrated.stderr
+    assert "postgres_schema:drift passed" in migrated.stderr and "postgres_schema:security passed" in migrated.stderr
     schema = _latest("postgres_schema").metadata
     assert schema["current_revision"].value == schema["head_revision"].value
     assert {"executions", "_migration_history"} <= {r.data["table"] for r in schema["tables"].value.records}
+    for check in ("drift", "security"):  # blocking checks, evaluated against the migrated schema
+        evaluation = _evaluation_of_latest("postgres_schema", check)
+        assert evaluation.passed and evaluation.blocking, check
     seeded = cli("seed", "run", "--scale", "300", env=env)
     assert seeded.returncode == 0, seeded.stderr
     seed = _latest("seed_data").metadata
@@ -87,3 +107,18 @@ def test_recording_can_be_turned_off(cli, stack, migrated_url, tmp_path):
     assert created.returncode == 0 and "Dagster" not in created.stderr
     after = _latest("postgres_backup")
     assert (before and before.metadata["backup_id"].value) == (after and after.metadata["backup_id"].value)
+
+
+def test_search_sync_records_the_documents_with_their_reconciliation(cli, stack, migrated_url, prefix):
+    env = {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": prefix, **_dagster(stack)}
+    initialized = cli("search", "init", env=env)
+    assert initialized.returncode == 0 and "recorded in Dagster: " in initialized.stderr, initialized.stderr
+    synced = cli("search", "sync", "--index", "workflows", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert "recorded in Dagster: search_workflows_documents" in synced.stderr
+    assert "search_workflows_documents:reconciliation passed" in synced.stderr
+    documents = _latest("search_workflows_documents")
+    assert documents.tags["orchestrator-data/source"] == "cli" and documents.metadata["lag_rows"].value == 0
+    reconciliation = _evaluation_of_latest("search_workflows_documents", "reconciliation")
+    assert reconciliation.passed
+    assert reconciliation.metadata["documents"].value == reconciliation.metadata["postgres_rows"].value

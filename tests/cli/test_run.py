@@ -19,6 +19,8 @@ from orchestrator_data.search.indices import Layout, drop_indices
 from orchestrator_data.settings import load_settings
 from tests.databases import fresh_database
 
+# `run` is tested as the process it is (its own DAGSTER_HOME, a code location, the run's steps, Dagster's
+# output sent to a file): `cli_process`; only the config file check before all that runs in process.
 RUN_LINE = re.compile(r"^Run ([0-9a-f-]{36}) of (\w+) (succeeded|failed) in [0-9.]+s$", re.MULTILINE)
 
 
@@ -35,8 +37,8 @@ def _run_id(stdout: str, job: str) -> str:
 
 
 @pytest.mark.integration
-def test_run_is_listed_under_its_job_with_the_code_location_origin(cli, stack):
-    result = cli("run", "health_job")
+def test_run_is_listed_under_its_job_with_the_code_location_origin(cli_process, stack):
+    result = cli_process("run", "health_job")
     assert result.returncode == 0, result.stdout + result.stderr
     run_id = _run_id(result.stdout, "health_job")
     assert f"http://127.0.0.1:3000/runs/{run_id}" in result.stdout
@@ -48,6 +50,7 @@ def test_run_is_listed_under_its_job_with_the_code_location_origin(cli, stack):
             "dagster/code_location": "orchestrator_data"}))
         run = next(r for r in runs if r.run_id == run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags["orchestrator-data/source"] == "cli"  # the runs list can tell CLI-started runs
         origin = run.remote_job_origin
         assert origin is not None and origin.location_name == "orchestrator_data"
         assert origin.repository_origin.repository_name == "__repository__"
@@ -66,7 +69,7 @@ def _selected(job_name: str) -> tuple[set[str], set[str]]:
 
 @pytest.mark.integration
 def test_bootstrap_from_another_directory_uses_its_env_local_and_summarizes_every_asset_and_check(
-        cli, stack, tmp_path):
+        cli_process, stack, tmp_path):
     """The run reads the caller's .env.local (its database, Redis database and search prefix), not the
     project directory's; its summary names every asset and check of bootstrap_job."""
     prefix = "runcli"
@@ -82,7 +85,7 @@ def test_bootstrap_from_another_directory_uses_its_env_local_and_summarizes_ever
         (tmp_path / "run.yaml").write_text("ops:\n  seed_data:\n    config:\n      scale: 120\n"
                                            "execution:\n  config:\n    in_process: {}\n")
         try:
-            result = cli("run", "bootstrap_job", "--config", "run.yaml", cwd=tmp_path, timeout=600)
+            result = cli_process("run", "bootstrap_job", "--config", "run.yaml", cwd=tmp_path, timeout=600)
             assert result.returncode == 0, result.stdout + result.stderr
             with psycopg.connect(urls.libpq_url(database_url)) as conn:
                 assert conn.execute("SELECT count(*) FROM executions").fetchone()[0] == 120
@@ -100,8 +103,8 @@ def test_bootstrap_from_another_directory_uses_its_env_local_and_summarizes_ever
 
 
 @pytest.mark.integration
-def test_an_unknown_job_exits_2_listing_the_jobs(cli, stack):
-    result = cli("run", "no_such_job")
+def test_an_unknown_job_exits_2_listing_the_jobs(cli_process, stack):
+    result = cli_process("run", "no_such_job")
     assert result.returncode == 2
     assert "no_such_job" in result.stderr and "bootstrap_job" in result.stderr and "health_job" in result.stderr
 
@@ -121,18 +124,18 @@ def test_a_bad_config_file_exits_2_naming_it(cli, tmp_path, content, problem):
 
 
 @pytest.mark.integration
-def test_config_that_does_not_fit_the_job_exits_2(cli, stack, tmp_path):
+def test_config_that_does_not_fit_the_job_exits_2(cli_process, stack, tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("ops:\n  no_such_op: {}\n")
-    result = cli("run", "health_job", "--config", str(path))
+    result = cli_process("run", "health_job", "--config", str(path))
     assert result.returncode == 2
     assert str(path) in result.stderr and "no_such_op" in result.stderr
 
 
 @pytest.mark.integration
-def test_a_failed_step_prints_its_error_in_a_line_and_exits_1(cli, stack):
+def test_a_failed_step_prints_its_error_in_a_line_and_exits_1(cli_process, stack):
     # reset_job refuses to run without confirm: its step fails with the reason, no stack trace
-    result = cli("run", "reset_job")
+    result = cli_process("run", "reset_job")
     assert result.returncode == 1
     failure = [line for line in result.stdout.splitlines() if "step reset_data_layer failed" in line]
     assert len(failure) == 1 and "--confirm" in failure[0]
@@ -140,10 +143,10 @@ def test_a_failed_step_prints_its_error_in_a_line_and_exits_1(cli, stack):
 
 
 @pytest.mark.integration
-def test_from_failure_needs_a_failed_run_of_the_job(cli, stack):
-    unknown = cli("run", "health_job", "--from-failure", "00000000-0000-4000-8000-000000000000")
+def test_from_failure_needs_a_failed_run_of_the_job(cli_process, stack):
+    unknown = cli_process("run", "health_job", "--from-failure", "00000000-0000-4000-8000-000000000000")
     assert unknown.returncode == 2 and "no run with id" in unknown.stderr, unknown.stderr
-    succeeded = cli("run", "health_job")
+    succeeded = cli_process("run", "health_job")
     run_id = _run_id(succeeded.stdout, "health_job")
-    again = cli("run", "health_job", "--from-failure", run_id)
+    again = cli_process("run", "health_job", "--from-failure", run_id)
     assert again.returncode == 2 and "is success: only a failed or canceled run" in again.stderr, again.stderr

@@ -27,7 +27,7 @@ def synced(stack, migrated_url, engine):
     layout = Layout(f"s{uuid.uuid4().hex[:10]}")
     es = connections.elasticsearch_client(load_settings())
     seed(engine, "testing", SeedPlan(executions=60))
-    sync.prepare(engine, es, layout)
+    sync.create_indices(engine, es, layout)
     sync.sync(engine, es, layout)
     yield layout, {"DATABASE_URL": migrated_url, "SEARCH_INDEX_PREFIX": layout.prefix}, es
     delete_repository(es, Repository(f"{layout.prefix}-snapshots", layout.prefix))

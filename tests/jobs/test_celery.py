@@ -25,7 +25,7 @@ from dagster._core.events import DagsterEventType
 from orchestrator_data import connections, urls, workers
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import full_load, sync
+from orchestrator_data.search import full_load, sources, sync
 from orchestrator_data.search.indices import Layout, drop_indices
 from orchestrator_data.settings import load_settings
 from tests.cli.conftest import SCRIPT, run_cli
@@ -91,7 +91,7 @@ def deployment(stack, tmp_path_factory):
         settings = load_settings()
         client = connections.elasticsearch_client(settings)
         layout = Layout(prefix)
-        sync.prepare(engine, client, layout)
+        sync.create_indices(engine, client, layout)
         env = {"DATABASE_URL": url, "DAGSTER_PG_URL": stack.endpoints().dagster_pg_url, "SEARCH_INDEX_PREFIX": prefix, "DAGSTER_EXECUTOR": "celery",
                "DAGSTER_CELERY_REDIS_DB": CELERY_DB, "COLUMNS": "200",
                # the seed's history starts in 2026-05; the first partition also takes every older row
@@ -156,7 +156,7 @@ def test_a_backfill_of_the_full_load_fans_out_over_both_workers_and_ends_exact(d
     launches them, each run sends its two steps (executions, audit_logs) to the workers."""
     client = connections.elasticsearch_client(load_settings())
     drop_indices(client, deployment.layout)  # empty, never synced, no partition loaded
-    sync.prepare(deployment.engine, client, deployment.layout)
+    sync.create_indices(deployment.engine, client, deployment.layout)
     client.close()
     home = Path(os.environ["ORCHESTRATOR_DATA_HOME"]) / "dagster_home"
     env = {**os.environ, **deployment.env, "DAGSTER_HOME": str(home)}
@@ -198,7 +198,7 @@ def test_a_backfill_of_the_full_load_fans_out_over_both_workers_and_ends_exact(d
     assert len(handed) == len(starts) and {n.split("@")[0].rsplit("-", 1)[1] for n in names} == {
         str(w.pid) for w in deployment.workers}
     for name in ("executions", "audit_logs"):
-        assert _documents(deployment, name) == sync.postgres_rows(deployment.engine, name)
+        assert _documents(deployment, name) == sources.postgres_rows(deployment.engine, name)
         assert len(full_load.loads(deployment.engine, deployment.layout.read_alias(name))) == len(set(months))
 
 
@@ -214,7 +214,7 @@ def test_a_worker_killed_mid_step_fails_the_run_and_the_rerun_is_exact(deploymen
     index ends with exactly its rows, once each."""
     client = connections.elasticsearch_client(load_settings())
     drop_indices(client, deployment.layout)  # created anew and never synced: the run's syncs are full loads
-    sync.prepare(deployment.engine, client, deployment.layout)
+    sync.create_indices(deployment.engine, client, deployment.layout)
     client.close()
     run = subprocess.Popen([str(SCRIPT), "run", "search_sync_job"], env={**os.environ, **deployment.env},
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -237,7 +237,10 @@ def test_a_worker_killed_mid_step_fails_the_run_and_the_rerun_is_exact(deploymen
         victim.wait()
         stdout, stderr = run.communicate(timeout=120)
         assert run.returncode == 1, stdout + stderr
-        assert written < sync.postgres_rows(deployment.engine, "executions"), "killed before it finished"
+        # the summary names the failed step and why (the reason is only in the run's failure event)
+        [lost] = [line for line in stdout.splitlines() if "step search_executions_documents failed" in line]
+        assert f"-{victim.pid}@" in lost and "stopped answering" in lost, stdout
+        assert written < sources.postgres_rows(deployment.engine, "executions"), "killed before it finished"
         failed = instance.get_run_by_id(run_id)
         assert failed.status == dg.DagsterRunStatus.FAILURE
         failure = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)[0].dagster_event
@@ -248,7 +251,8 @@ def test_a_worker_killed_mid_step_fails_the_run_and_the_rerun_is_exact(deploymen
     with _instance() as instance:
         retry = instance.get_runs(dg.RunsFilter(job_name="search_sync_job"), limit=1)[0]
         assert retry.parent_run_id == run_id and retry.status == dg.DagsterRunStatus.SUCCESS
+        assert retry.tags["orchestrator-data/source"] == "cli"  # a re-execution from the CLI says so too
         assert "search_executions_documents" in {r.step_key for r in instance.all_logs(
             retry.run_id, of_type=DagsterEventType.STEP_SUCCESS)}
-    for name in sync.SYNCED:
-        assert _documents(deployment, name) == sync.postgres_rows(deployment.engine, name)
+    for name in sources.SYNCED:
+        assert _documents(deployment, name) == sources.postgres_rows(deployment.engine, name)

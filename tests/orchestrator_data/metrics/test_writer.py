@@ -11,8 +11,9 @@ import pytest
 
 from orchestrator_data.metrics import MetricsError, Sample, collect_and_write
 from orchestrator_data.metrics.writer import INDEX, write_samples
-from orchestrator_data.search import sync
-from orchestrator_data.search.indices import init_indices, rollover
+from orchestrator_data.search import errors, locks
+from orchestrator_data.search.indices import init_indices
+from tests.search_indices import roll_over
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,7 @@ def test_documents_arrive_with_every_field_and_a_rerun_adds_none(es, engine, met
 
     again = write_samples(es, engine, layout, SAMPLES, T0)
     assert (again.written, again.already_present) == (0, 4)
-    rollover(es, layout, INDEX)   # the write alias now points at an empty index: still no second copy
+    roll_over(es, layout, INDEX)   # the write alias now points at an empty index: still no second copy
     after_rollover = write_samples(es, engine, layout, SAMPLES, T0)
     assert (after_rollover.written, after_rollover.already_present) == (0, 4)
     assert len(stored(es, layout)) == 4
@@ -69,7 +70,7 @@ def test_the_write_waits_for_the_index_lock_and_gives_up(es, engine, metrics_lay
     held, release = threading.Event(), threading.Event()
 
     def holder():
-        with sync.sync_lock(engine, metrics_layout.read_alias(INDEX)):
+        with locks.index_lock(engine, metrics_layout.read_alias(INDEX)):
             held.set()
             release.wait(10)
 
@@ -77,7 +78,7 @@ def test_the_write_waits_for_the_index_lock_and_gives_up(es, engine, metrics_lay
     thread.start()
     try:
         assert held.wait(10)
-        with pytest.raises(sync.SyncBusy):
+        with pytest.raises(errors.SyncBusy):
             write_samples(es, engine, metrics_layout, SAMPLES, T0, lock_wait_s=0.5)
     finally:
         release.set()

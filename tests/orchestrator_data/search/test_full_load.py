@@ -13,9 +13,10 @@ import sqlalchemy as sa
 
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import full_load, indices, sync
+from orchestrator_data.search import errors, full_load, indices, locks, sync, watermarks
+from orchestrator_data.search.errors import SearchError
 from orchestrator_data.search.full_load import InvalidPartition, partition
-from orchestrator_data.search.indices import SearchError
+from tests.search_indices import roll_over
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +97,7 @@ def test_after_a_rollover_a_rerun_rewrites_a_changed_document_where_it_lives(see
     engine = seeded
     _load(engine, es, layout, "executions", "2026-10")
     [old_index] = es.indices.get_alias(name=layout.read_alias("executions"))
-    indices.rollover(es, layout, "executions")
+    roll_over(es, layout, "executions")
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE executions SET status = 'cancelled' WHERE id = (SELECT id FROM executions "
                              "WHERE created_at >= '2026-10-01' AND created_at < '2026-11-01' ORDER BY id LIMIT 1)"))
@@ -108,27 +109,27 @@ def test_after_a_rollover_a_rerun_rewrites_a_changed_document_where_it_lives(see
 def test_partitions_share_the_lock_and_wait_for_a_sync_rollover_or_snapshot(seeded, es, layout):
     engine = seeded
     alias = layout.read_alias("audit_logs")
-    with sync.sync_lock(engine, alias, shared=True):  # another partition at work: this one runs beside it
+    with locks.index_lock(engine, alias, shared=True):  # another partition at work: this one runs beside it
         assert _load(engine, es, layout, "audit_logs", "2026-09").documents_written == 3
-        with pytest.raises(sync.SyncDeferred, match=f"a full load of {alias} is running"):
+        with pytest.raises(errors.SyncDeferred, match=f"a full load of {alias} is running"):
             sync.sync_index(engine, es, layout, "audit_logs")  # the sync stands aside, it does not fail
-    with sync.sync_lock(engine, alias):  # exclusive: a sync, rollover or snapshot
-        with pytest.raises(sync.SyncBusy, match=f"snapshot of {alias} holds its lock") as busy:
+    with locks.index_lock(engine, alias):  # exclusive: a sync, rollover or snapshot
+        with pytest.raises(errors.SyncBusy, match=f"snapshot of {alias} holds its lock") as busy:
             _load(engine, es, layout, "audit_logs", "2026-10", lock_wait_s=0.3)
-        assert not isinstance(busy.value, sync.SyncDeferred)
+        assert not isinstance(busy.value, errors.SyncDeferred)
     assert [r.partition_key for r in full_load.loads(engine, alias)] == ["2026-09"]
 
 
 def test_a_never_synced_index_whose_months_are_all_loaded_syncs_from_the_lowest_xmin(seeded, es, layout):
     engine = seeded
     assert sync.sync_index(engine, es, layout, "audit_logs", full=False).mode == "full"  # no load: as before
-    sync.forget(engine, layout.read_alias("audit_logs"))
+    watermarks.forget(engine, layout.read_alias("audit_logs"))
 
     xmins = {}
     for name in ("executions", "audit_logs"):
         for month in MONTHS[:-1]:
             xmins.setdefault(name, []).append(_load(engine, es, layout, name, month).snapshot_xmin)
-        with pytest.raises(sync.SyncDeferred, match=r"rows of (2026-12 to )?2031-05 have no partition load"):
+        with pytest.raises(errors.SyncDeferred, match=r"rows of (2026-12 to )?2031-05 have no partition load"):
             sync.sync_index(engine, es, layout, name)  # a full load under way: neither a second one nor a failure
     # changes during the full load, in months already loaded: a new audit row, an execution updated
     with engine.begin() as conn:
@@ -140,13 +141,13 @@ def test_a_never_synced_index_whose_months_are_all_loaded_syncs_from_the_lowest_
         xmins[name].append(_load(engine, es, layout, name, MONTHS[-1]).snapshot_xmin)
         report = sync.sync_index(engine, es, layout, name)
         assert (report.mode, report.watermark_from) == ("after_full_load", min(xmins[name]))
-        assert sync.load_state(engine, layout.read_alias(name)).full_synced_at is not None
+        assert watermarks.load_state(engine, layout.read_alias(name)).full_synced_at is not None
     assert set(_documents(es, layout, "audit_logs")) == _ids(engine, "SELECT id FROM audit_logs")
     assert set(_documents(es, layout, "executions")) == _ids(engine, "SELECT id FROM executions")
     es.indices.refresh(index=layout.read_alias("executions"))
     assert es.get(index=layout.read_alias("executions"), id=str(changed))["_source"]["status"] == "cancelled"
     # an index created anew forgets its loads too: its next sync is a full one
-    sync.forget(engine, layout.read_alias("executions"))
+    watermarks.forget(engine, layout.read_alias("executions"))
     assert full_load.loads(engine, layout.read_alias("executions")) == []
 
 

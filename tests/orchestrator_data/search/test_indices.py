@@ -7,7 +7,8 @@ import json
 import pytest
 
 from orchestrator_data.search import indices
-from orchestrator_data.search.indices import NAMES, InvalidDefinition, Layout, SearchError, UnknownIndex
+from orchestrator_data.search.errors import InvalidDefinition, SearchError, UnknownIndex
+from orchestrator_data.search.indices import NAMES, Layout
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import indices, lifecycle, sync
+from orchestrator_data.search import indices, lifecycle, locks, sources, sync
 from orchestrator_data.search.lifecycle import InvalidPolicy, Policy, parse_policy
 from tests.search_documents import METRICS, add_metrics_documents
 
@@ -25,7 +25,7 @@ def test_the_package_policies_load_and_every_index_has_one():
         assert policy.rollover["min_docs"] >= 1, name  # an empty index never rolls
         assert any(c.startswith("max_") for c in policy.rollover), name
     assert policies[METRICS].delete_after_s == 30 * 86400
-    assert all(policies[name].delete_after is None for name in sync.SYNCED)
+    assert all(policies[name].delete_after is None for name in sources.SYNCED)
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -161,7 +161,7 @@ def test_an_empty_index_never_rolls_even_when_old_enough(engine, es, layout):
 def test_a_busy_index_is_left_for_the_next_run(engine, es, layout, monkeypatch):
     _metrics_index(es, layout, 3)
     monkeypatch.setattr(lifecycle, "LOCK_WAIT_S", 0.2)
-    with sync.sync_lock(engine, layout.read_alias(METRICS)):
+    with locks.index_lock(engine, layout.read_alias(METRICS)):
         done = lifecycle.rollover_index(engine, es, layout, _policy({"max_docs": 1}))
         kept = lifecycle.retention_index(engine, es, layout, _policy({"max_docs": 1}, "0s"))
     assert done.action == "busy" and kept.action == "busy"
@@ -216,7 +216,7 @@ def test_rollover_time_comes_from_the_rollover_record(engine, es, layout):
 @pytest.fixture
 def seeded(engine, es, layout):
     seed(engine, "testing", SeedPlan(executions=200))
-    sync.prepare(engine, es, layout, ("workflows", "executions"))
+    sync.create_indices(engine, es, layout, ("workflows", "executions"))
     sync.sync(engine, es, layout, ["workflows", "executions"])
     return engine
 

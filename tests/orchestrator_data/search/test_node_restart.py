@@ -9,7 +9,7 @@ from elasticsearch import Elasticsearch
 
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import indices, reconcile, sync
+from orchestrator_data.search import errors, indices, reconcile, sources, sync, watermarks
 from orchestrator_data.search.indices import Layout
 from orchestrator_data.stack.common import free_port
 from orchestrator_data.stack.elasticsearch import ElasticsearchService
@@ -32,24 +32,24 @@ def test_a_node_stopped_mid_sync_keeps_the_watermark_and_the_rerun_is_exact(engi
     layout = Layout("restart")
     indices.init_indices(client, layout, ("executions",))
     sync.sync_index(engine, client, layout, "executions")  # a first full sync: there is a watermark
-    before = sync.load_state(engine, layout.read_alias("executions")).watermark
+    before = watermarks.load_state(engine, layout.read_alias("executions")).watermark
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE executions SET status = 'cancelled' WHERE id IN "
                              "(SELECT id FROM executions ORDER BY id LIMIT 2500)"))
 
     def stop_after_the_first_batch(report):
-        if report.rows_read >= sync.BATCH and own_node.is_running():
+        if report.rows_read >= sources.BATCH and own_node.is_running():
             own_node.stop()
 
-    with pytest.raises(sync.SyncError, match="watermark stays"):
+    with pytest.raises(errors.SyncError, match="watermark stays"):
         sync.sync_index(engine, client, layout, "executions", on_progress=stop_after_the_first_batch)
-    assert sync.load_state(engine, layout.read_alias("executions")).watermark == before
+    assert watermarks.load_state(engine, layout.read_alias("executions")).watermark == before
 
     own_node.start()  # the same data directory
     client.cluster.health(index=layout.read_alias("executions"), wait_for_status="green", timeout="30s")
     rerun = sync.sync_index(engine, client, layout, "executions")
     assert rerun.mode == "incremental" and rerun.documents_written + rerun.stale_skipped == 2500
-    assert sync.load_state(engine, layout.read_alias("executions")).watermark > before
+    assert watermarks.load_state(engine, layout.read_alias("executions")).watermark > before
     client.indices.refresh(index=layout.read_alias("executions"))
     assert client.count(index=layout.read_alias("executions"))["count"] == 4000
     cancelled = client.count(index=layout.read_alias("executions"), query={"term": {"status": "cancelled"}})

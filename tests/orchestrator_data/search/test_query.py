@@ -12,7 +12,8 @@ import pytest
 from elasticsearch import helpers
 
 from orchestrator_data.search import indices, query
-from orchestrator_data.search.indices import NAMES, SearchError, UnknownIndex
+from orchestrator_data.search.errors import SearchError, UnknownIndex
+from orchestrator_data.search.indices import NAMES
 from orchestrator_data.search.query import InvalidOrganization, InvalidSearch, count_by_organization, ids_of, search
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import indices, reconcile, sync
+from orchestrator_data.search import indices, reconcile, sources, sync
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def synced(engine, es, layout):
     return engine
 
 
-@pytest.mark.parametrize("name", sync.SYNCED)
+@pytest.mark.parametrize("name", sources.SYNCED)
 def test_an_index_in_step_with_postgres_reconciles(synced, es, layout, name):
     result = reconcile.reconcile(synced, es, layout, name)
     assert result.ok, result.as_dict()

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import snapshots, sync
+from orchestrator_data.search import errors, locks, snapshots, sync
 from orchestrator_data.search.indices import NAMES
 from orchestrator_data.search.snapshots import Repository, RepositoryError, SnapshotNotFound
 from tests.search_snapshots import delete_repository
@@ -29,7 +29,7 @@ def repository(es, layout):
 @pytest.fixture
 def synced(engine, es, layout):
     seed(engine, "testing", SeedPlan(executions=80))
-    sync.prepare(engine, es, layout)
+    sync.create_indices(engine, es, layout)
     sync.sync(engine, es, layout)
     es.index(index=layout.write_alias("system_metrics"), refresh=True,
              document={"sampled_at": "2026-12-01T00:00:00Z", "service": "redis", "metric": "cpu", "value": 0.5})
@@ -184,11 +184,11 @@ def test_prune_selection_of_failed_partial_and_running_snapshots():
 
 
 def test_a_snapshot_waits_for_a_running_sync_and_holds_no_lock_when_it_gives_up(synced, es, layout, repository):
-    with sync.sync_lock(synced, layout.read_alias("executions")):
-        with pytest.raises(sync.SyncBusy, match="executions"):
+    with locks.index_lock(synced, layout.read_alias("executions")):
+        with pytest.raises(errors.SyncBusy, match="executions"):
             snapshots.create_snapshot(synced, es, layout, repository, wait_s=0.5)
         # all or none: the locks taken before the busy one were released
-        with sync.sync_lock(synced, layout.read_alias("workflows")):
+        with locks.index_lock(synced, layout.read_alias("workflows")):
             pass
     assert snapshots.create_snapshot(synced, es, layout, repository, wait_s=0.5).state == "SUCCESS"
 

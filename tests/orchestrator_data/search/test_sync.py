@@ -15,9 +15,12 @@ from elasticsearch import Elasticsearch
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
 from orchestrator_data.postgres.tenancy import delete_rows, tenant_transaction
-from orchestrator_data.search import indices, sync
-from orchestrator_data.search.sync import SYNCED, Change, SyncError, SyncReport
+from orchestrator_data.search import bulk, indices, locks, sync, watermarks
+from orchestrator_data.search.errors import SyncBusy, SyncError
+from orchestrator_data.search.reports import SyncReport
+from orchestrator_data.search.sources import SYNCED, Change
 from orchestrator_data.stack.common import free_port
+from tests.search_indices import roll_over
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +58,7 @@ def test_full_then_incremental_keeps_every_index_equal_to_postgres(seeded, es, l
     assert [r.mode for r in reports] == ["full"] * len(SYNCED)
     for name in SYNCED:
         assert set(_documents(es, layout, name)) == _rows(engine, name), name
-        assert sync.lag(engine, layout, name).rows_behind == 0
+        assert watermarks.lag(engine, layout, name).rows_behind == 0
     executions = _documents(es, layout, "executions")
     some = next(iter(executions.values()))["_source"]
     workflow = _one(engine, "SELECT name, engine_type FROM workflows WHERE id = :id", id=some["workflow_id"])
@@ -79,7 +82,7 @@ def test_changes_deletes_and_a_renamed_parent_reach_the_index(seeded, es, layout
     with engine.begin() as conn:  # as the owner: a hard delete and a soft delete in other organizations
         conn.execute(sa.text("DELETE FROM executions WHERE id = :id"), {"id": victim})
         conn.execute(sa.text("UPDATE marketplace_items SET deleted_at = now() WHERE id = :id"), {"id": listing[0]})
-    lag = sync.lag(engine, layout, "executions")
+    lag = watermarks.lag(engine, layout, "executions")
     assert lag.rows_behind >= 2 and lag.seconds_behind >= 0
 
     reports = {r.index: r for r in sync.sync(engine, es, layout)}
@@ -139,8 +142,8 @@ def test_a_replayed_or_reordered_batch_never_turns_a_document_back(seeded, es, l
     # replay what the first (older) state looked like, as a retried batch would
     old = Change(str(workflow), 1, {**current["_source"], "name": "v1"})
     report = SyncReport("workflows", "incremental", 0, 0)
-    backing, target = sync.backing_indices(es, layout, "workflows")
-    sync.write_changes(es, layout, "workflows", [old], report, backing, target)
+    backing, target = bulk.backing_indices(es, layout, "workflows")
+    bulk.write_changes(es, layout, "workflows", [old], report, backing, target)
     assert report.stale_skipped == 1 and report.documents_written == 0
     assert _documents(es, layout, "workflows")[str(workflow)]["_source"]["name"] == "v2"
 
@@ -152,14 +155,14 @@ def test_a_replayed_or_reordered_batch_never_turns_a_document_back(seeded, es, l
 def test_an_unreachable_node_fails_the_run_and_leaves_the_watermark(seeded, es, layout):
     engine = seeded
     sync.sync(engine, es, layout, ["executions"])
-    before = sync.load_state(engine, layout.read_alias("executions")).watermark
+    before = watermarks.load_state(engine, layout.read_alias("executions")).watermark
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE executions SET status = 'cancelled' WHERE id IN "
                              "(SELECT id FROM executions LIMIT 5)"))
     dead = Elasticsearch(f"http://127.0.0.1:{free_port()}", max_retries=0, request_timeout=2)
     with pytest.raises(SyncError, match="watermark stays"):
         sync.sync_index(engine, dead, layout, "executions")
-    assert sync.load_state(engine, layout.read_alias("executions")).watermark == before
+    assert watermarks.load_state(engine, layout.read_alias("executions")).watermark == before
     report = sync.sync_index(engine, es, layout, "executions")
     assert report.documents_written == 5
     assert Counter(d["_source"]["status"] for d in _documents(es, layout, "executions").values())["cancelled"] >= 5
@@ -169,7 +172,7 @@ def test_an_update_after_a_rollover_stays_in_the_backing_index_that_holds_it(see
     engine = seeded
     sync.sync(engine, es, layout, ["executions"])
     old_index = indices.write_index(es, layout, "executions")
-    indices.rollover(es, layout, "executions")
+    roll_over(es, layout, "executions")
     new_index = indices.write_index(es, layout, "executions")
     assert new_index != old_index
     assert indices.index_status(es, layout, "executions").backing_indices == sorted([old_index, new_index])
@@ -201,8 +204,8 @@ def test_two_syncs_of_one_index_never_run_at_once(seeded, es, layout):
     engine = seeded
     sync.sync(engine, es, layout, ["workflows"])
     alias = layout.read_alias("workflows")
-    with sync.sync_lock(engine, alias):
-        with pytest.raises(sync.SyncBusy, match="another sync"):
+    with locks.index_lock(engine, alias):
+        with pytest.raises(SyncBusy, match="another sync"):
             sync.sync_index(engine, es, layout, "workflows")
     errors = []
     threads = [threading.Thread(target=lambda: _try(engine, es, layout, errors)) for _ in range(3)]
@@ -210,7 +213,7 @@ def test_two_syncs_of_one_index_never_run_at_once(seeded, es, layout):
         t.start()
     for t in threads:
         t.join()
-    assert all(isinstance(e, sync.SyncBusy) for e in errors)
+    assert all(isinstance(e, SyncBusy) for e in errors)
 
 
 def test_sync_lock_waits_for_its_holder_when_asked(engine, layout):
@@ -218,18 +221,18 @@ def test_sync_lock_waits_for_its_holder_when_asked(engine, layout):
     held = threading.Event()
 
     def hold():
-        with sync.sync_lock(engine, alias):
+        with locks.index_lock(engine, alias):
             held.set()
             time.sleep(0.6)
 
     holder = threading.Thread(target=hold)
     holder.start()
     held.wait(5)
-    with pytest.raises(sync.SyncBusy):
-        with sync.sync_lock(engine, alias, wait_s=0.1):
+    with pytest.raises(SyncBusy):
+        with locks.index_lock(engine, alias, wait_s=0.1):
             pass
     started = time.monotonic()
-    with sync.sync_lock(engine, alias, wait_s=10):
+    with locks.index_lock(engine, alias, wait_s=10):
         assert time.monotonic() - started < 5
     holder.join()
 
