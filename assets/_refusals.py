@@ -12,6 +12,8 @@ import dagster as dg
 _BOTH = re.compile(r"\(--([a-z][\w-]*), or [\w]+: true\)")
 # "pass --confirm": what to do
 _PASS = re.compile(r"\bpass --([a-z][\w-]*)")
+# "without --confirm": what it takes
+_WITHOUT = re.compile(r"\bwithout --([a-z][\w-]*)")
 # any other "--confirm" ("without --confirm"): the run config field it stands for
 _FLAG = re.compile(r"(?<![\w-])--([a-z][\w-]*)")
 
@@ -25,6 +27,7 @@ def launchpad_wording(message: str) -> str:
     """`message` with each CLI flag it names turned into the run config a launchpad user sets."""
     message = _BOTH.sub(lambda m: f"({set_config(_field(m))})", message)
     message = _PASS.sub(lambda m: set_config(_field(m)), message)
+    message = _WITHOUT.sub(lambda m: f"unless you {set_config(_field(m))}", message)
     return _FLAG.sub(lambda m: f"config {_field(m)}: true", message)
 
 

@@ -22,9 +22,21 @@ from resources import ElasticsearchResource, PostgresResource, RedisResource
 # Set by system_metrics_schedule to its tick's time: a retried run that keeps its tags samples under
 # the same time, so its documents get the same ids and nothing is written twice.
 SAMPLED_AT_TAG = "orchestrator-data/sampled_at"
-# Headline figures that are whole numbers; the others (ratios, rates, seconds) are floats.
+# Headline figures that are whole numbers; the others (percentages, rates, seconds) are floats.
 WHOLE = {"pg_connections", "pg_database_bytes", "redis_used_memory_bytes", "redis_clients", "queue_depth_total",
          "es_documents", "es_store_bytes", "samples_written"}
+# How the UI shows the core's ratios and rates: ratios as percentages, rates with their unit in the
+# name (the core's headline keys, which `metrics collect --json` prints, stay as they are)
+SHOWN_AS = {
+    "pg_cache_hit_ratio": ("pg_cache_hit_pct", 100.0),
+    "redis_hit_rate": ("redis_hit_pct", 100.0),
+    "es_heap_used_ratio": ("es_heap_used_pct", 100.0),
+    "pg_commit_rate": ("pg_commits_per_s", 1.0),
+    "pg_rollback_rate": ("pg_rollbacks_per_s", 1.0),
+    "redis_ops_per_second": ("redis_ops_per_s", 1.0),
+    "es_search_rate": ("es_queries_per_s", 1.0),
+    "es_indexing_rate": ("es_docs_indexed_per_s", 1.0),
+}
 
 # system_metrics_schedule samples every 5 minutes: no sample for 15 minutes means the schedule is off
 # or its runs fail (10 minutes: a warning). The policy shows it on the asset page; the check reads the
@@ -58,8 +70,13 @@ def sampled_at_of(tags: dict) -> datetime | None:
 @records.builds(keys.SYSTEM_METRICS)
 def metrics_metadata(report: MetricsReport, live: records.Live | None = None) -> dict:
     """system_metrics' metadata (also recorded by `metrics collect`)."""
-    metadata: dict = {key: dg.MetadataValue.int(int(value)) if key in WHOLE else dg.MetadataValue.float(float(value))
-                      for key, value in report.headline().items()}
+    metadata: dict = {}
+    for key, value in report.headline().items():
+        if key in WHOLE:
+            metadata[key] = dg.MetadataValue.int(int(value))
+            continue
+        name, scale = SHOWN_AS.get(key, (key, 1.0))
+        metadata[name] = dg.MetadataValue.float(round(float(value) * scale, 3))
     metadata["sampled_at"] = report.sampled_at.isoformat()
     if report.postgres:
         pg = report.postgres

@@ -83,10 +83,11 @@ def _keyspace_metadata(report: KeyspaceReport) -> dict:
         ),
         "warnings": _bullets(report.warnings, "none"),
     }
+    # ratios as percentages, as a DBA reads them
     if report.cache_hit_rate is not None:
-        metadata["cache/hit_rate"] = dg.MetadataValue.float(round(report.cache_hit_rate, 4))
+        metadata["cache/hit_pct"] = dg.MetadataValue.float(round(100 * report.cache_hit_rate, 2))
     if report.server_hit_rate is not None:
-        metadata["server/hit_rate"] = dg.MetadataValue.float(round(report.server_hit_rate, 4))
+        metadata["server/hit_pct"] = dg.MetadataValue.float(round(100 * report.server_hit_rate, 2))
     for name, depth in report.queues.items():
         # one number per queue, so the asset page plots them over materializations
         metadata[f"queue/{name}/length"] = depth.length

@@ -45,8 +45,8 @@ def retention_purge(context: dg.AssetExecutionContext, config: RetentionConfig, 
     production = deployment.name() == "production"
     try:  # everything that can be refused is checked before the first delete
         policies = retention_policies.load_policies(postgres.retention_directory())
-        retention_purge_core.check_purge_allowed(production, config.dry_run, config.confirm,
-                                                 confirm_with="confirm: true in the run config")
+        # the core's rule in the CLI's words; refused() says it in the launchpad's
+        retention_purge_core.check_purge_allowed(production, config.dry_run, config.confirm)
     except (retention_policies.InvalidRetentionPolicy, retention_purge_core.RetentionRefused) as exc:
         raise refused(exc) from None
     try:

@@ -67,6 +67,38 @@ def test_every_asset_has_a_code_version_that_follows_its_code(monkeypatch):
         assert graph.get(dg.AssetKey(name)).freshness_policy is not None, name
 
 
+def test_a_failed_reconciliation_fails_the_bootstrap_and_the_sync():
+    """The reconciliation checks are blocking and run in bootstrap_job and search_sync_job, so a wrong
+    index fails those runs (tests/assets/test_search.py runs one on an index made wrong on purpose)."""
+    from definitions import defs
+    from orchestrator_data.search.sync import SYNCED
+
+    reconciliations = {dg.AssetCheckKey(dg.AssetKey(f"search_{name}_documents"), "reconciliation") for name in SYNCED}
+    graph = defs.resolve_asset_graph()
+    assert all(graph.get_check_spec(key).blocking for key in reconciliations)
+    for job in ("bootstrap_job", "search_sync_job"):
+        assert reconciliations <= set(defs.resolve_job_def(job).asset_layer.asset_graph.asset_check_keys), job
+
+
+def test_freshness_and_lineage_say_what_is_current_and_what_a_copy_holds():
+    from definitions import defs
+    from orchestrator_data.search.indices import NAMES
+    from orchestrator_data.search.sync import SYNCED
+
+    graph = defs.resolve_asset_graph()
+    documents = [f"search_{name}_documents" for name in SYNCED]
+    for name in [*documents, "search_snapshot", "search_snapshot_restore_check", "system_metrics", "service_health"]:
+        assert graph.get(dg.AssetKey(name)).freshness_policy is not None, name
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert {(name, "freshness") for name in [*documents, "search_snapshot", "system_metrics"]} <= checks
+    # a snapshot holds every index and the documents synced (and sampled) into them
+    snapshot_holds = {key.to_user_string() for key in graph.get(dg.AssetKey("search_snapshot")).parent_keys}
+    assert snapshot_holds == {*(f"search_{name}_index" for name in NAMES), *documents, "system_metrics"}
+    # a backup holds the schema and the seeded rows
+    assert graph.get(dg.AssetKey("postgres_backup")).parent_keys == {dg.AssetKey("postgres_schema"),
+                                                                     dg.AssetKey("seed_data")}
+
+
 def test_byte_counts_get_a_readable_twin():
     from assets._metadata import with_human_sizes
 

@@ -28,6 +28,7 @@ class SampleTime:
 def newest_sample_at(client: Elasticsearch, layout: Layout) -> datetime | None:
     """The sampled_at of the newest document in the system_metrics index, None when it has none."""
     try:
+        client.indices.refresh(index=layout.read_alias(INDEX))  # a sample written a moment ago counts
         response = client.search(index=layout.read_alias(INDEX), size=0,
                                  aggregations={"newest": {"max": {"field": "sampled_at"}}})
     except NotFoundError:

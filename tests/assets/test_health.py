@@ -30,9 +30,11 @@ def test_service_health_materializes_with_versions_and_latency(stack):
     assert result.success
     [materialization] = result.asset_materializations_for_node("service_health")
     metadata = materialization.metadata
-    assert int(metadata["postgres/version"].value.split(".")[0]) >= 16
-    assert metadata["redis/version"].value == _redis_version()  # the same label everywhere (keyspace, stack)
-    assert metadata["elasticsearch/version"].value.startswith("8.")
+    versions = {r.data["service"]: r.data["version"] for r in metadata["services"].value.records}
+    assert int(versions["postgres"].split(".")[0]) >= 16
+    assert versions["redis"] == _redis_version()  # the same label everywhere (keyspace, stack)
+    assert versions["elasticsearch"].startswith("8.")
+    assert not [key for key in metadata if key.endswith("/version")]  # in the table, not loose beside it
     for service in ("postgres", "redis", "elasticsearch"):
         assert metadata[f"{service}/latency_ms"].value > 0
     assert metadata["healthy"].value is True
@@ -41,8 +43,27 @@ def test_service_health_materializes_with_versions_and_latency(stack):
     assert details[("redis", "server")] == _redis_version()
     assert details[("redis", "used_memory_bytes")].endswith("iB")  # shown in binary units
     assert metadata["redis/used_memory"].value.endswith("iB") and metadata["redis/used_memory_bytes"].value > 0
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"versions": True, "latency": True}
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert {name: e.passed for name, e in evaluations.items()} == {"versions": True, "latency": True}
+    assert evaluations["versions"].description == (f"postgres {versions['postgres']}, redis {versions['redis']}, "
+                                                   f"elasticsearch {versions['elasticsearch']}: supported")
+    assert evaluations["latency"].description == "every server under 50 ms"
+    assert evaluations["versions"].metadata["runbook"].value == "docs/runbook.md#service_health-versions"
+
+
+def test_the_version_check_says_in_one_line_which_server_fails_and_what_to_do(stack):
+    resources = {**build_resources(), "redis": RedisResource(redis_url=f"redis://:HiddenPw77@127.0.0.1:{free_port()}/0",
+                                                              retries=0)}
+    result = dg.materialize([service_health, check_service_versions, check_service_latency], resources=resources,
+                            selection=dg.AssetSelection.checks(check_service_versions, check_service_latency),
+                            raise_on_error=False)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    versions, latency = evaluations["versions"], evaluations["latency"]
+    assert not versions.passed and not latency.passed
+    assert versions.description.startswith("redis: ") and "\n" not in versions.description
+    assert versions.description.endswith("; repair: bring the server up on a supported version, or point its URL at one")
+    assert latency.description.startswith("redis unreachable (limit 50 ms); repair: ")
+    assert "HiddenPw77" not in versions.description + latency.description
 
 
 def test_service_health_fails_naming_the_unreachable_service_without_secrets(stack):

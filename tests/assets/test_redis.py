@@ -50,6 +50,8 @@ def test_redis_keyspace_materializes_what_a_dba_reads(stack):
     assert session.id not in str(metadata)  # session ids are bearer tokens
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"ttl": True}
+    # the server has served reads (the session above): its hit ratio, as a percentage
+    assert 0 <= metadata["server/hit_pct"].value <= 100 and not [k for k in metadata if k.endswith("hit_rate")]
 
 
 def test_the_check_flags_keys_without_the_ttl_the_registry_requires(stack):
@@ -67,6 +69,11 @@ def test_the_check_flags_keys_without_the_ttl_the_registry_requires(stack):
     [row] = [r.data for r in metadata["violations"].value.records if r.data["pattern"] == "session:{session_id}"]
     assert row["keys"] >= 1 and row["rule"] == "must have a TTL" and "session:***" in row["samples"]
     assert leak not in str(metadata)
+    total = metadata["violating_keys"].value
+    assert evaluation.description.startswith(f"{total:,} key(s) break the registry's TTL rule (")
+    assert "session:{session_id} must have a TTL: " in evaluation.description and leak not in evaluation.description
+    assert evaluation.description.endswith("; repair: fix the writer that set them, then expire or delete them")
+    assert metadata["runbook"].value == "docs/runbook.md#redis_keyspace-ttl"
 
 
 def test_an_unreachable_redis_fails_the_asset_with_a_clear_message_and_no_password(stack):

@@ -15,7 +15,10 @@ def test_the_cli_flags_become_run_config():
         "reset drops every table; set config confirm: true in the launchpad"
     assert launchpad_wording("refusing to purge production data without confirmation (--confirm, or confirm: true)") \
         == "refusing to purge production data without confirmation (set config confirm: true in the launchpad)"
-    assert launchpad_wording("refusing without --dry-run") == "refusing without config dry_run: true"
+    assert launchpad_wording("refusing to purge production data without --confirm (a dry run shows what would go)") \
+        == ("refusing to purge production data unless you set config confirm: true in the launchpad (a dry run "
+            "shows what would go)")
+    assert launchpad_wording("what --dry-run shows") == "what config dry_run: true shows"
     # what names no flag is left alone: a url's dashes, a negative number
     assert launchpad_wording("reset is refused in production: -1 rows at http://a--b") == \
         "reset is refused in production: -1 rows at http://a--b"

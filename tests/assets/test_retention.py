@@ -71,7 +71,8 @@ def test_production_without_confirm_fails_and_nothing_changes(seeded, migrated_u
     refused = job.execute_in_process(run_config=_config(), raise_on_error=False)
     assert not refused.success
     assert refused.get_step_failure_events()[0].event_specific_data.error.message.strip().endswith(
-        "refusing to purge production data without confirmation (set config confirm: true in the launchpad)")
+        "refusing to purge production data unless you set config confirm: true in the launchpad "
+        "(a dry run shows what would go)")
     assert scalar(seeded.engine, "SELECT count(*) FROM executions") == seeded.executions
 
     bad = policy_dir(tmp_path / "bad", executions={"delete_after": "90d", "batch_size": -1})

@@ -62,6 +62,26 @@ def test_schedules_and_sensors_are_registered_with_their_cron_and_job():
     assert defs.resolve_sensor_def("run_failure_alert_sensor").required_resource_keys == {"alerts"}
 
 
+def test_schedules_and_sensors_link_their_runbook_section_as_a_url(monkeypatch):
+    """The UI shows a clickable `runbook` link: a schedule's is its job's section, a sensor's its own;
+    under RUNBOOK_URL when it is set (read when the code location loads)."""
+    from assets import _runbook
+
+    monkeypatch.setenv("RUNBOOK_URL", "https://git.example/ops/docs/runbook.md")
+    _runbook._base.cache_clear()
+    try:
+        module = _reload()
+        urls = {s.name: s.metadata["runbook"].url for s in [*module.SCHEDULES, *module.SENSORS]}
+    finally:
+        monkeypatch.undo()
+        _runbook._base.cache_clear()
+        _reload()
+    base = "https://git.example/ops/docs/runbook.md#"
+    assert urls == {**{name: base + job for name, (_, job) in EXPECTED_SCHEDULES.items()},
+                    **{name: base + name for name in ("run_failure_alert_sensor", "stale_backup_sensor",
+                                                      "stale_search_snapshot_sensor")}}
+
+
 def test_outside_production_everything_is_stopped(environment):
     module = environment("development")
     assert {s.name: s.default_status for s in module.SCHEDULES} == {
