@@ -22,9 +22,13 @@ from orchestrator_data.cli.context import load_or_exit, resolve_or_exit
 from orchestrator_data.search import full_load, indices, lifecycle, query as search_query, reconcile, reindex as search_reindex
 from orchestrator_data.search import status as search_status, sync
 from orchestrator_data.search.errors import SearchError, UnknownIndex
+from orchestrator_data.search.index_retention import retention_index
 from orchestrator_data.search.indices import NAMES
+from orchestrator_data.search.policies import InvalidPolicy, Policy, ilm_policy, policies_of
 from orchestrator_data.search.reports import SyncReport
+from orchestrator_data.search.rollover import rollover_index
 from orchestrator_data.search.sources import SYNCED
+from orchestrator_data.units import show
 
 app = typer.Typer(help="Search indices: init, sync from PostgreSQL, status, reindex, repair, query, rollover, "
                        "retention, lifecycle policies.", no_args_is_help=True)
@@ -49,7 +53,7 @@ def _clients(need_postgres: bool = True):
     except typer.Exit:
         raise  # a subcommand's own exit code (a RuntimeError: the catch-all below would turn it into 1)
     except (UnknownIndex, search_query.InvalidOrganization, search_query.InvalidSearch,
-            lifecycle.InvalidPolicy, full_load.InvalidPartition) as exc:
+            InvalidPolicy, full_load.InvalidPartition) as exc:
         output.error(str(exc))
         raise typer.Exit(2) from None
     except SearchError as exc:
@@ -265,9 +269,9 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen;
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _policies(settings, given: list[str] | None) -> tuple[dict[str, lifecycle.Policy], tuple[str, ...]]:
+def _policies(settings, given: list[str] | None) -> tuple[dict[str, Policy], tuple[str, ...]]:
     names = _names(given, NAMES)
-    return lifecycle.policies_of(settings), names
+    return policies_of(settings), names
 
 
 @app.command("rollover")
@@ -277,7 +281,7 @@ def rollover(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOp
     started = time.monotonic()
     with _clients() as (settings, engine, client, layout):
         policies, names = _policies(settings, index)
-        decisions = [lifecycle.rollover_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
+        decisions = [rollover_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
     if not dry_run:
         recording.record(settings, "search rollover", lambda: _lifecycle_record(
             lifecycle.LifecycleReport(decisions, []), time.monotonic() - started))
@@ -307,7 +311,7 @@ def retention(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonO
     started = time.monotonic()
     with _clients() as (settings, engine, client, layout):
         policies, names = _policies(settings, index)
-        reports = [lifecycle.retention_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
+        reports = [retention_index(engine, client, layout, policies[n], dry_run=dry_run) for n in names]
     if not dry_run:
         recording.record(settings, "search retention", lambda: _lifecycle_record(
             lifecycle.LifecycleReport([], reports), time.monotonic() - started))
@@ -323,7 +327,7 @@ def retention(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonO
         for position, b in enumerate(r.backing):
             table.add_row(r.index if position == 0 else "", (r.delete_after or "never") if position == 0 else "",
                           b.index, b.rolled_over_at.strftime("%Y-%m-%d %H:%M:%S") if b.rolled_over_at else "-",
-                          lifecycle.show("time", b.age_s), b.action)
+                          show("time", b.age_s), b.action)
     output.console.print(table)
     if any(r.action == "missing" for r in reports):
         raise typer.Exit(1)
@@ -334,8 +338,8 @@ def lifecycle_show(as_json: JsonOption = False) -> None:
     """Each index's policy and the file it comes from (SEARCH_LIFECYCLE_DIR replaces the package's)."""
     settings = load_or_exit()
     try:
-        policies = lifecycle.policies_of(settings)
-    except lifecycle.InvalidPolicy as exc:
+        policies = policies_of(settings)
+    except InvalidPolicy as exc:
         output.error(str(exc))
         raise typer.Exit(2) from None
     if as_json:
@@ -359,12 +363,12 @@ def lifecycle_export(index: Annotated[str | None, typer.Option("--index", help="
     settings = load_or_exit()
     names = _names([index] if index else None, NAMES)
     try:
-        policies = lifecycle.policies_of(settings)
+        policies = policies_of(settings)
         layout = indices.layout_of(settings)
     except SearchError as exc:
         output.error(str(exc))
         raise typer.Exit(2) from None
-    output.print_json({f"{layout.prefix}-{n}": lifecycle.ilm_policy(policies[n], layout) for n in names})
+    output.print_json({f"{layout.prefix}-{n}": ilm_policy(policies[n], layout) for n in names})
 
 
 from orchestrator_data.cli import search_snapshot  # noqa: E402 - it uses _clients above

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator_data.policy_files import policy_data, policy_texts
-from orchestrator_data.search.lifecycle import parse_time
+from orchestrator_data.units import parse_time
 
 
 @dataclass(frozen=True)
