@@ -10,7 +10,7 @@ import dagster as dg
 from assets._metadata import code_version, with_human_sizes
 from assets.backups import freshness_check_result
 from orchestrator_data.runbook import described
-from orchestrator_data.search import snapshots
+from orchestrator_data.search import snapshot_checks, snapshots
 from orchestrator_data.search.errors import SearchError
 from orchestrator_data.search.indices import NAMES
 from resources import ElasticsearchResource, PostgresResource
@@ -70,7 +70,7 @@ def search_snapshot(context: dg.AssetExecutionContext, postgres: PostgresResourc
     return dg.MaterializeResult(metadata=snapshot_metadata(info, repository.name, pruned.deleted))
 
 
-def snapshot_check_metadata(result: "snapshots.RestoreCheckResult") -> dict:
+def snapshot_check_metadata(result: "snapshot_checks.RestoreCheckResult") -> dict:
     """search_snapshot_restore_check's metadata (also recorded by `search snapshot restore-check`)."""
     return {
         "snapshot": result.snapshot,
@@ -87,7 +87,7 @@ def snapshot_check_metadata(result: "snapshots.RestoreCheckResult") -> dict:
 
 @dg.asset(
     group_name="search_snapshots", kinds={"elasticsearch"}, owners=["team:data-platform"],
-    deps=[search_snapshot], code_version=code_version(snapshots),
+    deps=[search_snapshot], code_version=code_version(snapshots, snapshot_checks),
     description="Restores the newest successful snapshot into renamed indices (no aliases), compares each "
                 "index's documents with the counts the snapshot recorded and a sample of documents with the live "
                 "ones, records the result in PostgreSQL and always deletes the copies; fails the run when the check "
@@ -96,7 +96,7 @@ def snapshot_check_metadata(result: "snapshots.RestoreCheckResult") -> dict:
 def search_snapshot_restore_check(context: dg.AssetExecutionContext, postgres: PostgresResource,
                                   elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
     try:
-        result = snapshots.restore_check(postgres.engine, elasticsearch.client, elasticsearch.layout(),
+        result = snapshot_checks.restore_check(postgres.engine, elasticsearch.client, elasticsearch.layout(),
                                          elasticsearch.snapshot_repository_of(), "latest")
     except SearchError as exc:
         raise dg.Failure(description=str(exc)) from None
@@ -124,7 +124,7 @@ def check_search_snapshot_freshness(elasticsearch: ElasticsearchResource) -> dg.
                                       "check_search_restore_check_freshness"))
 def check_search_restore_check_freshness(postgres: PostgresResource,
                                          elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
-    return freshness_check_result(snapshots.restore_check_freshness(
+    return freshness_check_result(snapshot_checks.restore_check_freshness(
         postgres.engine, elasticsearch.snapshot_repository_of(), elasticsearch.layout(),
         24 * elasticsearch.settings.search_restore_check_max_age_days))
 

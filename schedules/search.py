@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from jobs import search_snapshot_job
-from orchestrator_data.search import snapshots
+from orchestrator_data.search import snapshot_checks, snapshots
 from resources import AlertsResource, ElasticsearchResource, PostgresResource
 from schedules._stale import alert_stale
 from schedules._status import schedule_status, sensor_status
@@ -44,7 +44,7 @@ def stale_search_snapshot_sensor(context: dg.SensorEvaluationContext, postgres: 
         promises = [
             snapshots.snapshot_freshness(elasticsearch.client, repository, layout,
                                          settings.search_snapshot_max_age_hours, now),
-            snapshots.restore_check_freshness(postgres.engine, repository, layout,
+            snapshot_checks.restore_check_freshness(postgres.engine, repository, layout,
                                               24 * settings.search_restore_check_max_age_days, now),
         ]
     except snapshots.SearchError as exc:

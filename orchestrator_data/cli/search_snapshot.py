@@ -15,7 +15,7 @@ from rich.table import Table
 
 from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.search import _clients
-from orchestrator_data.search import snapshots
+from orchestrator_data.search import snapshot_checks, snapshots
 
 app = typer.Typer(help="Snapshots of the search indices: create, list, restore-check, prune.", no_args_is_help=True)
 
@@ -74,7 +74,7 @@ def restore_check(
     """Restore a snapshot into renamed indices, compare counts and a sample of documents with the live
     ones, record the result, delete the copies. Exit 1 when the check fails."""
     with _snapshot_clients() as (settings, engine, client, layout, repository):
-        result = snapshots.restore_check(engine, client, layout, repository, snapshot)
+        result = snapshot_checks.restore_check(engine, client, layout, repository, snapshot)
     table = Table(title=f"restore check of {result.snapshot}", title_justify="left")
     for column in ("", "index", "recorded", "restored", "live", "sampled", "equal", "changed since"):
         table.add_column(column)
