@@ -75,10 +75,10 @@ def restore_check(
 ) -> None:
     """Restore a snapshot into renamed indices, compare counts and a sample of documents with the live
     ones, record the result, delete the copies. Exit 1 when the check fails."""
-    from orchestrator_data.search import snapshots
+    from orchestrator_data.search import snapshot_checks
 
     with _snapshot_clients() as (c, repository):
-        result = snapshots.restore_check(c.engine, c.es, c.layout, repository, snapshot)
+        result = snapshot_checks.restore_check(c.engine, c.es, c.layout, repository, snapshot)
     table = Table(title=f"restore check of {result.snapshot}", title_justify="left")
     for column in ("", "index", "recorded", "restored", "live", "sampled", "equal", "changed since"):
         table.add_column(column)
