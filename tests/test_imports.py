@@ -17,7 +17,7 @@ CORE = "orchestrator_data"
 SYNC = "orchestrator_data.search.sync"
 # What the rest of the code may take from the sync: running it and creating the indices it fills.
 # Locks, errors, source tables, watermarks and bulk writes have modules of their own.
-SYNC_ENTRY_POINTS = {"sync", "sync_index", "create_indices"}
+SYNC_ENTRY_POINTS = {"sync", "sync_index", "sync_existing", "create_indices"}  # running it, or creating the indices
 
 
 def _modules() -> dict[str, Path]:
