@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from elasticsearch import ApiError, TransportError
 
-from orchestrator_data.errors import OperationFailed
+from orchestrator_data.errors import BadInput, OperationFailed
 from orchestrator_data.search.names import NAMES
 
 
@@ -21,7 +21,7 @@ class SearchError(OperationFailed):
     """A search operation that cannot be done; the message names what is wrong and is safe to print."""
 
 
-class UnknownIndex(SearchError):
+class UnknownIndex(SearchError, BadInput):
     def __init__(self, name: str):
         super().__init__(f"unknown index '{name}'; known: {', '.join(NAMES)}")
 

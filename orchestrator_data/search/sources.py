@@ -166,7 +166,7 @@ def changes_for(conn: sa.Connection, src: Source, ids: list[str]) -> list[Change
     return changes
 
 
-class RewriteFound(Exception):
+class RewriteFound(SyncError):
     """Rows this index is made of were written behind the audit trail (REWRITE marks, postgres/rewrites.py)
     by a transaction the window holds: its changes cannot be applied one by one; the index is rebuilt."""
 

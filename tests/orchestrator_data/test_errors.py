@@ -13,7 +13,7 @@ import orchestrator_data
 from orchestrator_data.errors import BadInput, DataLayerError, OperationFailed, exit_code
 
 # exceptions that never leave their module: a signal to retry inside the sync
-INTERNAL = {"orchestrator_data.search.sync._Retryable"}
+INTERNAL = {"orchestrator_data.search.bulk._Retryable"}
 
 
 def _core_exceptions() -> list[type[Exception]]:
@@ -46,7 +46,8 @@ def test_every_core_error_is_bad_input_or_a_failed_operation():
     ("orchestrator_data.backups.catalog:BackupError", 1),
     ("orchestrator_data.backups.catalog:BackupCorrupt", 1),
     ("orchestrator_data.backups.catalog:BackupNotFound", 2),
-    ("orchestrator_data.search.indices:SearchError", 1),
+    ("orchestrator_data.search.errors:SearchError", 1),
+    ("orchestrator_data.search.errors:UnknownIndex", 2),
     ("orchestrator_data.search.snapshots:SnapshotNotFound", 2),
     ("orchestrator_data.redis.errors:KeyspaceError", 1),
     ("orchestrator_data.gdpr:GdprError", 2),
