@@ -18,7 +18,7 @@ from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.choices import TEMP_GRACE_HOURS
 from orchestrator_data.cli.context import load_settings, service_url
 
-app = typer.Typer(help="PostgreSQL backups: create, list, verify, restore-check, prune.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="PostgreSQL backups: create, list, verify, restore-check, prune.", no_args_is_help=True)
 
 BackupId = Annotated[str, typer.Argument(help="A backup id, or 'latest'.")]
 

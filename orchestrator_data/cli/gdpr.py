@@ -16,7 +16,7 @@ from orchestrator_data.cli import output
 from orchestrator_data.cli.context import clients, load_settings
 from orchestrator_data.errors import BadInput
 
-app = typer.Typer(help="GDPR: export everything held about a person, or erase it.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="GDPR: export everything held about a person, or erase it.", no_args_is_help=True)
 
 ALREADY_ERASED_EXIT = 3
 UserOption = Annotated[str, typer.Option("--user", help="The user's id (a UUID).")]

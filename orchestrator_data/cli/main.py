@@ -26,6 +26,8 @@ from orchestrator_data.cli.context import ExitCodeGroup, clients, describe_failu
 # imports the drivers and the core it needs when it runs (tests/cli/test_startup.py keeps it so).
 
 app = typer.Typer(
+    rich_markup_mode=None,  # plain help: typer's rich help imports markdown-it and doubles --help's time
+    context_settings={"max_content_width": 160},  # plain help may use a wide terminal (click stops at 80)
     cls=ExitCodeGroup,
     help="Run the Robust AI Orchestrator's database layer: PostgreSQL, Redis and Elasticsearch.",
     no_args_is_help=True,

@@ -14,7 +14,7 @@ from rich.table import Table
 from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.context import clients, load_settings
 
-app = typer.Typer(help="The data layer's own figures (the system_metrics index).", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="The data layer's own figures (the system_metrics index).", no_args_is_help=True)
 
 
 @app.command("collect")

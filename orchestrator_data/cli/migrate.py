@@ -17,6 +17,7 @@ from orchestrator_data.cli.context import load_settings, service_url
 from orchestrator_data.errors import BadInput
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Schema migrations: Alembic revisions under an advisory lock, checksummed in _migration_history.",
     no_args_is_help=True,
 )

@@ -14,7 +14,7 @@ from rich.table import Table
 from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.context import clients, load_settings
 
-app = typer.Typer(help="Data retention: purge rows past their policy (executions, audit rows, soft-deleted rows), "
+app = typer.Typer(rich_markup_mode=None, help="Data retention: purge rows past their policy (executions, audit rows, soft-deleted rows), "
                        "show the policies.", no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 

@@ -22,9 +22,9 @@ from orchestrator_data.cli.choices import PARTITIONED_INDICES, SEARCH_INDICES, S
 from orchestrator_data.cli.context import Clients, clients, load_settings
 from orchestrator_data.errors import BadInput
 
-app = typer.Typer(help="Search indices: init, sync from PostgreSQL, status, reindex, repair, query, rollover, "
+app = typer.Typer(rich_markup_mode=None, help="Search indices: init, sync from PostgreSQL, status, reindex, repair, query, rollover, "
                        "retention, lifecycle policies.", no_args_is_help=True)
-lifecycle_app = typer.Typer(help="The lifecycle policies: show them, or export them as ILM policies.",
+lifecycle_app = typer.Typer(rich_markup_mode=None, help="The lifecycle policies: show them, or export them as ILM policies.",
                             no_args_is_help=True)
 app.add_typer(lifecycle_app, name="lifecycle")
 IndexName = Annotated[str, typer.Argument(help=f"One of: {', '.join(SYNCED_INDICES)}.")]

@@ -17,7 +17,7 @@ from rich.table import Table
 from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.context import Clients, clients, load_settings
 
-app = typer.Typer(help="Snapshots of the search indices: create, list, restore-check, prune.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Snapshots of the search indices: create, list, restore-check, prune.", no_args_is_help=True)
 
 
 @contextmanager

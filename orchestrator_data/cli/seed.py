@@ -11,7 +11,7 @@ from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.context import clients, describe_failure, load_settings
 from orchestrator_data.errors import BadInput, OperationFailed
 
-app = typer.Typer(help="Load or remove deterministic, realistic seed data.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Load or remove deterministic, realistic seed data.", no_args_is_help=True)
 
 SkipSearch = Annotated[bool, typer.Option(
     "--skip-search", help="Leave the search indices as they are (the next search sync rebuilds them).")]

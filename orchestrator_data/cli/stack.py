@@ -12,7 +12,7 @@ from orchestrator_data.cli.choices import STACK_SERVICES
 from orchestrator_data.cli.context import load_settings
 from orchestrator_data.errors import BadInput
 
-app = typer.Typer(help="Start, stop and inspect the local PostgreSQL, Redis and Elasticsearch.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Start, stop and inspect the local PostgreSQL, Redis and Elasticsearch.", no_args_is_help=True)
 
 Only = Annotated[
     list[str] | None,

@@ -22,7 +22,7 @@ from orchestrator_data.cli.context import load_settings, service_url
 from orchestrator_data.cli.dagster_env import dagster_home
 from orchestrator_data.errors import BadInput, OperationFailed
 
-app = typer.Typer(help="Celery workers that run the steps of runs when DAGSTER_EXECUTOR=celery.",
+app = typer.Typer(rich_markup_mode=None, help="Celery workers that run the steps of runs when DAGSTER_EXECUTOR=celery.",
                   no_args_is_help=True)
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -31,6 +31,21 @@ def test_importing_the_cli_loads_no_driver_pydantic_or_dagster():
     assert sorted(loaded.intersection(HEAVY)) == []
 
 
+def test_help_renders_without_typers_rich_help():
+    """Typer's rich help (typer.rich_utils) imports markdown-it and rich's traceback machinery: about as much
+    as the whole CLI. Every command group asks for plain help (rich_markup_mode=None)."""
+    for args in (["--help"], ["search", "--help"], ["search", "sync", "--help"], ["backup", "create", "--help"]):
+        result = subprocess.run([sys.executable, "-X", "importtime", str(SCRIPT), *args], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "Usage: orchestrator-data" in result.stdout
+        loaded = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+        assert not {"typer.rich_utils", "markdown_it", "rich.markdown"} & loaded, args
+        # a command's own parameters go through typer's coercion, which is built on pydantic (typer >= 0.20)
+        ours = set(HEAVY) - ({"pydantic"} if len(args) > 1 else set())
+        assert sorted({name.split(".")[0] for name in loaded} & ours) == [], args
+
+
 def test_the_installed_script_prints_its_version():
     assert SCRIPT.exists(), f"console script not installed at {SCRIPT}"
     result = subprocess.run([str(SCRIPT), "--version"], capture_output=True, text=True, timeout=60)
