@@ -47,7 +47,8 @@ def index_metadata(report: status.IndexReport) -> dict:
     }
     if report.synced:
         metadata |= {"postgres_rows": report.postgres_rows or 0, "lag_rows": report.lag_rows or 0,
-                     "lag_seconds": dg.MetadataValue.float(float(report.lag_seconds or 0.0))}
+                     "lag_seconds": dg.MetadataValue.float(float(report.lag_seconds or 0.0)),
+                     "state": report.describe()}
     return with_human_sizes(metadata)
 
 
@@ -66,6 +67,8 @@ def documents_metadata(report: status.IndexReport, done: SyncReport) -> dict:
         "documents_per_s": dg.MetadataValue.float(round(done.documents_per_s, 1)),
         "duration_s": dg.MetadataValue.float(round(done.duration_s, 3)),
         "watermark": done.watermark_to,
+        # a rebuild says why: which tables were rewritten behind the audit trail, and by what
+        **({"rebuilt_because": done.reason} if done.reason else {}),
     }
 
 

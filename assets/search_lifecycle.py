@@ -9,8 +9,12 @@ import dagster as dg
 
 from assets import keys, records
 from assets._metadata import code_version
-from orchestrator_data.search import lifecycle
+from orchestrator_data.search import index_retention, lifecycle, policies as lifecycle_policies, rollover
+from orchestrator_data.search.errors import SearchError
+from orchestrator_data.search.index_retention import RetentionReport
 from orchestrator_data.search.indices import NAMES
+from orchestrator_data.search.rollover import RolloverDecision
+from orchestrator_data.units import show
 from resources import ElasticsearchResource, PostgresResource
 
 ROLLOVER_COLUMNS = dg.TableSchema(columns=[
@@ -31,7 +35,7 @@ RETENTION_COLUMNS = dg.TableSchema(columns=[
 ])
 
 
-def _rollover_rows(decisions: list[lifecycle.RolloverDecision]) -> list[dg.TableRecord]:
+def _rollover_rows(decisions: list[RolloverDecision]) -> list[dg.TableRecord]:
     rows = []
     for d in decisions:
         outcome = d.action + (f" → {d.new_index}" if d.new_index else "")
@@ -42,17 +46,18 @@ def _rollover_rows(decisions: list[lifecycle.RolloverDecision]) -> list[dg.Table
     return rows
 
 
-def _retention_rows(reports: list[lifecycle.RetentionReport]) -> list[dg.TableRecord]:
+def _retention_rows(reports: list[RetentionReport]) -> list[dg.TableRecord]:
     return [dg.TableRecord({
         "index": r.index, "backing_index": b.index,
         "rolled_over_at": b.rolled_over_at.isoformat(timespec="seconds") if b.rolled_over_at else "-",
-        "age": lifecycle.show("time", b.age_s), "delete_after": r.delete_after or "never", "action": b.action})
+        "age": show("time", b.age_s), "delete_after": r.delete_after or "never",
+        "action": str(b.action)})  # a plain str: Dagster's serializer refuses an enum it does not know
         for r in reports for b in r.backing]
 
 
 @dg.asset(
     name=keys.SEARCH_LIFECYCLE, group_name=keys.SEARCH_GROUP, kinds={"elasticsearch"}, owners=["team:data-platform"],
-    deps=keys.index_keys(NAMES), code_version=code_version(lifecycle),
+    deps=keys.index_keys(NAMES), code_version=code_version(lifecycle, lifecycle_policies, rollover, index_retention),
     description="Rollover and retention of every search index by its lifecycle policy (search/policies/, "
                 "SEARCH_LIFECYCLE_DIR): a new backing index when a max_* condition is met and every min_* guard "
                 "is; backing indices deleted once they rolled over longer ago than the policy keeps them, never "
@@ -63,9 +68,9 @@ def search_lifecycle(context: dg.AssetExecutionContext, postgres: PostgresResour
                      elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
     started = time.monotonic()
     try:
-        policies = lifecycle.load_policies(elasticsearch.lifecycle_directory())
+        policies = lifecycle_policies.load_policies(elasticsearch.lifecycle_directory())
         done = lifecycle.apply(postgres.engine, elasticsearch.client, elasticsearch.layout(), policies)
-    except lifecycle.SearchError as exc:
+    except SearchError as exc:
         raise dg.Failure(description=str(exc)) from None
     missing = [d.index for d in done.rollovers if d.action == "missing"]
     if missing:

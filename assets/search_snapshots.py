@@ -14,7 +14,7 @@ from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
 from assets.backups import freshness_check_result
 from orchestrator_data.runbook import described
-from orchestrator_data.search import snapshots
+from orchestrator_data.search import snapshot_checks, snapshots
 from orchestrator_data.search.errors import SearchError
 from orchestrator_data.search.indices import NAMES
 from orchestrator_data.search.sources import SYNCED
@@ -96,7 +96,7 @@ def search_snapshot(context: dg.AssetExecutionContext, postgres: PostgresResourc
 
 
 @records.builds(keys.SEARCH_SNAPSHOT_RESTORE_CHECK)
-def snapshot_check_metadata(result: "snapshots.RestoreCheckResult", live: records.Live | None = None) -> dict:
+def snapshot_check_metadata(result: "snapshot_checks.RestoreCheckResult", live: records.Live | None = None) -> dict:
     """search_snapshot_restore_check's metadata (also recorded by `search snapshot restore-check`)."""
     return {
         "snapshot": result.snapshot,
@@ -113,7 +113,7 @@ def snapshot_check_metadata(result: "snapshots.RestoreCheckResult", live: record
 
 @dg.asset(
     name=keys.SEARCH_SNAPSHOT_RESTORE_CHECK, group_name=keys.BACKUPS_GROUP, kinds={"elasticsearch"},
-    owners=["team:data-platform"], deps=[search_snapshot], code_version=code_version(snapshots),
+    owners=["team:data-platform"], deps=[search_snapshot], code_version=code_version(snapshots, snapshot_checks),
     freshness_policy=SNAPSHOT_RESTORE_CHECK_FRESHNESS,
     description="Restores the newest successful snapshot into renamed indices (no aliases), compares each "
                 "index's documents with the counts the snapshot recorded and a sample of documents with the live "
@@ -123,7 +123,7 @@ def snapshot_check_metadata(result: "snapshots.RestoreCheckResult", live: record
 def search_snapshot_restore_check(context: dg.AssetExecutionContext, postgres: PostgresResource,
                                   elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
     try:
-        result = snapshots.restore_check(postgres.engine, elasticsearch.client, elasticsearch.layout(),
+        result = snapshot_checks.restore_check(postgres.engine, elasticsearch.client, elasticsearch.layout(),
                                          elasticsearch.snapshot_repository_of(), "latest")
     except SearchError as exc:
         raise dg.Failure(description=str(exc)) from None
@@ -153,7 +153,7 @@ def check_search_snapshot_freshness(elasticsearch: ElasticsearchResource) -> dg.
                                       RESTORE_CHECK_FRESHNESS_SECTION))
 def check_search_restore_check_freshness(postgres: PostgresResource,
                                          elasticsearch: ElasticsearchResource) -> dg.AssetCheckResult:
-    return freshness_check_result(snapshots.restore_check_freshness(
+    return freshness_check_result(snapshot_checks.restore_check_freshness(
         postgres.engine, elasticsearch.snapshot_repository_of(), elasticsearch.layout(),
         24 * elasticsearch.settings.search_restore_check_max_age_days), RESTORE_CHECK_FRESHNESS_SECTION,
         "orchestrator-data search snapshot restore-check latest")

@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from orchestrator_data.connections import resolve_url
 from orchestrator_data.postgres import migrator, models
 from orchestrator_data.postgres.client import create_engine
-from orchestrator_data.postgres.seed import audit_paused, seed
+from orchestrator_data.postgres.rewrites import audit_paused
+from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import EXECUTION_COLUMNS, SeedPlan, build_small_tables, executions_for
 from orchestrator_data.settings import load_settings
 from orchestrator_data.urls import libpq_url, replace_database
@@ -70,7 +71,7 @@ def main(scale: int = 1_000_000) -> None:
             _render(plan, path)
             with engine.begin() as conn:
                 conn.execute(sa.text("TRUNCATE executions"))
-            with engine.begin() as conn, audit_paused(conn, models.AUDITED_TABLES):
+            with engine.begin() as conn, audit_paused(conn, models.AUDITED_TABLES, "bench seed"):
                 raw = conn.connection.driver_connection
                 started = time.perf_counter()
                 with raw.cursor() as cursor, cursor.copy(

@@ -7,7 +7,7 @@ import dagster as dg
 from assets._runbook import runbook_metadata
 from jobs import search_snapshot_job
 from orchestrator_data.freshness import Freshness
-from orchestrator_data.search import snapshots
+from orchestrator_data.search import snapshot_checks, snapshots
 from resources import ElasticsearchResource, PostgresResource
 from schedules._stale import stale_copy_sensor
 from schedules._status import schedule_status
@@ -38,7 +38,7 @@ def _snapshot_promises(resources: dict) -> list[Freshness]:
         return [
             snapshots.snapshot_freshness(elasticsearch.client, repository, layout,
                                          settings.search_snapshot_max_age_hours, now),
-            snapshots.restore_check_freshness(postgres.engine, repository, layout,
+            snapshot_checks.restore_check_freshness(postgres.engine, repository, layout,
                                               24 * settings.search_restore_check_max_age_days, now),
         ]
     except snapshots.SearchError as exc:

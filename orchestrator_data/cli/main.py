@@ -111,9 +111,9 @@ def status(
     else:
         output.console.print(output.health_table(results, f"orchestrator-data ({settings.environment.value})"))
         for r in search or []:
-            state = (f"{r.documents:,} documents" + (f", {r.lag_rows:,} changes behind" if r.lag_rows is not None else "")
-                     if r.exists else "missing: run `orchestrator-data search init`")
-            output.info(f"{output.OK if r.exists else output.FAIL} search {r.name:<15} {state}")
+            fine = r.exists and r.state not in (search_status.State.DIFFERS, search_status.State.NEVER_SYNCED)
+            state = r.describe() if r.exists else "missing: run `orchestrator-data search init`"
+            output.info(f"{output.OK if fine else output.FAIL} search {r.name:<15} {state}")
         if search_error:
             output.info(f"{output.FAIL} search unavailable: {search_error}")
     if not healthy:

@@ -23,13 +23,14 @@ from rich.table import Table
 from orchestrator_data.cli import output
 from orchestrator_data.cli.context import load_settings
 from orchestrator_data.cli.dagster_env import dagster_home
+from orchestrator_data.errors import BadInput
 
 STATUS_MARKS = {"running": "[yellow]…[/yellow]", "succeeded": output.OK, "failed": output.FAIL,
                 "skipped": "[dim]-[/dim]", "retrying": "[yellow]↻[/yellow]"}
 
 
 def read_run_config(path: Path | None) -> dict:
-    """The run config YAML in `path`; exit 2 naming the file when it cannot be used."""
+    """The run config YAML in `path`; BadInput (exit 2) naming the file when it cannot be used."""
     if path is None:
         return {}
     import yaml
@@ -37,21 +38,18 @@ def read_run_config(path: Path | None) -> dict:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        output.error(f"{path}: no such run config file")
-        raise typer.Exit(2) from None
+        raise BadInput(f"{path}: no such run config file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        output.error(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or type(exc).__name__})")
-        raise typer.Exit(2) from None
+        raise BadInput(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
-        output.error(f"{path}: is not valid YAML{at}")
-        raise typer.Exit(2) from None
+        raise BadInput(f"{path}: is not valid YAML{at}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        output.error(f"{path}: run config must be a YAML mapping (ops:, resources:, ...), not a {type(loaded).__name__}")
-        raise typer.Exit(2)
+        raise BadInput(f"{path}: run config must be a YAML mapping (ops:, resources:, ...), "
+                       f"not a {type(loaded).__name__}")
     return loaded
 
 

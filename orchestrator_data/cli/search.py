@@ -129,8 +129,9 @@ def load(
 
 @app.command("status")
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Per index: alias, backing indices, mapping version, documents, PostgreSQL rows, lag. Exit 1 when
-    an index is missing."""
+    """Per index: alias, backing indices, mapping version, documents, PostgreSQL rows, lag and state (in step,
+    behind, rebuild pending, differs: documents and rows per organization compared). Exit 1 when an index is
+    missing or differs from PostgreSQL."""
     from orchestrator_data.search import lifecycle
     from orchestrator_data.search import status as search_status
 
@@ -143,17 +144,23 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     else:
         table = Table(title=f"search indices ({layout.prefix}-*)", title_justify="left")
         for column in ("index", "alias", "backing", "mapping", "documents", "postgres rows", "lag rows", "lag",
-                       "size"):
+                       "size", "state"):
             table.add_column(column)
         for r in reports:
+            state = "-" if r.state is None else (f"[red]{r.state}[/red]" if r.state == search_status.State.DIFFERS
+                                                 else str(r.state))
             table.add_row(r.name, r.alias if r.exists else "[red]missing[/red]", str(len(r.backing_indices)),
                           f"v{r.mapping_version}" if r.mapping_version else "-", f"{r.documents:,}",
                           "-" if r.postgres_rows is None else f"{r.postgres_rows:,}",
                           "-" if r.lag_rows is None else f"{r.lag_rows:,}",
-                          "-" if r.lag_seconds is None else f"{r.lag_seconds:.0f} s", output.human_bytes(r.size_bytes))
+                          "-" if r.lag_seconds is None else f"{r.lag_seconds:.0f} s", output.human_bytes(r.size_bytes),
+                          state)
         output.console.print(table)
+        for r in reports:
+            if r.state not in (None, search_status.State.IN_STEP):
+                output.info(f"{r.name}: {r.describe()}")
         output.info(_ilm_line(ilm))
-    if not all(r.exists for r in reports):
+    if not all(r.exists for r in reports) or any(r.state == search_status.State.DIFFERS for r in reports):
         raise typer.Exit(1)
 
 
@@ -241,10 +248,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _policies(settings, given: list[str] | None) -> tuple[dict, tuple[str, ...]]:
-    from orchestrator_data.search import lifecycle
+    from orchestrator_data.search import policies as lifecycle_policies
 
     names = _names(given, SEARCH_INDICES)
-    return lifecycle.policies_of(settings), names
+    return lifecycle_policies.policies_of(settings), names
 
 
 @app.command("rollover")
@@ -252,11 +259,12 @@ def rollover(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOp
     """Roll each index's write alias over to a new backing index where its policy says so: per index, each
     condition's current value against its threshold, and what happened (or would)."""
     from orchestrator_data.search import lifecycle
+    from orchestrator_data.search import rollover as search_rollover
 
     started = time.monotonic()
     with search_clients() as c:
         policies, names = _policies(c.settings, index)
-        decisions = [lifecycle.rollover_index(c.engine, c.es, c.layout, policies[n], dry_run=dry_run) for n in names]
+        decisions = [search_rollover.rollover_index(c.engine, c.es, c.layout, policies[n], dry_run=dry_run) for n in names]
     if not dry_run:
         timed = (lifecycle.LifecycleReport(decisions, []), time.monotonic() - started)
         recording.record(c.settings, "search rollover", lambda keys: [(keys.SEARCH_LIFECYCLE, timed)])
@@ -283,12 +291,13 @@ def rollover(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOp
 def retention(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonOption = False) -> None:
     """Delete the backing indices that rolled over longer ago than their policy keeps them (never a write
     index): per backing index, when it rolled over, its age, and what happened (or would)."""
-    from orchestrator_data.search import lifecycle
+    from orchestrator_data.search import index_retention, lifecycle
+    from orchestrator_data.units import show
 
     started = time.monotonic()
     with search_clients() as c:
         policies, names = _policies(c.settings, index)
-        reports = [lifecycle.retention_index(c.engine, c.es, c.layout, policies[n], dry_run=dry_run) for n in names]
+        reports = [index_retention.retention_index(c.engine, c.es, c.layout, policies[n], dry_run=dry_run) for n in names]
     if not dry_run:
         timed = (lifecycle.LifecycleReport([], reports), time.monotonic() - started)
         recording.record(c.settings, "search retention", lambda keys: [(keys.SEARCH_LIFECYCLE, timed)])
@@ -304,7 +313,7 @@ def retention(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonO
         for position, b in enumerate(r.backing):
             table.add_row(r.index if position == 0 else "", (r.delete_after or "never") if position == 0 else "",
                           b.index, b.rolled_over_at.strftime("%Y-%m-%d %H:%M:%S") if b.rolled_over_at else "-",
-                          lifecycle.show("time", b.age_s), b.action)
+                          show("time", b.age_s), b.action)
     output.console.print(table)
     if any(r.action == "missing" for r in reports):
         raise typer.Exit(1)
@@ -313,9 +322,9 @@ def retention(dry_run: DryRun = False, index: IndexOption = None, as_json: JsonO
 @lifecycle_app.command("show")
 def lifecycle_show(as_json: JsonOption = False) -> None:
     """Each index's policy and the file it comes from (SEARCH_LIFECYCLE_DIR replaces the package's)."""
-    from orchestrator_data.search import lifecycle
+    from orchestrator_data.search import policies as lifecycle_policies
 
-    policies = lifecycle.policies_of(load_settings())
+    policies = lifecycle_policies.policies_of(load_settings())
     if as_json:
         output.print_json({name: asdict(p) for name, p in policies.items()})
         return
@@ -334,13 +343,14 @@ def lifecycle_export(index: Annotated[str | None, typer.Option("--index", help="
                      ) -> None:
     """Print the policies as ILM policies (JSON: policy name → body for PUT _ilm/policy/<name>), for a
     cluster that has ILM. Needs no server."""
-    from orchestrator_data.search import indices, lifecycle
+    from orchestrator_data.search import indices
+    from orchestrator_data.search import policies as lifecycle_policies
 
     settings = load_settings()
     names = _names([index] if index else None, SEARCH_INDICES)
-    policies = lifecycle.policies_of(settings)
+    policies = lifecycle_policies.policies_of(settings)
     layout = indices.layout_of(settings)
-    output.print_json({f"{layout.prefix}-{n}": lifecycle.ilm_policy(policies[n], layout) for n in names})
+    output.print_json({f"{layout.prefix}-{n}": lifecycle_policies.ilm_policy(policies[n], layout) for n in names})
 
 
 app.add_typer(search_snapshot.app, name="snapshot")

@@ -75,16 +75,17 @@ def restore_check(
 ) -> None:
     """Restore a snapshot into renamed indices, compare counts and a sample of documents with the live
     ones, record the result, delete the copies. Exit 1 when the check fails."""
-    from orchestrator_data.search import snapshots
+    from orchestrator_data.search import snapshot_checks
 
     with _snapshot_clients() as (c, repository):
-        result = snapshots.restore_check(c.engine, c.es, c.layout, repository, snapshot)
+        result = snapshot_checks.restore_check(c.engine, c.es, c.layout, repository, snapshot)
     table = Table(title=f"restore check of {result.snapshot}", title_justify="left")
     for column in ("", "index", "recorded", "restored", "live", "sampled", "equal", "changed since"):
         table.add_column(column)
-    for c in result.indices:
-        table.add_row(output.OK if c.ok else output.FAIL, c.index, f"{c.recorded:,}", f"{c.restored:,}",
-                      f"{c.live:,}", str(c.sampled), str(c.equal), str(c.changed))
+    for checked in result.indices:
+        table.add_row(output.OK if checked.ok else output.FAIL, checked.index, f"{checked.recorded:,}",
+                      f"{checked.restored:,}", f"{checked.live:,}", str(checked.sampled), str(checked.equal),
+                      str(checked.changed))
     output.console.print(table)
     if not result.ok:
         for problem in result.problems[:10]:

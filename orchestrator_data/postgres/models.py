@@ -272,7 +272,9 @@ audit_logs = sa.Table(
     sa.Column("transaction_id", sa.BigInteger, nullable=False, server_default=sa.text("txid_current()")),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("clock_timestamp()")),
     # 'ALERT': an operational alert (revision 0003), written by the owner role, never the app role
-    sa.CheckConstraint("action IN ('INSERT', 'UPDATE', 'DELETE', 'ALERT', 'EXPORT', 'ERASURE')", name="action"),
+    # 'REWRITE': rows of table_name written with the row-audit triggers paused (revision 0011, postgres/rewrites.py)
+    sa.CheckConstraint("action IN ('INSERT', 'UPDATE', 'DELETE', 'ALERT', 'EXPORT', 'ERASURE', 'REWRITE')",
+                       name="action"),
     sa.Index("ix_audit_logs_organization_id_occurred_at", "organization_id", "occurred_at"),
     sa.Index("ix_audit_logs_table_name_record_id", "table_name", "record_id"),
     # the search sync reads the changes of a window of transactions (revision 0006)
@@ -293,6 +295,8 @@ search_sync_state = sa.Table(
     sa.Column("synced_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("documents_written", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("documents_deleted", sa.BigInteger, nullable=False, server_default="0"),
+    # the snapshot the last rebuild loaded from: a REWRITE mark visible in it is in the index (revision 0011)
+    sa.Column("rebuilt_snapshot", sa.Text),
 )
 
 # Each finished partition (one month) of a search index's full load (revision 0010). NULL bounds are

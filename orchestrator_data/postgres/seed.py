@@ -8,13 +8,14 @@ any scale. Tenant tables have FORCE row-level security, so rows are written per 
 
 Seed rows are synthetic, not user activity: the audit triggers are paused for the seed's own
 transaction (ALTER TABLE ... DISABLE TRIGGER is transactional and needs table ownership, which the
-migrating role has), so a million seeded executions do not become a million audit rows. The
+migrating role has), so a million seeded executions do not become a million audit rows. Instead each
+table gets one REWRITE mark in the audit trail (postgres/rewrites.py), from which the search sync knows
+to rebuild its indices from PostgreSQL. The
 table locks this takes are why seeding is refused in production.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator_data.errors import BadInput
 from orchestrator_data.postgres import models
-from orchestrator_data.postgres.security import AUDIT_FUNCTION
+from orchestrator_data.postgres.rewrites import audit_paused
 from orchestrator_data.postgres.seed_data import (
     EXECUTION_COLUMNS,
     SeedPlan,
@@ -67,25 +68,6 @@ def check_environment(environment: str) -> None:
 
 def _set_tenant(conn: sa.Connection, organization_id) -> None:
     conn.execute(sa.text("SELECT set_config('app.organization_id', :org, true)"), {"org": str(organization_id)})
-
-
-def _audit_triggers(conn: sa.Connection, table: str) -> list[str]:
-    """The row-audit triggers on `table` (never audit_logs' own append-only guard)."""
-    return list(conn.execute(sa.text(
-        "SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
-        "WHERE t.tgrelid = to_regclass(:table) AND NOT t.tgisinternal AND p.proname = :function"
-    ), {"table": f"public.{table}", "function": AUDIT_FUNCTION}).scalars())
-
-
-@contextlib.contextmanager
-def audit_paused(conn: sa.Connection, tables):
-    """Disable the audit triggers of `tables` until the end of this transaction's block."""
-    paused = [(table, trigger) for table in tables for trigger in _audit_triggers(conn, table)]
-    for table, trigger in paused:
-        conn.execute(sa.text(f'ALTER TABLE "{table}" DISABLE TRIGGER "{trigger}"'))
-    yield
-    for table, trigger in paused:
-        conn.execute(sa.text(f'ALTER TABLE "{table}" ENABLE TRIGGER "{trigger}"'))
 
 
 def _id_column(table: str) -> str:
@@ -144,7 +126,7 @@ def seed(engine: sa.Engine, environment: str, plan: SeedPlan, on_progress: Repor
     rows = build_small_tables(plan)
     org_ids = [org["id"] for org in rows.organizations]
     with engine.begin() as conn:
-        with audit_paused(conn, models.AUDITED_TABLES):
+        with audit_paused(conn, models.AUDITED_TABLES, f"seed run ({environment})"):
             small = list(rows.tables())
             for done, (name, data) in enumerate(small, start=1):
                 table = models.metadata.tables[name]
@@ -197,7 +179,7 @@ def clean(engine: sa.Engine, environment: str, confirm: bool) -> SeedReport:
     started = time.perf_counter()
     report = SeedReport(environment=environment, executions_planned=0)
     with engine.begin() as conn:
-        with audit_paused(conn, models.AUDITED_TABLES):
+        with audit_paused(conn, models.AUDITED_TABLES, f"seed clean ({environment})"):
             org_ids = _seeded_organizations(conn)
             for name in reversed(models.LOAD_ORDER):
                 if name != "organizations":

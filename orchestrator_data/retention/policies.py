@@ -18,7 +18,7 @@ from pathlib import Path
 
 from orchestrator_data.errors import BadInput
 from orchestrator_data.policy_files import policy_data, policy_texts
-from orchestrator_data.search.lifecycle import parse_time
+from orchestrator_data.units import parse_time
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,10 @@ from orchestrator_data.errors import OperationFailed
 from orchestrator_data.search.names import NAMES
 
 
+# what a failed lifecycle request leaves behind: Elasticsearch applies a rollover or a delete whole or not at all
+NOTHING_CHANGED = "nothing was changed by the failed request"
+
+
 class SearchError(OperationFailed):
     """A search operation that cannot be done; the message names what is wrong and is safe to print."""
 

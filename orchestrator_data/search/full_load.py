@@ -6,7 +6,7 @@ partition also loads every older row, the last (the current month) every later o
 partitions together cover every row whatever its date.
 
 * One REPEATABLE READ snapshot per partition, rows streamed from a server-side cursor and written
-  with the sync's own code (sync.load_batches, write_changes): external versions from the rows, so a
+  with the sync's own code (loading.load_batches, write_changes): external versions from the rows, so a
   re-run or a sync writing the same document never regresses or duplicates it, and a document that
   already lives in an older backing index (after a rollover) is rewritten there.
 * The index's lock, shared: partitions run side by side, never while a sync, reindex, rollover or
@@ -36,7 +36,7 @@ from orchestrator_data.search.indices import Layout, definition
 from orchestrator_data.search.locks import index_lock
 from orchestrator_data.search.reports import SyncReport
 from orchestrator_data.search.sources import SOURCES, Source, batched, row_change, source_of, stream_rows
-from orchestrator_data.search.sync import load_batches
+from orchestrator_data.search.loading import load_batches
 
 # How long a partition waits for a sync, rollover or snapshot to release the index (they take seconds
 # to minutes); a reindex takes longer, and the partition then fails, to be run again.
@@ -140,7 +140,7 @@ def load_partition(engine: sa.Engine, client: Elasticsearch, layout: Layout, nam
         report = SyncReport(name, "partition", None, 0,
                             mapping_version=layout.version_of(name, target) or definition(name).version)
         xmin = load_batches(engine, client, layout, src, _partition_rows(src, part), backing, target, report,
-                                 started, on_progress)
+                            started, on_progress).xmin
         done = PartitionReport(name, part.key, part.start, part.end, xmin, report.rows_read, report.documents_written,
                                report.stale_skipped, time.monotonic() - started, dict(sorted(report.written_to.items())))
         _record(engine, alias, done)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 
 from elasticsearch import Elasticsearch, NotFoundError
@@ -219,6 +220,13 @@ def index_status(client: Elasticsearch, layout: Layout, name: str) -> IndexStatu
     current = write_index(client, layout, name)
     return IndexStatus(name, alias, True, sorted(members), current,
                        layout.version_of(name, current) if current else None, documents, size)
+
+
+def creation_dates(client: Elasticsearch, indices: list[str]) -> dict[str, datetime]:
+    """When each of `indices` was created (the index setting index.creation_date)."""
+    found = client.indices.get_settings(index=",".join(indices), name="index.creation_date")
+    return {index: datetime.fromtimestamp(int(body["settings"]["index"]["creation_date"]) / 1000, UTC)
+            for index, body in found.items()}
 
 
 def layout_of(settings) -> Layout:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import sqlalchemy as sa
 
 from orchestrator_data.search.errors import SyncBusy, SyncDeferred
+
+# a sync takes seconds; a reindex can take longer, and then a lifecycle step waits for the next run
+LIFECYCLE_WAIT_S = 120.0
 
 
 def _lock_key(alias: str) -> int:
@@ -30,6 +33,12 @@ def index_lock(engine: sa.Engine, alias: str, wait_s: float = 0.0, *, shared: bo
     it, then raises SyncBusy — SyncDeferred when an exclusive taker finds a full load holding it."""
     with index_locks(engine, [alias], wait_s, shared=shared):
         yield
+
+
+def lifecycle_lock(engine: sa.Engine, alias: str, dry_run: bool) -> AbstractContextManager[None]:
+    """The index's lock for a lifecycle step that changes it (rollover, retention), waiting up to
+    LIFECYCLE_WAIT_S; a dry run only reads, and takes none."""
+    return nullcontext() if dry_run else index_lock(engine, alias, wait_s=LIFECYCLE_WAIT_S)
 
 
 def _full_loads_holding(conn: sa.Connection, key: int) -> int:

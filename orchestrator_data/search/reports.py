@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field
 @dataclass
 class SyncReport:
     index: str
-    mode: str                       # "full" | "incremental" | "after_full_load" | "reindex" | "repair" | "partition"
+    # "full" | "incremental" | "rebuild" (rows rewritten behind the audit trail) | "after_full_load" | "reindex"
+    # | "repair" | "partition"
+    mode: str
     watermark_from: int | None
     watermark_to: int
     rows_read: int = 0
@@ -20,6 +22,7 @@ class SyncReport:
     duration_s: float = 0.0
     mapping_version: int = 0
     written_to: dict[str, int] = field(default_factory=dict)  # backing index -> documents written there
+    reason: str = ""                # why a rebuild: which tables were rewritten behind the audit trail, by what
 
     @property
     def documents_per_s(self) -> float:

@@ -96,14 +96,21 @@ def row_change(row: sa.RowMapping) -> Change:
 
 
 # -- reading PostgreSQL ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Snapshot:
+    xmin: int   # every transaction below it has ended
+    text: str   # the whole snapshot (pg_snapshot), to ask later what it could see (pg_visible_in_snapshot)
+
+
 @contextmanager
-def consistent_snapshot(engine: sa.Engine) -> Iterator[tuple[sa.Connection, int]]:
-    """A REPEATABLE READ, read-only transaction and its xmin: every transaction below it has ended."""
+def consistent_snapshot(engine: sa.Engine) -> Iterator[tuple[sa.Connection, Snapshot]]:
+    """A REPEATABLE READ, read-only transaction and its snapshot (its first statement fixes it)."""
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         with conn.begin():
-            xmin = conn.execute(sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")).scalar_one()
-            yield conn, xmin
+            xmin, text = conn.execute(sa.text(
+                "SELECT pg_snapshot_xmin(s)::text::bigint, s::text FROM pg_current_snapshot() s")).one()
+            yield conn, Snapshot(xmin, text)
 
 
 def stream_rows(conn: sa.Connection, statement: str, params: dict | None = None) -> Iterator[sa.RowMapping]:
@@ -128,7 +135,7 @@ def _changed_ids(conn: sa.Connection, src: Source, low: int) -> Iterator[str]:
     """Ids of this index's documents touched by the visible transactions from `low` on: rows of its own
     table (deleted ones included: they are looked up and found missing) and children of changed parents."""
     changed = stream_rows(conn, "SELECT DISTINCT table_name, record_id FROM audit_logs WHERE transaction_id >= :low "
-                                "AND table_name = ANY(:tables) AND action <> 'ALERT'",
+                                "AND table_name = ANY(:tables) AND action NOT IN ('ALERT', 'REWRITE')",
                           {"low": low, "tables": list(src.tables)})
     parents: dict[str, list[str]] = {}
     seen: set[str] = set()
@@ -157,6 +164,28 @@ def changes_for(conn: sa.Connection, src: Source, ids: list[str]) -> list[Change
     # gone from the table (a hard delete, its DELETE in the audit trail): delete, outranking any write
     changes += [Change(i, DELETED_FOREVER, None) for i in ids if i not in found]
     return changes
+
+
+class RewriteFound(Exception):
+    """Rows this index is made of were written behind the audit trail (REWRITE marks, postgres/rewrites.py)
+    by a transaction the window holds: its changes cannot be applied one by one; the index is rebuilt."""
+
+    def __init__(self, index: str, marks: list[tuple[str, str]]):
+        self.marks = marks  # (table, reason)
+        super().__init__(f"{index}: rows rewritten behind the audit trail (" +
+                         "; ".join(f"{table}: {reason}" for table, reason in marks) + ")")
+
+
+def rewrite_marks(conn: sa.Connection, src: Source, low: int, covered: str | None) -> list[tuple[str, str]]:
+    """The REWRITE marks of the tables `src` is made of, by visible transactions from `low` on, that the
+    snapshot `covered` (the last rebuild's: it loaded their rows) could not see."""
+    tables = list(src.tables) or [src.table]
+    return [(table, reason) for table, reason in conn.execute(sa.text(
+        "SELECT DISTINCT table_name, coalesce(new_values->>'reason', '') FROM audit_logs "
+        "WHERE action = 'REWRITE' AND transaction_id >= :low AND table_name = ANY(:tables) "
+        "AND (CAST(:covered AS pg_snapshot) IS NULL "
+        "     OR NOT pg_visible_in_snapshot(transaction_id::text::xid8, CAST(:covered AS pg_snapshot)))"),
+        {"low": low, "tables": tables, "covered": covered})]
 
 
 def window_changes(conn: sa.Connection, src: Source, low: int) -> Iterator[list[Change]]:

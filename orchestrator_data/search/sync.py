@@ -35,30 +35,20 @@ index stands), bulk.py (writing into Elasticsearch), locks.py, errors.py. This m
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
-from orchestrator_data.search.bulk import backing_indices, write_changes
+from orchestrator_data.search.bulk import backing_indices
 from orchestrator_data.search.errors import elasticsearch_errors
-from orchestrator_data.search.indices import NAMES, IndexInit, Layout, definition, init_indices
+from orchestrator_data.search.indices import NAMES, IndexInit, Layout, definition, init_indices, write_index
+from orchestrator_data.search.loading import load_into
 from orchestrator_data.search.locks import index_lock
+from orchestrator_data.search.rebuild import rebuild
 from orchestrator_data.search.reports import SyncReport
-from orchestrator_data.search.sources import (
-    SOURCES,
-    SYNCED,
-    Change,
-    Source,
-    all_changes,
-    consistent_snapshot,
-    source_of,
-    window_changes,
-)
+from orchestrator_data.search.sources import SOURCES, SYNCED, RewriteFound, source_of
 from orchestrator_data.search.watermarks import forget, load_state, save_state, watermark_from_loads
 
 log = logging.getLogger(__name__)
@@ -66,90 +56,39 @@ log = logging.getLogger(__name__)
 
 def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str, *, full: bool = False,
                on_progress: Callable[[SyncReport], None] | None = None) -> SyncReport:
-    """Bring one index up to date: incrementally from its watermark, or in full (also when it has never
-    been synced). A never-synced index whose partitioned full load covers every row starts from the
-    loads instead (watermark_from_loads). Raises SyncError (watermark unchanged), SyncBusy (SyncDeferred:
-    a full load is running or incomplete), UnknownIndex."""
+    """Bring one index up to date: incrementally from its watermark, or by a rebuild (rebuild.py) that
+    leaves it exactly equal to PostgreSQL — asked for (`full`), for a never-synced index, or because
+    rows were rewritten behind the audit trail since the last rebuild (a REWRITE mark in the window).
+    A never-synced index whose partitioned full load covers every row starts from the loads instead
+    (watermark_from_loads). Raises SyncError (watermark unchanged), SyncBusy (SyncDeferred: a full load
+    is running or incomplete), UnknownIndex."""
     src = source_of(name)
     alias = layout.read_alias(name)
     started = time.monotonic()
     with elasticsearch_errors(f"sync of {alias}"), index_lock(engine, alias):
         state = load_state(engine, alias)
         low = None if full else state.watermark if state is not None else watermark_from_loads(engine, src, alias)
-        mode = "full" if low is None else "incremental" if state is not None else "after_full_load"
-        backing, target = backing_indices(client, layout, name)
-        report = SyncReport(name, mode, low, 0,
-                            mapping_version=layout.version_of(name, target) or definition(name).version)
-        report.watermark_to = load_into(engine, client, layout, src, report.watermark_from, backing, target,
-                                        report, started, on_progress)
-        save_state(engine, alias, report)  # only now: every document of the window was acknowledged
+        if low is None:
+            report = SyncReport(name, "full", None, 0)
+            rebuild(engine, client, layout, name, report, started, on_progress)
+        else:
+            backing, target = backing_indices(client, layout, name)
+            report = SyncReport(name, "incremental" if state is not None else "after_full_load", low, 0,
+                                mapping_version=layout.version_of(name, target) or definition(name).version)
+            try:
+                loaded = load_into(engine, client, layout, src, low, backing, target, report, started, on_progress,
+                                   covered=state.rebuilt_snapshot if state is not None else None)
+            except RewriteFound as found:
+                log.warning("%s; rebuilding it from PostgreSQL", found)
+                report = SyncReport(name, "rebuild", low, 0, reason=str(found))
+                rebuild(engine, client, layout, name, report, started, on_progress)
+            else:
+                report.watermark_to = loaded.xmin
+                save_state(engine, alias, report)  # only now: every document of the window was acknowledged
     report.duration_s = time.monotonic() - started
-    log.info("%s sync of %s: %d written, %d deleted, watermark %s -> %s", mode, alias, report.documents_written,
-             report.documents_deleted, report.watermark_from, report.watermark_to)
+    log.info("%s sync of %s: %d written, %d deleted, watermark %s -> %s", report.mode, alias,
+             report.documents_written, report.documents_deleted, report.watermark_from, report.watermark_to)
     return report
-
-
-def load_into(engine: sa.Engine, client: Elasticsearch, layout: Layout, src: Source, low: int | None,
-              backing: list[str], target: str, report: SyncReport, started: float,
-              on_progress: Callable[[SyncReport], None] | None = None) -> int:
-    """Write every row (low None) or every change from `low` on into `target`, in one snapshot; returns
-    the snapshot's xmin, the watermark the writes make true once acknowledged."""
-    read = (lambda conn: all_changes(conn, src)) if low is None else (lambda conn: window_changes(conn, src, low))
-    return load_batches(engine, client, layout, src, read, backing, target, report, started, on_progress)
-
-
-def load_batches(engine: sa.Engine, client: Elasticsearch, layout: Layout, src: Source,
-                 read: Callable[[sa.Connection], Iterator[list[Change]]], backing: list[str], target: str,
-                 report: SyncReport, started: float, on_progress: Callable[[SyncReport], None] | None = None) -> int:
-    """Write what `read(conn)` yields, read in one REPEATABLE READ snapshot; returns the snapshot's xmin."""
-    with consistent_snapshot(engine) as (conn, xmin):
-        for changes in _read_ahead(read(conn)):
-            report.rows_read += len(changes)
-            write_changes(client, layout, src.index, changes, report, backing, target)
-            report.duration_s = time.monotonic() - started
-            if on_progress:
-                on_progress(report)
-    return xmin
-
-
-_DONE = object()
-
-
-def _read_ahead(batches: Iterator[list[Change]], depth: int = 2) -> Iterator[list[Change]]:
-    """Read the next batches from PostgreSQL on a thread of its own while the caller waits on
-    Elasticsearch; at most `depth` batches wait in between, so memory stays bounded. The thread alone
-    uses the snapshot's connection; it stops at the next batch when the caller gives up."""
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        ready.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            ready.put(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
-            ready.put(exc)
-
-    reader = threading.Thread(target=produce, name="search-sync-reader", daemon=True)
-    reader.start()
-    try:
-        while (item := ready.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while reader.is_alive():  # unblock a reader waiting on a full queue, then let it finish
-            with suppress(queue.Empty):
-                ready.get(timeout=0.1)
-        reader.join()
 
 
 def sync(engine: sa.Engine, client: Elasticsearch, layout: Layout, names: Iterable[str] = SYNCED, *,
@@ -160,6 +99,14 @@ def sync(engine: sa.Engine, client: Elasticsearch, layout: Layout, names: Iterab
     reports = [sync_index(engine, client, layout, name, full=full, on_progress=on_progress) for name in names]
     client.indices.refresh(index=",".join(layout.read_alias(n) for n in names))
     return reports
+
+
+def sync_existing(engine: sa.Engine, client: Elasticsearch, layout: Layout,
+                  on_progress: Callable[[SyncReport], None] | None = None) -> list[SyncReport]:
+    """Sync every synced index that exists (none created here). After rows were rewritten behind the audit
+    trail (a seed), the marks it left make each of them rebuild, so they end equal to PostgreSQL."""
+    names = [name for name in SYNCED if write_index(client, layout, name) is not None]
+    return sync(engine, client, layout, names, on_progress=on_progress) if names else []
 
 
 def create_indices(engine: sa.Engine | None, client: Elasticsearch, layout: Layout, names: Iterable[str] = NAMES, *,

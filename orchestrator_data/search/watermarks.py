@@ -40,14 +40,17 @@ def load_state(engine: sa.Engine, alias: str) -> sa.Row | None:
             models.search_sync_state.c.index_name == alias)).first()
 
 
-def save_state(engine: sa.Engine, alias: str, report: SyncReport) -> None:
-    """Record a finished run: the watermark it made true (never moved backwards) and its counts."""
+def save_state(engine: sa.Engine, alias: str, report: SyncReport, *, rebuilt_snapshot: str | None = None) -> None:
+    """Record a finished run: the watermark it made true (never moved backwards) and its counts; a rebuild
+    also records the snapshot it loaded everything from (the REWRITE marks it could see are done)."""
     table = models.search_sync_state
     values = {"index_name": alias, "watermark": report.watermark_to, "mapping_version": report.mapping_version,
               "synced_at": sa.func.now(), "documents_written": report.documents_written,
               "documents_deleted": report.documents_deleted}
-    if report.mode in ("full", "reindex", "after_full_load"):
+    if report.mode in ("full", "rebuild", "reindex", "after_full_load"):
         values["full_synced_at"] = sa.func.now()
+    if rebuilt_snapshot is not None:
+        values["rebuilt_snapshot"] = rebuilt_snapshot
     statement = postgresql.insert(table).values(**values)
     updates = {k: statement.excluded[k] for k in values if k != "index_name"}
     updates["watermark"] = sa.func.greatest(table.c.watermark, statement.excluded.watermark)  # never backwards

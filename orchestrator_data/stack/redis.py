@@ -23,7 +23,7 @@ from orchestrator_data.stack.common import (
     terminate,
     wait_until,
 )
-from orchestrator_data.stack.redis_server import choose_server, installed_servers, record_writer
+from orchestrator_data.stack.redis_server import RedisServer, choose_server, installed_servers, record_writer
 from orchestrator_data.redis.client import server_version
 from orchestrator_data.urls import make_url
 
@@ -106,7 +106,7 @@ maxmemory-policy noeviction
         pid = read_pid(self.pid_file)
         return pid is not None and not pid_alive(pid)
 
-    def _exit_message(self, server) -> str:
+    def _exit_message(self, server: RedisServer) -> str:
         """One line: the server's last warning-level log line (the reason it gave up), not its whole log."""
         pid = read_pid(self.pid_file)
         self.pid_file.unlink(missing_ok=True)  # a dead server's: nothing of the failed start is left

@@ -12,7 +12,7 @@ import pytest
 from orchestrator_data.connections import resolve_url
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import snapshots, sync
+from orchestrator_data.search import snapshot_checks, snapshots, sync
 from orchestrator_data.search.indices import Layout, drop_indices
 from orchestrator_data.settings import load_settings
 from resources import AlertsResource, ElasticsearchResource, PostgresResource, RedisResource
@@ -55,7 +55,7 @@ def test_alerts_once_per_stale_snapshot_and_promise_and_is_quiet_when_fresh(serv
     es, layout = services["elasticsearch"].client, services["elasticsearch"].layout()
     repository = services["elasticsearch"].snapshot_repository_of()
     info = snapshots.create_snapshot(engine, es, layout, repository)
-    assert snapshots.restore_check(engine, es, layout, repository).ok
+    assert snapshot_checks.restore_check(engine, es, layout, repository).ok
     result, cursor = _tick(services, json.dumps(cursor))
     assert result.skip_message.count("newest") == 2 and "already" not in result.skip_message
     assert len(alert_rows(engine)) == 2

@@ -12,14 +12,16 @@ import sqlalchemy as sa
 
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import indices, lifecycle, locks, sources, sync
-from orchestrator_data.search.lifecycle import InvalidPolicy, Policy, parse_policy
+from orchestrator_data import units
+from orchestrator_data.search import index_retention, indices, lifecycle, locks, rollover, sources, sync
+from orchestrator_data.search import policies as lifecycle_policies
+from orchestrator_data.search.policies import InvalidPolicy, Policy, parse_policy
 from tests.search_documents import METRICS, add_metrics_documents
 
 
 # -- policy files ----------------------------------------------------------------------------------
 def test_the_package_policies_load_and_every_index_has_one():
-    policies = lifecycle.load_policies()
+    policies = lifecycle_policies.load_policies()
     assert set(policies) == set(indices.NAMES)
     for name, policy in policies.items():
         assert policy.rollover["min_docs"] >= 1, name  # an empty index never rolls
@@ -61,33 +63,33 @@ def test_retention_is_refused_for_an_index_mirrored_from_postgres():
 def test_a_policy_directory_replaces_the_package_policy_and_refuses_strangers(tmp_path):
     (tmp_path / "system_metrics.json").write_text(json.dumps(
         {"index": METRICS, "rollover": {"max_docs": 5, "min_docs": 2}, "retention": {"delete_after": "2d"}}))
-    policies = lifecycle.load_policies(tmp_path)
+    policies = lifecycle_policies.load_policies(tmp_path)
     assert policies[METRICS].rollover == {"max_docs": 5, "min_docs": 2}
     assert policies[METRICS].source == str(tmp_path / "system_metrics.json")
     assert policies["workflows"].source == "search/policies/workflows.json"
     (tmp_path / "workflow.json").write_text("{}")
     with pytest.raises(InvalidPolicy, match=r"workflow\.json: no index is named 'workflow'"):
-        lifecycle.load_policies(tmp_path)
+        lifecycle_policies.load_policies(tmp_path)
     with pytest.raises(InvalidPolicy, match="SEARCH_LIFECYCLE_DIR"):
-        lifecycle.load_policies(tmp_path / "missing")
+        lifecycle_policies.load_policies(tmp_path / "missing")
 
 
 def test_thresholds_read_as_elasticsearch_reads_them():
-    assert lifecycle.parse_time("90m") == 5400
-    assert lifecycle.parse_time("500ms") == 0.5
-    assert lifecycle.parse_bytes("30gb") == 30 * 1024 ** 3
-    assert lifecycle.parse_bytes("1KB") == 1024
-    assert lifecycle.show("bytes", 1536) == "1.5kb"
-    assert lifecycle.show("time", 7200) == "2.0h"
+    assert units.parse_time("90m") == 5400
+    assert units.parse_time("500ms") == 0.5
+    assert units.parse_bytes("30gb") == 30 * 1024 ** 3
+    assert units.parse_bytes("1KB") == 1024
+    assert units.show("bytes", 1536) == "1.5kb"
+    assert units.show("time", 7200) == "2.0h"
 
 
 def test_the_ilm_export_carries_the_same_conditions_and_retention():
     policy = Policy(METRICS, "x", {"max_age": "1d", "min_docs": 1}, "30d")
-    exported = lifecycle.ilm_policy(policy, indices.Layout("od"))["policy"]
+    exported = lifecycle_policies.ilm_policy(policy, indices.Layout("od"))["policy"]
     assert exported["phases"]["hot"]["actions"]["rollover"] == {"max_age": "1d", "min_docs": 1}
     assert exported["phases"]["delete"] == {"min_age": "30d", "actions": {"delete": {}}}
     assert exported["_meta"]["rollover_alias"] == "od-system_metrics-write"
-    no_retention = lifecycle.ilm_policy(Policy("workflows", "x", {"max_docs": 9}), indices.Layout("od"))
+    no_retention = lifecycle_policies.ilm_policy(Policy("workflows", "x", {"max_docs": 9}), indices.Layout("od"))
     assert "delete" not in no_retention["policy"]["phases"]
 
 
@@ -120,13 +122,13 @@ def test_each_max_condition_rolls_the_index_over_and_reports_its_value(engine, e
         time.sleep(1.2)
     [first] = _backing(es, layout)
     policy = _policy(condition)
-    dry = lifecycle.rollover_index(engine, es, layout, policy, dry_run=True)
+    dry = rollover.rollover_index(engine, es, layout, policy, dry_run=True)
     assert dry.action == "would roll over" and _backing(es, layout) == [first]
     [name] = condition
     check = next(c for c in dry.checks if c.condition == name)
     assert check.met and check.measured >= check.limit and check.threshold == str(condition[name])
 
-    done = lifecycle.rollover_index(engine, es, layout, policy)
+    done = rollover.rollover_index(engine, es, layout, policy)
     assert done.action == "rolled over"
     assert done.new_index == layout.backing(METRICS, 1, 2)
     assert _backing(es, layout) == [first, done.new_index]
@@ -143,7 +145,7 @@ def test_each_max_condition_rolls_the_index_over_and_reports_its_value(engine, e
 ])
 def test_no_rollover_below_a_min_guard(engine, es, layout, condition, guard):
     _metrics_index(es, layout, 2)
-    done = lifecycle.rollover_index(engine, es, layout, _policy(condition))
+    done = rollover.rollover_index(engine, es, layout, _policy(condition))
     assert done.action == "stays"
     assert guard in done.reason
     assert len(_backing(es, layout)) == 1
@@ -153,17 +155,17 @@ def test_no_rollover_below_a_min_guard(engine, es, layout, condition, guard):
 def test_an_empty_index_never_rolls_even_when_old_enough(engine, es, layout):
     _metrics_index(es, layout, 0)
     time.sleep(1.1)
-    done = lifecycle.rollover_index(engine, es, layout, _policy({"max_age": "1s"}))  # min_docs 1 by default
+    done = rollover.rollover_index(engine, es, layout, _policy({"max_age": "1s"}))  # min_docs 1 by default
     assert done.action == "stays" and "min_docs" in done.reason
     assert len(_backing(es, layout)) == 1
 
 
 def test_a_busy_index_is_left_for_the_next_run(engine, es, layout, monkeypatch):
     _metrics_index(es, layout, 3)
-    monkeypatch.setattr(lifecycle, "LOCK_WAIT_S", 0.2)
+    monkeypatch.setattr(locks, "LIFECYCLE_WAIT_S", 0.2)
     with locks.index_lock(engine, layout.read_alias(METRICS)):
-        done = lifecycle.rollover_index(engine, es, layout, _policy({"max_docs": 1}))
-        kept = lifecycle.retention_index(engine, es, layout, _policy({"max_docs": 1}, "0s"))
+        done = rollover.rollover_index(engine, es, layout, _policy({"max_docs": 1}))
+        kept = index_retention.retention_index(engine, es, layout, _policy({"max_docs": 1}, "0s"))
     assert done.action == "busy" and kept.action == "busy"
     assert len(_backing(es, layout)) == 1
 
@@ -172,43 +174,43 @@ def test_retention_deletes_what_rolled_over_long_enough_ago_and_never_the_write_
     _metrics_index(es, layout, 2)
     roll = _policy({"max_docs": 1})
     first = _backing(es, layout)[0]
-    lifecycle.rollover_index(engine, es, layout, roll)
+    rollover.rollover_index(engine, es, layout, roll)
     _metrics_index(es, layout, 2)
     second = indices.write_index(es, layout, METRICS)
     time.sleep(1.5)
-    lifecycle.rollover_index(engine, es, layout, roll)
+    rollover.rollover_index(engine, es, layout, roll)
     third = indices.write_index(es, layout, METRICS)
     assert _backing(es, layout) == [first, second, third]
 
     # judged at a moment when the first rolled over 10.5 s ago and the second (>= 1.5 s later) less than 10 s ago
-    rolled = lifecycle.rolled_over_at(es, layout, METRICS, [first, second])
+    rolled = index_retention.rolled_over_at(es, layout, METRICS, [first, second])
     assert (rolled[second] - rolled[first]).total_seconds() >= 1.4
     moment = rolled[first] + timedelta(seconds=10.5)
     ten_seconds = _policy({"max_docs": 1}, "10s")
-    dry = lifecycle.retention_index(engine, es, layout, ten_seconds, dry_run=True, now=moment)
+    dry = index_retention.retention_index(engine, es, layout, ten_seconds, dry_run=True, now=moment)
     assert dry.to_delete == [first] and dry.deleted == []
     assert {b.index: b.action for b in dry.backing} == {first: "delete", second: "keep", third: "write index"}
     assert _backing(es, layout) == [first, second, third]
-    done = lifecycle.retention_index(engine, es, layout, ten_seconds, now=moment)
+    done = index_retention.retention_index(engine, es, layout, ten_seconds, now=moment)
     assert done.deleted == [first]
     assert _backing(es, layout) == [second, third]
     assert es.count(index=layout.read_alias(METRICS))["count"] == 2
 
     # "0s": everything that rolled over goes, the write index (empty, newest) stays
-    everything = lifecycle.retention_index(engine, es, layout, _policy({"max_docs": 1}, "0s"))
+    everything = index_retention.retention_index(engine, es, layout, _policy({"max_docs": 1}, "0s"))
     assert everything.deleted == [second]
     assert _backing(es, layout) == [third]
     assert indices.write_index(es, layout, METRICS) == third
-    again = lifecycle.retention_index(engine, es, layout, _policy({"max_docs": 1}, "0s"))
+    again = index_retention.retention_index(engine, es, layout, _policy({"max_docs": 1}, "0s"))
     assert again.deleted == [] and _backing(es, layout) == [third]
 
 
 def test_rollover_time_comes_from_the_rollover_record(engine, es, layout):
     _metrics_index(es, layout, 2)
     before = datetime.now(UTC) - timedelta(seconds=1)
-    lifecycle.rollover_index(engine, es, layout, _policy({"max_docs": 1}))
+    rollover.rollover_index(engine, es, layout, _policy({"max_docs": 1}))
     first, second = _backing(es, layout)
-    found = lifecycle.rolled_over_at(es, layout, METRICS, [first, second])
+    found = index_retention.rolled_over_at(es, layout, METRICS, [first, second])
     assert before <= found[first] <= datetime.now(UTC) + timedelta(seconds=1)
     assert found[second] is None
 
@@ -234,7 +236,7 @@ def test_a_document_updated_after_its_index_rolled_over_keeps_exactly_one_copy(s
     engine = seeded
     policy = Policy("workflows", "test", {"max_docs": 1, "min_docs": 1})
     first = indices.write_index(es, layout, "workflows")
-    assert lifecycle.rollover_index(engine, es, layout, policy).action == "rolled over"
+    assert rollover.rollover_index(engine, es, layout, policy).action == "rolled over"
     with engine.begin() as conn:
         changed = conn.execute(sa.text("UPDATE workflows SET name = 'renamed after rollover' WHERE id = "
                                        "(SELECT id FROM workflows WHERE deleted_at IS NULL LIMIT 1) RETURNING id")
@@ -276,7 +278,7 @@ def test_searches_through_the_read_alias_miss_nothing_during_rollovers(engine, e
                     "service": "test", "metric": "m", "value": 1.0, "unit": "1",
                     "sampled_at": datetime.now(UTC).isoformat(), "labels": {}})
                 written += 1
-            assert lifecycle.rollover_index(engine, es, layout, policy).action == "rolled over"
+            assert rollover.rollover_index(engine, es, layout, policy).action == "rolled over"
     finally:
         stop.set()
         searcher.join()
@@ -294,14 +296,14 @@ def test_a_synced_index_loses_and_duplicates_nothing_across_a_rollover(seeded, e
     searcher = _count_in_a_loop(es, layout.read_alias("executions"), seen, stop)
     try:
         policy = Policy("executions", "test", {"max_docs": 1, "min_docs": 1})
-        assert lifecycle.rollover_index(engine, es, layout, policy).action == "rolled over"
+        assert rollover.rollover_index(engine, es, layout, policy).action == "rolled over"
         for _ in range(3):
             with engine.begin() as conn:  # updated rows: their documents are rewritten where they are
                 conn.execute(sa.text("UPDATE executions SET status = status WHERE id IN "
                                      "(SELECT id FROM executions ORDER BY random() LIMIT 20)"))
             assert sync.sync_index(engine, es, layout, "executions").documents_written >= 1
         # the new write index is empty, so min_docs keeps it from rolling again
-        assert lifecycle.rollover_index(engine, es, layout, policy).action == "stays"
+        assert rollover.rollover_index(engine, es, layout, policy).action == "stays"
     finally:
         stop.set()
         searcher.join()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import errors, indices, reindex, sync
+from orchestrator_data.search import errors, indices, rebuild, reindex, sync
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ def test_a_failed_reindex_leaves_the_live_index_alone(engine, es, layout, monkey
     def broken(*args, **kwargs):
         raise errors.SyncError("simulated failure while loading")
 
-    monkeypatch.setattr(sync, "load_into", broken)
+    monkeypatch.setattr(rebuild, "load_into", broken)
     with pytest.raises(errors.SyncError, match="simulated"):
         reindex.reindex(engine, es, layout, "workflows")
     assert sorted(es.indices.get_alias(name=layout.read_alias("workflows"))) == [live]

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import errors, locks, snapshots, sync
+from orchestrator_data.search import errors, locks, snapshot_checks, snapshots, sync
 from orchestrator_data.search.indices import NAMES
 from orchestrator_data.search.snapshots import Repository, RepositoryError, SnapshotNotFound
 from tests.search_snapshots import delete_repository
@@ -63,7 +63,7 @@ def test_create_records_exact_counts_then_restore_check_passes_and_leaves_nothin
     assert info.size_bytes and info.size_bytes > 0
     assert sorted(info.indices) == sorted(layout.backing(name, 1) for name in NAMES)
 
-    result = snapshots.restore_check(synced, es, layout, repository, "latest")
+    result = snapshot_checks.restore_check(synced, es, layout, repository, "latest")
     assert result.ok, result.problems
     by_index = {c.index: c for c in result.indices}
     assert by_index["executions"].recorded == by_index["executions"].restored == by_index["executions"].live == 80
@@ -89,7 +89,7 @@ def test_a_document_missing_from_the_restored_copy_fails_the_check_and_still_cle
         removed.append(hit["_id"])
         assert _restorecheck_indices(es, layout)  # the copies exist while the check runs
 
-    result = snapshots.restore_check(synced, es, layout, repository, info.name, after_restore=remove_one)
+    result = snapshot_checks.restore_check(synced, es, layout, repository, info.name, after_restore=remove_one)
     assert not result.ok and removed
     [problem] = [p for p in result.problems if "recorded" in p]
     assert "workflows-v1-000001" in problem and "restored" in problem
@@ -100,7 +100,7 @@ def test_a_document_missing_from_the_restored_copy_fails_the_check_and_still_cle
         raise RuntimeError("the hook failed")
 
     with pytest.raises(RuntimeError):
-        snapshots.restore_check(synced, es, layout, repository, info.name, after_restore=explode)
+        snapshot_checks.restore_check(synced, es, layout, repository, info.name, after_restore=explode)
     assert _restorecheck_indices(es, layout) == []
 
 
@@ -114,7 +114,7 @@ def test_live_updates_and_deletes_after_the_snapshot_are_changes_not_failures(sy
     sync.sync(synced, es, layout, ["workflows"])
     workflows = es.count(index=layout.read_alias("workflows"))["count"]
 
-    result = snapshots.restore_check(synced, es, layout, repository, sample_size=10_000)
+    result = snapshot_checks.restore_check(synced, es, layout, repository, sample_size=10_000)
     assert result.ok, result.problems
     check = {c.index: c for c in result.indices}["workflows"]
     assert check.changed == 8 and check.equal == check.sampled - 8
@@ -123,9 +123,9 @@ def test_live_updates_and_deletes_after_the_snapshot_are_changes_not_failures(sy
 
 def test_an_unknown_snapshot_is_not_found(synced, es, layout, repository):
     with pytest.raises(SnapshotNotFound):
-        snapshots.restore_check(synced, es, layout, repository, "latest")
+        snapshot_checks.restore_check(synced, es, layout, repository, "latest")
     with pytest.raises(SnapshotNotFound):
-        snapshots.restore_check(synced, es, layout, repository, f"{layout.prefix}-20260101-000000-abcd")
+        snapshot_checks.restore_check(synced, es, layout, repository, f"{layout.prefix}-20260101-000000-abcd")
 
 
 def test_prune_keeps_the_newest_n_successful_and_never_the_newest(synced, es, layout, repository):
@@ -156,15 +156,15 @@ def test_freshness_of_both_promises(synced, es, layout, repository):
     later = info.started_at + timedelta(hours=27)
     assert not snapshots.snapshot_freshness(es, repository, layout, 26, now=later).ok
 
-    assert snapshots.restore_check_freshness(synced, repository, layout, 8 * 24).entry is None
-    assert snapshots.restore_check(synced, es, layout, repository).ok
-    checked = snapshots.restore_check_freshness(synced, repository, layout, 8 * 24)
+    assert snapshot_checks.restore_check_freshness(synced, repository, layout, 8 * 24).entry is None
+    assert snapshot_checks.restore_check(synced, es, layout, repository).ok
+    checked = snapshot_checks.restore_check_freshness(synced, repository, layout, 8 * 24)
     assert checked.ok and checked.cursor == info.name
     # still fresh once retention deleted the checked snapshot: the record is in PostgreSQL
     snapshots.create_snapshot(synced, es, layout, repository)
     assert snapshots.prune(es, repository, layout, keep=1).deleted == [info.name]
-    assert snapshots.restore_check_freshness(synced, repository, layout, 8 * 24).cursor == info.name
-    assert not snapshots.restore_check_freshness(synced, repository, layout, 8 * 24,
+    assert snapshot_checks.restore_check_freshness(synced, repository, layout, 8 * 24).cursor == info.name
+    assert not snapshot_checks.restore_check_freshness(synced, repository, layout, 8 * 24,
                                                  now=info.started_at + timedelta(days=9)).ok
 
 

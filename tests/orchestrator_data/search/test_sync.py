@@ -147,9 +147,11 @@ def test_a_replayed_or_reordered_batch_never_turns_a_document_back(seeded, es, l
     assert report.stale_skipped == 1 and report.documents_written == 0
     assert _documents(es, layout, "workflows")[str(workflow)]["_source"]["name"] == "v2"
 
-    # a full re-sync replays everything: versions equal, nothing changes or regresses
+    # a full re-sync rebuilds the index from the rows: every document written once, none regressed
     full = sync.sync_index(engine, es, layout, "workflows", full=True)
-    assert full.stale_skipped == full.rows_read and full.documents_written == 0
+    assert full.documents_written == full.rows_read == len(_rows(engine, "workflows")) and full.stale_skipped == 0
+    rebuilt = _documents(es, layout, "workflows")[str(workflow)]
+    assert rebuilt["_source"]["name"] == "v2" and rebuilt["_version"] == 2
 
 
 def test_an_unreachable_node_fails_the_run_and_leaves_the_watermark(seeded, es, layout):
