@@ -82,6 +82,14 @@ def test_freshness_of_each_promise_and_restore_check_lists_differences(seeded, m
     assert checks["postgres_backup:freshness"].metadata["newest_id"].value == entry.id
     assert not checks["postgres_restore_check:freshness"].passed
     assert checks["postgres_restore_check:freshness"].metadata["newest_id"].value == "none"
+    # one line: what is wrong, then what repairs it; the runbook section as a link
+    assert checks["postgres_restore_check:freshness"].description == (
+        "no restore-checked backup; repair: orchestrator-data backup restore-check latest, and turn "
+        "weekly_postgres_restore_check_schedule on")
+    assert checks["postgres_restore_check:freshness"].metadata["runbook"].value == \
+        "docs/runbook.md#postgres_restore_check-freshness"
+    assert checks["postgres_backup:freshness"].description.startswith(f"newest verified backup {entry.id} is ")
+    assert "repair" not in checks["postgres_backup:freshness"].description
 
     # the manifest now disagrees with what was dumped: the restore check must say where
     manifest_path = entry.path / "manifest.json"

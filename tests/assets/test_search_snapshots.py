@@ -86,3 +86,16 @@ def test_a_failing_restore_check_fails_the_run_with_one_line(resources):
     assert description.startswith("restore check of ") and "differs from the live one" in description
     assert "\n" not in description
     assert not list(es.indices.get(index=f"{layout.prefix}-restorecheck-*", allow_no_indices=True))
+
+
+def test_before_any_snapshot_both_promises_fail_saying_what_to_run(resources):
+    result = dg.materialize([*SEARCH_SNAPSHOT_ASSETS, *SEARCH_SNAPSHOT_ASSET_CHECKS], resources=resources,
+                            selection=dg.AssetSelection.checks(*SEARCH_SNAPSHOT_ASSET_CHECKS))
+    evaluations = {c.asset_key.to_user_string(): c for c in result.get_asset_check_evaluations()}
+    snapshot, restore_checked = evaluations["search_snapshot"], evaluations["search_snapshot_restore_check"]
+    assert not snapshot.passed and not restore_checked.passed
+    assert snapshot.description == ("no successful search snapshot; repair: orchestrator-data search snapshot "
+                                    "create, and turn daily_search_snapshot_schedule on")
+    assert restore_checked.description == ("no restore-checked search snapshot; repair: orchestrator-data search "
+                                           "snapshot restore-check latest")
+    assert snapshot.metadata["runbook"].value == "docs/runbook.md#search_snapshot-freshness"

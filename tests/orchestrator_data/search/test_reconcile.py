@@ -49,6 +49,11 @@ def test_a_removed_and_a_tampered_document_are_found_and_repaired(synced, es, la
                                                   found.count_differences[str(org)][0] - 1)}
     assert f"{removed}: missing from the index" in found.sample_differences
     assert any(d.startswith(f"{tampered}:") for d in found.sample_differences)
+    # what a person reads: the missing one counted once (not again as a differing sample), the tampered one
+    differs = reconcile.discrepancies(engine, es, layout, "executions", found)
+    assert (differs.orphans, differs.misplaced, differs.missing, differs.sample_differing) == (0, 0, 1, 1)
+    assert differs.describe() == (f"executions: 1 row(s) without a document, 1 of {found.sampled:,} sampled "
+                                  f"document(s) differ from their row")
 
     result, report = reconcile.repair(engine, es, layout, "executions")
     assert report.documents_written >= 1  # the removed one is back
@@ -57,3 +62,27 @@ def test_a_removed_and_a_tampered_document_are_found_and_repaired(synced, es, la
     # the tampered one carries a version above its row's: repair says so instead of regressing it
     assert any(d.startswith(f"{tampered}:") for d in again.sample_differences)
     assert report.stale_skipped == 1
+
+
+def test_discrepancies_tell_orphans_from_documents_under_another_organization(synced, es, layout):
+    engine = synced
+    with engine.connect() as conn:
+        [row_id, organization] = conn.execute(sa.text(
+            "SELECT id::text, organization_id::text FROM workflows WHERE deleted_at IS NULL ORDER BY id LIMIT 1")).one()
+        other = conn.execute(sa.text("SELECT id::text FROM organizations WHERE id::text <> :org LIMIT 1"),
+                             {"org": organization}).scalar_one()
+    document = es.get(index=layout.read_alias("workflows"), id=row_id)["_source"]
+    write = layout.write_alias("workflows")
+    for n in range(3):  # orphans: documents no row stands behind
+        es.index(index=write, id=f"00000000-0000-0000-0000-00000000000{n}", document=document)
+    es.index(index=write, id=row_id, document=document | {"organization_id": other}, refresh=True)
+
+    found = reconcile.reconcile(engine, es, layout, "workflows")
+    differs = reconcile.discrepancies(engine, es, layout, "workflows", found)
+    assert (differs.orphans, differs.misplaced, differs.missing) == (3, 1, 0)
+    # the misplaced document is sampled too; it is counted once
+    assert differs.sample_differing == 0 and found.sampled == found.postgres_rows
+    assert differs.describe() == "workflows: 3 document(s) without a row, 1 under another organization than their row"
+    assert reconcile.discrepancies(engine, es, layout, "marketplace",
+                                   reconcile.reconcile(engine, es, layout, "marketplace")).describe() == \
+        "marketplace: documents equal PostgreSQL's rows"
