@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator_data.cli import output, recording
@@ -67,11 +68,16 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         table.add_row(s.name, s.state, _when(s.started_at), "-" if s.duration_s is None else f"{s.duration_s:.1f} s",
                       str(len(s.indices)), f"{s.documents:,}", output.human_bytes(s.size_bytes), checked)
     output.console.print(table)
+    for s in found:
+        if s.state == snapshots.BROKEN:
+            output.info(f"{output.FAIL} {escape(s.name)} is broken: {escape(s.problem or '')}; it cannot be restored "
+                        f"(`search snapshot prune` deletes it)")
 
 
 @app.command("restore-check")
 def restore_check(
-    snapshot: Annotated[str, typer.Argument(help="A snapshot name, or 'latest' (the newest successful one).")] = "latest",
+    snapshot: Annotated[str, typer.Argument(
+        help="A snapshot name, or 'latest' (the newest successful one that can be read).")] = "latest",
 ) -> None:
     """Restore a snapshot into renamed indices, compare counts and a sample of documents with the live
     ones, record the result, delete the copies. Exit 1 when the check fails."""
@@ -102,8 +108,8 @@ def prune(
                                                                    "(default SEARCH_SNAPSHOT_KEEP).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
 ) -> None:
-    """Keep the newest N successful snapshots; delete older ones, and failed or partial ones older than the
-    newest success. Never the newest success, never one in progress."""
+    """Keep the newest N successful snapshots; delete older ones, broken ones (their files unreadable), and
+    failed or partial ones older than the newest success. Never the newest success, never one in progress."""
     from orchestrator_data.search import snapshots
 
     with _snapshot_clients(postgres=False) as (c, repository):

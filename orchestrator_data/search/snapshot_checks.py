@@ -28,6 +28,7 @@ from orchestrator_data.search.indices import NAMES, Layout
 from orchestrator_data.search.locks import index_lock
 from orchestrator_data.search.snapshots import (
     LOCK_WAIT_S,
+    BROKEN,
     SUCCESS,
     Repository,
     SnapshotError,
@@ -163,6 +164,9 @@ def restore_check(engine: sa.Engine, client: Elasticsearch, layout: Layout, repo
     delete the copies whatever happens. `after_restore` is called with the restored indices' names
     before the comparison. SnapshotNotFound for an unknown name."""
     info = get_snapshot(client, repository, layout, snapshot)
+    if info.state == BROKEN:
+        raise SnapshotError(f"snapshot {info.name} cannot be read from repository {repository.name}, so it cannot "
+                            f"be restored: {info.problem}; `search snapshot prune` deletes it")
     if info.state != SUCCESS:
         raise SnapshotError(f"snapshot {info.name} is {info.state}: only a successful snapshot can be restore-checked")
     if not info.recorded:

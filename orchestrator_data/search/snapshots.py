@@ -13,6 +13,10 @@ snapshot_checks.py).
   each result is recorded in search_restore_checks, which the listing and the freshness read here.
 * **Prune**: keeps the newest N successful snapshots; deletes older ones and failed or partial ones
   older than the newest success; never the newest success, never one in progress.
+* **Broken snapshots**: a snapshot the repository lists but whose own files cannot be read (its
+  `snap-*.dat` gone) is listed as BROKEN with the reason, never chosen as `latest`, refused by name
+  with one line naming it, and deleted by prune (once a readable success exists) — instead of one
+  such snapshot failing every listing, check and prune of the repository.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ LOCK_WAIT_S = 120.0             # a running sync of an index finishes within thi
 # rather than per backing index (still exact; only less precise about where a loss is).
 METADATA_BUDGET = 900
 SUCCESS, IN_PROGRESS = "SUCCESS", "IN_PROGRESS"
+BROKEN = "BROKEN"  # ours, not Elasticsearch's: listed by the repository, its own files unreadable
 
 
 class SnapshotError(SearchError):
@@ -87,13 +92,14 @@ class RestoreCheckRecord:
 @dataclass
 class SnapshotInfo:
     name: str
-    state: str                          # SUCCESS, PARTIAL, FAILED, IN_PROGRESS, INCOMPATIBLE
+    state: str                          # SUCCESS, PARTIAL, FAILED, IN_PROGRESS, INCOMPATIBLE; BROKEN
     started_at: datetime
     finished_at: datetime | None
     indices: list[str]
     recorded: dict[str, int]            # documents per backing index (or per index, see METADATA_BUDGET)
     size_bytes: int | None = None
     restore_check: RestoreCheckRecord | None = None
+    problem: str | None = None          # why a BROKEN snapshot cannot be read
 
     @property
     def id(self) -> str:
@@ -116,7 +122,7 @@ class SnapshotInfo:
         return {"name": self.name, "state": self.state, "started_at": self.started_at.isoformat(),
                 "finished_at": self.finished_at.isoformat() if self.finished_at else None,
                 "duration_s": self.duration_s, "indices": self.indices, "documents": self.documents,
-                "recorded": self.recorded, "size_bytes": self.size_bytes,
+                "recorded": self.recorded, "size_bytes": self.size_bytes, "problem": self.problem,
                 "restore_check": None if check is None else {
                     "ok": check.ok, "checked_at": check.checked_at.isoformat(), "summary": check.summary}}
 
@@ -185,6 +191,35 @@ def _info(raw: dict) -> SnapshotInfo:
                         {str(k): int(v) for k, v in documents.items()})
 
 
+def _named_time(layout: Layout, name: str) -> datetime:
+    """The UTC time a snapshot's name carries (snapshot_name writes it): all a BROKEN one still tells."""
+    return datetime.strptime(name.removeprefix(f"{layout.prefix}-")[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+
+
+def _problem(exc: ApiError) -> str:
+    """Why a snapshot cannot be read, in one line: the error and its cause (e.g. the missing file)."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    cause = error.get("caused_by") if isinstance(error.get("caused_by"), dict) else {}
+    text = str(error.get("reason") or exc.message)
+    if cause:
+        text += f" ({cause.get('type', 'cause')}: {cause.get('reason', '')})"
+    return " ".join(text.split())[:300]
+
+
+def _read_alone(client: Elasticsearch, repository: Repository, layout: Layout, name: str) -> SnapshotInfo:
+    """A snapshot the repository lists but the listing could not read: read by itself, it either says
+    why (BROKEN) or was only caught changing (then it is what it reads as now)."""
+    try:
+        raw = client.snapshot.get(repository=repository.name, snapshot=name)["snapshots"]
+    except ApiError as exc:
+        return SnapshotInfo(name, BROKEN, _named_time(layout, name), None, [], {}, problem=_problem(exc))
+    if not raw:
+        return SnapshotInfo(name, BROKEN, _named_time(layout, name), None, [], {},
+                            problem="listed by the repository, not found when read by name")
+    return _info(raw[0])
+
+
 def _sizes(client: Elasticsearch, repository: Repository, names: list[str]) -> dict[str, int]:
     if not names:
         return {}
@@ -194,15 +229,27 @@ def _sizes(client: Elasticsearch, repository: Repository, names: list[str]) -> d
 
 def list_snapshots(client: Elasticsearch, repository: Repository, layout: Layout, engine: sa.Engine | None = None,
                    *, sizes: bool = True) -> list[SnapshotInfo]:
-    """This layout's snapshots in the repository, oldest first; with `engine`, each one's latest
-    restore check; with `sizes`, each finished one's size (the snapshot status API)."""
+    """This layout's snapshots in the repository, oldest first, BROKEN ones among them; with `engine`,
+    each one's latest restore check; with `sizes`, each finished one's size (the snapshot status API)."""
     ensure_repository(client, repository)
     with elasticsearch_errors(f"listing snapshots of {repository.name}", SnapshotError, ""):
-        raw = client.snapshot.get(repository=repository.name, snapshot="*", sort="start_time", order="asc")
         pattern = _name_pattern(layout)
+        # The repository's index names every snapshot without opening its files (verbose=false). The
+        # details come from each snapshot's own files, skipping any that cannot be read (one such
+        # snapshot would otherwise fail the whole listing); those are then read alone, for the reason.
+        listed = [s["snapshot"] for s in client.snapshot.get(repository=repository.name, snapshot="*", verbose=False,
+                                                             sort="start_time", order="asc")["snapshots"]
+                  if pattern.fullmatch(s["snapshot"])]
+        raw = client.snapshot.get(repository=repository.name, snapshot="*", sort="start_time", order="asc",
+                                  ignore_unavailable=True)
         found = [_info(s) for s in raw["snapshots"] if pattern.fullmatch(s["snapshot"])]
+        readable = {s.name for s in found}
+        unreadable = [_read_alone(client, repository, layout, name) for name in listed if name not in readable]
+        if unreadable:  # in the repository's own order (one created since the first call: last)
+            position = {name: i for i, name in enumerate(listed)}
+            found = sorted(found + unreadable, key=lambda s: position.get(s.name, len(listed)))
         if sizes:
-            measured = _sizes(client, repository, [s.name for s in found if s.state != IN_PROGRESS])
+            measured = _sizes(client, repository, [s.name for s in found if s.state not in (IN_PROGRESS, BROKEN)])
             for snapshot in found:
                 snapshot.size_bytes = measured.get(snapshot.name)
     if engine is not None:
@@ -213,7 +260,8 @@ def list_snapshots(client: Elasticsearch, repository: Repository, layout: Layout
 
 
 def get_snapshot(client: Elasticsearch, repository: Repository, layout: Layout, snapshot: str = "latest") -> SnapshotInfo:
-    """A snapshot by name, or 'latest': the newest successful one. SnapshotNotFound otherwise."""
+    """A snapshot by name (a BROKEN one too), or 'latest': the newest successful one that can be read.
+    SnapshotNotFound otherwise."""
     snapshots = list_snapshots(client, repository, layout, sizes=False)
     if snapshot == "latest":
         successes = [s for s in snapshots if s.state == SUCCESS]
@@ -300,17 +348,20 @@ def to_prune(snapshots: list[SnapshotInfo], keep: int) -> list[str]:
     """Which of `snapshots` (oldest first) retention deletes."""
     successes = [s for s in snapshots if s.state == SUCCESS]
     if not successes:
-        return []  # nothing proven restorable yet: keep every attempt to look at
+        # nothing proven restorable yet: keep every attempt to look at, broken ones too (with no
+        # readable snapshot at all, the repository itself may be what is wrong)
+        return []
     kept = {s.name for s in successes[-keep:]}
     newest = successes[-1].started_at
+    # a BROKEN snapshot can never be restored, whatever its age
     return [s.name for s in snapshots if s.name not in kept and s.state != IN_PROGRESS
-            and (s.state == SUCCESS or s.started_at < newest)]
+            and (s.state in (SUCCESS, BROKEN) or s.started_at < newest)]
 
 
 def prune(client: Elasticsearch, repository: Repository, layout: Layout, keep: int, *,
           dry_run: bool = False) -> PruneReport:
-    """Keep the newest `keep` successful snapshots; delete older successes, and failed or partial
-    snapshots older than the newest success. Never the newest success, never one in progress."""
+    """Keep the newest `keep` successful snapshots; delete older successes, BROKEN snapshots, and failed
+    or partial snapshots older than the newest success. Never the newest success, never one in progress."""
     if keep < 1:
         raise SnapshotError("SEARCH_SNAPSHOT_KEEP (--keep) must be at least 1: the newest snapshot is always kept")
     snapshots = list_snapshots(client, repository, layout, sizes=False)

@@ -1,6 +1,7 @@
 """`orchestrator-data search snapshot create|list|restore-check|prune` through the installed console
 script, on the real servers: a whole round, --json's shape, a failing restore check (exit 1), an
-unknown snapshot and a bad location (exit 2), no secret in any output."""
+unknown snapshot and a bad location (exit 2), a snapshot whose file is gone from the repository (named,
+skipped, pruned), no secret in any output."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from orchestrator_data.search import sync
 from orchestrator_data.search.indices import Layout, drop_indices
 from orchestrator_data.search.snapshots import Repository
 from orchestrator_data.settings import load_settings
-from tests.search_snapshots import delete_repository
+from tests.search_snapshots import break_snapshot, delete_repository
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +113,35 @@ def test_a_location_outside_path_repo_exits_2_naming_the_variable(cli, stack, sy
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
     bad_keep = cli("search", "snapshot", "prune", env={**env, "SEARCH_SNAPSHOT_KEEP": "0"})
     assert bad_keep.returncode == 2 and "SEARCH_SNAPSHOT_KEEP" in bad_keep.stderr
+
+
+def test_a_snapshot_whose_file_is_gone_is_named_skipped_and_pruned(cli, stack, synced):
+    layout, env, es = synced
+
+    def run(*args, expect):
+        result = cli("search", "snapshot", *args, env=env)
+        assert result.returncode == expect, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        for secret in _secrets(stack):
+            assert secret not in result.stdout + result.stderr
+        return result
+
+    run("create", expect=0)
+    run("create", expect=0)
+    older, newest = [s["name"] for s in json.loads(run("list", "--json", expect=0).stdout)["snapshots"]]
+    break_snapshot(es, Repository(f"{layout.prefix}-snapshots", layout.prefix), newest)
+
+    listed = json.loads(run("list", "--json", expect=0).stdout)["snapshots"]
+    assert [(s["name"], s["state"]) for s in listed] == [(older, "SUCCESS"), (newest, "BROKEN")]
+    assert listed[0]["problem"] is None and "is missing" in listed[1]["problem"]
+    shown = run("list", expect=0).stdout
+    assert f"{newest} is broken: " in shown and "is missing" in shown
+
+    checked = run("restore-check", expect=0).stdout  # latest: the newest one that can be read
+    assert f"{older} restores" in checked
+    refused = run("restore-check", newest, expect=1).stderr
+    assert newest in refused and "cannot be read" in refused and len(refused.strip().splitlines()) == 1
+
+    pruned = run("prune", expect=0).stdout
+    assert f"deleted {newest}" in pruned and pruned.strip().endswith("1 snapshot(s) deleted, 1 kept")
+    assert [s["name"] for s in json.loads(run("list", "--json", expect=0).stdout)["snapshots"]] == [older]

@@ -1,5 +1,6 @@
 """Snapshots on the real node: the repository, exact counts in the metadata, restore checks that pass,
-fail (a document removed from the restored copy) and see live changes as changes, retention, freshness."""
+fail (a document removed from the restored copy) and see live changes as changes, retention, freshness,
+and a snapshot whose own file is gone from the repository (listed as broken, skipped, pruned)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from orchestrator_data.postgres.seed_data import SeedPlan
 from orchestrator_data.search import errors, locks, snapshot_checks, snapshots, sync
 from orchestrator_data.search.indices import NAMES
 from orchestrator_data.search.snapshots import Repository, RepositoryError, SnapshotNotFound
-from tests.search_snapshots import delete_repository
+from tests.search_snapshots import break_snapshot, delete_repository
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +202,47 @@ def test_counts_fall_back_to_one_per_index_when_per_backing_would_not_fit_the_me
     many = {**few, "system_metrics": [layout.backing("system_metrics", 1, g) for g in range(1, 60)]}
     counts = {index: 3 for indices in many.values() for index in indices}
     assert snapshots._recorded_counts(layout, many, counts) == {**{n: 3 for n in NAMES}, "system_metrics": 3 * 59}
+
+
+def test_a_snapshot_whose_file_is_gone_is_named_as_broken_skipped_by_latest_and_pruned(synced, es, layout,
+                                                                                       repository):
+    older = snapshots.create_snapshot(synced, es, layout, repository)
+    broken = snapshots.create_snapshot(synced, es, layout, repository)  # the newest: what `latest` was
+    assert broken.started_at > older.started_at
+    removed = break_snapshot(es, repository, broken.name)
+
+    listed = snapshots.list_snapshots(es, repository, layout, synced)  # with sizes and checks, as `list` asks
+    assert [s.name for s in listed] == [older.name, broken.name]
+    assert listed[0].state == "SUCCESS" and listed[0].size_bytes == older.size_bytes and listed[0].problem is None
+    assert listed[1].state == snapshots.BROKEN and listed[1].size_bytes is None and listed[1].indices == []
+    assert removed.name in listed[1].problem and "\n" not in listed[1].problem
+    assert listed[1].as_dict()["problem"] == listed[1].problem and listed[1].as_dict()["state"] == "BROKEN"
+
+    # `latest` is the newest snapshot that can be read; it restores, and its check is recorded
+    result = snapshot_checks.restore_check(synced, es, layout, repository, "latest")
+    assert result.snapshot == older.name and result.ok, result.problems
+    # the broken one, by name: one line naming it, nothing restored, nothing recorded
+    with pytest.raises(snapshots.SnapshotError) as raised:
+        snapshot_checks.restore_check(synced, es, layout, repository, broken.name)
+    message = str(raised.value)
+    assert broken.name in message and "cannot be read" in message and "\n" not in message
+    assert _restorecheck_indices(es, layout) == []
+    assert set(snapshots.latest_restore_checks(synced, repository)) == {older.name}
+    assert snapshots.snapshot_freshness(es, repository, layout, 24).cursor == older.name
+
+    # a new snapshot beside it still works; prune deletes the broken one (counted) and keeps the rest
+    newest = snapshots.create_snapshot(synced, es, layout, repository)
+    dry = snapshots.prune(es, repository, layout, keep=5, dry_run=True)
+    assert dry.deleted == [broken.name] and dry.kept == [older.name, newest.name]
+    pruned = snapshots.prune(es, repository, layout, keep=5)
+    assert pruned.deleted == [broken.name] and pruned.kept == [older.name, newest.name]
+    assert [s.name for s in snapshots.list_snapshots(es, repository, layout)] == [older.name, newest.name]
+
+
+def test_prune_selection_deletes_broken_snapshots_only_beside_a_readable_success():
+    broken = snapshots.BROKEN
+    assert snapshots.to_prune([_info("a", "SUCCESS", 0), _info("b", "SUCCESS", 1), _info("c", broken, 2)],
+                              keep=5) == ["c"]
+    assert snapshots.to_prune([_info("a", broken, 0), _info("b", "SUCCESS", 1)], keep=1) == ["a"]
+    # nothing readable at all: the repository itself may be what is wrong, so nothing is deleted
+    assert snapshots.to_prune([_info("a", broken, 0), _info("b", "FAILED", 1)], keep=1) == []
