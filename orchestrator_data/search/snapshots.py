@@ -207,6 +207,13 @@ def _problem(exc: ApiError) -> str:
     return " ".join(text.split())[:300]
 
 
+def _order(layout: Layout, snapshot: SnapshotInfo) -> tuple:
+    """Oldest first, by the second in the name (a BROKEN snapshot's time is known to no finer), then
+    the readable ones of that second by their start, then the broken ones."""
+    started = snapshot.started_at.timestamp() if snapshot.state != BROKEN and snapshot.started_at else 0.0
+    return _named_time(layout, snapshot.name), snapshot.state == BROKEN, started
+
+
 def _read_alone(client: Elasticsearch, repository: Repository, layout: Layout, name: str) -> SnapshotInfo:
     """A snapshot the repository lists but the listing could not read: read by itself, it either says
     why (BROKEN) or was only caught changing (then it is what it reads as now)."""
@@ -237,17 +244,16 @@ def list_snapshots(client: Elasticsearch, repository: Repository, layout: Layout
         # The repository's index names every snapshot without opening its files (verbose=false). The
         # details come from each snapshot's own files, skipping any that cannot be read (one such
         # snapshot would otherwise fail the whole listing); those are then read alone, for the reason.
-        listed = [s["snapshot"] for s in client.snapshot.get(repository=repository.name, snapshot="*", verbose=False,
-                                                             sort="start_time", order="asc")["snapshots"]
+        listed = [s["snapshot"] for s in client.snapshot.get(repository=repository.name, snapshot="*",
+                                                             verbose=False)["snapshots"]
                   if pattern.fullmatch(s["snapshot"])]
         raw = client.snapshot.get(repository=repository.name, snapshot="*", sort="start_time", order="asc",
                                   ignore_unavailable=True)
         found = [_info(s) for s in raw["snapshots"] if pattern.fullmatch(s["snapshot"])]
         readable = {s.name for s in found}
         unreadable = [_read_alone(client, repository, layout, name) for name in listed if name not in readable]
-        if unreadable:  # in the repository's own order (one created since the first call: last)
-            position = {name: i for i, name in enumerate(listed)}
-            found = sorted(found + unreadable, key=lambda s: position.get(s.name, len(listed)))
+        if unreadable:
+            found = sorted(found + unreadable, key=lambda s: _order(layout, s))
         if sizes:
             measured = _sizes(client, repository, [s.name for s in found if s.state not in (IN_PROGRESS, BROKEN)])
             for snapshot in found:

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
-from orchestrator_data.search import errors, indices, rebuild, reindex, sync
+from orchestrator_data.search import indices, rebuild, reindex, sync
+from orchestrator_data.search.errors import SyncError
 
 pytestmark = pytest.mark.integration
 
@@ -76,10 +77,10 @@ def test_a_failed_reindex_leaves_the_live_index_alone(engine, es, layout, monkey
     live = indices.write_index(es, layout, "workflows")
 
     def broken(*args, **kwargs):
-        raise errors.SyncError("simulated failure while loading")
+        raise SyncError("simulated failure while loading")
 
     monkeypatch.setattr(rebuild, "load_into", broken)
-    with pytest.raises(errors.SyncError, match="simulated"):
+    with pytest.raises(SyncError, match="simulated"):
         reindex.reindex(engine, es, layout, "workflows")
     assert sorted(es.indices.get_alias(name=layout.read_alias("workflows"))) == [live]
     assert not es.indices.exists(index=layout.backing("workflows", 1, 2))

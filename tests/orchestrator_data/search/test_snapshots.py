@@ -246,3 +246,19 @@ def test_prune_selection_deletes_broken_snapshots_only_beside_a_readable_success
     assert snapshots.to_prune([_info("a", broken, 0), _info("b", "SUCCESS", 1)], keep=1) == ["a"]
     # nothing readable at all: the repository itself may be what is wrong, so nothing is deleted
     assert snapshots.to_prune([_info("a", broken, 0), _info("b", "FAILED", 1)], keep=1) == []
+
+
+def test_a_broken_snapshot_sorts_by_the_second_in_its_name_after_the_readable_ones_of_that_second():
+    # its start time is lost with its file: the name's second is all that is left of it
+    layout = snapshots.Layout("od")
+
+    def at(name: str, state: str, second: int, micro: int = 0) -> snapshots.SnapshotInfo:
+        when = datetime(2026, 12, 1, 0, 0, second, micro, tzinfo=UTC)
+        return snapshots.SnapshotInfo(name, state, when, None, [], {})
+
+    found = [at("od-20261201-000002-0000", "SUCCESS", 2, 100_000), at("od-20261201-000001-0000", snapshots.BROKEN, 1),
+             at("od-20261201-000001-ffff", "SUCCESS", 1, 900_000), at("od-20261201-000000-aaaa", snapshots.BROKEN, 0),
+             at("od-20261201-000001-1111", "SUCCESS", 1, 200_000)]
+    ordered = sorted(found, key=lambda s: snapshots._order(layout, s))
+    assert [s.name for s in ordered] == ["od-20261201-000000-aaaa", "od-20261201-000001-1111", "od-20261201-000001-ffff",
+                                         "od-20261201-000001-0000", "od-20261201-000002-0000"]
