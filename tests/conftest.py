@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -47,6 +48,19 @@ def session_dir():
     path = Path(tempfile.mkdtemp(prefix="orchestrator-data-tests-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def default_interrupt_handling():
+    """A run started in the background (`make test &`, nohup, CI) begins with SIGINT ignored; Dagster
+    maps SIGTERM to SIGINT's handler whenever it executes a run here (dagster/_utils/interrupts.py),
+    so SIGTERM ends up ignored too, and every server the tests start after that inherits it: the
+    Elasticsearch node then ignores SIGTERM (each stop waits 60 s for SIGKILL; the launcher's smoke
+    test waits forever). The test process handles SIGINT as a foreground Python process does."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session", autouse=True)
