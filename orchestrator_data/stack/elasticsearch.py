@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -61,6 +62,14 @@ def ensure_built() -> tuple[Path, Path]:
     return classes, lib
 
 
+def _default_stop_signals() -> None:
+    """In the node's process before Java starts: SIGTERM and SIGINT back to their default. A CLI started with
+    them ignored (nohup, a background job, a test session) would hand that on, and the JVM leaves a signal
+    ignored at its start ignored: `stack stop` could then only kill the node after its 60 s grace."""
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, signal.SIG_DFL)
+
+
 class ElasticsearchService(PidFileServer):
     name = "elasticsearch"
     port_variable = "STACK_ELASTICSEARCH_PORT"
@@ -114,6 +123,7 @@ class ElasticsearchService(PidFileServer):
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # survives the CLI that started it
+                preexec_fn=_default_stop_signals,
             )
         self.pid_file.write_text(f"{process.pid}\n")
 

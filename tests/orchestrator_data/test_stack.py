@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -224,6 +225,27 @@ def test_redis_that_cannot_read_its_data_says_why_in_one_line(own_stack):
     assert f"log: {service.log_file}" in message
     assert f"cannot read the data in {service.data_dir}" in message
     assert not service.is_running() and not service.pid_file.exists()
+
+
+def _ignored_signals(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+
+
+def test_elasticsearch_stops_on_sigterm_even_when_started_with_it_ignored(own_stack):
+    """Started from a process that ignores SIGTERM (nohup, a background job), the node still takes it: the
+    JVM keeps a signal that was ignored when it started ignored, so `stack stop` would wait out its grace."""
+    service = own_stack.service("elasticsearch", for_start=True)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        status = service.start()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert status.running and status.pid
+    assert not _ignored_signals(status.pid) & (1 << (signal.SIGTERM - 1)), "the node ignores SIGTERM"
+    started = time.monotonic()
+    assert service.stop()
+    assert time.monotonic() - started < 30  # stopped by SIGTERM, not killed after the 60 s grace
 
 
 def test_elasticsearch_that_cannot_start_shows_its_log(own_stack, monkeypatch):
