@@ -4,6 +4,7 @@ and a snapshot whose own file is gone from the repository (listed as broken, ski
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -207,6 +208,7 @@ def test_counts_fall_back_to_one_per_index_when_per_backing_would_not_fit_the_me
 def test_a_snapshot_whose_file_is_gone_is_named_as_broken_skipped_by_latest_and_pruned(synced, es, layout,
                                                                                        repository):
     older = snapshots.create_snapshot(synced, es, layout, repository)
+    time.sleep(1.1)  # the node stamps start times from a clock it ticks every 200 ms, names by the second
     broken = snapshots.create_snapshot(synced, es, layout, repository)  # the newest: what `latest` was
     assert broken.started_at > older.started_at
     removed = break_snapshot(es, repository, broken.name)

@@ -80,9 +80,15 @@ def test_another_scale_replaces_the_seeded_executions(seeded_db):
 
 
 def test_seed_writes_no_audit_rows_and_leaves_triggers_enabled(seeded_db):
+    """No row-by-row audit trail for synthetic rows; instead one REWRITE mark per audited table, in the
+    seed's own transaction, from which the search sync knows to rebuild."""
     seed(seeded_db, "testing", SeedPlan(executions=200))
     with seeded_db.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM audit_logs")).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM audit_logs WHERE action <> 'REWRITE'")).scalar_one() == 0
+        marks = conn.execute(sa.text("SELECT table_name, new_values->>'reason', count(DISTINCT transaction_id) "
+                                     "FROM audit_logs WHERE action = 'REWRITE' GROUP BY 1, 2")).all()
+        assert sorted(table for table, _, _ in marks) == sorted(models.AUDITED_TABLES)
+        assert {(reason, transactions) for _, reason, transactions in marks} == {("seed run (testing)", 1)}
         disabled = conn.execute(sa.text(
             "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'D'")).scalar_one()
     assert disabled == 0
