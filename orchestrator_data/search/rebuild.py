@@ -112,8 +112,7 @@ def rebuild(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str,
         except RewriteFound as found:
             client.options(ignore_status=404).indices.delete(index=new)
             log.warning("rebuild of %s started over (attempt %d): %s", alias, attempt, found)
-            _restart(report)
-            old, target = backing_indices(client, layout, name)
+            _restart(report)  # the old backing indices are the same: the caller's lock keeps the aliases still
             continue
         except BaseException:
             client.options(ignore_status=404).indices.delete(index=new)  # the live index was never touched
