@@ -30,6 +30,12 @@ SERVICE_VARIABLES = (
 )
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+# A rich Console made at import fixes its width from COLUMNS when the variable is set then. The
+# terminal's width (or pytest-xdist's worker, which sets COLUMNS=80) must not reach the modules the
+# tests import: each command call sets its own (tests/cli/in_process.py).
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 
 def stack_environment(root: Path) -> dict[str, str]:
     return {

@@ -162,7 +162,9 @@ class PostgresService:
 
             entry = pwd.getpwnam(SYSTEM_USER)
             os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
-        options = f"-p {self.port} -h 127.0.0.1 -k {self.data_dir}"
+        # TCP only: every URL of the stack is host:port, and a Unix socket in the data directory fails the
+        # start once the directory's path is longer than a socket path may be (107 bytes)
+        options = f"-p {self.port} -h 127.0.0.1 -k ''"
         result = _run_as(
             [str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
              "-w", "-t", "60", "-o", options, "start"],

@@ -39,7 +39,9 @@ def _valkey_server() -> Path:
 
 @pytest.fixture
 def own_stack(session_dir, monkeypatch):
-    root = session_dir / f"own-stack-{uuid.uuid4().hex[:8]}"  # not under pytest's 0700 temp root
+    # not under pytest's 0700 temp root; deep enough that a Unix socket in the data directory could not
+    # be made (a socket's path holds at most 107 bytes): the stack must not need one
+    root = session_dir / ("state-directory-" * 5) / f"own-stack-{uuid.uuid4().hex[:8]}"
     for name, value in stack_environment(root).items():
         monkeypatch.setenv(name, value)
     stack = Stack(load_settings())
