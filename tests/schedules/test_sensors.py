@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -109,8 +110,15 @@ def _backup(root: Path, created: datetime, *, verified: bool | None = True,
     return backup_id
 
 
+@functools.cache
+def _daemon_instance() -> dg.DagsterInstance:
+    """One instance for every tick, as the daemon has; a context without one makes an ephemeral
+    instance per tick, whose schema setup is most of a tick's time."""
+    return dg.DagsterInstance.ephemeral()
+
+
 def _tick(resources: dict, cursor: str | None):
-    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+    with dg.build_sensor_context(cursor=cursor, resources=resources, instance=_daemon_instance()) as context:
         result = stale_backup_sensor(context)
         return result, context.cursor
 
