@@ -8,6 +8,7 @@ import secrets
 import shutil
 import signal
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -451,13 +452,15 @@ def test_the_lock_times_out_with_a_clear_error(migrated_url):
             migrator.upgrade(migrated_url, lock_timeout_s=0.5)
 
 
-def test_on_a_new_cluster_a_createrole_login_creates_the_roles_itself(tmp_path):
+def test_on_a_new_cluster_a_createrole_login_creates_the_roles_itself(session_dir):
     """The roles do not exist yet: 0002 creates them as a non-superuser (as on a new Neon project).
-    A private server, so that the cluster-wide roles can start from nothing."""
+    A private server, so that the cluster-wide roles can start from nothing; under the session's
+    directory, not pytest's 0700 temp root, which the server's OS user cannot enter."""
     from orchestrator_data.stack.common import Secrets, free_port
     from orchestrator_data.stack.postgres import PostgresService
 
-    server = PostgresService(tmp_path / "cluster", free_port(), Secrets(tmp_path / "cluster" / "secrets.json"))
+    root = session_dir / f"createrole-{uuid.uuid4().hex[:8]}"
+    server = PostgresService(root, free_port(), Secrets(root / "secrets.json"))
     server.start()
     try:
         login, password = "neon_owner", secrets.token_urlsafe(18)

@@ -142,14 +142,18 @@ def test_threads_produce_and_consume_every_message_once(redis_url, queue_type):
 def test_processes_produce_and_consume_every_message_once(redis_url, client, queue_type):
     WorkQueue(client, queue_type).ensure_group()
     ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    start_at = time.time() + 3.0
-    producers = [ctx.Process(target=workers.produce, args=(redis_url, queue_type, p, 150, start_at))
+    results, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    producers = [ctx.Process(target=workers.produce, args=(redis_url, queue_type, p, 150, go))
                  for p in range(3)]
-    consumers = [ctx.Process(target=workers.consume_until_idle, args=(redis_url, queue_type, f"c{c}", 15, results))
-                 for c in range(3)]
+    consumers = [ctx.Process(target=workers.consume_until_idle,
+                             args=(redis_url, queue_type, f"c{c}", 15, results, ready, go)) for c in range(3)]
     for p in producers + consumers:
         p.start()
+    # one start line for all, once every consumer is up: a consumer slow to start would find the work
+    # done (and Redis 7.0 lists a consumer only once a read has given it something)
+    for _ in consumers:
+        ready.get(timeout=40)
+    go.set()
     outcomes = dict(results.get(timeout=40) for _ in consumers)
     for p in producers + consumers:
         p.join(10)

@@ -21,19 +21,22 @@ def hammer_limiter(url: str, identifier: str, limit: int, period: float, checks:
     client.close()
 
 
-def produce(url: str, queue_type: str, producer: int, count: int, start_at: float) -> None:
+def produce(url: str, queue_type: str, producer: int, count: int, go) -> None:
     client = create_client(url, max_connections=2)
     queue = WorkQueue(client, queue_type)
     client.ping()
-    time.sleep(max(0.0, start_at - time.time()))
+    assert go.wait(60), "the consumers never all got ready"
     for i in range(count):
         queue.enqueue({"producer": producer, "n": i})
     client.close()
 
 
-def consume_until_idle(url: str, queue_type: str, consumer: str, idle_rounds: int, results) -> None:
+def consume_until_idle(url: str, queue_type: str, consumer: str, idle_rounds: int, results, ready, go) -> None:
     client = create_client(url, max_connections=2)
     queue = WorkQueue(client, queue_type)
+    client.ping()
+    ready.put(consumer)
+    assert go.wait(60), "the other processes never all got ready"  # idle rounds count from the start line
     seen = []
     empty = 0
     while empty < idle_rounds:
