@@ -202,6 +202,7 @@ def test_the_helm_values_name_the_compose_image_settings_and_run_queue():
     assert coordinator["type"] == instance["class"] == "QueuedRunCoordinator"
     queued = coordinator["config"]["queuedRunCoordinator"]
     assert queued["maxConcurrentRuns"] == instance["config"]["max_concurrent_runs"]
+    assert queued["dequeueIntervalSeconds"] == instance["config"]["dequeue_interval_seconds"]
     assert (queued.get("tagConcurrencyLimits") or []) == (instance["config"].get("tag_concurrency_limits") or [])
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False

@@ -26,7 +26,7 @@ def _wait_for_webserver(port: int, process: subprocess.Popen, timeout_s: float =
                 if response.status == 200:
                     return
         except OSError:
-            time.sleep(1)
+            time.sleep(0.25)
     raise AssertionError(f"the web UI did not answer on port {port} within {timeout_s:.0f}s")
 
 
@@ -43,7 +43,7 @@ def _run_a_job(port: int, job: str = "health_job", timeout_s: float = 120) -> No
         if status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
             assert status == dg.DagsterRunStatus.SUCCESS, f"{job} run {run_id}: {status}"
             return
-        time.sleep(1)
+        time.sleep(0.25)
     raise AssertionError(f"{job} run {run_id} did not finish within {timeout_s:.0f}s")
 
 
