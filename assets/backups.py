@@ -2,8 +2,8 @@
 
 Thin: `orchestrator_data.backups` does the work (pg_dump with a manifest of per-table checksums,
 encryption, restore into a scratch database) — the same code the CLI runs. The backup directory and
-key come from the `backup_storage` resource (BACKUP_DIR and BACKUP_ENCRYPTION_KEY unless set on it), so
-the key never appears in the UI or in metadata.
+key ring come from the `backup_storage` resource (BACKUP_DIR, BACKUP_KEYRING_FILE and
+BACKUP_ENCRYPTION_KEY unless set on it): metadata names a key by its id, never its value.
 """
 
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
@@ -53,6 +53,8 @@ def backup_metadata(entry: "backups.BackupEntry", live: records.Live | None = No
         "server_version": entry.server_version,
         "migration_head": entry.migration_head or "none",
         "encrypted": entry.encrypted,
+        # the id is a truncated hash: which key of the ring opens it, never the key
+        "encryption_key_id": (entry.manifest.get("encryption") or {}).get("key_id") or "none",
         "compressed": entry.compressed,
         "path": dg.MetadataValue.path(str(entry.path)),
         "tables": dg.MetadataValue.table(records=[dg.TableRecord(t) for t in tables], schema=TABLE_COLUMNS),
@@ -70,13 +72,13 @@ def backup_metadata(entry: "backups.BackupEntry", live: records.Live | None = No
     code_version=code_version(create, catalog),
     freshness_policy=BACKUP_FRESHNESS,
     description="A snapshot-consistent pg_dump of the application database in BACKUP_DIR, with a manifest of "
-                "per-table row counts and checksums; encrypted at rest when BACKUP_ENCRYPTION_KEY is set. "
+                "per-table row counts and checksums; encrypted at rest with the key ring's current key when there is one. "
                 "Metadata: id, size, sha256, duration, server version, migration head, rows per table.",
 )
 def postgres_backup(context: dg.AssetExecutionContext, postgres: PostgresResource,
                     backup_storage: BackupStorageResource) -> dg.MaterializeResult:
     try:
-        entry = backups.create_backup(postgres.url(), backup_storage.directory(), encryption_key=backup_storage.key())
+        entry = backups.create_backup(postgres.url(), backup_storage.directory(), keys=backup_storage.key_ring())
     except backups.BackupError as exc:
         raise dg.Failure(description=redact(str(exc))) from None
     context.log.info(f"backup {entry.id}: {entry.size_bytes} bytes")
@@ -101,7 +103,7 @@ def postgres_restore_check(context: dg.AssetExecutionContext, postgres: Postgres
     try:
         entry = backups.get_backup(backup_dir, "latest")
         started = time.monotonic()
-        result = backups.restore_check(postgres.url(), backup_dir, entry.id, encryption_key=backup_storage.key())
+        result = backups.restore_check(postgres.url(), backup_dir, entry.id, keys=backup_storage.key_ring())
     except backups.BackupError as exc:
         raise dg.Failure(description=redact(str(exc))) from None
     metadata = restore_check_metadata(entry, result, time.monotonic() - started)

@@ -42,7 +42,8 @@ from orchestrator_data.backups.catalog import (
     record_integrity,
     write_json_atomic,
 )
-from orchestrator_data.backups.create import check_key, file_sha256
+from orchestrator_data.backups.create import file_sha256, key_for, key_ring
+from orchestrator_data.backups.keys import KeyRing
 from orchestrator_data.backups.crypto import decrypt_file
 from orchestrator_data.progress import Report, quiet
 
@@ -77,14 +78,17 @@ def scratch_name(backup_id: str) -> str:
 
 
 def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
-                  encryption_key: bytes | None = None, on_progress: Report = quiet) -> RestoreCheckResult:
+                  encryption_key: bytes | None = None, keys: KeyRing | None = None,
+                  on_progress: Report = quiet) -> RestoreCheckResult:
     """Restore `backup_id` ("latest" allowed) into a scratch database on the server of database_url and
     compare it with the manifest. Returns the result (ok False with the differences on a corrupt file,
-    a failed restore or a mismatch) and records it in verification.json. Raises BackupNotFound,
-    BackupKeyError (missing or wrong key) and BackupToolError (pg_restore older than the pg_dump)."""
+    a failed restore or a mismatch) and records it in verification.json. An encrypted backup is read
+    with the key of its manifest's key_id from `keys` (the key ring), or with `encryption_key`. Raises
+    BackupNotFound, BackupKeyError (no key, or none with that id) and BackupToolError (pg_restore older
+    than the pg_dump)."""
     entry = get_backup(backup_dir, backup_id)
     manifest = entry.manifest
-    check_key(entry, encryption_key, required=True)
+    encryption_key = key_for(entry, key_ring(encryption_key, keys), required=True)
     restore_version = _pg.tool_version("pg_restore")
     dump_version = manifest.get("pg_dump_version", "0")
     if _pg.version_tuple(restore_version) < _pg.version_tuple(dump_version):
