@@ -103,7 +103,8 @@ def postgres_restore_check(context: dg.AssetExecutionContext, postgres: Postgres
     try:
         entry = backups.get_backup(backup_dir, "latest")
         started = time.monotonic()
-        result = backups.restore_check(postgres.url(), backup_dir, entry.id, keys=backup_storage.key_ring())
+        result = backups.restore_check(postgres.url(), backup_dir, entry.id, keys=backup_storage.key_ring(),
+                                       erasure_ledger=backup_storage.gdpr_ledger())
     except backups.BackupError as exc:
         raise dg.Failure(description=redact(str(exc))) from None
     metadata = restore_check_metadata(entry, result, time.monotonic() - started)

@@ -41,6 +41,12 @@ class BackupStorageResource(SettingsResource):
         file = Path(self.keyring_file) if self.keyring_file else self.settings.backup_keyring_file
         return read_key_ring(file, self.key(), self.directory())
 
+    def gdpr_ledger(self) -> Path:
+        """The GDPR erasure ledger file: GDPR_LEDGER_FILE, else gdpr-ledger.jsonl in the backup directory."""
+        if self.settings.gdpr_ledger_file is not None:
+            return Path(self.settings.gdpr_ledger_file)
+        return self.directory() / "gdpr-ledger.jsonl"
+
     def verified_max_age_hours(self) -> float:
         return self.max_age_hours if self.max_age_hours is not None else self.settings.backup_max_age_hours
 

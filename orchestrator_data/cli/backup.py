@@ -169,7 +169,8 @@ def restore_check_cmd(backup_id: BackupId) -> None:
     url = service_url(settings, "postgres")
     with _interruptible("restore check", "pg_restore stopped, scratch database dropped, nothing recorded"), \
             progress.shown() as report:
-        result = restore_check(url, settings.backup_dir, backup_id, keys=keys, on_progress=report)
+        result = restore_check(url, settings.backup_dir, backup_id, keys=keys,
+                               erasure_ledger=settings.gdpr_ledger_path, on_progress=report)
     if not result.ok:  # as the asset: a failed check fails, it does not materialize
         output.error(f"restore check of {result.backup_id} FAILED at {result.stage}; first differences:")
         for difference in result.differences:
