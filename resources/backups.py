@@ -24,6 +24,10 @@ class BackupStorageResource(SettingsResource):
                                                           "(default BACKUP_MAX_AGE_HOURS).")
     restore_check_max_age_days: float | None = Field(None, description="How old the newest restore-checked "
                                                                        "backup may be (default RESTORE_CHECK_MAX_AGE_DAYS).")
+    recovery_window_days: int | None = Field(None, description="Backups older than this many days are pruned "
+                                                               "(default RECOVERY_WINDOW_DAYS).")
+    keep_last: int | None = Field(None, description="The newest N backups are kept whatever their age "
+                                                    "(default BACKUP_KEEP_LAST).")
 
     def directory(self) -> Path:
         return Path(self.backup_dir) if self.backup_dir else Path(self.settings.backup_dir)
@@ -46,6 +50,12 @@ class BackupStorageResource(SettingsResource):
         if self.settings.gdpr_ledger_file is not None:
             return Path(self.settings.gdpr_ledger_file)
         return self.directory() / "gdpr-ledger.jsonl"
+
+    def window_days(self) -> int:
+        return self.recovery_window_days if self.recovery_window_days is not None else self.settings.recovery_window_days
+
+    def keep_newest(self) -> int:
+        return self.keep_last if self.keep_last is not None else self.settings.backup_keep_last
 
     def verified_max_age_hours(self) -> float:
         return self.max_age_hours if self.max_age_hours is not None else self.settings.backup_max_age_hours

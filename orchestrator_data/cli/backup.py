@@ -184,8 +184,15 @@ def restore_check_cmd(backup_id: BackupId) -> None:
 
 @app.command("prune")
 def prune_cmd(
-    keep_daily: Annotated[int, typer.Option("--keep-daily", min=0, help="Days to keep one backup of.")] = 7,
-    keep_weekly: Annotated[int, typer.Option("--keep-weekly", min=0, help="ISO weeks to keep one backup of.")] = 4,
+    window_days: Annotated[float | None, typer.Option(
+        "--window-days", min=0, help="Keep every backup younger than this many days (default "
+                                     "RECOVERY_WINDOW_DAYS).")] = None,
+    keep_last: Annotated[int | None, typer.Option(
+        "--keep-last", min=0, help="Keep the newest N backups whatever their age (default BACKUP_KEEP_LAST).")] = None,
+    keep_daily: Annotated[int, typer.Option("--keep-daily", min=0, help="Also keep the newest backup of each of "
+                                                                        "the last N days.")] = 0,
+    keep_weekly: Annotated[int, typer.Option("--keep-weekly", min=0, help="Also keep the newest backup of each of "
+                                                                          "the last N ISO weeks.")] = 0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be deleted.")] = False,
     temp_grace_hours: Annotated[float, typer.Option(
         "--temp-grace-hours", min=0,
@@ -193,19 +200,24 @@ def prune_cmd(
              "(never one still in use).")] = TEMP_GRACE_HOURS,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Delete backups outside the retention policy (the newest verified backup is always kept) and the
-    temporary directories that killed backups and restore checks left behind."""
+    """Delete backups older than the recovery window and not among the newest N — the rule of the daily
+    postgres_backup_prune_job (the newest verified and restore-checked backups are always kept) — and
+    the temporary directories that killed backups and restore checks left behind."""
     from orchestrator_data.backups import prune
 
     settings = load_settings()
-    result = prune(settings.backup_dir, keep_daily, keep_weekly, dry_run=dry_run,
-                   temp_grace=timedelta(hours=temp_grace_hours))
+    window = settings.recovery_window_days if window_days is None else window_days
+    keep = settings.backup_keep_last if keep_last is None else keep_last
+    result = prune(settings.backup_dir, keep_daily, keep_weekly, window_days=window, keep_last=keep,
+                   dry_run=dry_run, temp_grace=timedelta(hours=temp_grace_hours))
+    if not dry_run:
+        recording.record(settings, "backup prune", lambda keys: [(keys.POSTGRES_BACKUP_PRUNE, result)])
     if as_json:
         output.print_json({**result.as_dict(), "dry_run": dry_run})
         return
     verb = "would delete" if dry_run else "deleted"
     for entry in result.deleted:
-        output.info(f"{verb} {entry.id}")
+        output.info(f"{verb} {entry.id} ({output.human_bytes(entry.size_bytes)})")
     for entry in result.kept:
         output.info(f"kept {entry.id} ({', '.join(result.reasons[entry.id])})")
     for workdir in result.temporary_removed:
@@ -217,7 +229,10 @@ def prune_cmd(
     if result.temporary_removed or result.temporary_kept:
         temporary = (f"; temporary directories: {len(result.temporary_kept)} kept, "
                      f"{len(result.temporary_removed)} {verb}")
-    output.info(f"{len(result.kept)} kept, {len(result.deleted)} {verb}{temporary}")
+    oldest = result.oldest_kept
+    output.info(f"{len(result.kept)} kept, {len(result.deleted)} {verb} ({output.human_bytes(result.bytes_freed)})"
+                f"{temporary}; window {window:g} days, newest {keep} kept"
+                + (f"; oldest kept {oldest.id}" if oldest else ""))
 
 
 @keys_app.command("rotate")
