@@ -1,9 +1,10 @@
-"""PostgreSQL backups as assets: a backup, a restore check of the newest one, and their freshness.
+"""PostgreSQL backups as assets: a backup, a restore check of the newest one, their freshness, and the
+pruning of the backups the recovery window no longer needs.
 
 Thin: `orchestrator_data.backups` does the work (pg_dump with a manifest of per-table checksums,
 encryption, restore into a scratch database) — the same code the CLI runs. The backup directory and
-key come from the `backup_storage` resource (BACKUP_DIR and BACKUP_ENCRYPTION_KEY unless set on it), so
-the key never appears in the UI or in metadata.
+key ring come from the `backup_storage` resource (BACKUP_DIR, BACKUP_KEYRING_FILE and
+BACKUP_ENCRYPTION_KEY unless set on it): metadata names a key by its id, never its value.
 """
 
 # no `from __future__ import annotations`: Dagster reads the context annotation at definition time
@@ -11,12 +12,13 @@ import time
 from datetime import timedelta
 
 import dagster as dg
+from pydantic import Field
 
 from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
 from orchestrator_data import backups
-from orchestrator_data.backups import catalog, create, restore
+from orchestrator_data.backups import catalog, create, restore, retention
 from orchestrator_data.backups.freshness import Freshness, restore_check_freshness, verified_freshness
 from orchestrator_data.redaction import redact
 from orchestrator_data.runbook import described
@@ -53,6 +55,8 @@ def backup_metadata(entry: "backups.BackupEntry", live: records.Live | None = No
         "server_version": entry.server_version,
         "migration_head": entry.migration_head or "none",
         "encrypted": entry.encrypted,
+        # the id is a truncated hash: which key of the ring opens it, never the key
+        "encryption_key_id": (entry.manifest.get("encryption") or {}).get("key_id") or "none",
         "compressed": entry.compressed,
         "path": dg.MetadataValue.path(str(entry.path)),
         "tables": dg.MetadataValue.table(records=[dg.TableRecord(t) for t in tables], schema=TABLE_COLUMNS),
@@ -70,13 +74,13 @@ def backup_metadata(entry: "backups.BackupEntry", live: records.Live | None = No
     code_version=code_version(create, catalog),
     freshness_policy=BACKUP_FRESHNESS,
     description="A snapshot-consistent pg_dump of the application database in BACKUP_DIR, with a manifest of "
-                "per-table row counts and checksums; encrypted at rest when BACKUP_ENCRYPTION_KEY is set. "
+                "per-table row counts and checksums; encrypted at rest with the key ring's current key when there is one. "
                 "Metadata: id, size, sha256, duration, server version, migration head, rows per table.",
 )
 def postgres_backup(context: dg.AssetExecutionContext, postgres: PostgresResource,
                     backup_storage: BackupStorageResource) -> dg.MaterializeResult:
     try:
-        entry = backups.create_backup(postgres.url(), backup_storage.directory(), encryption_key=backup_storage.key())
+        entry = backups.create_backup(postgres.url(), backup_storage.directory(), keys=backup_storage.key_ring())
     except backups.BackupError as exc:
         raise dg.Failure(description=redact(str(exc))) from None
     context.log.info(f"backup {entry.id}: {entry.size_bytes} bytes")
@@ -101,7 +105,8 @@ def postgres_restore_check(context: dg.AssetExecutionContext, postgres: Postgres
     try:
         entry = backups.get_backup(backup_dir, "latest")
         started = time.monotonic()
-        result = backups.restore_check(postgres.url(), backup_dir, entry.id, encryption_key=backup_storage.key())
+        result = backups.restore_check(postgres.url(), backup_dir, entry.id, keys=backup_storage.key_ring(),
+                                       erasure_ledger=backup_storage.gdpr_ledger())
     except backups.BackupError as exc:
         raise dg.Failure(description=redact(str(exc))) from None
     metadata = restore_check_metadata(entry, result, time.monotonic() - started)
@@ -139,6 +144,63 @@ def restore_check_metadata(entry: "backups.BackupEntry", result: "backups.Restor
 def restore_check_record(result: "backups.RestoreCheckResult", live: records.Live) -> dict:
     entry = backups.get_backup(live.backup_storage.directory(), result.backup_id)
     return restore_check_metadata(entry, result, result.duration_s or 0.0)
+
+
+class BackupPruneConfig(dg.Config):
+    dry_run: bool = Field(False, description="Say what would be pruned; delete nothing.")
+
+
+@dg.asset(
+    name=keys.POSTGRES_BACKUP_PRUNE,
+    group_name=keys.BACKUPS_GROUP,
+    kinds={"postgres"},
+    owners=["team:data-platform"],
+    deps=[keys.POSTGRES_BACKUP],
+    code_version=code_version(retention, catalog),
+    description="Prunes the logical dumps in BACKUP_DIR that the recovery window no longer needs: a dump older "
+                "than RECOVERY_WINDOW_DAYS and not among the newest BACKUP_KEEP_LAST is deleted; the newest "
+                "verified and newest restore-checked dumps never are. Also removes temporary directories killed "
+                "backups left. Metadata: dumps pruned, bytes freed, oldest kept, the rule.",
+)
+def postgres_backup_prune(context: dg.AssetExecutionContext, config: BackupPruneConfig,
+                          backup_storage: BackupStorageResource) -> dg.MaterializeResult:
+    result = backups.prune(backup_storage.directory(), window_days=backup_storage.window_days(),
+                           keep_last=backup_storage.keep_newest(), dry_run=config.dry_run)
+    context.log.info(f"{'would prune' if config.dry_run else 'pruned'} {len(result.deleted)} backup(s), "
+                     f"{result.bytes_freed} bytes; {len(result.kept)} kept")
+    return dg.MaterializeResult(metadata=prune_metadata(result))
+
+
+PRUNE_COLUMNS = dg.TableSchema(columns=[
+    dg.TableColumn("backup_id", "string"),
+    dg.TableColumn("created_at", "string"),
+    dg.TableColumn("size_bytes", "int"),
+    dg.TableColumn("action", "string", description="pruned (or would be), or kept"),
+    dg.TableColumn("why", "string", description="the rules that keep it"),
+])
+
+
+@records.builds(keys.POSTGRES_BACKUP_PRUNE)
+def prune_metadata(result: "backups.PruneResult", live: records.Live | None = None) -> dict:
+    """postgres_backup_prune's metadata (also recorded by `backup prune`)."""
+    oldest = result.oldest_kept
+    verb = "would prune" if result.dry_run else "pruned"
+    rows = [dg.TableRecord({"backup_id": e.id, "created_at": e.created_at.isoformat(), "size_bytes": e.size_bytes,
+                            "action": verb, "why": ""}) for e in result.deleted]
+    rows += [dg.TableRecord({"backup_id": e.id, "created_at": e.created_at.isoformat(), "size_bytes": e.size_bytes,
+                             "action": "kept", "why": ", ".join(result.reasons.get(e.id, []))}) for e in result.kept]
+    return with_human_sizes({
+        "dry_run": result.dry_run,
+        "pruned_count": len(result.deleted),
+        "freed_bytes": result.bytes_freed,
+        "kept_count": len(result.kept),
+        "oldest_kept": oldest.id if oldest else "none",
+        "oldest_kept_created_at": oldest.created_at.isoformat() if oldest else "none",
+        "window_days": dg.MetadataValue.float(float(result.window_days)) if result.window_days is not None else "none",
+        "keep_last": result.keep_last,
+        "temporary_removed": len(result.temporary_removed),
+        "backups": dg.MetadataValue.table(rows, schema=PRUNE_COLUMNS),
+    })
 
 
 def freshness_check_result(freshness: Freshness, section: str, repair: str) -> dg.AssetCheckResult:
@@ -180,5 +242,5 @@ def check_postgres_restore_check_freshness(backup_storage: BackupStorageResource
         "orchestrator-data backup restore-check latest, and turn weekly_postgres_restore_check_schedule on")
 
 
-BACKUP_ASSETS = [postgres_backup, postgres_restore_check]
+BACKUP_ASSETS = [postgres_backup, postgres_restore_check, postgres_backup_prune]
 BACKUP_ASSET_CHECKS = [check_postgres_backup_freshness, check_postgres_restore_check_freshness]

@@ -64,6 +64,15 @@ postgres_restore_check_job = dg.define_asset_job(
     description="Restore the newest backup into a scratch database, compare it with its manifest, check freshness.",
 )
 
+# run config (ops.postgres_backup_prune.config): dry_run
+postgres_backup_prune_job = dg.define_asset_job(
+    "postgres_backup_prune_job",
+    metadata=runbook_metadata("postgres_backup_prune_job"),
+    selection=dg.AssetSelection.assets(keys.POSTGRES_BACKUP_PRUNE),
+    description="Prune the logical dumps older than RECOVERY_WINDOW_DAYS and not among the newest BACKUP_KEEP_LAST "
+                "(never the newest verified or restore-checked one), and abandoned temporary directories.",
+)
+
 # the documents only: the indices exist (bootstrap or `search init`), so each run is the light incremental step
 search_sync_job = dg.define_asset_job(
     "search_sync_job",
@@ -118,9 +127,10 @@ retention_job = dg.define_asset_job(
 )
 
 JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, postgres_backup_job, postgres_restore_check_job,
+        postgres_backup_prune_job,
         search_sync_job, search_full_load_job, search_lifecycle_job, search_snapshot_job, system_metrics_job,
         gdpr_export_job, gdpr_erase_job, retention_job]
 
 __all__ = ["JOBS", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job",
-           "postgres_backup_job", "postgres_restore_check_job", "reset_job", "retention_job", "search_full_load_job",
+           "postgres_backup_job", "postgres_backup_prune_job", "postgres_restore_check_job", "reset_job", "retention_job", "search_full_load_job",
            "search_lifecycle_job", "search_snapshot_job", "search_sync_job", "seed_job", "system_metrics_job"]

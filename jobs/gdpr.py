@@ -17,7 +17,8 @@ from orchestrator_data import gdpr
 from orchestrator_data.gdpr import erase as erase_core
 from orchestrator_data.gdpr import export as export_core
 from orchestrator_data.stack.common import write_atomically
-from resources import DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
+from orchestrator_data.gdpr.ledger import ErasureLedger, LedgerError
+from resources import BackupStorageResource, DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
 
 
 def _valid_user_id(value: str) -> str:
@@ -61,20 +62,24 @@ def gdpr_export(context: dg.OpExecutionContext, config: GdprExportConfig, postgr
     return dg.Output(None, metadata=metadata)
 
 
-@dg.op(description="Erase one user: PostgreSQL in one transaction (recorded in the erasure ledger), then Redis "
-                   "and search, each retried. Refused in production without confirm: true.")
+@dg.op(description="Erase one user: PostgreSQL in one transaction (recorded in the erasure ledger, and in the "
+                   "ledger file outside the database before COMMIT), then Redis and search, each retried. Refused "
+                   "in production without confirm: true.")
 def gdpr_erase(context: dg.OpExecutionContext, config: GdprEraseConfig, postgres: PostgresResource,
-               redis: RedisResource, elasticsearch: ElasticsearchResource, deployment: DeploymentResource):
+               redis: RedisResource, elasticsearch: ElasticsearchResource, deployment: DeploymentResource,
+               backup_storage: BackupStorageResource):
     user_id = _valid_user_id(config.user_id)
     if deployment.name() == "production" and not config.confirm:
         raise refused(f"refusing to erase user {user_id} in production: the erasure cannot be undone; "
                       f"{set_config('confirm')}")
     try:
         report = erase_core.erase_user(postgres.engine, redis.client, elasticsearch.client, elasticsearch.layout(),
-                                       user_id, config.requested_by)
-    except gdpr.GdprError as exc:
-        raise dg.Failure(description=str(exc)) from None
+                                       user_id, config.requested_by,
+                                       ledger=ErasureLedger(backup_storage.gdpr_ledger()))
+    except (gdpr.GdprError, LedgerError) as exc:
+        raise dg.Failure(description=exc.one_line()) from None
     metadata = {f"postgres_{table}": n for table, n in report.postgres.items()}
+    metadata |= {"request_id": report.request_id, "ledger_file": dg.MetadataValue.path(report.ledger_file)}
     metadata |= {f"redis_{key}": n for key, n in (report.redis or {}).items()}
     metadata |= {f"search_{name}_left": n for name, n in (report.search or {}).items()}
     metadata |= {"already_erased": report.already_erased, "duration_s": report.duration_s}

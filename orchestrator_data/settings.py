@@ -118,7 +118,26 @@ class Settings(BaseSettings):
     backup_encryption_key: SecretStr | None = Field(
         None, validation_alias="BACKUP_ENCRYPTION_KEY",
         description="Base64 of 32 random bytes (`openssl rand -base64 32`): new backups are encrypted at rest "
-                    "(AES-256-GCM). Keep it outside the backup storage. Unset: backups are not encrypted.")
+                    "(AES-256-GCM). Keep it outside the backup storage. A member of the key ring (BACKUP_KEYRING_FILE), "
+                    "current while the ring file holds no key. Unset, with no ring: backups are not encrypted.")
+    backup_keyring_file: Path | None = Field(
+        None, validation_alias="BACKUP_KEYRING_FILE",
+        description="The backup key ring (docs/backups.md#keys): a 0600 JSON file outside BACKUP_DIR that "
+                    "`backup keys rotate` creates and adds to; new backups use its newest key, every key in it "
+                    "(and BACKUP_ENCRYPTION_KEY) still decrypts. Unset: BACKUP_ENCRYPTION_KEY is the only key.")
+    recovery_window_days: int = Field(
+        7, ge=1, le=3650, validation_alias="RECOVERY_WINDOW_DAYS",
+        description="The recovery window: any moment in the last N days can be restored. Backups older than it "
+                    "are pruned unless a keep rule (BACKUP_KEEP_LAST, the newest verified) still needs them.")
+    backup_keep_last: int = Field(
+        7, ge=0, le=10_000, validation_alias="BACKUP_KEEP_LAST",
+        description="The newest N logical dumps are kept whatever their age (`backup prune`, "
+                    "postgres_backup_prune_job).")
+    gdpr_ledger_file: Path | None = Field(
+        None, validation_alias="GDPR_LEDGER_FILE",
+        description="The GDPR erasure ledger kept outside the database (append-only JSON lines: user id, "
+                    "organization, time, request id), re-applied after a restore (docs/gdpr.md). Unset: "
+                    "`gdpr-ledger.jsonl` in BACKUP_DIR.")
     # a nightly backup plus two hours of slack
     backup_max_age_hours: float = Field(
         26.0, gt=0, le=24 * 90, validation_alias="BACKUP_MAX_AGE_HOURS",
@@ -242,7 +261,8 @@ class Settings(BaseSettings):
         if not value.strip().lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.strip()
-    @field_validator("search_snapshot_repository", "search_snapshot_location", mode="before")
+    @field_validator("search_snapshot_repository", "search_snapshot_location", "backup_keyring_file",
+                     "gdpr_ledger_file", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         # `SEARCH_SNAPSHOT_LOCATION=` in an env file means "the default", as the URLs' blanks do
@@ -303,6 +323,10 @@ class Settings(BaseSettings):
     def backup_key_bytes(self) -> bytes | None:
         key = self.backup_encryption_key
         return base64.b64decode(key.get_secret_value()) if key else None
+
+    @property
+    def gdpr_ledger_path(self) -> Path:
+        return self.gdpr_ledger_file if self.gdpr_ledger_file is not None else self.backup_dir / "gdpr-ledger.jsonl"
 
     @property
     def is_production(self) -> bool:

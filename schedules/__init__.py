@@ -7,7 +7,8 @@ from assets._runbook import runbook_metadata
 from jobs import health_job, retention_job, search_lifecycle_job, search_sync_job
 from schedules._status import schedule_status
 from schedules.alerts import run_failure_alert_sensor
-from schedules.backups import nightly_postgres_backup_schedule, stale_backup_sensor, weekly_postgres_restore_check_schedule
+from schedules.backups import (daily_postgres_backup_prune_schedule, nightly_postgres_backup_schedule, stale_backup_sensor,
+                               weekly_postgres_restore_check_schedule)
 from schedules.metrics import system_metrics_schedule
 from schedules.search import daily_search_snapshot_schedule, stale_search_snapshot_sensor
 
@@ -56,10 +57,11 @@ retention_schedule = dg.ScheduleDefinition(
     default_status=schedule_status(),
 )
 
-SCHEDULES = [health_schedule, nightly_postgres_backup_schedule, weekly_postgres_restore_check_schedule, search_sync_schedule,
+SCHEDULES = [health_schedule, nightly_postgres_backup_schedule, weekly_postgres_restore_check_schedule,
+             daily_postgres_backup_prune_schedule, search_sync_schedule,
              search_lifecycle_schedule, daily_search_snapshot_schedule, system_metrics_schedule, retention_schedule]
 SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor, stale_search_snapshot_sensor]
 
-__all__ = ["SCHEDULES", "SENSORS", "daily_search_snapshot_schedule", "health_schedule", "nightly_postgres_backup_schedule",
+__all__ = ["SCHEDULES", "SENSORS", "daily_postgres_backup_prune_schedule", "daily_search_snapshot_schedule", "health_schedule", "nightly_postgres_backup_schedule",
            "retention_schedule", "run_failure_alert_sensor", "search_lifecycle_schedule", "search_sync_schedule", "stale_backup_sensor",
            "stale_search_snapshot_sensor", "system_metrics_schedule", "weekly_postgres_restore_check_schedule"]

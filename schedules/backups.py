@@ -1,11 +1,12 @@
-"""Nightly backups, weekly restore checks, and an alert when either promise goes stale."""
+"""Nightly backups, weekly restore checks, daily pruning under the recovery window, and an alert when
+either promise goes stale."""
 
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from assets._runbook import runbook_metadata
-from jobs import postgres_backup_job, postgres_restore_check_job
+from jobs import postgres_backup_job, postgres_backup_prune_job, postgres_restore_check_job
 from orchestrator_data.backups.freshness import Freshness, restore_check_freshness, verified_freshness
 from resources import BackupStorageResource
 from schedules._stale import stale_copy_sensor
@@ -29,6 +30,21 @@ weekly_postgres_restore_check_schedule = dg.ScheduleDefinition(
     cron_schedule="0 4 * * 0",
     execution_timezone="UTC",
     description="Restore the newest backup into a scratch database and compare it, every Sunday 04:00 UTC.",
+    default_status=schedule_status(),
+)
+
+
+# 05:30, after the night's backup (02:00) and the Sunday restore check (04:00): the backup that keeps the
+# window covered is verified by then, and a dump older than the window (an erased person in it) goes
+# within a day of leaving it
+daily_postgres_backup_prune_schedule = dg.ScheduleDefinition(
+    name="daily_postgres_backup_prune_schedule",
+    job=postgres_backup_prune_job,
+    metadata=runbook_metadata("postgres_backup_prune_job"),
+    cron_schedule="30 5 * * *",
+    execution_timezone="UTC",
+    description="Prune the logical dumps the recovery window and the keep-N rule no longer need, daily at "
+                "05:30 UTC.",
     default_status=schedule_status(),
 )
 

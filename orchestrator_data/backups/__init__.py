@@ -18,11 +18,12 @@ from orchestrator_data.backups.catalog import (
 )
 from orchestrator_data.backups.create import VerifyResult, create_backup, verify_backup
 from orchestrator_data.backups.crypto import decode_key, key_id
+from orchestrator_data.backups.keys import Key, KeyRing, load_key_ring
 from orchestrator_data.backups.restore import RestoreCheckResult, restore_check
 from orchestrator_data.backups.retention import PruneResult, plan_prune, prune
 
 __all__ = [
     "BackupCorrupt", "BackupEntry", "BackupError", "BackupKeyError", "BackupNotFound", "BackupToolError",
-    "PruneResult", "RestoreCheckResult", "VerifyResult", "create_backup", "decode_key", "get_backup", "key_id",
+    "Key", "KeyRing", "PruneResult", "RestoreCheckResult", "VerifyResult", "create_backup", "decode_key", "get_backup", "key_id", "load_key_ring",
     "latest_restore_checked", "latest_verified", "list_backups", "table_summary", "plan_prune", "prune", "restore_check", "verify_backup",
 ]

@@ -33,6 +33,7 @@ from orchestrator_data.backups.catalog import (
     write_json_atomic,
 )
 from orchestrator_data.backups.crypto import ALGORITHM, CHUNK_SIZE, decrypt_file, encrypt_stream, key_id
+from orchestrator_data.backups.keys import KeyRing
 from orchestrator_data.progress import Report, quiet
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,12 @@ _COPY_CHUNK = 1 << 20
 
 
 def create_backup(database_url: str, backup_dir: Path, *, encryption_key: bytes | None = None,
-                  compress: bool = True, on_progress: Report = quiet) -> BackupEntry:
+                  keys: KeyRing | None = None, compress: bool = True, on_progress: Report = quiet) -> BackupEntry:
     """pg_dump -Fc of the database inside an exported snapshot, with row counts and checksums of every
-    table in public computed inside that same snapshot, stored as BACKUP_DIR/<id>/ (atomically)."""
+    table in public computed inside that same snapshot, stored as BACKUP_DIR/<id>/ (atomically).
+    Encrypted with `encryption_key`, or with the current key of `keys` (the key ring)."""
+    if keys is not None and keys.current is not None:
+        encryption_key = keys.current.material
     if encryption_key is not None and len(encryption_key) != 32:
         raise BackupKeyError("the encryption key must be 32 bytes")
     backup_dir = Path(backup_dir)
@@ -203,26 +207,38 @@ def file_sha256(path: Path, on_progress: Report = quiet, step: str = "verify") -
     return digest.hexdigest(), size
 
 
-def check_key(entry: BackupEntry, key: bytes | None, *, required: bool) -> None:
-    """Compare the key's id with the manifest's before decrypting anything."""
+def key_ring(encryption_key: bytes | None, keys: KeyRing | None) -> KeyRing:
+    """The ring a check reads with: the one given, else a ring of the one key given, else an empty one."""
+    if keys is not None:
+        return keys
+    return KeyRing.of(encryption_key) if encryption_key is not None else KeyRing()
+
+
+def key_for(entry: BackupEntry, keys: KeyRing, *, required: bool) -> bytes | None:
+    """The key the manifest's key_id names, found before decrypting anything (None: the backup is not
+    encrypted, or the ring is empty and a key is not required). Raises BackupKeyError naming the id."""
     encryption = entry.manifest.get("encryption")
     if not encryption:
-        return
-    if key is None:
+        return None
+    wanted = encryption["key_id"]
+    if not keys.keys:
         if required:
-            raise BackupKeyError(f"backup {entry.id} is encrypted (key id {encryption['key_id']}); "
-                                 "set BACKUP_ENCRYPTION_KEY to the key it was written with")
-        return
-    if key_id(key) != encryption["key_id"]:
-        raise BackupKeyError(f"wrong encryption key for backup {entry.id}: the key given has id {key_id(key)}, "
-                             f"the backup was encrypted with key id {encryption['key_id']}")
+            raise BackupKeyError(f"backup {entry.id} is encrypted (key id {wanted}) and no key is configured; "
+                                 "set BACKUP_KEYRING_FILE or BACKUP_ENCRYPTION_KEY to a ring holding that key")
+        return None
+    if wanted not in keys:
+        raise BackupKeyError(f"wrong encryption key for backup {entry.id}: it was encrypted with key id {wanted}, "
+                             f"which is not in the key ring ({keys.where()})")
+    return keys.get(wanted)
 
 
-def verify_backup(backup_dir: Path, backup_id: str, *, encryption_key: bytes | None = None) -> VerifyResult:
-    """Re-hash the stored file against the manifest (size and sha256); when encrypted and a key is given,
-    also authenticate every chunk. Raises BackupNotFound, or BackupKeyError for a wrong key."""
+def verify_backup(backup_dir: Path, backup_id: str, *, encryption_key: bytes | None = None,
+                  keys: KeyRing | None = None) -> VerifyResult:
+    """Re-hash the stored file against the manifest (size and sha256); when encrypted and its key is in
+    the ring (`keys`, or the one `encryption_key`), also authenticate every chunk. Raises
+    BackupNotFound, or BackupKeyError when the ring lacks the manifest's key id."""
     entry = get_backup(backup_dir, backup_id)
-    check_key(entry, encryption_key, required=False)
+    encryption_key = key_for(entry, key_ring(encryption_key, keys), required=False)
     try:
         path = entry.dump_path
     except BackupCorrupt as exc:

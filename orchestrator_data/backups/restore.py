@@ -3,8 +3,9 @@
 Order: key id, then sha256 of the stored file (a corrupted file fails here, before any database is
 created), then decrypt (authenticating every chunk) to a temp file, pg_restore into a scratch
 database with a fresh name, compare every table's row count and checksum and the migration head
-with the manifest, re-apply the live database's GDPR erasure ledger (docs/gdpr.md) and prove no
-erased user is left, and drop the scratch database in all cases.
+with the manifest, re-apply the GDPR erasure ledgers (the live database's, and the ledger file kept
+outside the database: docs/gdpr.md) and prove no erased user is left, and drop the scratch database
+in all cases.
 
 The manifest describes the backup as it was taken, so the comparison reads the restored database
 before the ledger changes it: that proves the backup. The ledger is applied afterwards — a backup
@@ -42,7 +43,8 @@ from orchestrator_data.backups.catalog import (
     record_integrity,
     write_json_atomic,
 )
-from orchestrator_data.backups.create import check_key, file_sha256
+from orchestrator_data.backups.create import file_sha256, key_for, key_ring
+from orchestrator_data.backups.keys import KeyRing
 from orchestrator_data.backups.crypto import decrypt_file
 from orchestrator_data.progress import Report, quiet
 
@@ -77,14 +79,18 @@ def scratch_name(backup_id: str) -> str:
 
 
 def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
-                  encryption_key: bytes | None = None, on_progress: Report = quiet) -> RestoreCheckResult:
+                  encryption_key: bytes | None = None, keys: KeyRing | None = None,
+                  erasure_ledger: Path | None = None, on_progress: Report = quiet) -> RestoreCheckResult:
     """Restore `backup_id` ("latest" allowed) into a scratch database on the server of database_url and
     compare it with the manifest. Returns the result (ok False with the differences on a corrupt file,
-    a failed restore or a mismatch) and records it in verification.json. Raises BackupNotFound,
-    BackupKeyError (missing or wrong key) and BackupToolError (pg_restore older than the pg_dump)."""
+    a failed restore or a mismatch) and records it in verification.json. An encrypted backup is read
+    with the key of its manifest's key_id from `keys` (the key ring), or with `encryption_key`.
+    `erasure_ledger`: the GDPR ledger file (GDPR_LEDGER_FILE), re-applied with the live database's. Raises
+    BackupNotFound, BackupKeyError (no key, or none with that id) and BackupToolError (pg_restore older
+    than the pg_dump)."""
     entry = get_backup(backup_dir, backup_id)
     manifest = entry.manifest
-    check_key(entry, encryption_key, required=True)
+    encryption_key = key_for(entry, key_ring(encryption_key, keys), required=True)
     restore_version = _pg.tool_version("pg_restore")
     dump_version = manifest.get("pg_dump_version", "0")
     if _pg.version_tuple(restore_version) < _pg.version_tuple(dump_version):
@@ -148,7 +154,7 @@ def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
                 return finish(False, "compare", differences, restore_duration_s=restore_s,
                               restored_size_bytes=int(restored_size), tables_compared=len(tables),
                               scratch_database=name)
-            reapplied = _reapply_erasures(database_url, scratch_url)
+            reapplied = _reapply_erasures(database_url, scratch_url, erasure_ledger)
             return finish(not reapplied.differences, "done" if not reapplied.differences else "erasures",
                           reapplied.differences, restore_duration_s=restore_s,
                           restored_size_bytes=int(restored_size), tables_compared=len(tables),
@@ -157,13 +163,16 @@ def restore_check(database_url: str, backup_dir: Path, backup_id: str, *,
             _drop_database(database_url, name)
 
 
-def _reapply_erasures(database_url: str, scratch_url: str):
+def _reapply_erasures(database_url: str, scratch_url: str, erasure_ledger: Path | None):
     from orchestrator_data.gdpr.erase import reapply_after_restore
+    from orchestrator_data.gdpr.ledger import ErasureLedger
+    from orchestrator_data.gdpr.reapply import ledger_entries_as_rows
     from orchestrator_data.postgres.client import engine_for
 
+    outside = ledger_entries_as_rows(ErasureLedger(erasure_ledger).read().entries) if erasure_ledger else []
     with engine_for(database_url, "orchestrator-data-restore-check") as live, \
             engine_for(scratch_url, "orchestrator-data-restore-check") as restored:
-        return reapply_after_restore(live, restored)
+        return reapply_after_restore(live, restored, outside)
 
 
 def compare(manifest: dict, tables: dict[str, dict], head: str | None) -> list[str]:

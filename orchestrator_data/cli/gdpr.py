@@ -1,8 +1,11 @@
-"""`orchestrator-data gdpr export|erase`: everything held about one person, and its erasure.
+"""`orchestrator-data gdpr export|erase|reapply`: everything held about one person, its erasure, and
+the erasures re-applied to a database that went back in time.
 
 Exit codes: 0 done; 1 a server failed, or part of the erasure (Redis, search) still failed after its
 retries — the report says which and running the same command again completes it; 2 refused before
-anything changed: a malformed user id, no such user, erase without --confirm, bad configuration;
+anything changed: a malformed user id, no such user, erase without --confirm, bad configuration, a
+database without the erasure function (reapply); 1 also: the erasure ledger file cannot be written
+(nothing committed), or has unreadable lines (reapply);
 3 the user was already erased (nothing changed in PostgreSQL; Redis and search were cleaned again)."""
 
 from __future__ import annotations
@@ -94,13 +97,15 @@ def erase(
     """Delete the user and their personal data in PostgreSQL (one transaction; recorded in the erasure
     ledger), revoke their sessions and cached data in Redis, and rewrite their search documents."""
     from orchestrator_data.gdpr import erase as gdpr_erase
+    from orchestrator_data.gdpr.ledger import ErasureLedger
 
     user_id = _valid(user)
     if not confirm:
         raise BadInput(f"refusing to erase user {user_id} without --confirm: it cannot be undone")
+    ledger = ErasureLedger(load_settings().gdpr_ledger_path)
     with _gdpr_clients() as c:
         report = gdpr_erase.erase_user(c.engine, c.redis, c.es, c.layout, user_id,
-                                       requested_by or default_requester())
+                                       requested_by or default_requester(), ledger=ledger)
     if as_json:
         output.print_json(report.as_dict())
     else:
@@ -109,6 +114,39 @@ def erase(
         raise typer.Exit(1)
     if report.already_erased:
         raise typer.Exit(ALREADY_ERASED_EXIT)
+
+
+@app.command("reapply")
+def reapply(
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="The database to erase in again (default: DATABASE_URL, or the local stack's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Erase again everyone the erasure ledger file (GDPR_LEDGER_FILE) names who is present in the
+    database: run it after a restore or a point-in-time recovery. Idempotent."""
+    from orchestrator_data import urls
+    from orchestrator_data.cli.context import service_url
+    from orchestrator_data.gdpr.reapply import reapply_erasures
+
+    settings = load_settings()
+    try:
+        url = urls.validate_postgres_url(database_url) if database_url else service_url(settings, "postgres")
+    except urls.InvalidUrl as exc:
+        raise BadInput(f"--database-url {exc}") from None
+    report = reapply_erasures(settings, url)
+    if as_json:
+        output.print_json(report.as_dict())
+    elif not report.ledger_exists:
+        output.info(f"no erasure ledger at {report.ledger_file}: nothing to re-apply")
+    else:
+        output.info(f"{output.OK} {report.entries} erasure(s) in {report.ledger_file}; {len(report.erased)} person(s) "
+                    f"present in the database erased again" + (f": {', '.join(report.erased)}" if report.erased else ""))
+        if report.rows:
+            output.info("  rows: " + ", ".join(f"{table} {n}" for table, n in report.rows.items()))
+    if report.unreadable_lines:
+        output.error(f"{len(report.unreadable_lines)} unreadable line(s) in {report.ledger_file} were skipped: "
+                     f"lines {', '.join(map(str, report.unreadable_lines[:20]))}")
+        raise typer.Exit(1)
 
 
 def _valid(user: str) -> str:

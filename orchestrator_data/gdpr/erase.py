@@ -2,7 +2,9 @@
 
 PostgreSQL: `gdpr_erase_user()` (revision 0008, owner-only) deletes the user row, lets the foreign
 keys clear the references in rows the organization keeps, redacts the person's e-mail and name inside
-audit rows' old/new values, writes an ERASURE audit row and the ledger row — one transaction.
+audit rows' old/new values, writes an ERASURE audit row and the ledger row — one transaction, inside
+which, before COMMIT, the erasure is appended (fsynced) to the ledger file outside the database
+(gdpr/ledger.py): a ledger that cannot be written fails the erasure with nothing committed.
 Redis: the person's sessions are revoked, `cache:user:{id}` is dropped and so is every cached value
 that holds their e-mail or name. Elasticsearch: the incremental sync carries the cleared references
 (owner_id, triggered_by) to the documents; then no workflow or execution document names the id.
@@ -24,6 +26,7 @@ from elasticsearch import Elasticsearch
 from psycopg import errors as pg_errors
 
 from orchestrator_data.gdpr import AlreadyErased, GdprError, UnknownUser, user_id as as_user_id
+from orchestrator_data.gdpr.ledger import ErasureLedger, LedgerEntry, new_request_id
 from orchestrator_data.postgres import models, roles
 from orchestrator_data.redis.cache import Cache
 from orchestrator_data.redis.sessions import SessionStore
@@ -46,6 +49,8 @@ class OwnerRequired(GdprError):
 @dataclass
 class ErasureReport:
     user_id: str
+    request_id: str = ""
+    ledger_file: str | None = None                          # where the erasure was recorded outside the database
     already_erased: bool = False
     postgres: dict[str, int] = field(default_factory=dict)  # rows touched per table
     redis: dict[str, int] | None = None                     # sessions, cache_entries; None: not configured
@@ -61,13 +66,17 @@ class ErasureReport:
         return asdict(self) | {"ok": self.ok}
 
 
-def erase_postgres(engine: sa.Engine, user: uuid.UUID, erased_by: str) -> tuple[dict[str, int], list[str]]:
+def erase_postgres(engine: sa.Engine, user: uuid.UUID, erased_by: str, ledger: ErasureLedger | None = None,
+                   request_id: str | None = None) -> tuple[dict[str, int], list[str]]:
     """Run gdpr_erase_user as the owner; the rows touched per table, and the e-mail and name the erased
-    row held (for Redis; kept in memory only). Raises UnknownUser, AlreadyErased, OwnerRequired."""
+    row held (for Redis; kept in memory only). With a ledger, the erasure is appended to it after the
+    function ran and before COMMIT (LedgerError: rolled back). Raises UnknownUser, AlreadyErased,
+    OwnerRequired, LedgerError."""
     with engine.begin() as conn:
         if not roles.act_as_owner(conn):
             raise OwnerRequired(f"the database login may not act as {roles.OWNER_ROLE}, which runs the erasure")
-        person = conn.execute(sa.select(models.users.c.email, models.users.c.display_name)
+        person = conn.execute(sa.select(models.users.c.email, models.users.c.display_name,
+                                        models.users.c.organization_id)
                               .where(models.users.c.id == user)).first()
         try:
             counts = conn.execute(sa.text("SELECT gdpr_erase_user(:user, :by)"),
@@ -78,7 +87,29 @@ def erase_postgres(engine: sa.Engine, user: uuid.UUID, erased_by: str) -> tuple[
             if getattr(exc.orig, "sqlstate", None) == ALREADY_ERASED_STATE:
                 raise AlreadyErased(f"user {user} was already erased") from None
             raise
-    return {table: int(n) for table, n in counts.items()}, [v for v in (person or ()) if v]
+        if ledger is not None:
+            # now() is the transaction's start: the time gdpr_erasures records for this erasure
+            erased_at = conn.execute(sa.text("SELECT now()")).scalar_one()
+            ledger.append(LedgerEntry(user, person.organization_id if person else None, erased_at,
+                                      request_id or new_request_id()))
+    return {table: int(n) for table, n in counts.items()}, [v for v in (person[:2] if person else ()) if v]
+
+
+def record_earlier_erasure(engine: sa.Engine, ledger: ErasureLedger, user: uuid.UUID, request_id: str) -> bool:
+    """An erasure from before the ledger file (or a file restored from an old copy) that the database
+    recorded: add it to the file, with the database's time and the organization of its ERASURE audit
+    row. Returns whether a line was added."""
+    if ledger.holds(user):
+        return False
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(
+            "SELECT e.erased_at, (SELECT a.organization_id FROM audit_logs a WHERE a.action = 'ERASURE' "
+            "AND a.table_name = 'users' AND a.record_id = e.user_id::text ORDER BY a.id LIMIT 1) "
+            "FROM gdpr_erasures e WHERE e.user_id = :user"), {"user": user}).first()
+    if row is None:
+        return False
+    ledger.append(LedgerEntry(user, row[1], row[0], request_id))
+    return True
 
 
 def erase_redis(client: redis.Redis, user: uuid.UUID, needles: list[str]) -> dict[str, int]:
@@ -131,17 +162,24 @@ def _retried(report: ErasureReport, system: str, action) -> Any:
 
 
 def erase_user(engine: sa.Engine, redis_client: redis.Redis | None, search_client: Elasticsearch | None,
-               layout: Layout | None, user_id: str | uuid.UUID, erased_by: str) -> ErasureReport:
-    """Erase the person everywhere. Raises InvalidUserId, UnknownUser (nothing changed); an already
-    erased person gets report.already_erased and only the Redis and search parts redone."""
+               layout: Layout | None, user_id: str | uuid.UUID, erased_by: str, *,
+               ledger: ErasureLedger | None) -> ErasureReport:
+    """Erase the person everywhere, recording the erasure in `ledger` (the file outside the database;
+    None only where no restore ever needs it, e.g. a throwaway database). Raises InvalidUserId,
+    UnknownUser (nothing changed), LedgerError (the ledger cannot be written: nothing committed); an
+    already erased person gets report.already_erased, the ledger line if the file lacks it, and only
+    the Redis and search parts redone."""
     started = time.monotonic()
     user = as_user_id(user_id)
-    report = ErasureReport(str(user))
+    report = ErasureReport(str(user), request_id=new_request_id(),
+                           ledger_file=str(ledger.path) if ledger is not None else None)
     needles: list[str] = []
     try:
-        report.postgres, needles = erase_postgres(engine, user, erased_by)
+        report.postgres, needles = erase_postgres(engine, user, erased_by, ledger, report.request_id)
     except AlreadyErased:
         report.already_erased = True
+        if ledger is not None:
+            record_earlier_erasure(engine, ledger, user, report.request_id)
     if redis_client is not None:
         report.redis = _retried(report, "redis", lambda: erase_redis(redis_client, user, needles))
     if search_client is not None and layout is not None:
@@ -185,11 +223,18 @@ class Reapplied:
     differences: list[str]        # what still shows an erased user (must be empty)
 
 
-def reapply_after_restore(live: sa.Engine, restored: sa.Engine) -> Reapplied:
-    """The live database's erasure ledger applied to a restored one, then proven: no erased user's row
-    is left. A backup older than revision 0008 has no erasure function: if it holds an erased user,
-    that is reported as a difference (restore it, migrate, then re-apply)."""
-    entries = ledger(live)
+def reapply_after_restore(live: sa.Engine, restored: sa.Engine,
+                          outside: list[tuple[uuid.UUID, datetime, str]] = ()) -> Reapplied:
+    """The erasure ledgers — the live database's and `outside` (the ledger file's entries, as rows) —
+    applied to a restored database, then proven: no erased user's row is left. The file counts because
+    the live database may itself have gone back in time and forgotten erasures. A backup older than
+    revision 0008 has no erasure function: if it holds an erased user, that is reported as a
+    difference (restore it, migrate, then re-apply)."""
+    earliest: dict[uuid.UUID, tuple[uuid.UUID, datetime, str]] = {}
+    for entry in [*ledger(live), *outside]:
+        if entry[0] not in earliest or entry[1] < earliest[entry[0]][1]:
+            earliest[entry[0]] = entry
+    entries = sorted(earliest.values(), key=lambda e: e[1])
     if not entries:
         return Reapplied(0, {}, [])
     ids = [entry[0] for entry in entries]

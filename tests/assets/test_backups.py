@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import dagster as dg
@@ -16,6 +17,7 @@ from assets.backups import (
 from assets.postgres import postgres_schema
 from assets.seed import seed_data
 from orchestrator_data import backups
+from orchestrator_data.backups.keys import rotate_key
 from resources import BackupStorageResource, DeploymentResource, PostgresResource
 from tests.databases import HEAD, fresh_database
 
@@ -40,9 +42,14 @@ def seeded(stack, tmp_path, monkeypatch):
         yield resources, tmp_path / "backups"
 
 
-def test_backup_then_restore_check_then_fresh(seeded, monkeypatch):
+def test_backup_then_restore_check_then_fresh(seeded, monkeypatch, tmp_path):
     resources, backup_dir = seeded
     monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", KEY_B64)
+    # a rotated ring: the backup is written with its newest key, not BACKUP_ENCRYPTION_KEY's
+    ring_file = tmp_path / "keys" / "ring.json"
+    ring_file.parent.mkdir()
+    rotated = rotate_key(ring_file, base64.b64decode(KEY_B64), backup_dir)
+    monkeypatch.setenv("BACKUP_KEYRING_FILE", str(ring_file))
     result = dg.materialize([postgres_backup, postgres_restore_check, check_postgres_backup_freshness,
                              check_postgres_restore_check_freshness], resources=resources)
     assert result.success
@@ -55,7 +62,11 @@ def test_backup_then_restore_check_then_fresh(seeded, monkeypatch):
     tables = {r.data["table"]: r.data for r in meta["tables"].value.records}
     assert tables["executions"]["rows"] == 200 and len(tables["executions"]["checksum"]) == 16
     assert meta["dagster/row_count"].value == sum(t["rows"] for t in tables.values())
-    assert KEY_B64 not in json.dumps({k: str(v.value) for k, v in meta.items()})
+    assert meta["encryption_key_id"].value == rotated.key.id
+    for material in (base64.b64decode(KEY_B64), rotated.key.material):
+        for form in (base64.b64encode(material).decode(), material.hex()):
+            assert form not in json.dumps({k: str(v.value) for k, v in meta.items()})
+            assert not any(form in str(event) for event in result.all_events)
 
     [checked] = result.asset_materializations_for_node("postgres_restore_check")
     assert checked.metadata["ok"].value is True and checked.metadata["difference_count"].value == 0

@@ -59,11 +59,17 @@ def test_backup_commands(cli, migrated_url, tmp_path, stack):
     assert "FAILED at integrity" in run("restore-check", backup_id, expect=1).stderr
 
     # retention: the only backup is no longer verified, 0/0 policy deletes it (dry run first)
-    assert "would delete" in run("prune", "--keep-daily", "0", "--keep-weekly", "0", "--dry-run", expect=0).stdout
+    nothing = ("--window-days", "0", "--keep-last", "0")
+    assert "would delete" in run("prune", *nothing, "--keep-daily", "0", "--keep-weekly", "0", "--dry-run",
+                                 expect=0).stdout
     assert len(json.loads(run("list", "--json", expect=0).stdout)["backups"]) == 1
     # two days, so a test that crosses midnight UTC still keeps it by the calendar too
-    pruned = json.loads(run("prune", "--keep-daily", "2", "--keep-weekly", "0", "--json", expect=0).stdout)
+    pruned = json.loads(run("prune", *nothing, "--keep-daily", "2", "--keep-weekly", "0", "--json", expect=0).stdout)
     assert pruned["kept"] == [backup_id] and pruned["deleted"] == []
+    # the defaults: the recovery window (RECOVERY_WINDOW_DAYS) keeps it, and says so
+    by_window = json.loads(run("prune", "--json", expect=0).stdout)
+    assert by_window["kept"] == [backup_id] and by_window["rule"]["window_days"] == 7
+    assert "within the 7-day window" in by_window["reasons"][backup_id]
 
     # a server that refuses the login: 1, and the password given is not echoed
     bad_url = migrated_url.replace(f":{database_password(migrated_url)}@", ":Wr0ngPassw0rdXyz@")

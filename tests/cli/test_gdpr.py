@@ -83,6 +83,37 @@ def test_erase_then_erase_again(cli, people_db, prefix):
     assert "already erased" in again.stderr
 
 
+def test_an_unwritable_ledger_fails_the_erasure_and_reapply_erases_again(cli, people_db, prefix, tmp_path, stack):
+    from orchestrator_data.backups import create_backup
+    from tests.orchestrator_data.gdpr.test_ledger import restored_into_new_database
+
+    url, engine, people = people_db
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    env = {"DATABASE_URL": url, "SEARCH_INDEX_PREFIX": prefix, "BACKUP_DIR": str(tmp_path / "backups"),
+           "GDPR_LEDGER_FILE": str(blocked)}
+    before = _snapshot(engine)
+    failed = cli("gdpr", "erase", "--user", str(people.person.id), "--confirm", env=env)
+    assert failed.returncode == 1 and "the erasure was not committed" in failed.stderr, failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1 and _snapshot(engine) == before
+
+    older = create_backup(url, tmp_path / "backups")
+    env["GDPR_LEDGER_FILE"] = ""  # the default: beside the backups
+    assert cli("gdpr", "erase", "--user", str(people.person.id), "--confirm", env=env).returncode == 0
+    assert (tmp_path / "backups" / "gdpr-ledger.jsonl").is_file()
+    with restored_into_new_database(stack, tmp_path / "backups", older.id) as (restored_url, restored):
+        done = cli("gdpr", "reapply", "--database-url", restored_url, "--json", env=env)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["erased"] == [str(people.person.id)] and report["entries"] == 1 and report["ok"]
+        again = cli("gdpr", "reapply", "--database-url", restored_url, env=env)
+        assert again.returncode == 0 and "0 person(s) present in the database erased again" in again.stdout
+    # the live database: the person is gone already, nothing to do
+    assert json.loads(cli("gdpr", "reapply", "--json", env=env).stdout)["erased"] == []
+    bad = cli("gdpr", "reapply", "--database-url", "mysql://x@y/z", env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --database-url has scheme"), bad.stderr
+
+
 def test_export_to_a_path_it_cannot_write_is_refused_before_the_audit_row(cli, people_db, prefix, tmp_path):
     url, engine, people = people_db
     env = {"DATABASE_URL": url, "SEARCH_INDEX_PREFIX": prefix}

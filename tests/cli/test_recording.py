@@ -69,6 +69,24 @@ def test_backup_create_records_the_assets_materialization(cli, stack, migrated_u
     assert restored.passed and restored.metadata["newest_id"].value == backup_id
 
 
+def test_backup_prune_records_what_it_pruned(cli, stack, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.orchestrator_data.backups.test_retention import write_backup
+
+    now = datetime.now(UTC)
+    kept, old = (write_backup(tmp_path / "b", now - timedelta(days=d)) for d in (1, 30))
+    env = {"BACKUP_DIR": str(tmp_path / "b"), "RECOVERY_WINDOW_DAYS": "7", "BACKUP_KEEP_LAST": "0", **_dagster(stack)}
+    dry = cli("backup", "prune", "--dry-run", env=env)
+    assert dry.returncode == 0 and "recorded in Dagster" not in dry.stderr  # a dry run records nothing
+    pruned = cli("backup", "prune", env=env)
+    assert pruned.returncode == 0 and "recorded in Dagster: postgres_backup_prune" in pruned.stderr, pruned.stderr
+    assert f"deleted {old}" in pruned.stdout and f"oldest kept {kept}" in pruned.stdout
+    recorded = _latest("postgres_backup_prune").metadata
+    assert recorded["pruned_count"].value == 1 and recorded["oldest_kept"].value == kept
+    assert recorded["window_days"].value == 7 and recorded["freed_bytes"].value == 1
+
+
 def test_migrate_and_seed_record_their_assets(cli, stack, database):
     env = {"DATABASE_URL": database, **_dagster(stack)}
     migrated = cli("migrate", "up", env=env)

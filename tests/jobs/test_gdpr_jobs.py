@@ -11,19 +11,21 @@ import sqlalchemy as sa
 
 from definitions import defs
 from orchestrator_data.postgres import client
-from resources import DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
+from orchestrator_data.gdpr.ledger import ErasureLedger
+from resources import BackupStorageResource, DeploymentResource, ElasticsearchResource, PostgresResource, RedisResource
 from tests.gdpr_people import seed_people
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def setup(migrated_url):
+def setup(migrated_url, tmp_path):
     engine = client.create_engine(migrated_url, pool=client.PoolOptions(size=1, max_overflow=0))
     people = seed_people(engine)
     prefix = f"g{uuid.uuid4().hex[:10]}"  # no index under it: search has nothing to sync
     resources = {"postgres": PostgresResource(database_url=migrated_url), "redis": RedisResource(),
-                 "elasticsearch": ElasticsearchResource(index_prefix=prefix)}
+                 "elasticsearch": ElasticsearchResource(index_prefix=prefix),
+                 "backup_storage": BackupStorageResource(backup_dir=str(tmp_path / "backups"))}
     yield engine, people, resources
     engine.dispose()
 
@@ -59,7 +61,7 @@ def test_export_job_writes_the_file_and_only_counts_into_metadata(setup, tmp_pat
     assert people.person.email not in json.dumps(metadata, default=str)
 
 
-def test_erase_job_guards_production_and_reports_rows_per_table(setup):
+def test_erase_job_guards_production_and_reports_rows_per_table(setup, tmp_path):
     engine, people, resources = setup
     config = {"user_id": str(people.person.id), "requested_by": "dpo@test"}
     refused = _run("gdpr_erase_job", resources, config, environment="production")
@@ -77,6 +79,16 @@ def test_erase_job_guards_production_and_reports_rows_per_table(setup):
     metadata = _metadata(done, "gdpr_erase")
     assert metadata["postgres_users"] == 1 and metadata["postgres_executions"] == 1
     assert "redis_sessions" in metadata and metadata["already_erased"] is False
+    # recorded outside the database too, beside the backups
+    ledger = ErasureLedger(tmp_path / "backups" / "gdpr-ledger.jsonl")
+    assert [(e.user_id, e.request_id) for e in ledger.read().entries] == [(people.person.id, metadata["request_id"])]
+    assert metadata["ledger_file"] == str(ledger.path)
     again = _run("gdpr_erase_job", resources, config)
     assert not again.success
     assert "already erased" in again.failure_data_for_node("gdpr_erase").user_failure_data.description
+    # a ledger that cannot be written fails the step, naming the file, and erases nobody
+    blocked = {**resources, "backup_storage": BackupStorageResource(backup_dir=str(tmp_path / "backups-elsewhere"))}
+    (tmp_path / "backups-elsewhere" / "gdpr-ledger.jsonl").mkdir(parents=True)
+    failed = _run("gdpr_erase_job", blocked, {**config, "user_id": str(people.colleague.id)})
+    assert not failed.success and _users(engine) == 1
+    assert "cannot be written" in failed.failure_data_for_node("gdpr_erase").user_failure_data.description

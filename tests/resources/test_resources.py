@@ -149,6 +149,21 @@ def test_backup_storage_and_deployment_resources_read_the_settings(monkeypatch, 
     with pytest.raises(BackupKeyError) as refused:
         BackupStorageResource(encryption_key="bm90LWEta2V5").key()
     assert "bm90LWEta2V5" not in str(refused.value)
+    # the ring: BACKUP_ENCRYPTION_KEY alone until a ring file is set; the window and keep-N; the GDPR ledger
+    assert storage.key_ring().current.material == bytes(range(32))
+    assert storage.window_days() == 7 and storage.keep_newest() == 7
+    assert storage.gdpr_ledger() == tmp_path / "b" / "gdpr-ledger.jsonl"
+    monkeypatch.setenv("RECOVERY_WINDOW_DAYS", "3")
+    monkeypatch.setenv("GDPR_LEDGER_FILE", str(tmp_path / "ledger.jsonl"))
+    ring_file = tmp_path / "keys.json"
+    monkeypatch.setenv("BACKUP_KEYRING_FILE", str(ring_file))
+    fresh = BackupStorageResource(keep_last=2)
+    assert fresh.window_days() == 3 and fresh.keep_newest() == 2 and fresh.gdpr_ledger() == tmp_path / "ledger.jsonl"
+    with pytest.raises(BackupKeyError, match="does not exist"):
+        fresh.key_ring()
+    inside = BackupStorageResource(keyring_file=str(tmp_path / "b" / "keys.json"))
+    with pytest.raises(BackupKeyError, match="inside BACKUP_DIR"):
+        inside.key_ring()
 
 
 def test_every_secret_of_every_resource_is_an_env_var(monkeypatch):

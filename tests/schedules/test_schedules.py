@@ -17,6 +17,7 @@ EXPECTED_SCHEDULES = {
     "health_schedule": ("*/15 * * * *", "health_job"),
     "nightly_postgres_backup_schedule": ("0 2 * * *", "postgres_backup_job"),
     "weekly_postgres_restore_check_schedule": ("0 4 * * 0", "postgres_restore_check_job"),
+    "daily_postgres_backup_prune_schedule": ("30 5 * * *", "postgres_backup_prune_job"),
     "search_sync_schedule": ("*/5 * * * *", "search_sync_job"),
     "search_lifecycle_schedule": ("17 * * * *", "search_lifecycle_job"),
     "system_metrics_schedule": ("*/5 * * * *", "system_metrics_job"),
@@ -99,6 +100,7 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
     assert status == {"health_schedule": dg.DefaultScheduleStatus.STOPPED,  # unchanged: polling is opt-in
                       "nightly_postgres_backup_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "weekly_postgres_restore_check_schedule": dg.DefaultScheduleStatus.RUNNING,
+                      "daily_postgres_backup_prune_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "search_sync_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "search_lifecycle_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "system_metrics_schedule": dg.DefaultScheduleStatus.RUNNING,

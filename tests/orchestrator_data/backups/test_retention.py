@@ -94,6 +94,41 @@ def test_negative_policy_is_refused():
         plan_prune([], -1, 0, now=NOW)
 
 
+def test_the_window_and_keep_last_rule():
+    """Pruned when older than the window and not among the newest N."""
+    entries = every_12h()
+    result = plan_prune(entries, now=NOW, window_days=7, keep_last=3)
+    inside = [e for e in entries if e.created_at >= NOW - timedelta(days=7)]
+    assert len(inside) == 15 and ids(result.kept) == ids(inside)  # the newest 3 are inside the window too
+    assert ids(result.deleted) == ids(entries[15:])
+    assert result.reasons[entries[0].id] == ["within the 7-day window", "newest 1 of 3"]
+    assert result.reasons[entries[14].id] == ["within the 7-day window"]  # exactly 7 days old: still inside
+    assert result.oldest_kept.id == entries[14].id and result.bytes_freed == len(entries) - 15
+
+
+def test_backups_that_stopped_keep_the_newest_n_and_the_newest_verified():
+    """No backup for a month: the window holds none, the newest N stay, and the newest verified one
+    stays even when it is not among them."""
+    verified = entry(NOW - timedelta(days=45), verified=True)
+    stale = [entry(NOW - timedelta(days=30 + i)) for i in range(5)]
+    result = plan_prune(stale + [verified], now=NOW, window_days=7, keep_last=2)
+    assert ids(result.kept) == ids(stale[:2]) + [verified.id]
+    assert result.reasons[verified.id] == ["newest verified"]
+    assert ids(result.deleted) == ids(stale[2:])
+    assert plan_prune(stale, now=NOW, window_days=7, keep_last=0).kept == []
+    with pytest.raises(ValueError):
+        plan_prune([], now=NOW, window_days=7, keep_last=-1)
+
+
+def test_the_window_prunes_on_disk_and_says_what_it_freed(tmp_path):
+    new = write_backup(tmp_path, NOW - timedelta(days=1), verified=True)
+    old = [write_backup(tmp_path, NOW - timedelta(days=d)) for d in (10, 20)]
+    result = prune(tmp_path, now=NOW, window_days=7, keep_last=1)
+    assert ids(result.kept) == [new] and ids(result.deleted) == old
+    assert result.bytes_freed == 2 and result.as_dict()["oldest_kept"] == new
+    assert [e.id for e in list_backups(tmp_path)] == [new]
+
+
 def write_backup(root: Path, created: datetime, verified: bool | None = None) -> str:
     backup_id = f"{created:%Y%m%dT%H%M%SZ}-abcd"
     d = root / backup_id

@@ -114,7 +114,7 @@ def test_erasure_leaves_no_trace_of_the_person_and_the_colleague_untouched(engin
     assert p.email.lower() in _redis_text(redis_client)
     colleague_sessions = SessionStore(redis_client).list_user(str(c.id))
 
-    report = erase.erase_user(engine, redis_client, es, layout, str(p.id), erased_by="dpo@test")
+    report = erase.erase_user(engine, redis_client, es, layout, str(p.id), erased_by="dpo@test", ledger=None)
 
     assert report.ok and not report.already_erased, report.errors
     assert report.postgres["users"] == 1 and report.postgres["workflows"] == 1
@@ -144,14 +144,14 @@ def test_erasure_leaves_no_trace_of_the_person_and_the_colleague_untouched(engin
 
 def test_erasing_twice_or_an_unknown_user_changes_nothing(engine, es, layout, redis_client, people):
     p = people.person
-    erase.erase_user(engine, redis_client, es, layout, str(p.id), erased_by="dpo@test")
+    erase.erase_user(engine, redis_client, es, layout, str(p.id), erased_by="dpo@test", ledger=None)
     before = _database_text(engine, but=BOOKKEEPING)
-    again = erase.erase_user(engine, redis_client, es, layout, str(p.id), erased_by="dpo@test")
+    again = erase.erase_user(engine, redis_client, es, layout, str(p.id), erased_by="dpo@test", ledger=None)
     assert again.already_erased and again.postgres == {} and again.ok
     with pytest.raises(gdpr.UnknownUser):
-        erase.erase_user(engine, redis_client, es, layout, str(uuid.uuid4()), erased_by="dpo@test")
+        erase.erase_user(engine, redis_client, es, layout, str(uuid.uuid4()), erased_by="dpo@test", ledger=None)
     with pytest.raises(gdpr.InvalidUserId):
-        erase.erase_user(engine, redis_client, es, layout, "not-a-uuid", erased_by="dpo@test")
+        erase.erase_user(engine, redis_client, es, layout, "not-a-uuid", erased_by="dpo@test", ledger=None)
     assert _database_text(engine, but=BOOKKEEPING) == before
 
 
@@ -173,11 +173,11 @@ def test_a_system_that_stays_down_is_retried_then_reported_and_a_rerun_completes
     p = people.person
     monkeypatch.setattr(erase, "ATTEMPTS", 2)
     dead = create_client(f"redis://127.0.0.1:{free_port()}/0")
-    report = erase.erase_user(engine, dead, es, layout, str(p.id), erased_by="dpo@test")
+    report = erase.erase_user(engine, dead, es, layout, str(p.id), erased_by="dpo@test", ledger=None)
     assert not report.ok and set(report.errors) == {"redis"} and report.redis is None
     assert report.postgres["users"] == 1 and report.search == {"workflows": 0, "executions": 0}
     assert len(SessionStore(redis_client).list_user(str(p.id))) == 2  # not reached yet
-    again = erase.erase_user(engine, redis_client, es, layout, str(p.id), erased_by="dpo@test")
+    again = erase.erase_user(engine, redis_client, es, layout, str(p.id), erased_by="dpo@test", ledger=None)
     assert again.ok and again.already_erased and again.redis == {"sessions": 2, "cache_entries": 1}
     assert SessionStore(redis_client).list_user(str(p.id)) == []
 

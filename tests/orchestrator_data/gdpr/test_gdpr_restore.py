@@ -37,7 +37,7 @@ def test_a_backup_from_before_the_erasure_restores_without_the_person(migrated_u
     people = seed_people(engine)
     p, c = people.person, people.colleague
     before = create_backup(migrated_url, tmp_path)
-    erase.erase_user(engine, None, None, None, str(p.id), erased_by="dpo@test")
+    erase.erase_user(engine, None, None, None, str(p.id), erased_by="dpo@test", ledger=None)
     restored = _restored_text(monkeypatch)
 
     result = restore_check(migrated_url, tmp_path, before.id)
