@@ -26,8 +26,11 @@ run: install
 	$(CLI) status
 	$(CLI) run bootstrap_job
 
+# Two processes (pytest-xdist), each with its own servers; worksteal evens out the long tests.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-unit: install
 	$(BIN)/pytest -m "not integration"
