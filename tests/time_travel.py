@@ -1,0 +1,56 @@
+"""Moving a test database back in time without a point-in-time recovery: keep a copy of it as it is
+now (CREATE DATABASE … TEMPLATE, about 0.1 s), later put that copy back in its place under the same
+name. What the database holds afterwards is exactly what it held at the copy — rows, sequences, the
+audit trail, the search sync's state — as after a restore or a failover to a standby that stopped
+there. Shared with tests/orchestrator_data/recovery and tests/cli."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+from orchestrator_data import urls
+from tests.databases import admin_url
+
+
+@dataclass(frozen=True)
+class Point:
+    database: str   # the database the point was taken of
+    copy: str       # the copy holding it
+
+
+def _admin(stack, statement: sql.Composable) -> None:
+    with psycopg.connect(admin_url(stack), autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def _nobody_on(stack, database: str, engine: sa.Engine) -> None:
+    """A database is copied only while nobody is connected: the engine's pool first, then any other."""
+    engine.dispose()
+    with psycopg.connect(admin_url(stack), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,))
+
+
+def take_point(stack, url: str, engine: sa.Engine) -> Point:
+    """A copy of the database at `url` as it is now."""
+    database = urls.database_name(url)
+    copy = f"od_point_{uuid.uuid4().hex[:12]}"
+    _nobody_on(stack, database, engine)
+    _admin(stack, sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(copy), sql.Identifier(database)))
+    return Point(database, copy)
+
+
+def go_back(stack, point: Point, engine: sa.Engine) -> None:
+    """Replace the database by its copy at `point` (the copy is used up); `engine` reconnects to it."""
+    _nobody_on(stack, point.database, engine)
+    _admin(stack, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(point.database)))
+    _admin(stack, sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(point.copy),
+                                                                  sql.Identifier(point.database)))
+
+
+def drop_point(stack, point: Point) -> None:
+    _admin(stack, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(point.copy)))
