@@ -22,6 +22,11 @@ that lost it has lost the claim too. A run with nothing to write claims nothing.
 Why not PostgreSQL's timeline or system identifier: a logical restore over the live database changes
 neither, and a clean switchover changes the timeline with nothing lost (a needless rebuild).
 
+Not covered: a database moved back to between a full load by month (full_load.py, which claims
+nothing: its partitions run side by side) and the first sync after it; that sync starts from the
+loads the database recorded. `orchestrator-data recovery reconcile`, run after any recovery, rebuilds
+every index whatever the writers say.
+
 A backing index without a stamp next to stamped ones was created by a rollover since the last run
 that wrote (the next run stamps it); an index where none carries one while the database names a writer
 was restored from an older snapshot or recreated by hand. Both unset: written before revision 0012.

@@ -71,7 +71,8 @@ def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: s
     with elasticsearch_errors(f"sync of {alias}"), index_lock(engine, alias):
         state = load_state(engine, alias)
         low = None if full else state.watermark if state is not None else watermark_from_loads(engine, src, alias)
-        differ = None if low is None else histories_differ(client, layout, name, state)
+        # no state yet, after a full load by month: the loads this database recorded are what the index holds
+        differ = histories_differ(client, layout, name, state) if state is not None and low is not None else None
         if low is None:
             report = SyncReport(name, "full", None, 0)
             rebuild(engine, client, layout, name, report, started, on_progress)
