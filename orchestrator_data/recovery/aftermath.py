@@ -13,8 +13,8 @@ right after such a recovery, before the application is let back in:
 2. Redis: the state derived from executions and users that no longer exist is dropped, and the whole
    cache (redis/recovered.py says what is kept and why).
 
-The GDPR erasure ledger is re-applied by its own step (orchestrator_data.gdpr), which belongs before
-the search rebuild, so that a rebuilt index never holds an erased person even for a moment.
+Re-applying the GDPR erasure ledger (orchestrator_data.gdpr) belongs before step 1, so that a rebuilt
+index never holds an erased person even for a moment.
 """
 
 from __future__ import annotations
@@ -153,7 +153,6 @@ def bring_in_line(settings, reason: str) -> AftermathReport:
     with ExitStack() as closing:
         engine = connections.postgres_engine(settings, application_name="orchestrator-data-aftermath")
         closing.callback(engine.dispose)
-        # the GDPR erasure ledger is re-applied here, before search is rebuilt from the rows
         if urls["elasticsearch"] is not None:
             client = connections.elasticsearch_client(settings, urls["elasticsearch"])
             closing.callback(client.close)
