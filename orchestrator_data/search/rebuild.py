@@ -92,14 +92,16 @@ def rebuild(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str,
     old, target = backing_indices(client, layout, name)
     state = load_state(engine, alias)
     if in_place_if_new and _never_written(client, layout, name, old, version):
-        # written in place, it is live: its writer is claimed before the first document (history.py)
-        claim_first = (lambda: claim(engine, client, alias, old)) if state is not None else None
+        # written in place, it is live: its writer is claimed before the first document (history.py);
+        # with no state row to claim in, or nothing written, the index is stamped and the writer recorded now
+        claimed: list = []
+        claim_first = (lambda: claimed.append(claim(engine, client, alias, old))) if state is not None else None
         loaded = load_into(engine, client, layout, src, None, old, target, report, started, on_progress,
                            before_writing=claim_first)
         report.watermark_to = loaded.xmin
         writer = None
-        if state is None:
-            writer = next_writer(None)
+        if not claimed:
+            writer = next_writer(database_writer(state))
             stamp(client, old, writer)
         save_state(engine, alias, report, rebuilt_snapshot=loaded.text, writer=writer)
         return Rebuilt(old, target, in_place=True)
