@@ -38,7 +38,7 @@ import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, NotFoundError
 
 from orchestrator_data.postgres import models
 from orchestrator_data.search.indices import Layout
@@ -75,8 +75,12 @@ def _from_meta(mappings: dict) -> Writer | None:
 
 
 def index_writers(client: Elasticsearch, layout: Layout, name: str) -> dict[str, Writer | None]:
-    """Each backing index behind the read alias, and the writer its `_meta` names."""
-    found = client.indices.get_mapping(index=layout.read_alias(name))
+    """Each backing index behind the read alias, and the writer its `_meta` names (none: no index; the
+    run then rebuilds, which says to create it)."""
+    try:
+        found = client.indices.get_mapping(index=layout.read_alias(name))
+    except NotFoundError:
+        return {}
     return {index: _from_meta(body.get("mappings") or {}) for index, body in sorted(found.items())}
 
 

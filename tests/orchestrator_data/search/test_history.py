@@ -13,6 +13,7 @@ from elasticsearch import Elasticsearch
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
 from orchestrator_data.search import history, loading, status, sync, watermarks
+from orchestrator_data.search.errors import SyncError
 from orchestrator_data.search.history import DIFFER, Writer, difference
 from orchestrator_data.search.sources import SYNCED
 from orchestrator_data.search.snapshots import Repository, create_snapshot
@@ -165,3 +166,10 @@ def test_difference_names_which_side_went_back():
     assert "carries none" in difference(one, {"i": None})
     assert "different runs" in difference(two, {"i": one, "j": two})
     assert "a different run #2" in difference(two, {"i": three})
+
+
+def test_an_index_deleted_under_a_synced_state_fails_the_run_with_what_to_do(synced, es, layout):
+    engine = synced
+    es.indices.delete(index=",".join(es.indices.get_alias(name=layout.read_alias("workflows"))))
+    with pytest.raises(SyncError, match="run `orchestrator-data search init`"):
+        sync.sync_index(engine, es, layout, "workflows")
