@@ -2,10 +2,12 @@
 now (CREATE DATABASE … TEMPLATE, about 0.1 s), later put that copy back in its place under the same
 name. What the database holds afterwards is exactly what it held at the copy — rows, sequences, the
 audit trail, the search sync's state — as after a restore or a failover to a standby that stopped
-there. Shared with tests/orchestrator_data/recovery and tests/cli."""
+there. Or the way an operator restores a logical backup over the live database: `dump`, later
+`restore_over` (pg_restore --clean). Shared with tests/orchestrator_data/recovery and tests/cli."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from dataclasses import dataclass
 
@@ -54,3 +56,25 @@ def go_back(stack, point: Point, engine: sa.Engine) -> None:
 
 def drop_point(stack, point: Point) -> None:
     _admin(stack, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(point.copy)))
+
+
+def dump(url: str, archive) -> None:
+    """pg_dump of the database at `url`, custom format (the tool the backups use)."""
+    from orchestrator_data.backups._pg import split_password, tool, tool_env
+
+    bare, password = split_password(url)
+    subprocess.run([str(tool("pg_dump")), "--format=custom", f"--file={archive}", bare], env=tool_env(password),
+                   check=True, capture_output=True, timeout=120)
+
+
+def restore_over(url: str, archive, engine: sa.Engine) -> None:
+    """pg_restore --clean of `archive` over the live database at `url`, in one transaction: a logical
+    restore over the live database, as an operator runs it."""
+    from orchestrator_data.backups._pg import split_password, tool, tool_env
+
+    engine.dispose()
+    bare, password = split_password(url)
+    done = subprocess.run([str(tool("pg_restore")), "--clean", "--if-exists", "--single-transaction",
+                           f"--dbname={bare}", str(archive)], env=tool_env(password), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

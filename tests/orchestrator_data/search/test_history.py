@@ -19,7 +19,7 @@ from orchestrator_data.search.sources import SYNCED
 from orchestrator_data.search.snapshots import Repository, create_snapshot
 from tests.search_indices import roll_over
 from tests.search_snapshots import delete_repository
-from tests.time_travel import drop_point, go_back, take_point
+from tests.time_travel import drop_point, dump, go_back, restore_over, take_point
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +101,18 @@ def test_a_database_moved_back_in_time_is_noticed_by_the_next_plain_sync(synced,
     report = sync.sync_index(engine, es, layout, "workflows")
     assert report.mode == "incremental" and report.stale_skipped == 0
     assert documents(es, layout, "workflows")[after["renamed"]]["_source"]["name"] == "renamed after the recovery"
+
+
+def test_a_logical_restore_over_the_live_database_is_noticed(synced, migrated_url, es, layout, tmp_path):
+    engine = synced
+    dump(migrated_url, tmp_path / "before.dump")
+    after = change_everything(engine)
+    assert sync.sync_index(engine, es, layout, "executions").mode == "incremental"
+    restore_over(migrated_url, tmp_path / "before.dump", engine)
+    report = sync.sync_index(engine, es, layout, "executions")
+    assert report.mode == "rebuild" and "the database went back" in report.reason
+    assert after["inserted"] not in documents(es, layout, "executions")
+    assert set(documents(es, layout, "executions")) == rows(engine, "executions")
 
 
 def test_an_index_restored_from_an_older_snapshot_is_noticed(synced, es, layout):
