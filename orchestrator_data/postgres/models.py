@@ -297,6 +297,9 @@ search_sync_state = sa.Table(
     sa.Column("documents_deleted", sa.BigInteger, nullable=False, server_default="0"),
     # the snapshot the last rebuild loaded from: a REWRITE mark visible in it is in the index (revision 0011)
     sa.Column("rebuilt_snapshot", sa.Text),
+    # the run that last wrote the index; its backing indices carry the same in their _meta (revision 0012)
+    sa.Column("writer_id", pg.UUID(as_uuid=True)),
+    sa.Column("writer_generation", sa.BigInteger),
 )
 
 # Each finished partition (one month) of a search index's full load (revision 0010). NULL bounds are

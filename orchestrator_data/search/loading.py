@@ -32,27 +32,35 @@ from orchestrator_data.search.sources import (
 
 def load_into(engine: sa.Engine, client: Elasticsearch, layout: Layout, src: Source, low: int | None,
               backing: list[str], target: str, report: SyncReport, started: float,
-              on_progress: Callable[[SyncReport], None] | None = None, *, covered: str | None = None) -> Snapshot:
+              on_progress: Callable[[SyncReport], None] | None = None, *, covered: str | None = None,
+              before_writing: Callable[[], object] | None = None) -> Snapshot:
     """Write every row (low None) or every change from `low` on into `target`, in one snapshot; returns
     the snapshot, whose xmin is the watermark the writes make true once acknowledged. A window holding a
     REWRITE mark that the snapshot `covered` could not see raises RewriteFound before anything is written:
-    its rows cannot be applied change by change."""
+    its rows cannot be applied change by change. `before_writing`: called once, after the snapshot was
+    taken and before the first document is written (the run's writer claim, history.py)."""
     def window(conn: sa.Connection) -> Iterator[list[Change]]:
         if marks := rewrite_marks(conn, src, low, covered):
             raise RewriteFound(src.index, marks)
         yield from window_changes(conn, src, low)
 
     read = (lambda conn: all_changes(conn, src)) if low is None else window
-    return load_batches(engine, client, layout, src, read, backing, target, report, started, on_progress)
+    return load_batches(engine, client, layout, src, read, backing, target, report, started, on_progress,
+                        before_writing=before_writing)
 
 
 def load_batches(engine: sa.Engine, client: Elasticsearch, layout: Layout, src: Source,
                  read: Callable[[sa.Connection], Iterator[list[Change]]], backing: list[str], target: str,
                  report: SyncReport, started: float,
-                 on_progress: Callable[[SyncReport], None] | None = None) -> Snapshot:
-    """Write what `read(conn)` yields, read in one REPEATABLE READ snapshot; returns the snapshot."""
+                 on_progress: Callable[[SyncReport], None] | None = None, *,
+                 before_writing: Callable[[], object] | None = None) -> Snapshot:
+    """Write what `read(conn)` yields, read in one REPEATABLE READ snapshot; returns the snapshot.
+    `before_writing` runs once before the first write (never, when there is nothing to write)."""
     with consistent_snapshot(engine) as (conn, snapshot):
         for changes in _read_ahead(read(conn)):
+            if before_writing is not None and changes:
+                before_writing()
+                before_writing = None
             report.rows_read += len(changes)
             write_changes(client, layout, src.index, changes, report, backing, target)
             report.duration_s = time.monotonic() - started

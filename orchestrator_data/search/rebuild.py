@@ -14,9 +14,10 @@ else. A rebuild does not patch the live index; it builds the index again beside 
 3. Catch up, pass after pass, on what changed since (each pass reads from the previous pass's xmin),
    until a pass finds little left. A pass whose window holds a REWRITE mark the load could not see
    starts the rebuild over: the rows it speaks for may be anywhere.
-4. In one `_aliases` request, move the read and write aliases from the old backing indices to the new
-   one — a search runs against the old indices or the new one, never neither or both — record the
-   watermark, then delete the old backing indices.
+4. Stamp the new index with a new writer (history.py), then, in one `_aliases` request, move the read
+   and write aliases from the old backing indices to the new one — a search runs against the old
+   indices or the new one, never neither or both — record the watermark and the writer, then delete
+   the old backing indices.
 
 An index that has never been written at all (just created: no document, no delete, so no version to
 collide with) is loaded in place instead: there is nothing in it that could be wrong.
@@ -38,7 +39,8 @@ from orchestrator_data.search.indices import Layout, definition
 from orchestrator_data.search.loading import load_into
 from orchestrator_data.search.reports import SyncReport
 from orchestrator_data.search.sources import RewriteFound, source_of
-from orchestrator_data.search.watermarks import save_state
+from orchestrator_data.search.history import claim, database_writer, next_writer, stamp
+from orchestrator_data.search.watermarks import load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +90,23 @@ def rebuild(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str,
     version = definition(name).version
     report.mapping_version = version
     old, target = backing_indices(client, layout, name)
+    state = load_state(engine, alias)
     if in_place_if_new and _never_written(client, layout, name, old, version):
-        loaded = load_into(engine, client, layout, src, None, old, target, report, started, on_progress)
+        # written in place, it is live: its writer is claimed before the first document (history.py);
+        # with no state row to claim in, or nothing written, the index is stamped and the writer recorded now
+        claimed: list = []
+        claim_first = (lambda: claimed.append(claim(engine, client, alias, old))) if state is not None else None
+        loaded = load_into(engine, client, layout, src, None, old, target, report, started, on_progress,
+                           before_writing=claim_first)
         report.watermark_to = loaded.xmin
-        save_state(engine, alias, report, rebuilt_snapshot=loaded.text)
+        writer = None
+        if not claimed:
+            writer = next_writer(database_writer(state))
+            stamp(client, old, writer)
+        save_state(engine, alias, report, rebuilt_snapshot=loaded.text, writer=writer)
         return Rebuilt(old, target, in_place=True)
+    # out of sight until the swap: its writer is stamped just before, once every snapshot was read
+    writer = next_writer(database_writer(state))
     for attempt in range(1, ATTEMPTS + 1):
         new = next_backing(client, layout, name, version)
         client.indices.create(index=new)  # the template gives it the definition's mappings and settings
@@ -108,6 +122,7 @@ def rebuild(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str,
                 if report.rows_read - before < SMALL_ENOUGH:
                     break
             client.indices.refresh(index=new)
+            stamp(client, [new], writer)
             _swap(client, layout, name, old, new)
         except RewriteFound as found:
             client.options(ignore_status=404).indices.delete(index=new)
@@ -118,7 +133,7 @@ def rebuild(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str,
             client.options(ignore_status=404).indices.delete(index=new)  # the live index was never touched
             raise
         report.watermark_to = watermark
-        save_state(engine, alias, report, rebuilt_snapshot=full.text)
+        save_state(engine, alias, report, rebuilt_snapshot=full.text, writer=writer)
         client.indices.delete(index=",".join(old))
         return Rebuilt(old, new, in_place=False, catch_up_passes=passes, caught_up_rows=caught_up)
     raise SyncError(f"{alias} could not be rebuilt: its rows were rewritten behind the audit trail again during each "

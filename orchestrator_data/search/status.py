@@ -5,7 +5,8 @@ PostgreSQL, how far the sync is behind, and whether the two sides agree.
 "Behind" alone is not the truth: a sync that has nothing left to apply can still sit on a wrong
 index (rows rewritten behind the audit trail, documents written by hand). So a synced index's state
 also compares documents with rows, organization by organization, and says "differs" when they do
-not agree with nothing left to apply."""
+not agree with nothing left to apply; and "histories differ" when the database or the index went back
+in time (a restore, a point-in-time recovery, a failover, a snapshot restored: history.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
+from orchestrator_data.search.history import histories_differ
 from orchestrator_data.search.indices import NAMES, IndexStatus, Layout, index_status
 from orchestrator_data.search.query import count_by_organization
 from orchestrator_data.search.reconcile import postgres_counts
@@ -27,6 +29,7 @@ class State(StrEnum):
     IN_STEP = "in step"                  # nothing left to apply, and documents equal rows per organization
     BEHIND = "behind"                    # changes still to apply (the next sync applies them)
     REBUILD_PENDING = "rebuild pending"  # rows rewritten behind the audit trail: the next sync rebuilds
+    HISTORIES_DIFFER = "histories differ"  # the database or the index went back in time: the next sync rebuilds
     DIFFERS = "differs"                  # nothing left to apply, yet documents and rows disagree
     NEVER_SYNCED = "never synced"
 
@@ -45,6 +48,7 @@ class IndexReport(IndexStatus):
     # organization ("" for none) -> (rows in PostgreSQL, documents), where the two differ
     organizations_differing: dict[str, tuple[int, int]] = field(default_factory=dict)
     rewritten: list[str] = field(default_factory=list)  # "table: what rewrote it", marks the next sync rebuilds for
+    histories: str | None = None         # why the database and the index no longer share a history (history.py)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -58,6 +62,8 @@ class IndexReport(IndexStatus):
             return f"in step: {counts}"
         if self.state == State.BEHIND:
             return f"behind: {self.lag_rows:,} changes to apply ({counts})"
+        if self.state == State.HISTORIES_DIFFER:
+            return f"histories differ: {self.histories} ({counts}); the next sync rebuilds it"
         if self.state == State.REBUILD_PENDING:
             return f"rebuild pending: {'; '.join(self.rewritten)} ({counts}); the next sync rebuilds it"
         if self.state == State.NEVER_SYNCED:
@@ -79,7 +85,10 @@ def index_report(engine: sa.Engine | None, client: Elasticsearch, layout: Layout
         report.lag_rows, report.lag_seconds, report.watermark = lag.rows_behind, lag.seconds_behind, lag.watermark
         report.synced_at = lag.synced_at.isoformat() if lag.synced_at else None
         report.rewritten = _rewritten(engine, layout, name)
-        report.state = (State.NEVER_SYNCED if lag.watermark is None else State.REBUILD_PENDING if report.rewritten
+        if lag.watermark is not None:
+            report.histories = histories_differ(client, layout, name, load_state(engine, report.alias))
+        report.state = (State.NEVER_SYNCED if lag.watermark is None else State.HISTORIES_DIFFER if report.histories
+                        else State.REBUILD_PENDING if report.rewritten
                         else State.BEHIND if lag.rows_behind else State.DIFFERS if report.organizations_differing
                         else State.IN_STEP)
     elif report.synced and engine is not None:
@@ -110,5 +119,5 @@ def as_json(reports: list[IndexReport]) -> dict:
                                  "synced_at": r.synced_at, "state": r.state and str(r.state),
                                  "organizations_differing": {org: {"postgres_rows": pg, "documents": es}
                                                              for org, (pg, es) in r.organizations_differing.items()},
-                                 "rewritten": r.rewritten}
+                                 "rewritten": r.rewritten, "histories": r.histories}
                         for r in reports}}

@@ -43,6 +43,7 @@ from elasticsearch import Elasticsearch
 
 from orchestrator_data.search.bulk import backing_indices
 from orchestrator_data.search.errors import elasticsearch_errors
+from orchestrator_data.search.history import claim, histories_differ, next_writer, stamp
 from orchestrator_data.search.indices import NAMES, IndexInit, Layout, definition, init_indices, write_index
 from orchestrator_data.search.loading import load_into
 from orchestrator_data.search.locks import index_lock
@@ -57,8 +58,10 @@ log = logging.getLogger(__name__)
 def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str, *, full: bool = False,
                on_progress: Callable[[SyncReport], None] | None = None) -> SyncReport:
     """Bring one index up to date: incrementally from its watermark, or by a rebuild (rebuild.py) that
-    leaves it exactly equal to PostgreSQL — asked for (`full`), for a never-synced index, or because
-    rows were rewritten behind the audit trail since the last rebuild (a REWRITE mark in the window).
+    leaves it exactly equal to PostgreSQL — asked for (`full`), for a never-synced index, because the
+    database and the index no longer share one history (a restore, a point-in-time recovery, a failover,
+    an index restored from a snapshot: history.py), or because rows were rewritten behind the audit
+    trail since the last rebuild (a REWRITE mark in the window).
     A never-synced index whose partitioned full load covers every row starts from the loads instead
     (watermark_from_loads). Raises SyncError (watermark unchanged), SyncBusy (SyncDeferred: a full load
     is running or incomplete), UnknownIndex."""
@@ -68,23 +71,37 @@ def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: s
     with elasticsearch_errors(f"sync of {alias}"), index_lock(engine, alias):
         state = load_state(engine, alias)
         low = None if full else state.watermark if state is not None else watermark_from_loads(engine, src, alias)
+        # no state yet, after a full load by month: the loads this database recorded are what the index holds
+        differ = histories_differ(client, layout, name, state) if state is not None and low is not None else None
         if low is None:
             report = SyncReport(name, "full", None, 0)
+            rebuild(engine, client, layout, name, report, started, on_progress)
+        elif differ:
+            log.warning("%s: %s; rebuilding it from PostgreSQL", alias, differ)
+            report = SyncReport(name, "rebuild", low, 0, reason=differ)
             rebuild(engine, client, layout, name, report, started, on_progress)
         else:
             backing, target = backing_indices(client, layout, name)
             report = SyncReport(name, "incremental" if state is not None else "after_full_load", low, 0,
                                 mapping_version=layout.version_of(name, target) or definition(name).version)
+            # a run with a state claims a new writer before its first document (history.py); after a full
+            # load by month there is no state row yet: the writer is stamped and recorded with it at the end
+            claim_first = (lambda: claim(engine, client, alias, backing)) if state is not None else None
             try:
                 loaded = load_into(engine, client, layout, src, low, backing, target, report, started, on_progress,
-                                   covered=state.rebuilt_snapshot if state is not None else None)
+                                   covered=state.rebuilt_snapshot if state is not None else None,
+                                   before_writing=claim_first)
             except RewriteFound as found:
                 log.warning("%s; rebuilding it from PostgreSQL", found)
                 report = SyncReport(name, "rebuild", low, 0, reason=str(found))
                 rebuild(engine, client, layout, name, report, started, on_progress)
             else:
                 report.watermark_to = loaded.xmin
-                save_state(engine, alias, report)  # only now: every document of the window was acknowledged
+                writer = None
+                if state is None:
+                    writer = next_writer(None)
+                    stamp(client, backing, writer)
+                save_state(engine, alias, report, writer=writer)  # only now: every document was acknowledged
     report.duration_s = time.monotonic() - started
     log.info("%s sync of %s: %d written, %d deleted, watermark %s -> %s", report.mode, alias,
              report.documents_written, report.documents_deleted, report.watermark_from, report.watermark_to)

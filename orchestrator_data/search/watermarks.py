@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 from orchestrator_data.postgres import models
 from orchestrator_data.search.errors import SyncDeferred
+from orchestrator_data.search.history import Writer
 from orchestrator_data.search.indices import Layout
 from orchestrator_data.search.reports import SyncReport
 from orchestrator_data.search.sources import Source, source_of
@@ -40,9 +41,11 @@ def load_state(engine: sa.Engine, alias: str) -> sa.Row | None:
             models.search_sync_state.c.index_name == alias)).first()
 
 
-def save_state(engine: sa.Engine, alias: str, report: SyncReport, *, rebuilt_snapshot: str | None = None) -> None:
+def save_state(engine: sa.Engine, alias: str, report: SyncReport, *, rebuilt_snapshot: str | None = None,
+               writer: Writer | None = None) -> None:
     """Record a finished run: the watermark it made true (never moved backwards) and its counts; a rebuild
-    also records the snapshot it loaded everything from (the REWRITE marks it could see are done)."""
+    also records the snapshot it loaded everything from (the REWRITE marks it could see are done), and a
+    run that did not claim its writer before writing (history.py) records it here."""
     table = models.search_sync_state
     values = {"index_name": alias, "watermark": report.watermark_to, "mapping_version": report.mapping_version,
               "synced_at": sa.func.now(), "documents_written": report.documents_written,
@@ -51,6 +54,8 @@ def save_state(engine: sa.Engine, alias: str, report: SyncReport, *, rebuilt_sna
         values["full_synced_at"] = sa.func.now()
     if rebuilt_snapshot is not None:
         values["rebuilt_snapshot"] = rebuilt_snapshot
+    if writer is not None:
+        values |= {"writer_id": writer.id, "writer_generation": writer.generation}
     statement = postgresql.insert(table).values(**values)
     updates = {k: statement.excluded[k] for k in values if k != "index_name"}
     updates["watermark"] = sa.func.greatest(table.c.watermark, statement.excluded.watermark)  # never backwards

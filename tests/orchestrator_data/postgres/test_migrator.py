@@ -23,7 +23,7 @@ from tests.databases import admin_url, fresh_database
 
 pytestmark = pytest.mark.integration
 
-HEAD = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
+HEAD = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011", "0012"]
 PROBE = f"{int(HEAD[-1]) + 1:04d}"  # test-only revisions go after the real head
 
 
