@@ -23,8 +23,8 @@ def reconcile(
                                                          "each rebuilt index's record).")] = "recovery reconcile",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """After a recovery over the live database (a restore, a point-in-time recovery, a failover): rebuild every
-    synced search index from the recovered rows now, so nothing from after the recovery point stays searchable,
+    """After a recovery over the live database (a restore, a point-in-time recovery, a failover): erase again
+    everyone the GDPR erasure ledger names, rebuild every synced search index from the recovered rows now, so nothing from after the recovery point stays searchable,
     and drop Redis state of executions and users that no longer exist, and the cache."""
     from orchestrator_data.recovery.aftermath import bring_in_line
 
@@ -35,6 +35,10 @@ def reconcile(
     if as_json:
         output.print_json(report.as_dict())
         return
+    gdpr = report.gdpr
+    mark = output.OK if gdpr["ok"] else output.FAIL
+    output.info(f"{mark} gdpr   {len(gdpr['erased']):,} of {gdpr['entries']:,} people in the erasure ledger erased again"
+                + (f"; unreadable ledger lines {gdpr['unreadable_lines']}" if gdpr["unreadable_lines"] else ""))
     for done in report.search:
         output.info(f"{output.OK} search {done.index:<12} rebuilt: {done.documents_before:,} documents before, "
                     f"{done.removed:,} without a row removed, {done.rewritten:,} rewritten, "

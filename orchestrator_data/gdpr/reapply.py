@@ -6,7 +6,8 @@ in one transaction. Every ledger entry is applied: a person present is erased (E
 redaction of the trail); one absent only gets the database's ledger row back (the function's
 `reapply_at` branch), so the database's own ledger is whole again. Idempotent: a second run erases
 no one. PostgreSQL only: the search documents follow through the next sync, and Redis holds no
-state of a person the database no longer has once the aftermath of the recovery ran (docs/recovery.md)."""
+state of a person the database no longer has once the aftermath of the recovery ran (docs/recovery.md),
+which re-applies the ledger first (recovery/aftermath.py)."""
 
 from __future__ import annotations
 
@@ -73,13 +74,18 @@ def reapply_erasures(settings, database_url: str) -> ReapplyReport:
     """Re-apply the ledger file of `settings` (GDPR_LEDGER_FILE) to the database at `database_url`."""
     from orchestrator_data.postgres.client import engine_for
 
+    with engine_for(database_url, "orchestrator-data-gdpr") as engine:
+        return reapply_erasures_with(settings, engine)
+
+
+def reapply_erasures_with(settings, engine: sa.Engine) -> ReapplyReport:
+    """The same, through an engine the caller holds (the aftermath of a recovery)."""
     started = time.monotonic()
     ledger = ErasureLedger(Path(settings.gdpr_ledger_path))
     read = ledger.read()
     report = ReapplyReport(str(ledger.path), read.exists, entries=len(first_per_user(read.entries)),
                            unreadable_lines=read.unreadable_lines)
     if read.entries:
-        with engine_for(database_url, "orchestrator-data-gdpr") as engine:
-            report.erased, report.rows = reapply_entries(engine, read.entries)
+        report.erased, report.rows = reapply_entries(engine, read.entries)
     report.duration_s = round(time.monotonic() - started, 3)
     return report

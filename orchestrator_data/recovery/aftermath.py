@@ -6,15 +6,14 @@ future. The search sync would notice by itself at its next run (search/history.p
 documents from after the recovery point stay searchable; Redis never would. `bring_in_line` is called
 right after such a recovery, before the application is let back in:
 
-1. Search: every synced index that exists is rebuilt now from the recovered rows (beside the live one,
+1. GDPR: the erasure ledger kept outside the database (gdpr/ledger.py) is re-applied first, so that
+   an erased person is erased again before any index is rebuilt from the rows.
+2. Search: every synced index that exists is rebuilt now from the recovered rows (beside the live one,
    aliases swapped at once: search/rebuild.py), under its lock. Before the rebuild, the documents the
    recovered database no longer explains are counted: `removed` (no live row) and `rewritten` (a row
    whose version differs from the document's — from the future, or one the rebuild puts back).
-2. Redis: the state derived from executions and users that no longer exist is dropped, and the whole
+3. Redis: the state derived from executions and users that no longer exist is dropped, and the whole
    cache (redis/recovered.py says what is kept and why).
-
-Re-applying the GDPR erasure ledger (orchestrator_data.gdpr) belongs before step 1, so that a rebuilt
-index never holds an erased person even for a moment.
 """
 
 from __future__ import annotations
@@ -62,12 +61,13 @@ class AftermathReport:
     reason: str
     search: list[IndexAftermath] = field(default_factory=list)
     redis: dict[str, int] | None = None       # keys and entries dropped, by kind; None: Redis not configured
+    gdpr: dict | None = None                  # the erasure ledger re-applied (gdpr/reapply.py ReapplyReport)
     not_configured: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"reason": self.reason, "search": {i.index: i.as_dict() for i in self.search}, "redis": self.redis,
-                "not_configured": self.not_configured, "duration_s": round(self.duration_s, 3)}
+        return {"reason": self.reason, "gdpr": self.gdpr, "search": {i.index: i.as_dict() for i in self.search},
+                "redis": self.redis, "not_configured": self.not_configured, "duration_s": round(self.duration_s, 3)}
 
 
 def _ids_and_versions(client: Elasticsearch, alias: str) -> Iterator[list[tuple[str, int]]]:
@@ -135,10 +135,11 @@ def bring_redis_in_line(engine: sa.Engine, client, before_ms: int) -> dict[str, 
 
 
 def bring_in_line(settings, reason: str) -> AftermathReport:
-    """After any recovery over the live database: search rebuilt now for every synced index, Redis state of
-    executions and users that no longer exist dropped (and the cache). Raises BadInput for an empty reason or
+    """After any recovery over the live database: the GDPR erasure ledger re-applied, search rebuilt now for
+    every synced index, Redis state of executions and users that no longer exist dropped (and the cache). Raises BadInput for an empty reason or
     no database; a server's failure as its own error (OperationFailed family, exit 1)."""
     from orchestrator_data import connections
+    from orchestrator_data.gdpr.reapply import reapply_erasures_with
 
     reason = " ".join(reason.split())
     if not reason:
@@ -153,6 +154,7 @@ def bring_in_line(settings, reason: str) -> AftermathReport:
     with ExitStack() as closing:
         engine = connections.postgres_engine(settings, application_name="orchestrator-data-aftermath")
         closing.callback(engine.dispose)
+        report.gdpr = reapply_erasures_with(settings, engine).as_dict()
         if urls["elasticsearch"] is not None:
             client = connections.elasticsearch_client(settings, urls["elasticsearch"])
             closing.callback(client.close)

@@ -104,3 +104,41 @@ def test_after_a_recovery_search_and_redis_hold_nothing_from_after_the_point(
 def test_a_reason_is_required(settings):
     with pytest.raises(BadInput, match="a reason is required"):
         bring_in_line(settings, "   ")
+
+
+def test_a_person_erased_after_the_point_is_erased_again_before_search_is_rebuilt(
+        engine, migrated_url, stack, es, layout, settings, tmp_path):
+    from orchestrator_data.gdpr.erase import erase_user
+    from orchestrator_data.gdpr.ledger import ErasureLedger
+
+    seed(engine, "testing", SeedPlan(executions=20))
+    sync.create_indices(engine, es, layout)
+    sync.sync(engine, es, layout)
+    with engine.connect() as conn:
+        person, email = (str(v) for v in conn.execute(sa.text(
+            "SELECT u.id, u.email FROM users u JOIN workflows w ON w.owner_id = u.id ORDER BY u.id LIMIT 1")).one())
+    ledger = ErasureLedger(tmp_path / "gdpr-ledger.jsonl")
+    point = take_point(stack, migrated_url, engine)
+    try:
+        assert erase_user(engine, None, es, layout, person, "dpo@test", ledger=ledger).ok
+        go_back(stack, point, engine)  # the recovered database has the person again
+    finally:
+        drop_point(stack, point)
+
+    report = bring_in_line(settings.model_copy(update={"gdpr_ledger_file": ledger.path}), "erasure test")
+
+    assert report.gdpr["erased"] == [person] and report.gdpr["ok"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM users WHERE id = :u"), {"u": person}).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM gdpr_erasures WHERE user_id = :u"),
+                            {"u": person}).scalar_one() == 1
+    for name in SYNCED:  # the rebuilt indices hold the rows after the erasure: not a trace of the person
+        found = documents(es, layout, name)
+        assert set(found) == rows(engine, name), name
+        naming = [hit["_source"] for hit in found.values() if person in json.dumps(hit["_source"])]
+        assert not [doc for doc in found.values() if email in json.dumps(doc["_source"])], name
+        if name != "audit_logs":
+            assert naming == [], name
+        else:  # only the erasure's own record of itself keeps the (pseudonymous) id, as after any erasure
+            [erasure] = [doc for doc in naming if doc["action"] == "ERASURE"]
+            assert {doc["transaction_id"] for doc in naming} == {erasure["transaction_id"]}
