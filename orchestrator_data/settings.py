@@ -228,6 +228,13 @@ class Settings(BaseSettings):
                                            description="HTTP port of the local stack's Elasticsearch node.")
     stack_elasticsearch_heap: str = Field("512m", pattern=r"^\d+[mg]$", validation_alias="STACK_ELASTICSEARCH_HEAP",
                                           description="Java heap of the local Elasticsearch node (`512m`, `1g`).")
+    # the tests set `-XX:TieredStopAtLevel=1`: their nodes live minutes, and the JIT's optimizing tier is
+    # then most of a node's CPU (about half of what the search tests cost on 2 cores)
+    stack_elasticsearch_java_opts: str = Field(
+        "", validation_alias="STACK_ELASTICSEARCH_JAVA_OPTS",
+        description="Extra JVM options of the local Elasticsearch node, space-separated (the heap is "
+                    "STACK_ELASTICSEARCH_HEAP). `-XX:TieredStopAtLevel=1` starts it in about half the CPU and keeps "
+                    "short sessions light (the tests use it); leave it empty for long, heavy indexing.")
 
     # Each URL is kept in its canonical text (urls.parse_url's reading, re-encoded), so any parser
     # that reads it later reads the same parts; an ambiguous one is refused here.
@@ -308,6 +315,24 @@ class Settings(BaseSettings):
         if len(decoded) != 32:
             raise ValueError(f"must decode to 32 bytes, not {len(decoded)}")
         return raw.strip()
+
+    @field_validator("stack_elasticsearch_java_opts", mode="before")
+    @classmethod
+    def _java_opts(cls, value):
+        import shlex
+
+        if value is None:
+            return ""
+        try:
+            options = shlex.split(str(value))
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into options ({exc})") from None
+        for option in options:
+            if not option.startswith("-"):
+                raise ValueError(f"{option!r} is not a JVM option (each starts with '-')")
+            if option.startswith(("-Xms", "-Xmx")):
+                raise ValueError(f"{option!r}: the heap is STACK_ELASTICSEARCH_HEAP")
+        return shlex.join(options)
 
     @field_validator("dagster_executor", mode="before")
     @classmethod

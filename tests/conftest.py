@@ -29,6 +29,8 @@ SERVICE_VARIABLES = (
     "ORCHESTRATOR_ENV", "BACKUP_DIR", "DAGSTER_HOME",
 )
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# the test nodes live minutes: the JIT's optimizing tier would be most of their CPU (settings.py)
+ES_TEST_JAVA_OPTS = "-XX:TieredStopAtLevel=1"
 
 # A rich Console made at import fixes its width from COLUMNS when the variable is set then. The
 # terminal's width (or pytest-xdist's worker, which sets COLUMNS=80) must not reach the modules the
@@ -43,6 +45,7 @@ def stack_environment(root: Path) -> dict[str, str]:
         "STACK_POSTGRES_PORT": str(free_port()),
         "STACK_REDIS_PORT": str(free_port()),
         "STACK_ELASTICSEARCH_PORT": str(free_port()),
+        "STACK_ELASTICSEARCH_JAVA_OPTS": ES_TEST_JAVA_OPTS,
         "ENVIRONMENT": "testing",
     }
 

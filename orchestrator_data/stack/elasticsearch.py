@@ -5,6 +5,7 @@ snapshots). It has no x-pack: no ILM, no security, so nothing here depends on th
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -74,7 +75,8 @@ class ElasticsearchService(PidFileServer):
     name = "elasticsearch"
     port_variable = "STACK_ELASTICSEARCH_PORT"
 
-    def __init__(self, root: Path, port: int, heap: str = "512m", start_timeout: float = 180.0):
+    def __init__(self, root: Path, port: int, heap: str = "512m", start_timeout: float = 180.0,
+                 java_options: str = ""):
         self.root = root / "elasticsearch"
         self.home = self.root / "home"
         self.data_dir = self.root / "data"
@@ -84,6 +86,7 @@ class ElasticsearchService(PidFileServer):
         self.pid_file = self.root / "elasticsearch.pid"
         self.port = port
         self.heap = heap
+        self.java_options = shlex.split(java_options)
         self.start_timeout = start_timeout
 
     def url(self) -> str:
@@ -112,7 +115,7 @@ class ElasticsearchService(PidFileServer):
         for directory in (self.home, self.data_dir, self.repo_dir, self.logs_dir):
             directory.mkdir(parents=True, exist_ok=True)
         command = [
-            java_binary(), f"-Xms{self.heap}", f"-Xmx{self.heap}",
+            java_binary(), f"-Xms{self.heap}", f"-Xmx{self.heap}", *self.java_options,
             "-cp", f"{classes}{os.pathsep}{lib}{os.sep}*",
             MAIN_CLASS,
             "--home", str(self.home), "--data", str(self.data_dir), "--repo", str(self.repo_dir),

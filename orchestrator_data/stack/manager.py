@@ -70,7 +70,8 @@ class Stack:
         if name == "redis":
             return RedisService(self.root, port, self.secrets)
         if name == "elasticsearch":
-            return ElasticsearchService(self.root, port, heap=self.settings.stack_elasticsearch_heap)
+            return ElasticsearchService(self.root, port, heap=self.settings.stack_elasticsearch_heap,
+                                        java_options=self.settings.stack_elasticsearch_java_opts)
         raise KeyError(name)
 
     # -- operations ---------------------------------------------------------------------------

@@ -63,6 +63,9 @@ def test_known_environments(env, value):
         ("STACK_POSTGRES_PORT", "fifty", "integer"),
         ("DATABASE_POOL_SIZE", "0", "greater than or equal to 1"),
         ("ELASTICSEARCH_CA_CERT", "/nonexistent/ca.pem", "readable file"),
+        ("STACK_ELASTICSEARCH_JAVA_OPTS", "-XX:TieredStopAtLevel=1 Xmx1g", "'Xmx1g' is not a JVM option"),
+        ("STACK_ELASTICSEARCH_JAVA_OPTS", "-Xmx4g", "the heap is STACK_ELASTICSEARCH_HEAP"),
+        ("STACK_ELASTICSEARCH_JAVA_OPTS", "-Dpath='unclosed", "cannot be split"),
     ],
 )
 def test_bad_values_name_the_variable_and_hide_the_secret(env, variable, value, expected):

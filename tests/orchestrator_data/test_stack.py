@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import psutil
 import pytest
 import redis
 from elasticsearch import Elasticsearch
@@ -57,6 +58,9 @@ def test_start_stop_restart_keeps_data(own_stack):
     assert started["redis"].version.split()[0] in ("redis", "valkey")
     assert int(started["redis"].detail["protocol_version"].split(".")[0]) >= 7
     assert started["elasticsearch"].version.startswith("8.")
+    # STACK_ELASTICSEARCH_JAVA_OPTS (set by the tests' stack environment) reaches the node's JVM
+    java = psutil.Process(started["elasticsearch"].pid).cmdline()
+    assert "-XX:TieredStopAtLevel=1" in java and java.index("-XX:TieredStopAtLevel=1") < java.index("-cp")
 
     found = own_stack.endpoints()
     assert found.sources == {"postgres": "stack", "redis": "stack", "elasticsearch": "stack", "dagster": "stack"}

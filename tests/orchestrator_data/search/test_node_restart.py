@@ -13,6 +13,7 @@ from orchestrator_data.search import errors, indices, reconcile, sources, sync, 
 from orchestrator_data.search.indices import Layout
 from orchestrator_data.stack.common import free_port
 from orchestrator_data.stack.elasticsearch import ElasticsearchService
+from tests.conftest import ES_TEST_JAVA_OPTS
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def own_node(tmp_path):
     """A node of this test's own (the session's node serves every other test)."""
-    node = ElasticsearchService(tmp_path, free_port(), heap="256m")
+    node = ElasticsearchService(tmp_path, free_port(), heap="256m", java_options=ES_TEST_JAVA_OPTS)
     node.start()
     yield node
     node.stop()
