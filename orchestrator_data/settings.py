@@ -119,6 +119,32 @@ class Settings(BaseSettings):
         None, validation_alias="BACKUP_ENCRYPTION_KEY",
         description="Base64 of 32 random bytes (`openssl rand -base64 32`): new backups are encrypted at rest "
                     "(AES-256-GCM). Keep it outside the backup storage. Unset: backups are not encrypted.")
+    recovery_dir: Path | None = Field(
+        None, validation_alias="RECOVERY_DIR",
+        description="Directory of the physical backup chain: `wal/` (the WAL archive), `base/<id>/` (base backups), "
+                    "`restore_points.jsonl` (docs/recovery.md). Unset: BACKUP_DIR/recovery.")
+    wal_archive_mode: str = Field(
+        "off", pattern=r"^(off|async|sync)$", validation_alias="WAL_ARCHIVE_MODE",
+        description="`off`, `async` (the archiver streams WAL beside the server) or `sync` (every commit waits until "
+                    "its WAL is in the archive; commits block while the archiver is down). docs/recovery.md.")
+    wal_archive_slot: str = Field(
+        "orchestrator_archiver", pattern=r"^[a-z0-9_]{1,63}$", validation_alias="WAL_ARCHIVE_SLOT",
+        description="Replication slot (and application_name) of the WAL archiver.")
+    rpo_target_seconds: float = Field(
+        60.0, gt=0, le=86_400, validation_alias="RPO_TARGET_SECONDS",
+        description="How far behind the server the WAL archive may be (seconds of commits that could be lost) "
+                    "before its check fails.")
+    wal_slot_alert_bytes: int = Field(
+        1 << 30, ge=1 << 20, validation_alias="WAL_SLOT_ALERT_BYTES",
+        description="WAL held by the archiver's slot (bytes) above which it alerts; keep it well below the "
+                    "server's max_slot_wal_keep_size.")
+    recovery_window_days: float = Field(
+        7.0, gt=0, le=3660, validation_alias="RECOVERY_WINDOW_DAYS",
+        description="Any moment of the last N days can be restored: `recovery prune` keeps the base backups and "
+                    "WAL that need.")
+    recovery_keep_base_backups: int = Field(
+        2, ge=1, le=1000, validation_alias="RECOVERY_KEEP_BASE_BACKUPS",
+        description="Base backups `recovery prune` always keeps (the newest), whatever their age.")
     # a nightly backup plus two hours of slack
     backup_max_age_hours: float = Field(
         26.0, gt=0, le=24 * 90, validation_alias="BACKUP_MAX_AGE_HOURS",
@@ -303,6 +329,10 @@ class Settings(BaseSettings):
     def backup_key_bytes(self) -> bytes | None:
         key = self.backup_encryption_key
         return base64.b64decode(key.get_secret_value()) if key else None
+
+    @property
+    def recovery_root(self) -> Path:
+        return self.recovery_dir if self.recovery_dir is not None else self.backup_dir / "recovery"
 
     @property
     def is_production(self) -> bool:
