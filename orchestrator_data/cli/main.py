@@ -13,6 +13,7 @@ from orchestrator_data.cli import metrics as metrics_cli
 from orchestrator_data.cli import migrate as migrate_cli
 from orchestrator_data.cli import output
 from orchestrator_data.cli import provisioning as provisioning_cli
+from orchestrator_data.cli import recovery as recovery_cli
 from orchestrator_data.cli import retention as retention_cli
 from orchestrator_data.cli import run as run_cli
 from orchestrator_data.cli import search as search_cli
@@ -43,6 +44,7 @@ app.add_typer(metrics_cli.app, name="metrics")
 app.add_typer(gdpr_cli.app, name="gdpr")
 app.add_typer(retention_cli.app, name="retention")
 app.add_typer(worker_cli.app, name="worker")
+app.add_typer(recovery_cli.app, name="recovery")
 app.command("init")(provisioning_cli.init)
 app.command("reset")(provisioning_cli.reset)
 app.command("run")(run_cli.run)
