@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,7 +116,28 @@ def plaintext(path: Path, key: bytes | None) -> Iterator[BinaryIO]:
 
 
 def extract(path: Path, key: bytes | None, destination: Path) -> None:
-    """Unpack a stored tar (decrypting it on the way) into `destination`."""
+    """Unpack a stored tar (decrypting it on the way, through a pipe) into `destination` with the system's
+    tar: Python's tarfile took seconds for what tar does in a fraction (a cluster is ~1000 small files).
+    GNU tar refuses absolute and `..` member names by default."""
+    import shutil
+    import subprocess
+
     destination.mkdir(parents=True, exist_ok=True)
-    with plaintext(path, key) as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
-        archive.extractall(destination, filter="tar")
+    process = subprocess.Popen(["tar", "-x", "-f", "-", "-C", str(destination), "--no-same-owner"],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        if key is None:
+            with open(path, "rb") as fh:
+                shutil.copyfileobj(fh, process.stdin, 1 << 20)
+        else:
+            from orchestrator_data.backups.crypto import decrypt_file
+
+            decrypt_file(path, Path(f"/proc/self/fd/{process.stdin.fileno()}"), key)
+        process.stdin.close()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    stderr = process.stderr.read().decode("utf-8", "replace")
+    if process.wait() != 0:
+        raise OSError(f"tar could not unpack {path.name}: {' '.join(stderr.split())[:200]}")
