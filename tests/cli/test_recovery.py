@@ -1,0 +1,102 @@
+"""`orchestrator-data recovery ...` on a cluster and archive of the module's own (tests/recovery_chain.py):
+what a user runs, and every refusal as one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.recovery_chain import archived_chain, stop_restored
+
+
+@pytest.fixture(scope="module")
+def chain():
+    with archived_chain(rows=10) as built:
+        yield built
+
+
+def _nothing_written(chain, into) -> None:
+    assert not into.exists() or not any(into.iterdir())
+    assert not [p for p in chain.layout.root.iterdir() if p.name.startswith(".tmp")]
+
+
+def _refused(result, pattern: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and pattern in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_restore_to_a_named_point_reports_what_it_recovered_to(cli, chain):
+    into = chain.root / "by-name"
+    result = cli("recovery", "restore", "--target-name", "rp-5", "--into", str(into), "--json", env=chain.env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    try:
+        assert chain.rows(into, report["port"]) == [1, 2, 3, 4, 5]
+        assert report["stopped"].startswith('recovery stopping at restore point "rp-5"')
+        assert report["recovered_to_lsn"] and report["seconds"] > 0
+        assert "@" in report["url"] and ":" not in report["url"].split("@")[0].removeprefix("postgresql://")
+    finally:
+        stop_restored(into)
+
+
+def test_status_list_verify_and_points(cli, chain):
+    status = cli("recovery", "status", "--json", env=chain.env)
+    report = json.loads(status.stdout)
+    assert report["archiver_running"] is True  # the CLI archiver keeps its pid file in RECOVERY_DIR
+    assert report["streaming"] and report["gaps"] == [] and report["base_backups"] == 2
+    assert status.returncode == 0, status.stdout
+    listed = json.loads(cli("recovery", "list", "--json", env=chain.env).stdout)
+    assert [b["kind"] for b in listed] == ["full", "incremental"]
+    verified = cli("recovery", "verify", "latest", env=chain.env)
+    assert verified.returncode == 0 and "verified" in verified.stdout
+    made = cli("recovery", "point", "create", "cli-point", env=chain.env)
+    assert made.returncode == 0, made.stderr
+    _refused(cli("recovery", "point", "create", "cli-point", env=chain.env), "already exists")
+    names = [p["name"] for p in json.loads(cli("recovery", "point", "list", "--json", env=chain.env).stdout)]
+    assert names.count("cli-point") == 1 and "rp-5" in names
+    dry = json.loads(cli("recovery", "prune", "--dry-run", "--json", env=chain.env).stdout)
+    assert dry["delete_backups"] == [] and dry["dry_run"] is True
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--target-lsn", "zz/1"], "is not an LSN"),
+    (["--target-time", "yesterday"], "is not an ISO 8601 time"),
+    (["--target-xid", "-4"], "is not a transaction id"),
+    (["--target-time", (datetime.now(UTC) + timedelta(days=1)).isoformat()], "is in the future"),
+    (["--target-lsn", "0/1", "--latest"], "give exactly one of"),
+    (["--target-time", "2001-01-01T00:00:00Z"], "outside the recovery window"),
+    (["--target-lsn", "FF/0"], "outside the recovery window"),
+    (["--target-xid", "4000000"], "has no commit or abort inside the recovery window"),
+])
+def test_bad_targets_are_refused_and_nothing_is_written(cli, chain, args, pattern):
+    into = chain.root / "refused"
+    _refused(cli("recovery", "restore", *args, "--into", str(into), env=chain.env), pattern)
+    _nothing_written(chain, into)
+
+
+def test_a_directory_that_is_not_empty_is_refused(cli, chain):
+    into = chain.root / "busy"
+    into.mkdir()
+    (into / "keep.txt").write_text("mine")
+    _refused(cli("recovery", "restore", "--latest", "--into", str(into), env=chain.env), "is not empty")
+    assert [p.name for p in into.iterdir()] == ["keep.txt"]
+
+
+def test_a_port_in_use_is_refused(cli, chain):
+    into = chain.root / "port"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        _refused(cli("recovery", "restore", "--latest", "--into", str(into), "--port", str(port), env=chain.env),
+                 "is in use")
+    _nothing_written(chain, into)
+
+
+def test_in_place_needs_confirm(cli, chain):
+    _refused(cli("recovery", "restore", "--latest", "--in-place", env=chain.env), "add --confirm")
