@@ -100,3 +100,31 @@ def test_a_port_in_use_is_refused(cli, chain):
 
 def test_in_place_needs_confirm(cli, chain):
     _refused(cli("recovery", "restore", "--latest", "--in-place", env=chain.env), "add --confirm")
+
+
+def test_migrate_up_makes_a_restore_point_before_each_migration(cli, chain):
+    from tests.databases import REVISIONS
+
+    with chain.connect() as conn:
+        conn.execute("CREATE DATABASE migrated")
+    env = {**chain.env, "DATABASE_URL": chain.cluster.url("migrated")}
+    result = cli("migrate", "up", "--to", REVISIONS[0], env=env)
+    assert result.returncode == 0, result.stderr
+    names = [p["name"] for p in json.loads(cli("recovery", "point", "list", "--json", env=env).stdout)]
+    assert f"before-{REVISIONS[0]}" in names
+    into = chain.root / "before-migration"
+    restored = cli("recovery", "restore", "--target-name", f"before-{REVISIONS[0]}", "--into", str(into), "--json",
+                   env=env)
+    assert restored.returncode == 0, restored.stderr
+    port = json.loads(restored.stdout)["port"]
+    try:
+        import psycopg
+
+        with psycopg.connect(host=str(into), port=port, user="postgres", dbname="migrated") as conn:
+            tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        # just before the migration: its ledger (made by `migrate up` first), none of the migration's tables
+        assert "organizations" not in tables and tables <= {"_migration_history", "alembic_version"}
+        with psycopg.connect(chain.cluster.url("migrated")) as conn:
+            assert conn.execute("SELECT to_regclass('organizations')").fetchone()[0] is not None
+    finally:
+        stop_restored(into)
