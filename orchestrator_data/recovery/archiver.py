@@ -52,14 +52,15 @@ def ensure_slot(primary: Primary, slot: str) -> bool:
         return True
 
 
-def check_sync_standby(primary: Primary, slot: str) -> None:
-    """Sync mode needs the server to wait for the archiver: its synchronous_standby_names must name the slot."""
+def sync_standby_problem(primary: Primary, slot: str) -> str | None:
+    """Sync mode needs the server to wait for the archiver: its synchronous_standby_names must name the
+    slot. The local stack sets it once the archiver streams (before, the server's own start would wait)."""
     with primary.connect() as conn:
         names = conn.execute("SHOW synchronous_standby_names").fetchone()[0]
     if slot not in names.replace('"', " ").replace(",", " ").split():
-        raise RecoveryError(
-            f"WAL_ARCHIVE_MODE=sync but the server's synchronous_standby_names is {names!r}: set it to '\"{slot}\"' "
-            "(the local stack does this itself), or use async mode")
+        return (f"sync mode, but the server's synchronous_standby_names is {names!r}: commits do not wait for the "
+                f"archive until it names '\"{slot}\"'")
+    return None
 
 
 def prepare(config: ArchiverConfig) -> dict:
@@ -79,8 +80,6 @@ def prepare(config: ArchiverConfig) -> dict:
                 "server_version": facts.server_version, "slot": config.slot}
         write_atomically(layout.archive_info, json.dumps(info, indent=2), mode=0o600)
     ensure_slot(config.primary, config.slot)
-    if config.mode == "sync":
-        check_sync_standby(config.primary, config.slot)
     return info
 
 
@@ -127,6 +126,8 @@ class Archiver:
         segment_size = int(info["segment_size"])
         backoff = 1.0
         self.log(f"archiving WAL through slot {self.config.slot} ({self.config.mode}) into {self.config.layout.wal}")
+        if self.config.mode == "sync" and (problem := sync_standby_problem(self.config.primary, self.config.slot)):
+            self.log(problem)
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
