@@ -268,7 +268,7 @@ class Settings(BaseSettings):
         if not value.strip().lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.strip()
-    @field_validator("search_snapshot_repository", "search_snapshot_location", mode="before")
+    @field_validator("search_snapshot_repository", "search_snapshot_location", "recovery_dir", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         # `SEARCH_SNAPSHOT_LOCATION=` in an env file means "the default", as the URLs' blanks do
