@@ -36,6 +36,9 @@ def restore_in_place(settings, target: Target, key_for) -> RestoreResult:
             aside.rename(data_dir)  # nothing was restored: the old directory goes back
         raise
     result.extra["moved_aside"] = str(aside) if moved else None
+    # the backup carries the settings of its day: no synchronous archiver until `stack start` brings it back
+    if postgres.write_recovery_conf(stack._recovery_conf(sync_now=False)):
+        postgres.reload()
     _bring_in_line(settings, f"in-place restore to {result.target}")
     return result
 
