@@ -147,6 +147,26 @@ def test_targets_outside_the_window_are_refused(chain):
     assert not (chain.root / "early").exists() and not (chain.root / "late").exists()
 
 
+def test_the_recovery_check_proves_a_random_point_and_finds_a_gap(chain):
+    from orchestrator_data.recovery.check import history, run_check
+    from tests.recovery_chain import SLOT
+
+    rng = random.Random(SEED)
+    for _ in range(2):  # the second run chooses between two runs' markers
+        result = run_check(chain.primary, chain.layout, slot=SLOT, key_for=chain.key_for, rng=rng)
+        assert result.ok, result.problems
+        assert result.markers_found == result.markers_expected > 0 and result.unexpected == []
+        assert result.recovery_seconds > 0 and result.rpo_lag_bytes is not None
+    assert [h["ok"] for h in history(chain.layout)] == [True, True]
+    # the same check on an archive that lost a segment reports it with its window
+    copy = _copy_layout(chain, "check-gap")
+    by_i = {m.i: m for m in chain.marks}
+    missing = segment_name(1, lsn_to_int(by_i[7].lsn) // SEGMENT, SEGMENT)
+    next(p for p in copy.wal.iterdir() if p.name.startswith(missing)).unlink()
+    result = run_check(chain.primary, copy, slot=SLOT, key_for=chain.key_for, rng=rng)
+    assert not result.ok and [g["first_missing"] for g in result.gaps] == [missing]
+
+
 def test_an_archiver_killed_with_sigkill_and_restarted_loses_nothing(chain):
     """Last in the module: it adds rows after the marks."""
     archiver = chain.archiver
