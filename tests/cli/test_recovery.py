@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.recovery_chain import archived_chain, stop_restored
+from tests.recovery_chain import stop_restored
 
 
-@pytest.fixture(scope="module")
-def chain():
-    with archived_chain(rows=10) as built:
-        yield built
+@pytest.fixture
+def chain(recovery_chain):
+    return recovery_chain
 
 
 def _nothing_written(chain, into) -> None:
