@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator_data.cli import output
+from orchestrator_data.cli import output, recording
 from orchestrator_data.cli.context import load_settings, service_url
 from orchestrator_data.errors import BadInput
 
@@ -91,6 +91,7 @@ def base_backup(
     settings = load_settings()
     backup = take_base_backup(_primary(settings), _layout(settings), slot=settings.wal_archive_slot,
                               key=keying.current_key(settings), incremental=incremental, wait_timeout_s=wait)
+    recording.record(settings, "recovery base-backup", lambda keys: [(keys.POSTGRES_BASE_BACKUP, backup)])
     if as_json:
         output.print_json(backup.as_dict())
     else:
@@ -223,6 +224,7 @@ def check(as_json: Json = False) -> None:
     settings = load_settings()
     result = run_check(_primary(settings), _layout(settings), slot=settings.wal_archive_slot,
                        key_for=keying.key_lookup(settings))
+    recording.record(settings, "recovery check", lambda keys: [(keys.RECOVERY_CHECK, result)])
     if as_json:
         output.print_json(result.as_dict())
     else:

@@ -154,13 +154,12 @@ def test_the_recovery_check_proves_a_random_point_and_finds_a_gap(chain):
     from tests.recovery_chain import SLOT
 
     rng = random.Random(SEED)
-    for _ in range(2):  # the second run chooses between two runs' markers
-        result = run_check(chain.primary, chain.layout, slot=SLOT, key_for=chain.key_for, rng=rng)
-        assert result.ok, result.problems
-        assert result.markers_found == result.markers_expected > 0 and result.unexpected == []
-        assert result.recovery_seconds > 0 and result.rpo_lag_bytes is not None
-    assert [h["ok"] for h in history(chain.layout)] == [True, True]
-    # the same check on an archive that lost a segment reports it with its window
+    result = run_check(chain.primary, chain.layout, slot=SLOT, key_for=chain.key_for, rng=rng)
+    assert result.ok, result.problems
+    assert result.markers_found == result.markers_expected > 0 and result.unexpected == []
+    assert result.recovery_seconds > 0 and result.rpo_lag_bytes is not None
+    assert [h["ok"] for h in history(chain.layout)] == [True]
+    # the same check on an archive that lost a segment (choosing between two runs' markers) reports the gap
     copy = _copy_layout(chain, "check-gap")
     by_i = {m.i: m for m in chain.marks}
     missing = segment_name(1, lsn_to_int(by_i[7].lsn) // SEGMENT, SEGMENT)
