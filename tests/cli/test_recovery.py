@@ -47,10 +47,10 @@ def test_status_list_verify_and_points(cli, chain):
     status = cli("recovery", "status", "--json", env=chain.env)
     report = json.loads(status.stdout)
     assert report["archiver_running"] is True  # the CLI archiver keeps its pid file in RECOVERY_DIR
-    assert report["streaming"] and report["gaps"] == [] and report["base_backups"] == 2
+    assert report["streaming"] and report["gaps"] == [] and report["base_backups"] >= 2  # other tests may add
     assert status.returncode == 0, status.stdout
     listed = json.loads(cli("recovery", "list", "--json", env=chain.env).stdout)
-    assert [b["kind"] for b in listed] == ["full", "incremental"]
+    assert [b["kind"] for b in listed][:2] == ["full", "incremental"] and listed[1]["parent"] == listed[0]["id"]
     verified = cli("recovery", "verify", "latest", env=chain.env)
     assert verified.returncode == 0 and "verified" in verified.stdout
     made = cli("recovery", "point", "create", "cli-point", env=chain.env)
