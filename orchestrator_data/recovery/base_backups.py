@@ -285,8 +285,10 @@ def restore_chain(layout: Layout, backup: BaseBackup, destination: Path, key_for
         unpack(piece, part, key_for)
         verify_unpacked(piece, part, checksums=False)
         parts.append(str(part))
-    # no fsync here: the restored server syncs its whole data directory before recovery starts
-    run_tool([tool("pg_combinebackup"), "--no-sync", "-o", str(destination), *parts], what="pg_combinebackup")
+    # no fsync here: the restored server syncs its whole data directory before recovery starts; --link: the
+    # pieces are scratch copies removed right after, so the output may share their files instead of copying
+    run_tool([tool("pg_combinebackup"), "--no-sync", "--link", "-o", str(destination), *parts],
+             what="pg_combinebackup")
     for part in parts:
         shutil.rmtree(part, ignore_errors=True)
     return [piece.id for piece in chain]
