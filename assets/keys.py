@@ -27,6 +27,10 @@ SEARCH_SNAPSHOT = "search_snapshot"
 SEARCH_SNAPSHOT_RESTORE_CHECK = "search_snapshot_restore_check"
 SYSTEM_METRICS = "system_metrics"
 RETENTION_PURGE = "retention_purge"
+# point-in-time recovery (docs/recovery.md)
+WAL_ARCHIVE = "wal_archive"
+POSTGRES_BASE_BACKUP = "postgres_base_backup"
+RECOVERY_CHECK = "recovery_check"
 
 
 def index_key(name: str) -> str:
@@ -73,6 +77,8 @@ SECURITY = "security"
 TTL = "ttl"
 RECONCILIATION = "reconciliation"
 FRESHNESS = "freshness"
+RPO = "rpo"          # the archive's lag within RPO_TARGET_SECONDS
+WINDOW = "window"    # the recovery window covered by base backups and gapless WAL
 
 
 def check_section(asset: str, check: str) -> str:

@@ -126,11 +126,26 @@ retention_job = dg.define_asset_job(
                 "production).",
 )
 
+# point-in-time recovery (docs/recovery.md): the archive observed with each base backup
+postgres_base_backup_job = dg.define_asset_job(
+    "postgres_base_backup_job",
+    metadata=runbook_metadata("postgres_base_backup_job"),
+    selection=dg.AssetSelection.assets(keys.WAL_ARCHIVE, keys.POSTGRES_BASE_BACKUP),
+    description="Observe the WAL archive, then take a base backup (incremental, full weekly) into RECOVERY_DIR.",
+)
+
+recovery_check_job = dg.define_asset_job(
+    "recovery_check_job",
+    metadata=runbook_metadata("recovery_check_job"),
+    selection=dg.AssetSelection.assets(keys.RECOVERY_CHECK),
+    description="Restore a random moment of the recovery window into a scratch cluster and prove it with marker rows.",
+)
+
 JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, postgres_backup_job, postgres_restore_check_job,
         postgres_backup_prune_job,
         search_sync_job, search_full_load_job, search_lifecycle_job, search_snapshot_job, system_metrics_job,
-        gdpr_export_job, gdpr_erase_job, retention_job]
+        gdpr_export_job, gdpr_erase_job, retention_job, postgres_base_backup_job, recovery_check_job]
 
 __all__ = ["JOBS", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job",
-           "postgres_backup_job", "postgres_backup_prune_job", "postgres_restore_check_job", "reset_job", "retention_job", "search_full_load_job",
+           "postgres_backup_job", "postgres_backup_prune_job", "postgres_base_backup_job", "postgres_restore_check_job", "recovery_check_job", "reset_job", "retention_job", "search_full_load_job",
            "search_lifecycle_job", "search_snapshot_job", "search_sync_job", "seed_job", "system_metrics_job"]

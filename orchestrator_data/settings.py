@@ -125,10 +125,6 @@ class Settings(BaseSettings):
         description="The backup key ring (docs/backups.md#keys): a 0600 JSON file outside BACKUP_DIR that "
                     "`backup keys rotate` creates and adds to; new backups use its newest key, every key in it "
                     "(and BACKUP_ENCRYPTION_KEY) still decrypts. Unset: BACKUP_ENCRYPTION_KEY is the only key.")
-    recovery_window_days: int = Field(
-        7, ge=1, le=3650, validation_alias="RECOVERY_WINDOW_DAYS",
-        description="The recovery window: any moment in the last N days can be restored. Backups older than it "
-                    "are pruned unless a keep rule (BACKUP_KEEP_LAST, the newest verified) still needs them.")
     backup_keep_last: int = Field(
         7, ge=0, le=10_000, validation_alias="BACKUP_KEEP_LAST",
         description="The newest N logical dumps are kept whatever their age (`backup prune`, "
@@ -138,6 +134,33 @@ class Settings(BaseSettings):
         description="The GDPR erasure ledger kept outside the database (append-only JSON lines: user id, "
                     "organization, time, request id), re-applied after a restore (docs/gdpr.md). Unset: "
                     "`gdpr-ledger.jsonl` in BACKUP_DIR.")
+    recovery_dir: Path | None = Field(
+        None, validation_alias="RECOVERY_DIR",
+        description="Directory of the physical backup chain: `wal/` (the WAL archive), `base/<id>/` (base backups), "
+                    "`restore_points.jsonl` (docs/recovery.md). Unset: BACKUP_DIR/recovery.")
+    wal_archive_mode: str = Field(
+        "off", pattern=r"^(off|async|sync)$", validation_alias="WAL_ARCHIVE_MODE",
+        description="`off`, `async` (the archiver streams WAL beside the server) or `sync` (every commit waits until "
+                    "its WAL is in the archive; commits block while the archiver is down). docs/recovery.md.")
+    wal_archive_slot: str = Field(
+        "orchestrator_archiver", pattern=r"^[a-z0-9_]{1,63}$", validation_alias="WAL_ARCHIVE_SLOT",
+        description="Replication slot (and application_name) of the WAL archiver.")
+    rpo_target_seconds: float = Field(
+        60.0, gt=0, le=86_400, validation_alias="RPO_TARGET_SECONDS",
+        description="How far behind the server the WAL archive may be (seconds of commits that could be lost) "
+                    "before its check fails.")
+    wal_slot_alert_bytes: int = Field(
+        1 << 30, ge=1 << 20, validation_alias="WAL_SLOT_ALERT_BYTES",
+        description="WAL held by the archiver's slot (bytes) above which it alerts; keep it well below the "
+                    "server's max_slot_wal_keep_size.")
+    recovery_window_days: float = Field(
+        7.0, gt=0, le=3660, validation_alias="RECOVERY_WINDOW_DAYS",
+        description="The recovery window: any moment of the last N days can be restored. `recovery prune` keeps "
+                    "the base backups and WAL that needs; logical dumps older than it are pruned unless a keep rule "
+                    "(BACKUP_KEEP_LAST, the newest verified) still needs them.")
+    recovery_keep_base_backups: int = Field(
+        2, ge=1, le=1000, validation_alias="RECOVERY_KEEP_BASE_BACKUPS",
+        description="Base backups `recovery prune` always keeps (the newest), whatever their age.")
     # a nightly backup plus two hours of slack
     backup_max_age_hours: float = Field(
         26.0, gt=0, le=24 * 90, validation_alias="BACKUP_MAX_AGE_HOURS",
@@ -269,7 +292,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.strip()
     @field_validator("search_snapshot_repository", "search_snapshot_location", "backup_keyring_file",
-                     "gdpr_ledger_file", mode="before")
+                     "gdpr_ledger_file", "recovery_dir", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         # `SEARCH_SNAPSHOT_LOCATION=` in an env file means "the default", as the URLs' blanks do
@@ -352,6 +375,10 @@ class Settings(BaseSettings):
     @property
     def gdpr_ledger_path(self) -> Path:
         return self.gdpr_ledger_file if self.gdpr_ledger_file is not None else self.backup_dir / "gdpr-ledger.jsonl"
+
+    @property
+    def recovery_root(self) -> Path:
+        return self.recovery_dir if self.recovery_dir is not None else self.backup_dir / "recovery"
 
     @property
     def is_production(self) -> bool:

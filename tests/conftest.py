@@ -159,3 +159,13 @@ def engine(migrated_url):
     engine = client.create_engine(migrated_url, pool=client.PoolOptions(size=2, max_overflow=2))
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def recovery_chain():
+    """A cluster of its own with a running WAL archiver, a full and an incremental base backup and marked
+    rows (tests/recovery_chain.py), shared by the recovery tests of the core and the CLI: built once."""
+    from tests.recovery_chain import archived_chain
+
+    with archived_chain() as built:
+        yield built

@@ -206,3 +206,18 @@ def test_the_helm_values_name_the_compose_image_settings_and_run_queue():
     assert (queued.get("tagConcurrencyLimits") or []) == (instance["config"].get("tag_concurrency_limits") or [])
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
+
+
+def test_the_wal_archiver_runs_as_a_service_of_its_own():
+    compose = _load(PROJECT_ROOT / COMPOSE_FILE)
+    archiver = compose["services"]["archiver"]
+    assert archiver["command"] == ["orchestrator-data", "recovery", "archiver"]
+    assert archiver["environment"]["WAL_ARCHIVE_MODE"].startswith("${WAL_ARCHIVE_MODE")
+    assert "recovery" in compose["volumes"]
+    [manifest] = list(yaml.safe_load_all((PROJECT_ROOT / "deploy" / "helm" / "archiver.yaml").read_text()))
+    [container] = manifest["spec"]["template"]["spec"]["containers"]
+    [deployment] = _load(HELM_VALUES)["dagster-user-deployments"]["deployments"]
+    assert container["image"] == f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+    assert container["command"] == archiver["command"]
+    assert [ref["secretRef"]["name"] for ref in container["envFrom"]] == [s["name"] for s in deployment["envSecrets"]]
+    assert manifest["spec"]["replicas"] == 1

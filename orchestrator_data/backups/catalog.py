@@ -24,6 +24,8 @@ MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"
 INTEGRITY = "integrity.json"
 MANIFEST_FORMAT = 1
+# BACKUP_DIR/recovery is the physical chain's default home (RECOVERY_DIR): not a logical dump
+RECOVERY_SUBDIR = "recovery"
 
 
 class BackupError(OperationFailed):
@@ -159,7 +161,8 @@ def list_backups(backup_dir: Path) -> list[BackupEntry]:
         return []
     entries = []
     for child in backup_dir.iterdir():
-        if child.name.startswith(".") or not child.is_dir() or not (child / MANIFEST).is_file():
+        if child.name.startswith(".") or child.name == RECOVERY_SUBDIR or not child.is_dir() \
+                or not (child / MANIFEST).is_file():
             continue
         try:
             entries.append(entry_from_dir(child))

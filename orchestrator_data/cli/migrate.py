@@ -55,9 +55,25 @@ def up(
 
     settings = load_settings()
     url = service_url(settings, "postgres")
-    report = migrator.upgrade(url, target=to)
+    report = migrator.upgrade(url, target=to, before_each=_restore_point_maker(settings, url))
     _print_report(report, f"{output.OK} up to date at {report.end_revision or 'base'} (head {report.head})")
     recording.record(settings, "migrate up", lambda keys: [(keys.POSTGRES_SCHEMA, report)])
+
+
+def _restore_point_maker(settings, url: str):
+    """With the WAL archive on, a restore point `before-<revision>` before each migration applied, so "just
+    before migration 0011" is a restore target (a revision applied again reuses the name: the newest wins)."""
+    if settings.wal_archive_mode == "off":
+        return None
+    from orchestrator_data.recovery.layout import Layout
+    from orchestrator_data.recovery.points import create_point
+    from orchestrator_data.recovery.server import Primary
+
+    def make(revision: str) -> None:
+        point = create_point(Primary(url), Layout.from_settings(settings), f"before-{revision}", allow_reuse=True)
+        output.info(f"restore point {point.name} at LSN {point.lsn}")
+
+    return make
 
 
 @app.command()

