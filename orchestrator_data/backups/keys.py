@@ -28,7 +28,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -264,21 +264,31 @@ class KeyUse:
     key_id: str
     current: bool
     dumps: int                       # logical dumps in BACKUP_DIR encrypted with it
+    base_backups: int = 0            # base backups of the point-in-time recovery chain
+    wal_segments: int = 0            # WAL files of its archive
+
+    @property
+    def uses(self) -> int:
+        return self.dumps + self.base_backups + self.wal_segments
 
     def as_dict(self) -> dict:
         described = self.key.describe() if self.key else {"id": self.key_id, "created_at": None, "source": None}
-        return {**described, "current": self.current, "in_ring": self.key is not None, "dumps": self.dumps}
+        return {**described, "current": self.current, "in_ring": self.key is not None, "dumps": self.dumps,
+                "base_backups": self.base_backups, "wal_segments": self.wal_segments}
 
 
-def key_usage(ring: KeyRing, backup_dir: Path) -> list[KeyUse]:
-    """Every key of the ring (oldest first) with the number of dumps that use it, then every key id
-    the dumps name that the ring lacks (those dumps cannot be opened)."""
+def key_usage(ring: KeyRing, backup_dir: Path, physical: Mapping[str, tuple[int, int]] | None = None) -> list[KeyUse]:
+    """Every key of the ring (oldest first) with the number of dumps that use it (and of base backups and
+    WAL files, from `physical`: key id -> (base backups, WAL files)), then every key id they name that
+    the ring lacks (those cannot be opened)."""
     counts: dict[str, int] = {}
     for entry in list_backups(backup_dir):
         encryption = entry.manifest.get("encryption") or {}
         if encryption.get("key_id"):
             counts[encryption["key_id"]] = counts.get(encryption["key_id"], 0) + 1
+    physical = dict(physical or {})
     current = ring.current.id if ring.current else None
-    uses = [KeyUse(k, k.id, k.id == current, counts.pop(k.id, 0)) for k in ring.keys]
-    uses += [KeyUse(None, missing, False, n) for missing, n in sorted(counts.items())]
+    uses = [KeyUse(k, k.id, k.id == current, counts.pop(k.id, 0), *physical.pop(k.id, (0, 0))) for k in ring.keys]
+    for missing in sorted(counts.keys() | physical.keys()):
+        uses.append(KeyUse(None, missing, False, counts.get(missing, 0), *physical.get(missing, (0, 0))))
     return uses

@@ -253,13 +253,16 @@ def keys_rotate() -> None:
 @keys_app.command("list")
 def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """The keys of the ring, oldest first: id, created, where it comes from, which is current, how many
-    dumps in BACKUP_DIR use it; then the ids dumps name that the ring lacks (those cannot be opened)."""
+    dumps in BACKUP_DIR, base backups and WAL files of the recovery chain use it; then the ids they name
+    that the ring lacks (those cannot be opened). A key may be retired once nothing kept uses it."""
     from orchestrator_data.backups.keys import key_usage, read_key_ring
+    from orchestrator_data.recovery import keying
+    from orchestrator_data.recovery.layout import Layout
 
     settings = load_settings()
     ring = read_key_ring(settings.backup_keyring_file, settings.backup_key_bytes, settings.backup_dir,
                          missing_ok=True)
-    uses = key_usage(ring, settings.backup_dir)
+    uses = key_usage(ring, settings.backup_dir, keying.key_usage(Layout.from_settings(settings)))
     if as_json:
         output.print_json({"keyring_file": str(ring.file) if ring.file else None,
                            "current": ring.current.id if ring.current else None,
@@ -269,15 +272,17 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
         output.info("no backup keys: new backups are not encrypted (docs/backups.md#keys)")
         return
     table = Table(title=f"backup keys ({ring.file or 'BACKUP_KEYRING_FILE unset'})", title_justify="left")
-    for column in ("id", "created (UTC)", "source", "current", "dumps"):
+    for column in ("id", "created (UTC)", "source", "current", "dumps", "base backups", "WAL files"):
         table.add_column(column)
     for use in uses:
         created = f"{use.key.created_at:%Y-%m-%d %H:%M:%S}" if use.key and use.key.created_at else "-"
         source = use.key.source if use.key else "MISSING from the ring"
-        table.add_row(use.key_id, created, source, "yes" if use.current else "", str(use.dumps))
+        table.add_row(use.key_id, created, source, "yes" if use.current else "", str(use.dumps),
+                      str(use.base_backups), str(use.wal_segments))
     output.console.print(table)
     missing = [use for use in uses if use.key is None]
     if missing:
-        output.error(f"{sum(u.dumps for u in missing)} dump(s) use keys the ring lacks: "
+        output.error(f"{sum(u.dumps for u in missing)} dump(s), {sum(u.base_backups for u in missing)} base "
+                     f"backup(s) and {sum(u.wal_segments for u in missing)} WAL file(s) use keys the ring lacks: "
                      f"{', '.join(u.key_id for u in missing)}")
         raise typer.Exit(1)

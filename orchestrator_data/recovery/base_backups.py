@@ -240,8 +240,9 @@ def check_stored_file(backup: BaseBackup) -> None:
 def unpack(backup: BaseBackup, destination: Path, key_for: KeyFor | None) -> None:
     """Check the stored file's hash, then decrypt and unpack it into `destination`."""
     check_stored_file(backup)
+    key = _key_of(backup, key_for=key_for)  # a key the ring lacks is bad input, not a corrupt backup
     try:
-        extract(backup.data_file, _key_of(backup, key_for=key_for), destination)
+        extract(backup.data_file, key, destination)
     except RecoveryError:
         raise
     except Exception as exc:  # a failed authentication or a broken tar: the backup is not usable

@@ -1,26 +1,36 @@
-"""The one place the recovery chain gets its keys from settings: the key new base backups and WAL
-segments are encrypted with, and the lookup of a key by its id for reading them back. Today that is
-BACKUP_ENCRYPTION_KEY alone; the backup key ring (backups/keys.py) replaces both functions' bodies."""
+"""The one place the recovery chain gets its keys: the backup key ring (backups/keys.py), the same ring
+as the logical dumps'. New base backups and WAL segments are encrypted with its current key; each is
+read back with the key its manifest (or its file name, for a WAL segment) names."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
-from orchestrator_data.backups.crypto import key_id
-from orchestrator_data.recovery.errors import RecoveryError
+from orchestrator_data.backups.keys import load_key_ring
 
 
 def current_key(settings) -> bytes | None:
-    return settings.backup_key_bytes
+    current = load_key_ring(settings).current
+    return current.material if current is not None else None
 
 
 def key_lookup(settings) -> Callable[[str], bytes]:
-    def key_for(wanted: str) -> bytes:
-        key = settings.backup_key_bytes
-        if key is None:
-            raise RecoveryError(f"the archive is encrypted with key {wanted} and BACKUP_ENCRYPTION_KEY is not set")
-        if key_id(key) != wanted:
-            raise RecoveryError(f"the archive is encrypted with key {wanted}; BACKUP_ENCRYPTION_KEY is key {key_id(key)}")
-        return key
+    """key id → key material; BackupKeyError (exit 2) naming the id when the ring does not hold it."""
+    return load_key_ring(settings).get
 
-    return key_for
+
+def key_usage(layout) -> dict[str, tuple[int, int]]:
+    """key id -> (base backups, WAL files) of the chain encrypted with it: a key may be retired only when
+    nothing kept names it (`backup keys list`)."""
+    from orchestrator_data.recovery.base_backups import list_base_backups
+    from orchestrator_data.recovery.wal import ENCRYPTED_SUFFIX
+
+    base = Counter(b.key_id for b in list_base_backups(layout) if b.key_id)
+    wal: Counter[str] = Counter()
+    if layout.wal.is_dir():
+        for path in layout.wal.glob(f"*{ENCRYPTED_SUFFIX}"):
+            name = path.name[: -len(ENCRYPTED_SUFFIX)]
+            if not path.name.startswith(".") and "." in name:
+                wal[name.rsplit(".", 1)[1]] += 1
+    return {kid: (base[kid], wal[kid]) for kid in base.keys() | wal.keys()}

@@ -110,8 +110,9 @@ def materialize(item: ArchivedFile, destination: Path, key_for: KeyFor | None) -
     if item.encrypted:
         if key_for is None:
             raise RecoveryError(f"WAL file {item.path.name} is encrypted and no backup key is configured")
+        key = key_for(item.key_id)  # a key the ring lacks is bad input, not a corrupt segment
         try:
-            decrypt_file(item.path, destination, key_for(item.key_id))
+            decrypt_file(item.path, destination, key)
         except ArchiveCorrupt:
             raise
         except Exception as exc:

@@ -72,7 +72,7 @@ def test_rotate_list_and_restore_across_a_rotation(cli, migrated_url, tmp_path):
     lost = run("restore-check", old_id, expect=2, extra={"BACKUP_KEYRING_FILE": str(other), "BACKUP_ENCRYPTION_KEY": ""})
     assert f"encrypted with key id {env_id}, which is not in the key ring" in lost.stderr
     missing = run("keys", "list", expect=1, extra={"BACKUP_KEYRING_FILE": str(other), "BACKUP_ENCRYPTION_KEY": ""})
-    assert f"2 dump(s) use keys the ring lacks: {', '.join(sorted([env_id, new_id]))}" in missing.stderr
+    assert f"2 dump(s), 0 base backup(s) and 0 WAL file(s) use keys the ring lacks: {', '.join(sorted([env_id, new_id]))}" in missing.stderr
 
     everything = "\n".join(outputs)
     for material in [env_key, *_ring_materials(ring_file), *_ring_materials(other)]:

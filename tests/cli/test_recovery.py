@@ -3,6 +3,7 @@ what a user runs, and every refusal as one line, exit 2, nothing written."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from datetime import UTC, datetime, timedelta
@@ -127,3 +128,34 @@ def test_migrate_up_makes_a_restore_point_before_each_migration(cli, chain):
             assert conn.execute("SELECT to_regclass('organizations')").fetchone()[0] is not None
     finally:
         stop_restored(into)
+
+
+def test_after_a_key_rotation_the_chain_still_opens_and_the_keys_list_counts_it(cli, chain, tmp_path):
+    """The chain was encrypted with BACKUP_ENCRYPTION_KEY; rotate the ring: new base backups and WAL use the
+    new key, the old ones still open (from the ring file alone), and `backup keys list` counts what each
+    key encrypts, so a key in use is never retired by mistake."""
+    from orchestrator_data.backups.crypto import key_id
+
+    ring_file = tmp_path / "keys" / "backup-keys.json"
+    ring_file.parent.mkdir()
+    env = {**chain.env, "BACKUP_KEYRING_FILE": str(ring_file), "BACKUP_DIR": str(tmp_path / "backups")}
+    rotated = cli("backup", "keys", "rotate", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    old_id = key_id(chain.key)
+    listed = json.loads(cli("backup", "keys", "list", "--json", env=env).stdout)
+    [old] = [k for k in listed["keys"] if k["id"] == old_id]
+    assert not old["current"] and old["base_backups"] >= 2 and old["wal_segments"] >= 1 and old["dumps"] == 0
+
+    from_the_file_alone = {**env, "BACKUP_ENCRYPTION_KEY": ""}
+    verified = cli("recovery", "verify", "latest", env=from_the_file_alone)
+    assert verified.returncode == 0 and "verified" in verified.stdout, verified.stderr
+    assert base64.b64encode(chain.key).decode() not in verified.stdout + verified.stderr + rotated.stdout
+
+    # a ring that lacks the chain's key: refused naming the key id, never a key
+    other = tmp_path / "other" / "backup-keys.json"
+    other.parent.mkdir()
+    assert cli("backup", "keys", "rotate", env={**from_the_file_alone, "BACKUP_KEYRING_FILE": str(other)}).returncode == 0
+    refused = cli("recovery", "verify", "latest", env={**from_the_file_alone, "BACKUP_KEYRING_FILE": str(other)})
+    assert refused.returncode == 2 and old_id in refused.stderr, refused.stdout + refused.stderr
+    missing = cli("backup", "keys", "list", env={**from_the_file_alone, "BACKUP_KEYRING_FILE": str(other)})
+    assert missing.returncode == 1 and "base backup(s)" in missing.stderr and old_id in missing.stderr
