@@ -27,7 +27,6 @@ import fcntl
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from orchestrator_data.backups.catalog import BackupKeyError, list_backups
 from orchestrator_data.backups.crypto import key_id
+from orchestrator_data.stack.common import write_atomically
 
 RING_FORMAT = 1
 ENV_SOURCE = "BACKUP_ENCRYPTION_KEY"
@@ -239,23 +239,8 @@ def _locked(file: Path) -> Iterator[None]:
 def _write_ring(file: Path, keys: tuple[Key, ...]) -> None:
     document = {"format": RING_FORMAT, "keys": [
         {**k.describe(), "key": base64.b64encode(k.material).decode()} for k in keys]}
-    fd, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), 0o600)  # private before the first byte of a key is written
-            fh.write(json.dumps(document, indent=2) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, file)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(file.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself survives a crash
-    finally:
-        os.close(directory)
+    # private (0600) before the first byte of a key is written, then renamed over the ring
+    write_atomically(file, json.dumps(document, indent=2) + "\n", mode=0o600)
 
 
 @dataclass

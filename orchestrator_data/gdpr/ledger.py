@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from orchestrator_data.errors import OperationFailed
+from orchestrator_data.stack.common import fsync_directory
 
 FORMAT = 1
 
@@ -93,7 +94,7 @@ class ErasureLedger:
             finally:
                 os.close(fd)
             if created:
-                _fsync_directory(self.path.parent)  # the new file's name survives a crash too
+                fsync_directory(self.path.parent)  # the new file's name survives a crash too
         except OSError as exc:
             raise LedgerError(f"{self.path} cannot be written ({exc.strerror or type(exc).__name__}); "
                               "the erasure was not committed") from None
@@ -139,13 +140,6 @@ def _last_byte(path: Path, size: int) -> bytes:
         fh.seek(size - 1)
         return fh.read(1)
 
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def first_per_user(entries: list[LedgerEntry]) -> list[LedgerEntry]:

@@ -25,7 +25,8 @@ from orchestrator_data.backups import _pg
 from orchestrator_data.backups.crypto import encrypt_stream, key_id as key_id_of
 from orchestrator_data.recovery import status as archive_status
 from orchestrator_data.recovery.errors import ArchiveCorrupt, RecoveryError, RecoveryRefused
-from orchestrator_data.recovery.layout import Layout, fsync_directory, int_to_lsn, lsn_to_int, new_id
+from orchestrator_data.recovery.layout import Layout, int_to_lsn, lsn_to_int, new_id
+from orchestrator_data.stack.common import fsync_directory
 from orchestrator_data.recovery.server import Primary, run_tool, server_facts, tool
 from orchestrator_data.recovery.tarstream import Tee, TarMemberCatcher, extract, plaintext
 

@@ -11,17 +11,16 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from orchestrator_data.recovery import base_backups, wal
 from orchestrator_data.recovery.base_backups import BaseBackup
 from orchestrator_data.recovery.errors import RecoveryError, RecoveryRefused
-from orchestrator_data.recovery.layout import Layout, int_to_lsn, lsn_to_int, segment_name
+from orchestrator_data.recovery.layout import Layout, int_to_lsn, segment_name
 from orchestrator_data.recovery.server import chown_tree, tool
 from orchestrator_data.recovery.status import last_archived_at
 from orchestrator_data.recovery.targets import Target

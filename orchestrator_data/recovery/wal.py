@@ -20,10 +20,11 @@ from pathlib import Path
 from orchestrator_data.backups.crypto import decrypt_file, encrypt_stream, key_id as key_id_of
 from orchestrator_data.recovery.errors import ArchiveCorrupt, RecoveryError
 from orchestrator_data.recovery.layout import (
-    ENCRYPTED_SUFFIX, HISTORY_NAME, PARTIAL_SUFFIX, fsync_directory, int_to_lsn, lsn_to_int,
+    ENCRYPTED_SUFFIX, HISTORY_NAME, PARTIAL_SUFFIX, int_to_lsn, lsn_to_int,
     parse_segment_name, segment_name,
 )
 from orchestrator_data.recovery.server import tool
+from orchestrator_data.stack.common import fsync_directory
 
 KeyFor = Callable[[str], bytes]
 

@@ -184,11 +184,16 @@ def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
+    fsync_directory(path.parent)  # the rename itself survives a crash
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the names in a directory (a file created, renamed or removed there) survive a crash."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(directory)  # the rename itself survives a crash
+        os.fsync(fd)
     finally:
-        os.close(directory)
+        os.close(fd)
 
 
 class Secrets:
