@@ -31,6 +31,7 @@ RETENTION_PURGE = "retention_purge"
 WAL_ARCHIVE = "wal_archive"
 POSTGRES_BASE_BACKUP = "postgres_base_backup"
 RECOVERY_CHECK = "recovery_check"
+RECOVERY_PRUNE = "recovery_prune"
 
 
 def index_key(name: str) -> str:

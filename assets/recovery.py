@@ -10,11 +10,13 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from pydantic import Field
 
 from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
 from orchestrator_data.recovery import base_backups, check as recovery_check_module, keying, report, status
+from orchestrator_data.recovery import prune as prune_module
 from orchestrator_data.recovery.errors import RecoveryError, RecoveryRefused
 from orchestrator_data.recovery.layout import Layout
 from orchestrator_data.recovery.server import Primary
@@ -141,6 +143,46 @@ def recovery_check(context: dg.AssetExecutionContext, postgres: PostgresResource
     return dg.MaterializeResult(metadata=metadata)
 
 
+@records.builds(keys.RECOVERY_PRUNE)
+def recovery_prune_metadata(plan: "prune_module.PrunePlan", live: records.Live | None = None) -> dict:
+    """recovery_prune's metadata (also recorded by `recovery prune`)."""
+    return with_human_sizes({
+        "dry_run": plan.dry_run,
+        "pruned_base_backups": len(plan.delete_backups),
+        "pruned_wal_files": len(plan.delete_wal),
+        "freed_bytes": plan.freed_bytes,
+        "kept_base_backups": len(plan.keep),
+        "window_start": plan.window_start,
+        "wal_kept_from": plan.wal_kept_from or "none",
+        "notes": "; ".join(plan.notes) or "none",
+    })
+
+
+class RecoveryPruneConfig(dg.Config):
+    dry_run: bool = Field(False, description="Say what would be pruned; delete nothing.")
+
+
+@dg.asset(
+    name=keys.RECOVERY_PRUNE,
+    group_name=keys.BACKUPS_GROUP,
+    kinds={"postgres"},
+    owners=["team:data-platform"],
+    deps=[keys.POSTGRES_BASE_BACKUP],
+    code_version=code_version(prune_module),
+    description="Base backups and WAL of RECOVERY_DIR that RECOVERY_WINDOW_DAYS and RECOVERY_KEEP_BASE_BACKUPS no "
+                "longer need, deleted (never a backup an incremental kept needs, never WAL from the oldest kept "
+                "backup on). Metadata: what was pruned, bytes freed, the window's start.",
+)
+def recovery_prune(context: dg.AssetExecutionContext, config: RecoveryPruneConfig,
+                   postgres: PostgresResource) -> dg.MaterializeResult:
+    settings = postgres.settings
+    plan = prune_module.prune(_layout(postgres), settings.recovery_window_days, settings.recovery_keep_base_backups,
+                              dry_run=config.dry_run)
+    context.log.info(f"{'would prune' if plan.dry_run else 'pruned'} {len(plan.delete_backups)} base backup(s) and "
+                     f"{len(plan.delete_wal)} WAL file(s), {plan.freed_bytes} bytes")
+    return dg.MaterializeResult(metadata=recovery_prune_metadata(plan))
+
+
 RPO_SECTION = keys.check_section(keys.WAL_ARCHIVE, keys.RPO)
 WINDOW_SECTION = keys.check_section(keys.POSTGRES_BASE_BACKUP, keys.WINDOW)
 
@@ -191,5 +233,5 @@ def check_postgres_base_backup_window(postgres: PostgresResource) -> dg.AssetChe
     return window_result(_layout(postgres), settings.recovery_window_days, keying.key_lookup(settings))
 
 
-RECOVERY_ASSETS = [wal_archive, postgres_base_backup, recovery_check]
+RECOVERY_ASSETS = [wal_archive, postgres_base_backup, recovery_check, recovery_prune]
 RECOVERY_ASSET_CHECKS = [check_wal_archive_rpo, check_postgres_base_backup_window]

@@ -64,13 +64,14 @@ postgres_restore_check_job = dg.define_asset_job(
     description="Restore the newest backup into a scratch database, compare it with its manifest, check freshness.",
 )
 
-# run config (ops.postgres_backup_prune.config): dry_run
+# run config (ops.postgres_backup_prune.config, ops.recovery_prune.config): dry_run
 postgres_backup_prune_job = dg.define_asset_job(
     "postgres_backup_prune_job",
     metadata=runbook_metadata("postgres_backup_prune_job"),
-    selection=dg.AssetSelection.assets(keys.POSTGRES_BACKUP_PRUNE),
-    description="Prune the logical dumps older than RECOVERY_WINDOW_DAYS and not among the newest BACKUP_KEEP_LAST "
-                "(never the newest verified or restore-checked one), and abandoned temporary directories.",
+    selection=dg.AssetSelection.assets(keys.POSTGRES_BACKUP_PRUNE, keys.RECOVERY_PRUNE),
+    description="Prune what the recovery window (RECOVERY_WINDOW_DAYS) no longer needs: the logical dumps not among "
+                "the newest BACKUP_KEEP_LAST (never the newest verified or restore-checked one) and abandoned "
+                "temporary directories; the base backups and WAL beyond RECOVERY_KEEP_BASE_BACKUPS.",
 )
 
 # the documents only: the indices exist (bootstrap or `search init`), so each run is the light incremental step

@@ -252,6 +252,7 @@ def prune(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what
     settings = load_settings()
     result = pruning(_layout(settings), settings.recovery_window_days, settings.recovery_keep_base_backups,
                      dry_run=dry_run)
+    recording.record(settings, "recovery prune", lambda keys: [(keys.RECOVERY_PRUNE, result)])
     if as_json:
         output.print_json(result.as_dict())
         return

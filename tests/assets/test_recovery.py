@@ -62,3 +62,20 @@ def test_the_sensor_alerts_for_a_stopped_archiver_a_lost_slot_and_too_much_retai
     assert set(archive_problems(_status(streaming=False), alert_bytes=1 << 20)) == {"stopped"}
     assert set(archive_problems(_status(slot_wal_status="lost"), alert_bytes=1 << 20)) == {"slot"}
     assert set(archive_problems(_status(slot_retained_bytes=2 << 20), alert_bytes=1 << 20)) == {"retained"}
+
+
+def test_recovery_prune_plans_under_the_window(chain_env):
+    from assets.recovery import recovery_prune
+
+    chain = chain_env
+    resources = {"postgres": PostgresResource(database_url=chain.cluster.url())}
+    backups = list_base_backups(chain.layout)
+    before = [b.id for b in backups]
+    dry_run = {"ops": {"recovery_prune": {"config": {"dry_run": True}}}}  # the chain is shared: plan only
+    # the chain is minutes old: a 7-day window needs every backup, and the WAL from the oldest one's start
+    result = dg.materialize([recovery_prune], resources=resources, run_config=dry_run)
+    [kept] = result.asset_materializations_for_node("recovery_prune")
+    assert kept.metadata["pruned_base_backups"].value == 0
+    assert kept.metadata["wal_kept_from"].value == backups[0].as_dict()["start_lsn"]
+    assert kept.metadata["kept_base_backups"].value == len(backups) and kept.metadata["dry_run"].value is True
+    assert [b.id for b in list_base_backups(chain.layout)] == before  # a dry run deletes nothing
