@@ -31,7 +31,8 @@ from orchestrator_data.settings import load_settings
 from tests.cli.conftest import SCRIPT, run_cli
 from tests.databases import migrated_database
 
-pytestmark = pytest.mark.integration
+# one worker runs the module: its module-scoped fixture is built once (`make test` uses --dist loadgroup)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("celery")]
 
 CELERY_DB = "9"
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"

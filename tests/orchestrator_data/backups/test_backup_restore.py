@@ -26,7 +26,8 @@ from orchestrator_data.postgres import models
 from orchestrator_data.urls import libpq_url
 from tests.orchestrator_data.backups.conftest import flip_bit, scratch_databases
 
-pytestmark = pytest.mark.integration
+# one worker runs the module: its module-scoped fixture is built once (`make test` uses --dist loadgroup)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("backup_restore")]
 
 
 @pytest.fixture(scope="module")
