@@ -58,6 +58,7 @@ class Plan:
     staged: wal.Staged
     index: wal.WalIndex
     note: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)   # seconds from the start, by step (RestoreResult.extra)
 
 
 @dataclass
@@ -113,6 +114,61 @@ def _gap_note(staged: wal.Staged, segment_size: int, timeline: int) -> str:
             f"after LSN {int_to_lsn(first * segment_size)} can be restored from this base backup")
 
 
+def _backups_of(layout: Layout, info: dict) -> list[BaseBackup]:
+    return [b for b in base_backups.list_base_backups(layout) if b.system_identifier == info["system_identifier"]]
+
+
+def _candidates(backups: list[BaseBackup], target: Target) -> list[BaseBackup]:
+    """The base backups a time, LSN or latest target may start from (plan() takes the newest); for an xid
+    or a name all of them, narrowed once the WAL was read."""
+    if target.kind == "time":
+        return [b for b in backups if b.finished_at <= target.time]
+    if target.kind == "lsn":
+        return [b for b in backups if b.end_lsn <= target.lsn]
+    return backups
+
+
+def likely_backup(layout: Layout, target: Target) -> BaseBackup | None:
+    """The base backup plan() will choose, when it is known before the WAL is read (a time, an LSN, the
+    latest): its chain can be rebuilt while the WAL is staged and read."""
+    if target.kind not in ("time", "lsn", "latest"):
+        return None
+    info = layout.read_archive_info()
+    chosen = _candidates(_backups_of(layout, info), target) if info else []
+    return chosen[-1] if chosen else None
+
+
+class _Rebuild:
+    """restore_chain in a thread, into the scratch directory (never DIR): overlaps the base backup's
+    decryption and unpacking with the WAL's staging and pg_waldump. Nothing it writes is used unless
+    plan() then chose the same backup and the rebuild (with every check) succeeded."""
+
+    def __init__(self, layout: Layout, backup: BaseBackup, key_for: KeyFor | None, scratch: Path):
+        import threading
+
+        self.backup, self.destination = backup, scratch / "data"
+        self.used: list[str] | None = None
+        self.failure: BaseException | None = None
+
+        def work() -> None:
+            try:
+                self.used = base_backups.restore_chain(layout, backup, self.destination, key_for, scratch)
+            except BaseException as exc:  # noqa: BLE001 - handed to result()
+                self.failure = exc
+
+        self.thread = threading.Thread(target=work, name="restore-rebuild", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def result(self) -> list[str]:
+        self.thread.join()
+        if self.failure is not None:
+            raise self.failure
+        return self.used
+
+
 def plan(layout: Layout, target: Target, key_for: KeyFor | None, scratch: Path) -> Plan:
     """Choose the base backup and the recovery settings for `target`, staging (decrypted) the WAL it
     needs into `scratch`, or refuse naming the window."""
@@ -120,21 +176,10 @@ def plan(layout: Layout, target: Target, key_for: KeyFor | None, scratch: Path) 
     if not info:
         raise RecoveryRefused(f"no WAL archive in {layout.root} (start the archiver: WAL_ARCHIVE_MODE)")
     segment_size = int(info["segment_size"])
-    backups = [b for b in base_backups.list_base_backups(layout) if b.system_identifier == info["system_identifier"]]
+    backups = _backups_of(layout, info)
     if not backups:
         raise RecoveryRefused(f"no base backup in {layout.base}: take one with `orchestrator-data recovery base-backup`")
-
-    def candidates_until(predicate) -> list[BaseBackup]:
-        return [b for b in backups if predicate(b)]
-
-    if target.kind == "time":
-        chosen = candidates_until(lambda b: b.finished_at <= target.time)
-    elif target.kind == "lsn":
-        chosen = candidates_until(lambda b: b.end_lsn <= target.lsn)
-    elif target.kind == "latest":
-        chosen = backups
-    else:
-        chosen = backups  # found by scanning from the oldest; narrowed below
+    chosen = _candidates(backups, target)
     first = chosen[-1] if target.kind in ("time", "lsn", "latest") and chosen else backups[0]
     staged = wal.stage(layout.wal, scratch, segment_size=segment_size, timeline=first.timeline,
                        from_lsn=first.start_lsn, key_for=key_for)
@@ -253,12 +298,26 @@ def restore(layout: Layout, target: Target, into: Path, *, port: int | None = No
         check_port(port)
     scratch = layout.scratch("restore")
     created = not into.exists()
+    rebuild = None
     try:
-        the_plan = plan(layout, target, key_for, scratch / "wal")
+        likely = likely_backup(layout, target)
+        rebuild = _Rebuild(layout, likely, key_for, scratch) if likely is not None else None
+        try:
+            the_plan = plan(layout, target, key_for, scratch / "wal")
+            the_plan.timings["wal_staged_and_read"] = round(time.monotonic() - started, 3)
+        except BaseException:
+            if rebuild is not None:
+                rebuild.join()  # before the scratch directory it writes into is removed
+            raise
+        if rebuild is not None and rebuild.backup.id != the_plan.backup.id:
+            rebuild.join()
+            shutil.rmtree(rebuild.destination, ignore_errors=True)
+            rebuild = None
         port = port if port is not None else free_port()
         into.mkdir(parents=True, exist_ok=True)
         try:
-            return _run(layout, the_plan, into, port, key_for, scratch, started, timeout_s, username, new_cluster)
+            return _run(layout, the_plan, into, port, key_for, scratch, started, timeout_s, username, new_cluster,
+                        rebuild)
         except BaseException:
             _stop(into)
             if created:
@@ -268,14 +327,20 @@ def restore(layout: Layout, target: Target, into: Path, *, port: int | None = No
                     shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
             raise
     finally:
+        if rebuild is not None:
+            rebuild.join()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch: Path, started: float,
-         timeout_s: float, username: str | None, new_cluster: bool) -> RestoreResult:
+         timeout_s: float, username: str | None, new_cluster: bool, rebuild: _Rebuild | None) -> RestoreResult:
     # pg_combinebackup writes a new directory: rebuild beside, then move the content into `into`
     rebuilt = scratch / "data"
-    used = base_backups.restore_chain(layout, the_plan.backup, rebuilt, key_for, scratch)
+    if rebuild is not None:
+        used = rebuild.result()
+    else:
+        used = base_backups.restore_chain(layout, the_plan.backup, rebuilt, key_for, scratch)
+    the_plan.timings["base_rebuilt"] = round(time.monotonic() - started, 3)
     for child in rebuilt.iterdir():
         shutil.move(str(child), into / child.name)
     for name in ("backup_manifest",):
@@ -297,6 +362,7 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
     if not new_cluster:
         options += f" -p {port} -h 127.0.0.1 -k {shlex.quote(str(into))}"
     log_file = into / "log" / LOG
+    the_plan.timings["server_starting"] = round(time.monotonic() - started, 3)
     result = _run_as([tool("pg_ctl"), "-D", str(into), "-l", str(log_file), "-w", "-t", str(int(timeout_s)),
                       "-o", options, "start"], timeout=timeout_s + 30)
     if result.returncode != 0:
@@ -309,6 +375,7 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
         if time.monotonic() > deadline:
             raise RecoveryError(f"recovery did not end within {timeout_s:.0f} s (see {log_file})")
         time.sleep(0.1)
+    the_plan.timings["recovered"] = round(time.monotonic() - started, 3)
     shutil.rmtree(staged_dir, ignore_errors=True)
     found = _recovered_to(log_file.read_text(errors="replace"))
     from orchestrator_data.urls import make_url
@@ -317,7 +384,8 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
         into=str(into), port=port, url=make_url("postgresql", "127.0.0.1", port, username=username, database="postgres"),
         target=the_plan.target.describe(), base_backups=used, recovered_to_time=found.get("time"),
         recovered_to_lsn=found.get("lsn"), stopped=found.get("stopped"), timeline=found.get("timeline"),
-        seconds=round(time.monotonic() - started, 3), wal_segments=segments, note=the_plan.note)
+        seconds=round(time.monotonic() - started, 3), wal_segments=segments, note=the_plan.note,
+        extra={"timings": the_plan.timings})
 
 
 def _fatal(log_file: Path) -> str:

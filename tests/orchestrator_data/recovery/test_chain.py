@@ -138,6 +138,23 @@ def test_a_tampered_base_backup_is_refused(chain):
     assert not (chain.root / "from-tampered").exists()
 
 
+def test_a_swapped_base_backup_file_is_refused_by_the_restore_single_pass(chain):
+    """The restore hashes the stored file in the same pass that decrypts and unpacks it. A whole valid file
+    of the same key put in another backup's place authenticates chunk by chunk; the sha256 compared at the
+    stream's end refuses it before any server starts on it."""
+    copy = _copy_layout(chain, "swapped")
+    full = base_backups.get_base_backup(copy, chain.full.id)
+    incremental = base_backups.get_base_backup(copy, chain.incremental.id)
+    shutil.copyfile(incremental.data_file, full.data_file)
+    manifest = json.loads((full.path / base_backups.MANIFEST).read_text())
+    manifest["size_bytes"] = incremental.size_bytes  # past the size check; the sha256 stays the full's
+    (full.path / base_backups.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArchiveCorrupt, match="does not match its manifest"):
+        restore.restore(copy, Target("lsn", lsn=lsn_to_int(chain.marks[2].lsn)), chain.root / "from-swapped",
+                        key_for=chain.key_for)
+    assert not (chain.root / "from-swapped").exists()
+
+
 def test_targets_outside_the_window_are_refused(chain):
     before = chain.full.started_at.replace(microsecond=0)
     with pytest.raises(RecoveryRefused, match="outside the recovery window"):
