@@ -93,7 +93,7 @@ def run_check(primary: Primary, layout: Layout, *, slot: str, key_for, rng: rand
     found: list[int] = []
     seconds = None
     try:
-        result = restore.restore(layout, Target("time", time=target_time), into, key_for=key_for)
+        result = restore.restore(layout, Target("time", time=target_time), into, key_for=key_for, scratch=True)
         seconds = result.seconds
         parsed = urls.parse_postgres_url(primary.url)
         try:
@@ -102,7 +102,7 @@ def run_check(primary: Primary, layout: Layout, *, slot: str, key_for, rng: rand
                                  connect_timeout=10) as conn:
                 found = [row[0] for row in conn.execute(f"SELECT id FROM {SCHEMA}.markers ORDER BY id")]
         finally:
-            restore.stop_cluster(into)
+            restore.stop_cluster(into, immediate=True)  # dropped right after
     except (RecoveryError, RecoveryRefused) as exc:
         problems.append(exc.one_line())
     finally:

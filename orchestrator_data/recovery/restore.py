@@ -274,10 +274,12 @@ def _stop(data_dir: Path) -> None:
         _run_as([tool("pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "-t", "30", "stop"], timeout=60)
 
 
-def stop_cluster(data_dir: Path) -> None:
-    """Stop a restored cluster (fast shutdown)."""
+def stop_cluster(data_dir: Path, *, immediate: bool = False) -> None:
+    """Stop a restored cluster: a fast shutdown (a shutdown checkpoint, the cluster stays usable), or
+    `immediate` for a scratch cluster that is removed right after (no checkpoint to wait for)."""
     if _server_pid(data_dir) is not None:
-        _run_as([tool("pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "-t", "60", "stop"], timeout=90)
+        _run_as([tool("pg_ctl"), "-D", str(data_dir), "-m", "immediate" if immediate else "fast", "-w", "-t", "60",
+                 "stop"], timeout=90)
 
 
 def _append_conf(data_dir: Path, values: dict[str, str]) -> None:
@@ -288,26 +290,30 @@ def _append_conf(data_dir: Path, values: dict[str, str]) -> None:
 
 
 def restore(layout: Layout, target: Target, into: Path, *, port: int | None = None, key_for: KeyFor | None = None,
-            timeout_s: float = 900.0, username: str | None = "postgres", new_cluster: bool = True) -> RestoreResult:
+            timeout_s: float = 900.0, username: str | None = "postgres", new_cluster: bool = True,
+            scratch: bool = False) -> RestoreResult:
     """Restore into `into` (new or empty) and start it on `port` (a free one if None). `new_cluster=False`
-    keeps the cluster's own port/listen settings (an in-place restore, started by the caller's options)."""
+    keeps the cluster's own port/listen settings (an in-place restore, started by the caller's options).
+    `scratch`: a cluster that is read and dropped (the recovery check, tests) runs with fsync = off — no
+    sync of the data directory before recovery, none at the end-of-recovery checkpoint; replay itself,
+    the target and what is recovered are the same. Never for a cluster that is kept."""
     started = time.monotonic()
     into = into.expanduser().absolute()
     check_destination(into)
     if port is not None:
         check_port(port)
-    scratch = layout.scratch("restore")
+    scratch_dir = layout.scratch("restore")
     created = not into.exists()
     rebuild = None
     try:
         likely = likely_backup(layout, target)
-        rebuild = _Rebuild(layout, likely, key_for, scratch) if likely is not None else None
+        rebuild = _Rebuild(layout, likely, key_for, scratch_dir) if likely is not None else None
         try:
-            the_plan = plan(layout, target, key_for, scratch / "wal")
+            the_plan = plan(layout, target, key_for, scratch_dir / "wal")
             the_plan.timings["wal_staged_and_read"] = round(time.monotonic() - started, 3)
         except BaseException:
             if rebuild is not None:
-                rebuild.join()  # before the scratch directory it writes into is removed
+                rebuild.join()  # before the scratch_dir directory it writes into is removed
             raise
         if rebuild is not None and rebuild.backup.id != the_plan.backup.id:
             rebuild.join()
@@ -316,8 +322,8 @@ def restore(layout: Layout, target: Target, into: Path, *, port: int | None = No
         port = port if port is not None else free_port()
         into.mkdir(parents=True, exist_ok=True)
         try:
-            return _run(layout, the_plan, into, port, key_for, scratch, started, timeout_s, username, new_cluster,
-                        rebuild)
+            return _run(layout, the_plan, into, port, key_for, scratch_dir, started, timeout_s, username, new_cluster,
+                        rebuild, scratch)
         except BaseException:
             _stop(into)
             if created:
@@ -329,11 +335,12 @@ def restore(layout: Layout, target: Target, into: Path, *, port: int | None = No
     finally:
         if rebuild is not None:
             rebuild.join()
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
 def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch: Path, started: float,
-         timeout_s: float, username: str | None, new_cluster: bool, rebuild: _Rebuild | None) -> RestoreResult:
+         timeout_s: float, username: str | None, new_cluster: bool, rebuild: _Rebuild | None,
+         throwaway: bool) -> RestoreResult:
     # pg_combinebackup writes a new directory: rebuild beside, then move the content into `into`
     rebuilt = scratch / "data"
     if rebuild is not None:
@@ -358,6 +365,8 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
     # syncfs: one call per file system instead of an fsync per file before recovery starts
     recovery = {"restore_command": f"cp {shlex.quote(str(staged_dir))}/%f %p", "recovery_init_sync_method": "syncfs",
                 **the_plan.settings}
+    if throwaway:
+        recovery["fsync"] = "off"  # on the command line only: never in the directory's own configuration
     options = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in recovery.items())
     if not new_cluster:
         options += f" -p {port} -h 127.0.0.1 -k {shlex.quote(str(into))}"
