@@ -62,3 +62,34 @@ def test_the_sensor_alerts_for_a_stopped_archiver_a_lost_slot_and_too_much_retai
     assert set(archive_problems(_status(streaming=False), alert_bytes=1 << 20)) == {"stopped"}
     assert set(archive_problems(_status(slot_wal_status="lost"), alert_bytes=1 << 20)) == {"slot"}
     assert set(archive_problems(_status(slot_retained_bytes=2 << 20), alert_bytes=1 << 20)) == {"retained"}
+
+
+def test_system_metrics_carries_the_rpo_and_the_window_when_the_archive_is_on(chain_env, es, redis_client):
+    import uuid
+
+    from assets.metrics import METRICS_ASSETS
+    from assets.search import SEARCH_INDEX_ASSETS
+    from orchestrator_data.search.indices import Layout, drop_indices
+    from resources import ElasticsearchResource, RedisResource
+
+    chain = chain_env
+    elasticsearch = ElasticsearchResource(index_prefix=f"m{uuid.uuid4().hex[:10]}")
+    try:
+        result = dg.materialize([*SEARCH_INDEX_ASSETS, *METRICS_ASSETS], resources={
+            "postgres": PostgresResource(database_url=chain.cluster.url()), "redis": RedisResource(),
+            "elasticsearch": elasticsearch},
+            selection=dg.AssetSelection.assets("search_system_metrics_index", "system_metrics"))
+        assert result.success
+        metadata = result.asset_materializations_for_node("system_metrics")[0].metadata
+        assert metadata["wal_archive_lag_bytes"].value >= 0 and metadata["wal_archive_lag_seconds"].value >= 0
+        assert 0 <= metadata["recovery_window_days"].value < 1   # minutes old: 0.000 at the UI's 3 decimals
+        assert metadata["recovery_window"].value.startswith(chain.full.finished_at.isoformat(timespec="seconds"))
+        elasticsearch.client.indices.refresh(index=elasticsearch.layout().read_alias("system_metrics"))
+        stored = elasticsearch.client.search(index=elasticsearch.layout().read_alias("system_metrics"),
+                                             query={"term": {"service": "wal_archive"}}, size=20)["hits"]["hits"]
+        values = {h["_source"]["metric"]: h["_source"]["value"] for h in stored}
+        assert values["archive_lag_seconds"] >= 0 and 0 < values["recovery_window_days"] < 1
+        assert values["recovery_window_from"] == chain.full.finished_at.timestamp()
+    finally:
+        drop_indices(elasticsearch.client, elasticsearch.layout())
+        elasticsearch.client.close()
