@@ -110,6 +110,8 @@ def recovery_check_metadata(result: "recovery_check_module.CheckReport", live: r
         "rpo_lag_bytes": int(result.rpo_lag_bytes or 0),
         "markers_expected": result.markers_expected,
         "markers_found": result.markers_found,
+        "tables_compared": result.tables_compared,
+        "tables_not_compared": ", ".join(result.tables_not_compared) or "none",
         "gap_count": len(result.gaps),
         "problems": dg.MetadataValue.md("\n".join(f"- {redact(p)}" for p in result.problems) or "none"),
     }

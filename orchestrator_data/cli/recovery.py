@@ -234,7 +234,10 @@ def check(as_json: Json = False) -> None:
     else:
         mark = output.OK if result.ok else output.FAIL
         output.info(f"{mark} restored to {result.target_time}: {result.markers_found}/{result.markers_expected} markers, "
-                    f"{len(result.unexpected)} from after the target; recovery {result.recovery_seconds} s, "
+                    f"{len(result.unexpected)} from after the target; {result.tables_compared} table(s) equal to the "
+                    f"source at the target" + (f" ({len(result.tables_not_compared)} written around it, not compared)"
+                                               if result.tables_not_compared else "")
+                    + f"; recovery {result.recovery_seconds} s, "
                     f"RPO now {result.rpo_lag_seconds} s")
         for problem in result.problems:
             output.info(f"  problem: {problem}")

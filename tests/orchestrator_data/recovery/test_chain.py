@@ -180,6 +180,8 @@ def test_the_recovery_check_proves_a_random_point_and_finds_a_gap(chain):
     assert result.markers_found == result.markers_expected > 0 and result.unexpected == []
     assert result.recovery_seconds > 0 and result.rpo_lag_bytes is not None
     assert [h["ok"] for h in history(chain.layout)] == [True]
+    # the application tables (here: marks) compared with what the source held at the target
+    assert result.tables_compared >= 1 and result.table_differences == [] and result.tables_not_compared == []
     # the same check on an archive that lost a segment (choosing between two runs' markers) reports the gap
     copy = _copy_layout(chain, "check-gap")
     by_i = {m.i: m for m in chain.marks}
@@ -187,6 +189,23 @@ def test_the_recovery_check_proves_a_random_point_and_finds_a_gap(chain):
     next(p for p in copy.wal.iterdir() if p.name.startswith(missing)).unlink()
     result = run_check(chain.primary, copy, slot=SLOT, key_for=chain.key_for, rng=rng)
     assert not result.ok and [g["first_missing"] for g in result.gaps] == [missing]
+
+
+def test_the_recovery_check_finds_a_table_that_differs_from_the_source_at_the_target(chain, monkeypatch):
+    from orchestrator_data.recovery import check
+    from tests.recovery_chain import SLOT
+
+    real = check._fingerprints
+
+    def one_row_more(layout, run):
+        recorded = real(layout, run)
+        recorded["tables"]["marks"] = {**recorded["tables"]["marks"], "rows": recorded["tables"]["marks"]["rows"] + 1}
+        return recorded
+
+    monkeypatch.setattr(check, "_fingerprints", one_row_more)
+    result = check.run_check(chain.primary, chain.layout, slot=SLOT, key_for=chain.key_for, rng=random.Random(SEED))
+    assert not result.ok and result.markers_found == result.markers_expected  # the markers alone would pass
+    assert [d for d in result.table_differences if d.startswith("table marks:") and "rows restored" in d]
 
 
 def test_an_archiver_killed_with_sigkill_and_restarted_loses_nothing(chain):
