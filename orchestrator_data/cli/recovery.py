@@ -259,7 +259,8 @@ def prune(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what
         output.print_json(result.as_dict())
         return
     verb = "would delete" if dry_run else "deleted"
-    output.info(f"{verb} {len(result.delete_backups)} base backup(s) and {len(result.delete_wal)} WAL file(s), "
+    output.info(f"{verb} {len(result.delete_backups)} base backup(s), {len(result.delete_wal)} WAL file(s) and "
+                f"{len(result.delete_check_tables)} recovery check fingerprint file(s), "
                 f"{result.freed_bytes} bytes; kept {len(result.keep)} base backup(s), WAL from {result.wal_kept_from or '-'}")
     for note in result.notes:
         output.info(f"  {note}")
