@@ -27,7 +27,7 @@ from orchestrator_data.recovery import status as archive_status
 from orchestrator_data.recovery.errors import ArchiveCorrupt, RecoveryError, RecoveryRefused
 from orchestrator_data.recovery.layout import Layout, fsync_directory, int_to_lsn, lsn_to_int, new_id
 from orchestrator_data.recovery.server import Primary, run_tool, server_facts, tool
-from orchestrator_data.recovery.tarstream import Tee, TarMemberCatcher, extract, plaintext
+from orchestrator_data.recovery.tarstream import Cancelled, Tee, TarMemberCatcher, extract, plaintext
 
 MANIFEST = "manifest.json"
 DATA = "base.tar"
@@ -241,7 +241,7 @@ def check_stored_file(backup: BaseBackup) -> None:
         raise _changed(backup)
 
 
-def unpack(backup: BaseBackup, destination: Path, key_for: KeyFor | None) -> None:
+def unpack(backup: BaseBackup, destination: Path, key_for: KeyFor | None, cancelled=None) -> None:
     """Decrypt and unpack the stored file into `destination`, hashing it in the same read. The sha256 is
     compared once the stream ends: a changed file raises ArchiveCorrupt before anything can use
     `destination` (every caller unpacks into a directory of its own and only starts a server on it after
@@ -252,8 +252,8 @@ def unpack(backup: BaseBackup, destination: Path, key_for: KeyFor | None) -> Non
         raise _changed(backup)  # cheap, and before any byte is unpacked
     key = _key_of(backup, key_for=key_for)  # a key the ring lacks is bad input, not a corrupt backup
     try:
-        size, sha256 = extract(backup.data_file, key, destination)
-    except RecoveryError:
+        size, sha256 = extract(backup.data_file, key, destination, cancelled)
+    except (RecoveryError, Cancelled):
         raise
     except Exception as exc:  # a failed authentication or a broken tar: the backup is not usable
         raise ArchiveCorrupt(f"base backup {backup.id} cannot be read back: {' '.join(str(exc).split())[:200]}") from None
@@ -285,18 +285,18 @@ def verify(layout: Layout, backup: BaseBackup, key_for: KeyFor | None) -> dict:
 
 
 def restore_chain(layout: Layout, backup: BaseBackup, destination: Path, key_for: KeyFor | None,
-                  scratch: Path) -> list[str]:
+                  scratch: Path, cancelled=None) -> list[str]:
     """Rebuild `backup` (its chain combined with pg_combinebackup when incremental) into `destination`,
     verifying each piece first. Returns the ids used."""
     chain = chain_of(layout, backup)
     if len(chain) == 1:
-        unpack(backup, destination, key_for)
+        unpack(backup, destination, key_for, cancelled)
         verify_unpacked(backup, destination, checksums=False)
         return [backup.id]
     parts = [scratch / f"chain-{index}" for index in range(len(chain))]
 
     def rebuild_piece(piece: BaseBackup, part: Path) -> None:
-        unpack(piece, part, key_for)
+        unpack(piece, part, key_for, cancelled)
         verify_unpacked(piece, part, checksums=False)
 
     # the pieces in parallel: creating a cluster's ~1000 files costs more than its bytes here, and file

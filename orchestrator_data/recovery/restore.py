@@ -149,10 +149,12 @@ class _Rebuild:
         self.backup, self.destination = backup, scratch / "data"
         self.used: list[str] | None = None
         self.failure: BaseException | None = None
+        self.cancelled = threading.Event()
 
         def work() -> None:
             try:
-                self.used = base_backups.restore_chain(layout, backup, self.destination, key_for, scratch)
+                self.used = base_backups.restore_chain(layout, backup, self.destination, key_for, scratch,
+                                                       self.cancelled)
             except BaseException as exc:  # noqa: BLE001 - handed to result()
                 self.failure = exc
 
@@ -160,6 +162,11 @@ class _Rebuild:
         self.thread.start()
 
     def join(self) -> None:
+        self.thread.join()
+
+    def cancel(self) -> None:
+        """Stop it at its next chunk (a refusal need not wait for a whole base backup to unpack)."""
+        self.cancelled.set()
         self.thread.join()
 
     def result(self) -> list[str]:
@@ -313,10 +320,10 @@ def restore(layout: Layout, target: Target, into: Path, *, port: int | None = No
             the_plan.timings["wal_staged_and_read"] = round(time.monotonic() - started, 3)
         except BaseException:
             if rebuild is not None:
-                rebuild.join()  # before the scratch_dir directory it writes into is removed
+                rebuild.cancel()  # and wait: before the scratch directory it writes into is removed
             raise
         if rebuild is not None and rebuild.backup.id != the_plan.backup.id:
-            rebuild.join()
+            rebuild.cancel()
             shutil.rmtree(rebuild.destination, ignore_errors=True)
             rebuild = None
         port = port if port is not None else free_port()

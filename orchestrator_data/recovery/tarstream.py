@@ -152,10 +152,12 @@ class _TarInput:
     after it was sent: later writes are dropped (the source is still read to its end, so every byte is
     still hashed and authenticated), and tar's exit status says whether it unpacked everything."""
 
-    def __init__(self, pipe):
-        self.pipe, self.closed_early = pipe, False
+    def __init__(self, pipe, cancelled=None):
+        self.pipe, self.closed_early, self.cancelled = pipe, False, cancelled
 
     def write(self, data: bytes) -> None:
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise Cancelled()
         if self.closed_early:
             return
         view = memoryview(data)
@@ -184,11 +186,16 @@ def _grow_pipe(fileno: int) -> None:
         pass
 
 
-def extract(path: Path, key: bytes | None, destination: Path) -> tuple[int, str]:
+class Cancelled(Exception):
+    """The unpacking was no longer wanted (a restore refused while it ran ahead)."""
+
+
+def extract(path: Path, key: bytes | None, destination: Path, cancelled=None) -> tuple[int, str]:
     """Unpack a stored tar (decrypting and authenticating it on the way, through a pipe) into
     `destination` with the system's tar: Python's tarfile took seconds for what tar does in a fraction.
     GNU tar refuses absolute and `..` member names by default. Returns the stored file's (size, sha256),
-    read in the same pass: the caller compares them with the manifest before anything uses `destination`."""
+    read in the same pass: the caller compares them with the manifest before anything uses `destination`.
+    `cancelled` (a threading.Event) stops it between chunks, raising Cancelled."""
     import subprocess
 
     destination.mkdir(parents=True, exist_ok=True)
@@ -197,7 +204,7 @@ def extract(path: Path, key: bytes | None, destination: Path) -> tuple[int, str]
                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     _grow_pipe(process.stdin.fileno())
     stored = None
-    sink = _TarInput(process.stdin)
+    sink = _TarInput(process.stdin, cancelled)
     try:
         with open(path, "rb", buffering=0) as raw:
             stored = Hashing(raw)
