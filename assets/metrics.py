@@ -15,6 +15,7 @@ from orchestrator_data import metrics
 from orchestrator_data.metrics.freshness import sample_freshness
 from orchestrator_data.runbook import described
 from orchestrator_data.metrics import MetricsError, MetricsReport, collect_and_write
+from orchestrator_data.metrics.wal_archive import probe_of
 from orchestrator_data.metrics import elasticsearch as es_metrics, postgres as pg_metrics, redis as redis_metrics
 from orchestrator_data.search.errors import SearchError
 from resources import ElasticsearchResource, PostgresResource, RedisResource
@@ -90,6 +91,11 @@ def metrics_metadata(report: MetricsReport, live: records.Live | None = None) ->
                 dg.TableRecord({"queryid": s.queryid, "query": s.query, "calls": s.calls,
                                 "mean_ms": round(s.mean_ms, 3), "total_ms": round(s.total_ms, 3)})
                 for s in pg.slowest_statements])
+    if report.wal_archive and report.wal_archive.window_from:
+        archive = report.wal_archive
+        metadata["recovery_window"] = (f"{archive.window_from.isoformat(timespec='seconds')} to "
+                                       f"{archive.window_to.isoformat(timespec='seconds')}"
+                                       + (f" (after {archive.gaps} gap(s) in the archive)" if archive.gaps else ""))
     if report.redis:
         metadata["queues"] = dg.MetadataValue.table(schema=QUEUES, records=[
             dg.TableRecord({"queue": name, "length": d.length, "pending": d.pending, "dead_letters": d.dead_letters})
@@ -110,7 +116,9 @@ def metrics_metadata(report: MetricsReport, live: records.Live | None = None) ->
     description="The data layer's own figures, sampled into the system_metrics index: PostgreSQL connections by "
                 "state, transactions, cache hit ratio, database and largest table sizes, slowest statements "
                 "(pg_stat_statements, when installed); Redis memory, hit rate, clients, ops/s, queue depths; "
-                "Elasticsearch heap, documents and size per index, search and indexing rates. The headline numbers "
+                "Elasticsearch heap, documents and size per index, search and indexing rates; with the WAL archive "
+                "on, the RPO right now (archive lag in bytes and seconds) and the recovery window covered (from, "
+                "to, days). The headline numbers "
                 "are metadata, plotted by the UI. A server that cannot be reached fails the run after the others' "
                 "samples are written.",
 )
@@ -118,7 +126,8 @@ def system_metrics(context: dg.AssetExecutionContext, postgres: PostgresResource
                    elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
     try:
         report = collect_and_write(postgres.engine, redis.client, elasticsearch.client, elasticsearch.layout(),
-                                   sampled_at_of(context.run.tags))
+                                   sampled_at_of(context.run.tags),
+                                   wal_archive=probe_of(postgres.settings, postgres.url()))
     except (MetricsError, SearchError) as exc:
         raise dg.Failure(description=str(exc)) from None
     metadata = metrics_metadata(report)

@@ -112,6 +112,8 @@ def recovery_check_metadata(result: "recovery_check_module.CheckReport", live: r
         "rpo_lag_bytes": int(result.rpo_lag_bytes or 0),
         "markers_expected": result.markers_expected,
         "markers_found": result.markers_found,
+        "tables_compared": result.tables_compared,
+        "tables_not_compared": ", ".join(result.tables_not_compared) or "none",
         "gap_count": len(result.gaps),
         "problems": dg.MetadataValue.md("\n".join(f"- {redact(p)}" for p in result.problems) or "none"),
     }
@@ -150,6 +152,7 @@ def recovery_prune_metadata(plan: "prune_module.PrunePlan", live: records.Live |
         "dry_run": plan.dry_run,
         "pruned_base_backups": len(plan.delete_backups),
         "pruned_wal_files": len(plan.delete_wal),
+        "pruned_check_records": len(plan.delete_check_tables),
         "freed_bytes": plan.freed_bytes,
         "kept_base_backups": len(plan.keep),
         "window_start": plan.window_start,

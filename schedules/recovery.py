@@ -63,14 +63,12 @@ def archive_problems(found, alert_bytes: int) -> dict[str, str]:
     return problems
 
 
-@dg.sensor(name=SENSOR, minimum_interval_seconds=60, default_status=sensor_status(),
-           required_resource_keys={"alerts", "postgres"}, metadata=runbook_metadata(SENSOR),
+@dg.sensor(name=SENSOR, minimum_interval_seconds=60, default_status=sensor_status(), metadata=runbook_metadata(SENSOR),
            description=described("Alerts (audit log, Redis, webhook) when the WAL archiver stops streaming or its "
                                  "slot retains more than WAL_SLOT_ALERT_BYTES or lost WAL; once per problem until it "
                                  "clears (the cursor keeps what was alerted).", SENSOR))
-def wal_archive_sensor(context: dg.SensorEvaluationContext):
-    postgres: PostgresResource = context.resources.postgres
-    alerts: AlertsResource = context.resources.alerts
+def wal_archive_sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource, alerts: AlertsResource):
+    # resources as parameters (not required_resource_keys): what the daemon and dg.build_sensor_context both hand over
     settings = postgres.settings
     if settings.wal_archive_mode == "off":
         return dg.SkipReason("WAL_ARCHIVE_MODE is off")

@@ -158,5 +158,5 @@ def archived_chain(rows: int = 20):
 def stop_restored(data_dir: Path) -> None:
     from orchestrator_data.recovery.restore import stop_cluster
 
-    stop_cluster(data_dir)
+    stop_cluster(data_dir, immediate=True)  # removed right after: no shutdown checkpoint to wait for
     shutil.rmtree(data_dir, ignore_errors=True)

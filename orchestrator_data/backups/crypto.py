@@ -94,39 +94,45 @@ def _read_full(fin: BinaryIO, size: int) -> bytes:
 def decrypt_file(src: Path, dst: Path | None, key: bytes) -> int:
     """Authenticate every chunk of src (and write the plaintext to dst if given). Returns plaintext bytes.
     Raises BackupCorrupt on any tampering, truncation or trailing data."""
-    aead = AESGCM(key)
-    total = 0
     fout = open(dst, "wb") if dst is not None else None
     try:
         with open(src, "rb") as fin:
-            header = fin.read(_HEADER.size)
-            if len(header) != _HEADER.size or _HEADER.unpack(header)[0] != MAGIC:
-                raise BackupCorrupt("not an orchestrator-data encrypted backup (bad header)")
-            chunk_size = _HEADER.unpack(header)[1]
-            index = 0
-            while True:
-                record = fin.read(_RECORD.size)
-                if len(record) < _RECORD.size:
-                    raise BackupCorrupt(f"encrypted backup is truncated (no final chunk after chunk {index})")
-                flag, nonce, length = _RECORD.unpack(record)
-                if flag not in (0, 1) or length > chunk_size + 16:
-                    raise BackupCorrupt(f"encrypted backup chunk {index} has a malformed record header")
-                ciphertext = fin.read(length)
-                if len(ciphertext) != length:
-                    raise BackupCorrupt(f"encrypted backup is truncated inside chunk {index}")
-                try:
-                    plaintext = aead.decrypt(nonce, ciphertext, _aad(header, index, flag == 1))
-                except InvalidTag:
-                    raise BackupCorrupt(f"encrypted backup chunk {index} fails authentication "
-                                        "(tampered, reordered or corrupted)") from None
-                total += len(plaintext)
-                if fout:
-                    fout.write(plaintext)
-                if flag == 1:
-                    if fin.read(1):
-                        raise BackupCorrupt("encrypted backup has data after its final chunk")
-                    return total
-                index += 1
+            return decrypt_stream(fin, fout, key)
     finally:
         if fout:
             fout.close()
+
+
+def decrypt_stream(fin: BinaryIO, fout: BinaryIO | None, key: bytes) -> int:
+    """decrypt_file on open streams: fin is read once, front to back (a caller may hash what it reads),
+    each authenticated chunk written to fout as soon as it is known good."""
+    aead = AESGCM(key)
+    total = 0
+    header = fin.read(_HEADER.size)
+    if len(header) != _HEADER.size or _HEADER.unpack(header)[0] != MAGIC:
+        raise BackupCorrupt("not an orchestrator-data encrypted backup (bad header)")
+    chunk_size = _HEADER.unpack(header)[1]
+    index = 0
+    while True:
+        record = fin.read(_RECORD.size)
+        if len(record) < _RECORD.size:
+            raise BackupCorrupt(f"encrypted backup is truncated (no final chunk after chunk {index})")
+        flag, nonce, length = _RECORD.unpack(record)
+        if flag not in (0, 1) or length > chunk_size + 16:
+            raise BackupCorrupt(f"encrypted backup chunk {index} has a malformed record header")
+        ciphertext = fin.read(length)
+        if len(ciphertext) != length:
+            raise BackupCorrupt(f"encrypted backup is truncated inside chunk {index}")
+        try:
+            plaintext = aead.decrypt(nonce, ciphertext, _aad(header, index, flag == 1))
+        except InvalidTag:
+            raise BackupCorrupt(f"encrypted backup chunk {index} fails authentication "
+                                "(tampered, reordered or corrupted)") from None
+        total += len(plaintext)
+        if fout:
+            fout.write(plaintext)
+        if flag == 1:
+            if fin.read(1):
+                raise BackupCorrupt("encrypted backup has data after its final chunk")
+            return total
+        index += 1

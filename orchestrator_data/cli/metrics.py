@@ -21,11 +21,12 @@ app = typer.Typer(rich_markup_mode=None, help="The data layer's own figures (the
 def collect(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Sample PostgreSQL, Redis and Elasticsearch now and write the samples into system_metrics."""
     from orchestrator_data.metrics import collect_and_write
+    from orchestrator_data.metrics.wal_archive import probe_of
     from orchestrator_data.metrics.writer import document
 
     settings = load_settings()
     with clients(settings, redis=True, search=True, application_name="orchestrator-data-metrics") as c:
-        report = collect_and_write(c.engine, c.redis, c.es, c.layout)
+        report = collect_and_write(c.engine, c.redis, c.es, c.layout, wal_archive=probe_of(settings, c.postgres_url))
     if as_json:
         output.print_json({
             "sampled_at": report.sampled_at.isoformat(), "headline": report.headline(), "errors": report.errors,

@@ -234,7 +234,10 @@ def check(as_json: Json = False) -> None:
     else:
         mark = output.OK if result.ok else output.FAIL
         output.info(f"{mark} restored to {result.target_time}: {result.markers_found}/{result.markers_expected} markers, "
-                    f"{len(result.unexpected)} from after the target; recovery {result.recovery_seconds} s, "
+                    f"{len(result.unexpected)} from after the target; {result.tables_compared} table(s) equal to the "
+                    f"source at the target" + (f" ({len(result.tables_not_compared)} written around it, not compared)"
+                                               if result.tables_not_compared else "")
+                    + f"; recovery {result.recovery_seconds} s, "
                     f"RPO now {result.rpo_lag_seconds} s")
         for problem in result.problems:
             output.info(f"  problem: {problem}")
@@ -257,7 +260,8 @@ def prune(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what
         output.print_json(result.as_dict())
         return
     verb = "would delete" if dry_run else "deleted"
-    output.info(f"{verb} {len(result.delete_backups)} base backup(s) and {len(result.delete_wal)} WAL file(s), "
+    output.info(f"{verb} {len(result.delete_backups)} base backup(s), {len(result.delete_wal)} WAL file(s) and "
+                f"{len(result.delete_check_tables)} recovery check fingerprint file(s), "
                 f"{result.freed_bytes} bytes; kept {len(result.keep)} base backup(s), WAL from {result.wal_kept_from or '-'}")
     for note in result.notes:
         output.info(f"  {note}")

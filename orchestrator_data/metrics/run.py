@@ -11,13 +11,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psycopg
 import redis as redis_py
 import sqlalchemy as sa
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
+from orchestrator_data.errors import OperationFailed
 from orchestrator_data.metrics import elasticsearch as es_metrics
 from orchestrator_data.metrics import postgres as pg_metrics
 from orchestrator_data.metrics import redis as redis_metrics
+from orchestrator_data.metrics import wal_archive as archive_metrics
 from orchestrator_data.metrics.samples import Sample, rates, total, values
 from orchestrator_data.metrics.writer import WriteReport, previous_readings, stored_time, write_samples
 from orchestrator_data.redaction import describe_error
@@ -32,6 +35,7 @@ class MetricsReport:
     postgres: pg_metrics.PostgresFigures | None = None
     redis: redis_metrics.RedisFigures | None = None
     elasticsearch: es_metrics.ElasticsearchFigures | None = None
+    wal_archive: archive_metrics.ArchiveFigures | None = None   # when the WAL archive is on
     errors: dict[str, str] = field(default_factory=dict)      # service -> why it gave no samples
     written: WriteReport | None = None
     duration_s: float = 0.0
@@ -58,6 +62,9 @@ class MetricsReport:
             "es_store_bytes": total(s, es, "store_size"),
             "es_search_rate": total(s, es, "search_rate"),
             "es_indexing_rate": total(s, es, "indexing_rate"),
+            "wal_archive_lag_bytes": self.wal_archive.lag_bytes if self.wal_archive else None,
+            "wal_archive_lag_seconds": self.wal_archive.lag_seconds if self.wal_archive else None,
+            "recovery_window_days": self.wal_archive.window_days if self.wal_archive else None,
             "samples_written": self.written.written if self.written else 0,
             "duration_s": round(self.duration_s, 3),
         }
@@ -66,8 +73,10 @@ class MetricsReport:
 
 def collect_and_write(engine: sa.Engine, redis_client: redis_py.Redis, es_client: Elasticsearch, layout: Layout,
                       sampled_at: datetime | None = None, *, largest_tables: int = 10,
-                      slowest_statements: int = 10) -> MetricsReport:
-    """Raises MetricsError when the samples cannot be written (the index missing, a failed document)."""
+                      slowest_statements: int = 10,
+                      wal_archive: archive_metrics.ArchiveProbe | None = None) -> MetricsReport:
+    """Raises MetricsError when the samples cannot be written (the index missing, a failed document).
+    `wal_archive` (given when WAL_ARCHIVE_MODE is not off) adds the RPO and the recovery window."""
     started = time.monotonic()
     report = MetricsReport(stored_time(sampled_at or datetime.now(UTC)))
     try:
@@ -83,7 +92,12 @@ def collect_and_write(engine: sa.Engine, redis_client: redis_py.Redis, es_client
         report.elasticsearch = es_metrics.collect(es_client, layout)
     except (ApiError, TransportError) as exc:
         report.errors["elasticsearch"] = f"{type(exc).__name__}: {str(getattr(exc, 'message', None) or exc)[:300]}"
-    collected = [s for figures in (report.postgres, report.redis, report.elasticsearch) if figures
+    if wal_archive is not None:
+        try:
+            report.wal_archive = archive_metrics.collect(wal_archive, report.sampled_at)
+        except (psycopg.Error, OSError, OperationFailed) as exc:  # measured around, as a server's outage
+            report.errors["wal_archive"] = describe_error(exc)
+    collected = [s for figures in (report.postgres, report.redis, report.elasticsearch, report.wal_archive) if figures
                  for s in figures.samples]
     counters = [s for s in collected if s.rate_metric]
     report.samples = collected + rates(counters, previous_readings(es_client, layout, counters, report.sampled_at),

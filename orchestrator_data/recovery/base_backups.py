@@ -28,7 +28,7 @@ from orchestrator_data.recovery.errors import ArchiveCorrupt, RecoveryError, Rec
 from orchestrator_data.recovery.layout import Layout, int_to_lsn, lsn_to_int, new_id
 from orchestrator_data.stack.common import fsync_directory
 from orchestrator_data.recovery.server import Primary, run_tool, server_facts, tool
-from orchestrator_data.recovery.tarstream import Tee, TarMemberCatcher, extract, plaintext
+from orchestrator_data.recovery.tarstream import Cancelled, Tee, TarMemberCatcher, extract, plaintext
 
 MANIFEST = "manifest.json"
 DATA = "base.tar"
@@ -224,6 +224,11 @@ def _key_of(backup: BaseBackup, key: bytes | None = None, key_for: KeyFor | None
 
 
 # -- reading one back ------------------------------------------------------------------------------
+def _changed(backup: BaseBackup) -> ArchiveCorrupt:
+    return ArchiveCorrupt(f"base backup {backup.id}: {backup.data_file.name} does not match its manifest "
+                          "(size or sha256): it was changed after it was written")
+
+
 def check_stored_file(backup: BaseBackup) -> None:
     digest, size = hashlib.sha256(), 0
     try:
@@ -234,20 +239,27 @@ def check_stored_file(backup: BaseBackup) -> None:
     except FileNotFoundError:
         raise ArchiveCorrupt(f"base backup {backup.id}: {backup.data_file.name} is missing") from None
     if size != backup.size_bytes or digest.hexdigest() != backup.sha256:
-        raise ArchiveCorrupt(f"base backup {backup.id}: {backup.data_file.name} does not match its manifest "
-                             "(size or sha256): it was changed after it was written")
+        raise _changed(backup)
 
 
-def unpack(backup: BaseBackup, destination: Path, key_for: KeyFor | None) -> None:
-    """Check the stored file's hash, then decrypt and unpack it into `destination`."""
-    check_stored_file(backup)
+def unpack(backup: BaseBackup, destination: Path, key_for: KeyFor | None, cancelled=None) -> None:
+    """Decrypt and unpack the stored file into `destination`, hashing it in the same read. The sha256 is
+    compared once the stream ends: a changed file raises ArchiveCorrupt before anything can use
+    `destination` (every caller unpacks into a directory of its own and only starts a server on it after
+    this returns); a changed chunk of an encrypted file already fails its authentication on the way."""
+    if not backup.data_file.is_file():
+        raise ArchiveCorrupt(f"base backup {backup.id}: {backup.data_file.name} is missing")
+    if backup.data_file.stat().st_size != backup.size_bytes:
+        raise _changed(backup)  # cheap, and before any byte is unpacked
     key = _key_of(backup, key_for=key_for)  # a key the ring lacks is bad input, not a corrupt backup
     try:
-        extract(backup.data_file, key, destination)
-    except RecoveryError:
+        size, sha256 = extract(backup.data_file, key, destination, cancelled)
+    except (RecoveryError, Cancelled):
         raise
     except Exception as exc:  # a failed authentication or a broken tar: the backup is not usable
         raise ArchiveCorrupt(f"base backup {backup.id} cannot be read back: {' '.join(str(exc).split())[:200]}") from None
+    if size != backup.size_bytes or sha256 != backup.sha256:
+        raise _changed(backup)
 
 
 def verify_unpacked(backup: BaseBackup, directory: Path, *, checksums: bool = True) -> None:
@@ -265,6 +277,7 @@ def verify(layout: Layout, backup: BaseBackup, key_for: KeyFor | None) -> dict:
     ArchiveCorrupt. The plaintext exists only inside that directory, which is removed afterwards."""
     scratch = layout.scratch(f"verify-{backup.id}")
     try:
+        check_stored_file(backup)  # first, and apart: `verify` names a changed file before it decrypts anything
         unpack(backup, scratch / "data", key_for)
         verify_unpacked(backup, scratch / "data")
     finally:
@@ -273,23 +286,31 @@ def verify(layout: Layout, backup: BaseBackup, key_for: KeyFor | None) -> dict:
 
 
 def restore_chain(layout: Layout, backup: BaseBackup, destination: Path, key_for: KeyFor | None,
-                  scratch: Path) -> list[str]:
+                  scratch: Path, cancelled=None) -> list[str]:
     """Rebuild `backup` (its chain combined with pg_combinebackup when incremental) into `destination`,
     verifying each piece first. Returns the ids used."""
     chain = chain_of(layout, backup)
     if len(chain) == 1:
-        unpack(backup, destination, key_for)
+        unpack(backup, destination, key_for, cancelled)
         verify_unpacked(backup, destination, checksums=False)
         return [backup.id]
-    parts = []
-    for index, piece in enumerate(chain):
-        part = scratch / f"chain-{index}"
-        unpack(piece, part, key_for)
+    parts = [scratch / f"chain-{index}" for index in range(len(chain))]
+
+    def rebuild_piece(piece: BaseBackup, part: Path) -> None:
+        unpack(piece, part, key_for, cancelled)
         verify_unpacked(piece, part, checksums=False)
-        parts.append(str(part))
+
+    # the pieces in parallel: creating a cluster's ~1000 files costs more than its bytes here, and file
+    # creation in different directories does not queue on one directory's lock
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(chain), thread_name_prefix="unpack") as pool:
+        futures = [pool.submit(rebuild_piece, piece, part) for piece, part in zip(chain, parts)]
+    for future in futures:
+        future.result()  # the first piece's failure, in chain order
     # no fsync here: the restored server syncs its whole data directory before recovery starts; --link: the
     # pieces are scratch copies removed right after, so the output may share their files instead of copying
-    run_tool([tool("pg_combinebackup"), "--no-sync", "--link", "-o", str(destination), *parts],
+    run_tool([tool("pg_combinebackup"), "--no-sync", "--link", "-o", str(destination), *map(str, parts)],
              what="pg_combinebackup")
     for part in parts:
         shutil.rmtree(part, ignore_errors=True)

@@ -4,7 +4,8 @@ stays restorable, and the newest RECOVERY_KEEP_BASE_BACKUPS base backups stay wh
 Kept: those newest backups, every backup finished inside the window, the newest one finished before
 it (moments at the window's start replay from it), and every backup an incremental kept needs.
 WAL is kept from the oldest kept backup's start on; the segment being written and timeline history
-files are never removed."""
+files are never removed. A recovery check's table fingerprints go once their target is older than the
+oldest kept backup."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class PrunePlan:
     delete_backups: list[str]
     delete_wal: list[str]
     wal_kept_from: str | None
+    delete_check_tables: list[str] = field(default_factory=list)  # recovery check fingerprints no pair can use
     freed_bytes: int = 0
     dry_run: bool = True
     notes: list[str] = field(default_factory=list)
@@ -58,11 +60,33 @@ def plan_prune(layout: Layout, window_days: float, keep_count: int, now: datetim
             if item.segno is not None and not item.partial and item.segno < first_needed:
                 delete_wal.append(item.path.name)
                 freed += item.path.stat().st_size
+    # a check restores only pairs written after the oldest base backup: fingerprints older than the oldest
+    # kept one can never be used again (check.py, FINGERPRINTS)
+    delete_check_tables = _unusable_fingerprints(layout, min(b.finished_at for b in kept)) if kept else []
     notes = []
     if not backups:
         notes.append("no base backup yet: nothing is pruned (the WAL is kept until a base backup exists)")
     return PrunePlan(window_start.isoformat(), sorted(keep), [b.id for b in deleting], sorted(delete_wal), kept_from,
-                     freed, True, notes)
+                     delete_check_tables, freed, True, notes)
+
+
+def _unusable_fingerprints(layout: Layout, oldest_kept: datetime) -> list[str]:
+    import json
+
+    from orchestrator_data.recovery.check import FINGERPRINTS
+
+    directory = layout.root / FINGERPRINTS
+    if not directory.is_dir():
+        return []
+    doomed = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            target = datetime.fromisoformat(json.loads(path.read_text())["target_time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable: left for a person to look at
+        if target < oldest_kept:
+            doomed.append(path.name)
+    return doomed
 
 
 def _size(path) -> int:
@@ -82,4 +106,8 @@ def prune(layout: Layout, window_days: float, keep_count: int, *, dry_run: bool 
         shutil.rmtree(doomed, ignore_errors=True)
     for name in result.delete_wal:
         (layout.wal / name).unlink(missing_ok=True)
+    from orchestrator_data.recovery.check import FINGERPRINTS
+
+    for name in result.delete_check_tables:
+        (layout.root / FINGERPRINTS / name).unlink(missing_ok=True)
     return result

@@ -57,6 +57,7 @@ class Plan:
     staged: wal.Staged
     index: wal.WalIndex
     note: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)   # seconds from the start, by step (RestoreResult.extra)
 
 
 @dataclass
@@ -112,6 +113,68 @@ def _gap_note(staged: wal.Staged, segment_size: int, timeline: int) -> str:
             f"after LSN {int_to_lsn(first * segment_size)} can be restored from this base backup")
 
 
+def _backups_of(layout: Layout, info: dict) -> list[BaseBackup]:
+    return [b for b in base_backups.list_base_backups(layout) if b.system_identifier == info["system_identifier"]]
+
+
+def _candidates(backups: list[BaseBackup], target: Target) -> list[BaseBackup]:
+    """The base backups a time, LSN or latest target may start from (plan() takes the newest); for an xid
+    or a name all of them, narrowed once the WAL was read."""
+    if target.kind == "time":
+        return [b for b in backups if b.finished_at <= target.time]
+    if target.kind == "lsn":
+        return [b for b in backups if b.end_lsn <= target.lsn]
+    return backups
+
+
+def likely_backup(layout: Layout, target: Target) -> BaseBackup | None:
+    """The base backup plan() will choose, when it is known before the WAL is read (a time, an LSN, the
+    latest): its chain can be rebuilt while the WAL is staged and read."""
+    if target.kind not in ("time", "lsn", "latest"):
+        return None
+    info = layout.read_archive_info()
+    chosen = _candidates(_backups_of(layout, info), target) if info else []
+    return chosen[-1] if chosen else None
+
+
+class _Rebuild:
+    """restore_chain in a thread, into the scratch directory (never DIR): overlaps the base backup's
+    decryption and unpacking with the WAL's staging and pg_waldump. Nothing it writes is used unless
+    plan() then chose the same backup and the rebuild (with every check) succeeded."""
+
+    def __init__(self, layout: Layout, backup: BaseBackup, key_for: KeyFor | None, scratch: Path):
+        import threading
+
+        self.backup, self.destination = backup, scratch / "data"
+        self.used: list[str] | None = None
+        self.failure: BaseException | None = None
+        self.cancelled = threading.Event()
+
+        def work() -> None:
+            try:
+                self.used = base_backups.restore_chain(layout, backup, self.destination, key_for, scratch,
+                                                       self.cancelled)
+            except BaseException as exc:  # noqa: BLE001 - handed to result()
+                self.failure = exc
+
+        self.thread = threading.Thread(target=work, name="restore-rebuild", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def cancel(self) -> None:
+        """Stop it at its next chunk (a refusal need not wait for a whole base backup to unpack)."""
+        self.cancelled.set()
+        self.thread.join()
+
+    def result(self) -> list[str]:
+        self.thread.join()
+        if self.failure is not None:
+            raise self.failure
+        return self.used
+
+
 def plan(layout: Layout, target: Target, key_for: KeyFor | None, scratch: Path) -> Plan:
     """Choose the base backup and the recovery settings for `target`, staging (decrypted) the WAL it
     needs into `scratch`, or refuse naming the window."""
@@ -119,21 +182,10 @@ def plan(layout: Layout, target: Target, key_for: KeyFor | None, scratch: Path) 
     if not info:
         raise RecoveryRefused(f"no WAL archive in {layout.root} (start the archiver: WAL_ARCHIVE_MODE)")
     segment_size = int(info["segment_size"])
-    backups = [b for b in base_backups.list_base_backups(layout) if b.system_identifier == info["system_identifier"]]
+    backups = _backups_of(layout, info)
     if not backups:
         raise RecoveryRefused(f"no base backup in {layout.base}: take one with `orchestrator-data recovery base-backup`")
-
-    def candidates_until(predicate) -> list[BaseBackup]:
-        return [b for b in backups if predicate(b)]
-
-    if target.kind == "time":
-        chosen = candidates_until(lambda b: b.finished_at <= target.time)
-    elif target.kind == "lsn":
-        chosen = candidates_until(lambda b: b.end_lsn <= target.lsn)
-    elif target.kind == "latest":
-        chosen = backups
-    else:
-        chosen = backups  # found by scanning from the oldest; narrowed below
+    chosen = _candidates(backups, target)
     first = chosen[-1] if target.kind in ("time", "lsn", "latest") and chosen else backups[0]
     staged = wal.stage(layout.wal, scratch, segment_size=segment_size, timeline=first.timeline,
                        from_lsn=first.start_lsn, key_for=key_for)
@@ -228,10 +280,12 @@ def _stop(data_dir: Path) -> None:
         _run_as([tool("pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "-t", "30", "stop"], timeout=60)
 
 
-def stop_cluster(data_dir: Path) -> None:
-    """Stop a restored cluster (fast shutdown)."""
+def stop_cluster(data_dir: Path, *, immediate: bool = False) -> None:
+    """Stop a restored cluster: a fast shutdown (a shutdown checkpoint, the cluster stays usable), or
+    `immediate` for a scratch cluster that is removed right after (no checkpoint to wait for)."""
     if _server_pid(data_dir) is not None:
-        _run_as([tool("pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "-t", "60", "stop"], timeout=90)
+        _run_as([tool("pg_ctl"), "-D", str(data_dir), "-m", "immediate" if immediate else "fast", "-w", "-t", "60",
+                 "stop"], timeout=90)
 
 
 def _append_conf(data_dir: Path, values: dict[str, str]) -> None:
@@ -242,22 +296,40 @@ def _append_conf(data_dir: Path, values: dict[str, str]) -> None:
 
 
 def restore(layout: Layout, target: Target, into: Path, *, port: int | None = None, key_for: KeyFor | None = None,
-            timeout_s: float = 900.0, username: str | None = "postgres", new_cluster: bool = True) -> RestoreResult:
+            timeout_s: float = 900.0, username: str | None = "postgres", new_cluster: bool = True,
+            scratch: bool = False) -> RestoreResult:
     """Restore into `into` (new or empty) and start it on `port` (a free one if None). `new_cluster=False`
-    keeps the cluster's own port/listen settings (an in-place restore, started by the caller's options)."""
+    keeps the cluster's own port/listen settings (an in-place restore, started by the caller's options).
+    `scratch`: a cluster that is read and dropped (the recovery check, tests) runs with fsync = off — no
+    sync of the data directory before recovery, none at the end-of-recovery checkpoint; replay itself,
+    the target and what is recovered are the same. Never for a cluster that is kept."""
     started = time.monotonic()
     into = into.expanduser().absolute()
     check_destination(into)
     if port is not None:
         check_port(port)
-    scratch = layout.scratch("restore")
+    scratch_dir = layout.scratch("restore")
     created = not into.exists()
+    rebuild = None
     try:
-        the_plan = plan(layout, target, key_for, scratch / "wal")
+        likely = likely_backup(layout, target)
+        rebuild = _Rebuild(layout, likely, key_for, scratch_dir) if likely is not None else None
+        try:
+            the_plan = plan(layout, target, key_for, scratch_dir / "wal")
+            the_plan.timings["wal_staged_and_read"] = round(time.monotonic() - started, 3)
+        except BaseException:
+            if rebuild is not None:
+                rebuild.cancel()  # and wait: before the scratch directory it writes into is removed
+            raise
+        if rebuild is not None and rebuild.backup.id != the_plan.backup.id:
+            rebuild.cancel()
+            shutil.rmtree(rebuild.destination, ignore_errors=True)
+            rebuild = None
         port = port if port is not None else free_port()
         into.mkdir(parents=True, exist_ok=True)
         try:
-            return _run(layout, the_plan, into, port, key_for, scratch, started, timeout_s, username, new_cluster)
+            return _run(layout, the_plan, into, port, key_for, scratch_dir, started, timeout_s, username, new_cluster,
+                        rebuild, scratch)
         except BaseException:
             _stop(into)
             if created:
@@ -267,14 +339,21 @@ def restore(layout: Layout, target: Target, into: Path, *, port: int | None = No
                     shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
             raise
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if rebuild is not None:
+            rebuild.join()
+        shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
 def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch: Path, started: float,
-         timeout_s: float, username: str | None, new_cluster: bool) -> RestoreResult:
+         timeout_s: float, username: str | None, new_cluster: bool, rebuild: _Rebuild | None,
+         throwaway: bool) -> RestoreResult:
     # pg_combinebackup writes a new directory: rebuild beside, then move the content into `into`
     rebuilt = scratch / "data"
-    used = base_backups.restore_chain(layout, the_plan.backup, rebuilt, key_for, scratch)
+    if rebuild is not None:
+        used = rebuild.result()
+    else:
+        used = base_backups.restore_chain(layout, the_plan.backup, rebuilt, key_for, scratch)
+    the_plan.timings["base_rebuilt"] = round(time.monotonic() - started, 3)
     for child in rebuilt.iterdir():
         shutil.move(str(child), into / child.name)
     for name in ("backup_manifest",):
@@ -292,10 +371,13 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
     # syncfs: one call per file system instead of an fsync per file before recovery starts
     recovery = {"restore_command": f"cp {shlex.quote(str(staged_dir))}/%f %p", "recovery_init_sync_method": "syncfs",
                 **the_plan.settings}
+    if throwaway:
+        recovery["fsync"] = "off"  # on the command line only: never in the directory's own configuration
     options = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in recovery.items())
     if not new_cluster:
         options += f" -p {port} -h 127.0.0.1 -k {shlex.quote(str(into))}"
     log_file = into / "log" / LOG
+    the_plan.timings["server_starting"] = round(time.monotonic() - started, 3)
     result = _run_as([tool("pg_ctl"), "-D", str(into), "-l", str(log_file), "-w", "-t", str(int(timeout_s)),
                       "-o", options, "start"], timeout=timeout_s + 30)
     if result.returncode != 0:
@@ -308,6 +390,7 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
         if time.monotonic() > deadline:
             raise RecoveryError(f"recovery did not end within {timeout_s:.0f} s (see {log_file})")
         time.sleep(0.1)
+    the_plan.timings["recovered"] = round(time.monotonic() - started, 3)
     shutil.rmtree(staged_dir, ignore_errors=True)
     found = _recovered_to(log_file.read_text(errors="replace"))
     from orchestrator_data.urls import make_url
@@ -316,7 +399,8 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
         into=str(into), port=port, url=make_url("postgresql", "127.0.0.1", port, username=username, database="postgres"),
         target=the_plan.target.describe(), base_backups=used, recovered_to_time=found.get("time"),
         recovered_to_lsn=found.get("lsn"), stopped=found.get("stopped"), timeline=found.get("timeline"),
-        seconds=round(time.monotonic() - started, 3), wal_segments=segments, note=the_plan.note)
+        seconds=round(time.monotonic() - started, 3), wal_segments=segments, note=the_plan.note,
+        extra={"timings": the_plan.timings})
 
 
 def _fatal(log_file: Path) -> str:

@@ -80,3 +80,34 @@ def test_recovery_prune_plans_under_the_window(chain_env):
     assert kept.metadata["wal_kept_from"].value == backups[0].as_dict()["start_lsn"]
     assert kept.metadata["kept_base_backups"].value == len(backups) and kept.metadata["dry_run"].value is True
     assert [b.id for b in list_base_backups(chain.layout)] == before  # a dry run deletes nothing
+
+
+def test_system_metrics_carries_the_rpo_and_the_window_when_the_archive_is_on(chain_env, es, redis_client):
+    import uuid
+
+    from assets.metrics import METRICS_ASSETS
+    from assets.search import SEARCH_INDEX_ASSETS
+    from orchestrator_data.search.indices import drop_indices
+    from resources import ElasticsearchResource, RedisResource
+
+    chain = chain_env
+    elasticsearch = ElasticsearchResource(index_prefix=f"m{uuid.uuid4().hex[:10]}")
+    try:
+        result = dg.materialize([*SEARCH_INDEX_ASSETS, *METRICS_ASSETS], resources={
+            "postgres": PostgresResource(database_url=chain.cluster.url()), "redis": RedisResource(),
+            "elasticsearch": elasticsearch},
+            selection=dg.AssetSelection.assets("search_system_metrics_index", "system_metrics"))
+        assert result.success
+        metadata = result.asset_materializations_for_node("system_metrics")[0].metadata
+        assert metadata["wal_archive_lag_bytes"].value >= 0 and metadata["wal_archive_lag_seconds"].value >= 0
+        assert 0 <= metadata["recovery_window_days"].value < 1   # minutes old: 0.000 at the UI's 3 decimals
+        assert metadata["recovery_window"].value.startswith(chain.full.finished_at.isoformat(timespec="seconds"))
+        elasticsearch.client.indices.refresh(index=elasticsearch.layout().read_alias("system_metrics"))
+        stored = elasticsearch.client.search(index=elasticsearch.layout().read_alias("system_metrics"),
+                                             query={"term": {"service": "wal_archive"}}, size=20)["hits"]["hits"]
+        values = {h["_source"]["metric"]: h["_source"]["value"] for h in stored}
+        assert values["archive_lag_seconds"] >= 0 and 0 < values["recovery_window_days"] < 1
+        assert values["recovery_window_from"] == chain.full.finished_at.timestamp()
+    finally:
+        drop_indices(elasticsearch.client, elasticsearch.layout())
+        elasticsearch.client.close()

@@ -161,3 +161,10 @@ def test_after_a_key_rotation_the_chain_still_opens_and_the_keys_list_counts_it(
     assert refused.returncode == 2 and old_id in refused.stderr, refused.stdout + refused.stderr
     missing = cli("backup", "keys", "list", env={**from_the_file_alone, "BACKUP_KEYRING_FILE": str(other)})
     assert missing.returncode == 1 and "base backup(s)" in missing.stderr and old_id in missing.stderr
+
+
+def test_check_proves_a_point_and_names_the_tables_compared(cli, chain):
+    result = cli("recovery", "check", env=chain.env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "markers" in result.stdout and "table(s) equal to the source at the target" in result.stdout
+    assert "0 table(s)" not in result.stdout   # marks, at least

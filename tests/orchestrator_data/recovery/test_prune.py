@@ -68,3 +68,17 @@ def test_no_base_backup_prunes_nothing(tmp_path):
     layout = _layout(tmp_path)
     plan = prune(layout, window_days=7, keep_count=2, now=NOW)
     assert plan.delete_backups == [] and plan.delete_wal == [] and plan.notes
+
+
+def test_recovery_check_fingerprints_older_than_the_oldest_kept_backup_go(tmp_path):
+    layout = _layout(tmp_path)
+    _backup(layout, "a-full", 30, 5)
+    _backup(layout, "b-full", 20, 25)
+    fingerprints = layout.root / "check_tables"
+    fingerprints.mkdir()
+    for run, days_ago in (("old", 25), ("kept", 19)):
+        (fingerprints / f"{run}.json").write_text(json.dumps({
+            "run": run, "target_time": (NOW - timedelta(days=days_ago)).isoformat(), "tables": {}, "changing": []}))
+    done = prune(layout, window_days=7, keep_count=1, now=NOW)
+    assert done.delete_check_tables == ["old.json"]
+    assert sorted(p.name for p in fingerprints.iterdir()) == ["kept.json"]
