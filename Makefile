@@ -26,12 +26,11 @@ run: install
 	$(CLI) status
 	$(CLI) run bootstrap_job
 
-# Two processes (pytest-xdist), each with its own servers; tests sharing an expensive module or session
-# fixture carry an xdist_group mark, so loadgroup runs them on one worker and builds it once.
+# Two processes (pytest-xdist), each with its own servers; worksteal evens out the long tests.
 TEST_WORKERS ?= 2
 
 test: install
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-unit: install
 	$(BIN)/pytest -m "not integration"

@@ -18,7 +18,6 @@ from datetime import datetime
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from orchestrator_data.recovery import base_backups, points
 from orchestrator_data.recovery.cluster import ScratchCluster
@@ -27,9 +26,6 @@ from orchestrator_data.recovery.server import Primary
 from orchestrator_data.recovery.status import archived_position, wait_archived
 
 SCRIPT = Path(sys.executable).parent / "orchestrator-data"
-# the modules that use the chain (a session fixture: built once per pytest-xdist worker) run on one
-# worker (`make test` uses --dist loadgroup), so it is built once
-MARKS = [pytest.mark.integration, pytest.mark.xdist_group("recovery_chain")]
 SLOT = "test_archiver"
 SEGMENT = 1 << 20
 

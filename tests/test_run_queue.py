@@ -148,10 +148,6 @@ def _report(instance: dg.DagsterInstance, run_id: str, event_type: DagsterEventT
                                   run_id=run_id)
 
 
-# the tests that use `queue` run on one worker (`make test` uses --dist loadgroup): it is built once
-SHARES_THE_QUEUE = pytest.mark.xdist_group("run_queue")
-
-
 @pytest.fixture(scope="module")
 def queue(stack, tmp_path_factory):
     """(instance, workspace context, daemon): the project's run_coordinator section, Dagster's storage
@@ -226,7 +222,6 @@ def _await_lock_waiter(database_url: str, timeout_s: float = 30) -> None:
 
 
 @pytest.mark.integration
-@SHARES_THE_QUEUE
 def test_a_second_migrate_run_waits_in_the_queue_until_the_first_is_done(queue, instance, stack, monkeypatch):
     with fresh_database(stack, prefix="queue_migrate") as database_url:
         monkeypatch.setenv("DATABASE_URL", database_url)
@@ -251,7 +246,6 @@ def test_a_second_migrate_run_waits_in_the_queue_until_the_first_is_done(queue, 
 
 
 @pytest.mark.integration
-@SHARES_THE_QUEUE
 def test_backups_and_restore_checks_wait_for_a_reset_and_for_each_other(queue, instance):
     reset = _submit(instance, "reset_job")
     backup = _submit(instance, "postgres_backup_job")
@@ -272,7 +266,6 @@ def test_backups_and_restore_checks_wait_for_a_reset_and_for_each_other(queue, i
 
 
 @pytest.mark.integration
-@SHARES_THE_QUEUE
 def test_one_sync_per_index_limits_a_run_only_against_the_indices_it_touches(queue, instance):
     erase = _submit(instance, "gdpr_erase_job")  # syncs workflows and executions
     sync_all = _submit(instance, "search_sync_job")  # every index: waits for the erasure
@@ -287,7 +280,6 @@ def test_one_sync_per_index_limits_a_run_only_against_the_indices_it_touches(que
 
 
 @pytest.mark.integration
-@SHARES_THE_QUEUE
 def test_reset_refuses_while_a_search_full_load_runs(queue, instance):
     """The queue cannot keep them apart without serializing the load's partitions: the reset refuses."""
     load = _submit(instance, "health_job", tags=queue_tags.SEARCH_FULL_LOAD_TAGS)

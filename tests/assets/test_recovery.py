@@ -19,9 +19,8 @@ from orchestrator_data.recovery.base_backups import list_base_backups
 from orchestrator_data.recovery.status import ArchiveStatus
 from resources import PostgresResource
 from schedules.recovery import archive_problems
-from tests.recovery_chain import MARKS
 
-pytestmark = MARKS
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -26,8 +26,7 @@ from tests.cli.conftest import SCRIPT
 from tests.orchestrator_data.backups.conftest import scratch_databases
 from tests.databases import admin_url, fresh_database
 
-# one worker runs the module: its module-scoped database is built once (`make test` uses --dist loadgroup)
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180), pytest.mark.xdist_group("backup_interrupted")]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 ROWS = 1_000_000  # enough that pg_dump is still writing when the test signals the CLI
 

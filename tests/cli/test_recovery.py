@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.recovery_chain import MARKS, stop_restored
+from tests.recovery_chain import stop_restored
 
-pytestmark = MARKS
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -31,8 +31,7 @@ from orchestrator_data.settings import load_settings
 from tests.cli.conftest import SCRIPT, run_cli
 from tests.databases import migrated_database
 
-# one worker runs the module: its module-scoped fixture is built once (`make test` uses --dist loadgroup)
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("celery")]
+pytestmark = pytest.mark.integration
 
 CELERY_DB = "9"
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"

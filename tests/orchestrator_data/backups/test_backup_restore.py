@@ -26,8 +26,7 @@ from orchestrator_data.postgres import models
 from orchestrator_data.urls import libpq_url
 from tests.orchestrator_data.backups.conftest import flip_bit, scratch_databases
 
-# one worker runs the module: its module-scoped fixture is built once (`make test` uses --dist loadgroup)
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("backup_restore")]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

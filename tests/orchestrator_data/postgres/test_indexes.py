@@ -21,8 +21,7 @@ from orchestrator_data.postgres import client, migrator
 from orchestrator_data.postgres.tenancy import tenant_transaction
 from tests.databases import fresh_database
 
-# one worker runs the module: its module-scoped fixture is built once (`make test` uses --dist loadgroup)
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("indexes")]
+pytestmark = pytest.mark.integration
 
 ORGANIZATIONS = 40
 RARE = "quasar"  # a word in a handful of names only

@@ -20,9 +20,9 @@ from orchestrator_data.recovery import base_backups, report, restore, wal
 from orchestrator_data.recovery.errors import ArchiveCorrupt, RecoveryRefused
 from orchestrator_data.recovery.layout import Layout, lsn_to_int, segment_name
 from orchestrator_data.recovery.targets import Target
-from tests.recovery_chain import MARKS, SEGMENT, stop_restored
+from tests.recovery_chain import SEGMENT, stop_restored
 
-pytestmark = MARKS
+pytestmark = pytest.mark.integration
 
 SEED = int(os.environ.get("RECOVERY_TEST_SEED", random.randrange(1 << 30)))
 
