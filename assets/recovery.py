@@ -10,11 +10,11 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-from pydantic import Field
 
 from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
+from assets.backups import BackupPruneConfig  # the same run config: dry_run
 from orchestrator_data.recovery import base_backups, check as recovery_check_module, keying, report, status
 from orchestrator_data.recovery import prune as prune_module
 from orchestrator_data.recovery.errors import RecoveryError, RecoveryRefused
@@ -161,10 +161,6 @@ def recovery_prune_metadata(plan: "prune_module.PrunePlan", live: records.Live |
     })
 
 
-class RecoveryPruneConfig(dg.Config):
-    dry_run: bool = Field(False, description="Say what would be pruned; delete nothing.")
-
-
 @dg.asset(
     name=keys.RECOVERY_PRUNE,
     group_name=keys.BACKUPS_GROUP,
@@ -176,7 +172,7 @@ class RecoveryPruneConfig(dg.Config):
                 "longer need, deleted (never a backup an incremental kept needs, never WAL from the oldest kept "
                 "backup on). Metadata: what was pruned, bytes freed, the window's start.",
 )
-def recovery_prune(context: dg.AssetExecutionContext, config: RecoveryPruneConfig,
+def recovery_prune(context: dg.AssetExecutionContext, config: BackupPruneConfig,
                    postgres: PostgresResource) -> dg.MaterializeResult:
     settings = postgres.settings
     plan = prune_module.prune(_layout(postgres), settings.recovery_window_days, settings.recovery_keep_base_backups,

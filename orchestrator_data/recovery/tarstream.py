@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from orchestrator_data.errors import OperationFailed
+
 BLOCK = 512
 
 
@@ -186,8 +188,9 @@ def _grow_pipe(fileno: int) -> None:
         pass
 
 
-class Cancelled(Exception):
-    """The unpacking was no longer wanted (a restore refused while it ran ahead)."""
+class Cancelled(OperationFailed):
+    """The unpacking was no longer wanted (a restore refused while it ran ahead); the refusal, not
+    this, is what the caller reports."""
 
 
 def extract(path: Path, key: bytes | None, destination: Path, cancelled=None) -> tuple[int, str]:
