@@ -26,8 +26,9 @@ run: install
 	$(CLI) status
 	$(CLI) run bootstrap_job
 
-# Two processes (pytest-xdist), each with its own servers; worksteal evens out the long tests.
-TEST_WORKERS ?= 2
+# Three processes (pytest-xdist), each with its own servers: on 2 cores a third fills the time the
+# others wait on servers and subprocesses; worksteal evens out the long tests (tests/conftest.py).
+TEST_WORKERS ?= 3
 
 test: install
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
