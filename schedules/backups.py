@@ -43,8 +43,8 @@ daily_postgres_backup_prune_schedule = dg.ScheduleDefinition(
     metadata=runbook_metadata("postgres_backup_prune_job"),
     cron_schedule="30 5 * * *",
     execution_timezone="UTC",
-    description="Prune the logical dumps the recovery window and the keep-N rule no longer need, daily at "
-                "05:30 UTC.",
+    description="Prune the logical dumps, base backups and WAL the recovery window and the keep-N rules no longer "
+                "need, daily at 05:30 UTC.",
     default_status=schedule_status(),
 )
 

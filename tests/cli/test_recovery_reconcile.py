@@ -12,7 +12,8 @@ from orchestrator_data.postgres.seed_data import SeedPlan
 from orchestrator_data.search import sync
 from orchestrator_data.search.indices import Layout
 from tests.cli.test_recording import _dagster, _latest
-from tests.orchestrator_data.search.test_history import change_everything, documents, rows
+from tests.orchestrator_data.search.test_history import change_everything
+from tests.search_contents import documents, rows
 from tests.time_travel import drop_point, go_back, take_point
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,8 @@ from orchestrator_data.search import status, sync
 from orchestrator_data.search.sources import SYNCED
 from orchestrator_data.settings import load_settings
 from tests.orchestrator_data.search.conftest import layout  # noqa: F401 - a fresh index prefix per test
-from tests.orchestrator_data.search.test_history import change_everything, documents, rows
+from tests.orchestrator_data.search.test_history import change_everything
+from tests.search_contents import documents, rows
 from tests.time_travel import drop_point, go_back, take_point
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from elasticsearch import Elasticsearch
 
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
@@ -17,14 +16,12 @@ from orchestrator_data.search.errors import SyncError
 from orchestrator_data.search.history import DIFFER, Writer, difference
 from orchestrator_data.search.sources import SYNCED
 from orchestrator_data.search.snapshots import Repository, create_snapshot
+from tests.search_contents import documents, rows
 from tests.search_indices import roll_over
 from tests.search_snapshots import delete_repository
 from tests.time_travel import drop_point, dump, go_back, restore_over, take_point
 
 pytestmark = pytest.mark.integration
-
-TABLE = {"workflows": "workflows", "executions": "executions", "marketplace": "marketplace_items",
-         "audit_logs": "audit_logs"}
 
 
 @pytest.fixture
@@ -33,18 +30,6 @@ def synced(engine, es, layout):
     sync.create_indices(engine, es, layout)
     sync.sync(engine, es, layout)
     return engine
-
-
-def documents(es: Elasticsearch, layout, name: str) -> dict[str, dict]:
-    es.indices.refresh(index=layout.read_alias(name))
-    found = es.search(index=layout.read_alias(name), size=10_000, query={"match_all": {}}, version=True)
-    return {hit["_id"]: hit for hit in found["hits"]["hits"]}
-
-
-def rows(engine, name: str) -> set[str]:
-    where = " WHERE deleted_at IS NULL" if name in ("workflows", "marketplace") else ""
-    with engine.connect() as conn:
-        return {str(i) for i in conn.execute(sa.text(f"SELECT id FROM {TABLE[name]}{where}")).scalars()}
 
 
 def change_everything(engine) -> dict[str, str]:

@@ -20,12 +20,11 @@ from orchestrator_data.search.errors import SyncBusy, SyncError
 from orchestrator_data.search.reports import SyncReport
 from orchestrator_data.search.sources import SYNCED, Change
 from orchestrator_data.stack.common import free_port
+from tests.search_contents import documents, rows
 from tests.search_indices import roll_over
 
 pytestmark = pytest.mark.integration
 
-TABLE = {"workflows": "workflows", "executions": "executions", "marketplace": "marketplace_items",
-         "audit_logs": "audit_logs"}
 
 
 @pytest.fixture
@@ -33,18 +32,6 @@ def seeded(engine, es, layout):
     seed(engine, "testing", SeedPlan(executions=300))
     indices.init_indices(es, layout)
     return engine
-
-
-def _documents(es: Elasticsearch, layout, name: str) -> dict[str, dict]:
-    es.indices.refresh(index=layout.read_alias(name))
-    found = es.search(index=layout.read_alias(name), size=10_000, query={"match_all": {}}, version=True)
-    return {hit["_id"]: hit for hit in found["hits"]["hits"]}
-
-
-def _rows(engine, name: str) -> set[str]:
-    with engine.connect() as conn:
-        where = " WHERE deleted_at IS NULL" if name in ("workflows", "marketplace") else ""
-        return {str(i) for i in conn.execute(sa.text(f"SELECT id FROM {TABLE[name]}{where}")).scalars()}
 
 
 def _one(engine, statement: str, **params):
@@ -57,9 +44,9 @@ def test_full_then_incremental_keeps_every_index_equal_to_postgres(seeded, es, l
     reports = sync.sync(engine, es, layout)
     assert [r.mode for r in reports] == ["full"] * len(SYNCED)
     for name in SYNCED:
-        assert set(_documents(es, layout, name)) == _rows(engine, name), name
+        assert set(documents(es, layout, name)) == rows(engine, name), name
         assert watermarks.lag(engine, layout, name).rows_behind == 0
-    executions = _documents(es, layout, "executions")
+    executions = documents(es, layout, "executions")
     some = next(iter(executions.values()))["_source"]
     workflow = _one(engine, "SELECT name, engine_type FROM workflows WHERE id = :id", id=some["workflow_id"])
     assert (some["workflow_name"], some["engine_type"]) == tuple(workflow)
@@ -89,13 +76,13 @@ def test_changes_deletes_and_a_renamed_parent_reach_the_index(seeded, es, layout
     assert reports["executions"].mode == "incremental"
     assert reports["executions"].documents_written == len(children)
     assert reports["executions"].documents_deleted == 1
-    executions = _documents(es, layout, "executions")
+    executions = documents(es, layout, "executions")
     assert str(victim) not in executions
     assert all(executions[c]["_source"]["workflow_name"] == "Renamed pipeline" for c in children)
-    assert _documents(es, layout, "workflows")[str(workflow_id)]["_source"]["name"] == "Renamed pipeline"
-    assert str(listing[0]) not in _documents(es, layout, "marketplace")
+    assert documents(es, layout, "workflows")[str(workflow_id)]["_source"]["name"] == "Renamed pipeline"
+    assert str(listing[0]) not in documents(es, layout, "marketplace")
     for name in SYNCED:
-        assert set(_documents(es, layout, name)) == _rows(engine, name), name
+        assert set(documents(es, layout, name)) == rows(engine, name), name
 
 
 def _rows_where(engine, statement: str, **params) -> list:
@@ -117,7 +104,7 @@ def test_a_change_committed_late_by_a_longer_transaction_is_not_lost(seeded, es,
         conn.execute(sa.text("UPDATE workflows SET description = 'written by the short transaction' "
                              "WHERE id = :id"), {"id": second})
     report = sync.sync_index(engine, es, layout, "workflows")
-    docs = _documents(es, layout, "workflows")
+    docs = documents(es, layout, "workflows")
     assert docs[str(second)]["_source"]["description"] == "written by the short transaction"
     assert docs[str(first)]["_source"].get("description") != "written by the long transaction"
     t1 = long_running.execute(sa.text("SELECT txid_current()")).scalar_one()
@@ -126,7 +113,7 @@ def test_a_change_committed_late_by_a_longer_transaction_is_not_lost(seeded, es,
     long_running.close()
 
     sync.sync_index(engine, es, layout, "workflows")
-    assert _documents(es, layout, "workflows")[str(first)]["_source"]["description"] == "written by the long transaction"
+    assert documents(es, layout, "workflows")[str(first)]["_source"]["description"] == "written by the long transaction"
 
 
 def test_a_replayed_or_reordered_batch_never_turns_a_document_back(seeded, es, layout):
@@ -136,7 +123,7 @@ def test_a_replayed_or_reordered_batch_never_turns_a_document_back(seeded, es, l
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE workflows SET name = 'v2' WHERE id = :id"), {"id": workflow})
     sync.sync_index(engine, es, layout, "workflows")
-    current = _documents(es, layout, "workflows")[str(workflow)]
+    current = documents(es, layout, "workflows")[str(workflow)]
     assert current["_source"]["name"] == "v2" and current["_version"] == 2
 
     # replay what the first (older) state looked like, as a retried batch would
@@ -145,12 +132,12 @@ def test_a_replayed_or_reordered_batch_never_turns_a_document_back(seeded, es, l
     backing, target = bulk.backing_indices(es, layout, "workflows")
     bulk.write_changes(es, layout, "workflows", [old], report, backing, target)
     assert report.stale_skipped == 1 and report.documents_written == 0
-    assert _documents(es, layout, "workflows")[str(workflow)]["_source"]["name"] == "v2"
+    assert documents(es, layout, "workflows")[str(workflow)]["_source"]["name"] == "v2"
 
     # a full re-sync rebuilds the index from the rows: every document written once, none regressed
     full = sync.sync_index(engine, es, layout, "workflows", full=True)
-    assert full.documents_written == full.rows_read == len(_rows(engine, "workflows")) and full.stale_skipped == 0
-    rebuilt = _documents(es, layout, "workflows")[str(workflow)]
+    assert full.documents_written == full.rows_read == len(rows(engine, "workflows")) and full.stale_skipped == 0
+    rebuilt = documents(es, layout, "workflows")[str(workflow)]
     assert rebuilt["_source"]["name"] == "v2" and rebuilt["_version"] == 2
 
 
@@ -167,7 +154,7 @@ def test_an_unreachable_node_fails_the_run_and_leaves_the_watermark(seeded, es, 
     assert watermarks.load_state(engine, layout.read_alias("executions")).watermark == before
     report = sync.sync_index(engine, es, layout, "executions")
     assert report.documents_written == 5
-    assert Counter(d["_source"]["status"] for d in _documents(es, layout, "executions").values())["cancelled"] >= 5
+    assert Counter(d["_source"]["status"] for d in documents(es, layout, "executions").values())["cancelled"] >= 5
 
 
 def test_an_update_after_a_rollover_stays_in_the_backing_index_that_holds_it(seeded, es, layout):
@@ -189,7 +176,7 @@ def test_an_update_after_a_rollover_stays_in_the_backing_index_that_holds_it(see
     assert copies["hits"]["total"]["value"] == 1
     assert copies["hits"]["hits"][0]["_index"] == old_index
     assert copies["hits"]["hits"][0]["_source"]["status"] == "timed_out"
-    assert set(_documents(es, layout, "executions")) == _rows(engine, "executions")
+    assert set(documents(es, layout, "executions")) == rows(engine, "executions")
 
 
 def test_tenant_deletes_through_tenant_delete_reach_the_index(seeded, es, layout):
@@ -199,7 +186,7 @@ def test_tenant_deletes_through_tenant_delete_reach_the_index(seeded, es, layout
     with tenant_transaction(engine, org) as conn:
         assert delete_rows(conn, "executions", id=execution) == 1
     assert sync.sync_index(engine, es, layout, "executions").documents_deleted == 1
-    assert str(execution) not in _documents(es, layout, "executions")
+    assert str(execution) not in documents(es, layout, "executions")
 
 
 def test_two_syncs_of_one_index_never_run_at_once(seeded, es, layout):
