@@ -4,6 +4,7 @@
 # features the project relies on with curl, stops it with SIGTERM, restarts it on the same data and checks the
 # documents are still there. Prints one line per check and ends with 'N passed, N failed'.
 #   usage: elasticsearch-node/smoke-test.sh [PORT]       (default 19200)
+#   JAVA_OPTS (e.g. -XX:TieredStopAtLevel=1) is passed to every JVM it starts.
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
 PORT="${1:-19200}"
@@ -11,6 +12,7 @@ E="http://127.0.0.1:$PORT"
 WORK="$(mktemp -d /tmp/esnode-smoke.XXXXXX)"
 JAVA="${JAVA:-java}"
 HEAP="${ES_HEAP:-512m}"
+read -r -a EXTRA <<<"${JAVA_OPTS:-}"
 PASS=0; FAIL=0; PID=""
 
 cleanup() { if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" 2>/dev/null; fi; }
@@ -24,7 +26,7 @@ j() { curl -s -H 'Content-Type: application/json' "$@"; }
 
 start_node() {  # start_node LOGFILE -> sets PID, prints startup seconds
   local t0; t0=$(date +%s%N)
-  "$JAVA" -Xms"$HEAP" -Xmx"$HEAP" -cp "$HERE/target/classes:$HERE/target/lib/*" orchestratordata.esnode.LocalNode \
+  "$JAVA" "${EXTRA[@]}" -Xms"$HEAP" -Xmx"$HEAP" -cp "$HERE/target/classes:$HERE/target/lib/*" orchestratordata.esnode.LocalNode \
     --home "$WORK/home" --data "$WORK/data" --repo "$WORK/repo" --logs "$WORK/logs" \
     --http-port "$PORT" --host 127.0.0.1 --cluster-name smoke >"$WORK/$1.out" 2>"$WORK/$1.err" &
   PID=$!
@@ -88,7 +90,7 @@ check "template kept after restart" "$(j "$E/_index_template/workflows")" '"name
 check "snapshot kept after restart" "$(j "$E/_snapshot/backup/_all")" '"snapshot":"snap1"'
 
 # a second node on the same port must fail fast with exit code 3
-"$JAVA" -Xmx256m -cp "$HERE/target/classes:$HERE/target/lib/*" orchestratordata.esnode.LocalNode \
+"$JAVA" "${EXTRA[@]}" -Xmx256m -cp "$HERE/target/classes:$HERE/target/lib/*" orchestratordata.esnode.LocalNode \
   --home "$WORK/home2" --http-port "$PORT" >"$WORK/busy.out" 2>"$WORK/busy.err"; RC=$?
 check "port in use -> exit 3" "rc=$RC $(cat "$WORK/busy.err")" "rc=3 ERROR: port $PORT"
 stop_node

@@ -4,6 +4,7 @@ fs snapshots and restore, SIGTERM and a restart on the same data."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -11,6 +12,7 @@ import pytest
 
 from orchestrator_data.stack.common import free_port
 from orchestrator_data.stack.elasticsearch import ensure_built, node_dir
+from tests.conftest import ES_TEST_JAVA_OPTS
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +22,8 @@ def test_launcher_smoke_test_passes():
     result = subprocess.run(
         ["bash", str(node_dir() / "smoke-test.sh"), str(free_port())],
         capture_output=True, text=True, timeout=600,
+        # the JIT options of the suite's own nodes: its three JVMs cost about half the CPU
+        env={**os.environ, "JAVA_OPTS": ES_TEST_JAVA_OPTS},
     )
     summary = re.search(r"(\d+) passed, (\d+) failed", result.stdout)
     assert summary, result.stdout[-3000:] + result.stderr[-2000:]
