@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import timedelta
@@ -39,8 +40,14 @@ def services(migrated_url, engine):
     elasticsearch.client.close()
 
 
+@functools.cache
+def _daemon_instance() -> dg.DagsterInstance:
+    """One instance for every tick, as the daemon has (without one, each tick sets up an ephemeral one)."""
+    return dg.DagsterInstance.ephemeral()
+
+
 def _tick(resources: dict, cursor: str | None):
-    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+    with dg.build_sensor_context(cursor=cursor, resources=resources, instance=_daemon_instance()) as context:
         result = stale_search_snapshot_sensor(context)
         return result, json.loads(context.cursor) if context.cursor else {}
 
