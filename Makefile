@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CLI    := $(BIN)/orchestrator-data
 ES_NODE_SOURCES := elasticsearch-node/pom.xml $(shell find elasticsearch-node/src -name '*.java' 2>/dev/null)
 
-.PHONY: install run test test-unit ui stack-start stack-stop stack-status status bench clean
+.PHONY: install minio run test test-unit ui stack-start stack-stop stack-status status bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ elasticsearch-node/target/.built: $(ES_NODE_SOURCES)
 	mvn -q -B -f elasticsearch-node/pom.xml -DskipTests package
 	touch $@
 
-install: $(BIN)/.installed elasticsearch-node/target/.built
+# MinIO, the tests' S3-compatible server: built from the Go module proxy at the version pinned in
+# orchestrator_data/stack/object_store.py, into a cache outside the clone (a no-op once there).
+minio: $(BIN)/.installed
+	$(BIN)/python -m orchestrator_data.stack.object_store build
+
+install: $(BIN)/.installed elasticsearch-node/target/.built minio
 
 run: install
 	$(CLI) stack start

@@ -184,3 +184,22 @@ def recovery_chain():
 
     with archived_chain() as built:
         yield built
+
+
+@pytest.fixture(scope="session")
+def s3_server(session_dir):
+    """A real S3-compatible server (MinIO, `make minio` builds it) on a free port for the session; the
+    tests that need it fail, never skip, when it is missing (tests/offsite_store.py)."""
+    from tests.offsite_store import started_server
+
+    with started_server(session_dir / "s3") as server:
+        yield server
+
+
+@pytest.fixture
+def offsite_env(s3_server):
+    """The OFFSITE_* variables of a new, empty bucket of the test's own on the session's S3 server."""
+    from tests.offsite_store import new_bucket_env
+
+    return new_bucket_env(s3_server)
+
