@@ -8,6 +8,7 @@ Exit codes: 0 done; 1 an upload, download or check failed (an unreachable endpoi
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -19,6 +20,14 @@ app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                   help="Copies off the machine (S3-compatible object storage): push, list, verify, fetch.")
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _progress(as_json: bool):
+    """Progress lines, except under --json (whose stdout is the JSON alone)."""
+    from orchestrator_data.cli import progress
+    from orchestrator_data.progress import quiet
+
+    return contextlib.nullcontext(quiet) if as_json else progress.shown()
 
 
 def store_of(settings):
@@ -79,12 +88,11 @@ def push_if_configured(settings, *, dump_ids: list[str] | None = None, base_ids:
 def push_cmd(as_json: Json = False) -> None:
     """Copy every dump, base backup and completed WAL file that the bucket lacks (manifests last), each
     verified by checksum after upload; what is there with the same checksum is skipped."""
-    from orchestrator_data.cli import progress
     from orchestrator_data.offsite.push import push
 
     settings = load_settings()
     store = store_of(settings)
-    with progress.shown() as report_progress:
+    with _progress(as_json) as report_progress:
         report = push(store, backup_dir=settings.backup_dir, recovery_root=settings.recovery_root,
                       encrypted_wal_only=encrypted_wal_only(settings), on_progress=report_progress)
     recording.record(settings, "backup offsite push", lambda keys: [(keys.OFFSITE_COPIES, report)])
@@ -127,11 +135,10 @@ def verify_cmd(
 ) -> None:
     """Check every object: against the local file it came from (size, the store's SHA-256 checksum, the
     recorded sha256), or, where none is left, read back and hashed. Exit 1 on any difference."""
-    from orchestrator_data.cli import progress
     from orchestrator_data.offsite import catalogue
 
     settings = load_settings()
-    with progress.shown() as report_progress:
+    with _progress(as_json) as report_progress:
         result = catalogue.verify(store_of(settings), backup_dir=settings.backup_dir,
                                   recovery_root=settings.recovery_root, download=download,
                                   on_progress=report_progress)
