@@ -27,6 +27,9 @@ SERVICE_VARIABLES = (
     "DATABASE_URL", "REDIS_URL", "ELASTICSEARCH_URL", "DAGSTER_PG_URL", "ELASTICSEARCH_API_KEY",
     "ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD", "ELASTICSEARCH_CA_CERT", "ENVIRONMENT",
     "ORCHESTRATOR_ENV", "BACKUP_DIR", "DAGSTER_HOME",
+    # a developer's bucket must never receive the tests' backups
+    "OFFSITE_BUCKET", "OFFSITE_ENDPOINT_URL", "OFFSITE_PREFIX", "OFFSITE_REGION", "OFFSITE_ACCESS_KEY_ID",
+    "OFFSITE_SECRET_ACCESS_KEY",
 )
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # the test nodes live minutes: the JIT's optimizing tier would be most of their CPU (settings.py)
