@@ -10,6 +10,8 @@ by that segment and the time until the next push."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -106,6 +108,7 @@ def _push_chain(store: ObjectStore, root: Path, copy, report: PushReport, encryp
     if info is None:
         return  # no archive yet: nothing of the chain to copy
     copy(layout.archive_info, keys.ARCHIVE_INFO)
+    digests = DigestCache(layout.wal / DIGEST_CACHE)
     for item in list_archive(layout.wal, int(info["segment_size"])):
         if item.partial:
             continue
@@ -113,10 +116,11 @@ def _push_chain(store: ObjectStore, root: Path, copy, report: PushReport, encryp
             report.held_back.append(item.path.name)
             continue
         try:
-            copy(item.path, keys.wal(item.path.name))
+            copy(item.path, keys.wal(item.path.name), digests.of(item.path))
         except FileNotFoundError:
             continue  # sealed (or pruned) since it was listed: its sealed copy goes up next time
         report.wal_files += 1
+    digests.save()
     for backup in list_base_backups(layout):
         if base_ids is not None and backup.id not in base_ids:
             continue
@@ -126,3 +130,39 @@ def _push_chain(store: ObjectStore, root: Path, copy, report: PushReport, encryp
             copy(path, keys.base(backup.id, path.name), backup.sha256 if path == backup.data_file else None)
         copy(backup.path / keys.MANIFEST, keys.base(backup.id, keys.MANIFEST))
         report.base_backups.append(backup.id)
+
+
+DIGEST_CACHE = ".offsite-sha256.json"  # a dot name: the WAL listing ignores it
+
+
+class DigestCache:
+    """sha256 of the archive's WAL files by name, size and mtime, kept beside them: a push every 15
+    minutes would otherwise read the whole window of WAL (thousands of segments) to learn that nothing
+    changed. A file whose size or mtime differ is hashed again; entries of files gone are dropped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.known = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            self.known = {}
+        self.used: dict[str, list] = {}
+
+    def of(self, path: Path) -> str:
+        stat = path.stat()
+        entry = self.known.get(path.name)
+        if not (isinstance(entry, list) and entry[:2] == [stat.st_size, stat.st_mtime_ns]):
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                while data := f.read(1 << 20):
+                    digest.update(data)
+            entry = [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
+        self.used[path.name] = entry
+        return entry[2]
+
+    def save(self) -> None:
+        if self.used != self.known and self.path.parent.is_dir():
+            from orchestrator_data.stack.common import write_atomically
+
+            write_atomically(self.path, json.dumps(self.used), mode=0o600)
+

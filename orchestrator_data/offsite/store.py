@@ -90,15 +90,22 @@ class ObjectStore:
     # -- copying up --------------------------------------------------------------------------------
     def upload(self, path: Path, key: str, *, sha256: str | None = None) -> Transfer:
         """Copy `path` to `key`, verified; skipped when the object is already there with the same size and
-        sha256. `sha256`: the file's, when a manifest already holds it (saves a read of an unchanged file)."""
+        checksum. `sha256`: the file's, when a manifest already holds it (then an object recorded with that
+        sha256 is skipped without reading the file; a file that does not hash to it is refused)."""
         existing = self.head(key)
         size = path.stat().st_size
-        if existing is not None and int(existing.get("ContentLength", -1)) == size \
-                and (sha256 is None or existing.get("Metadata", {}).get(SHA256_META) == sha256):
-            # the same bytes uploaded the same way (the part size it was uploaded with) give the same checksum
-            digests = checksums.of_file(path, _part_size_of(existing, size))
-            if not _problems(existing, digests):
-                return Transfer(key, size, digests.sha256, done=False, multipart=bool(digests.part_size))
+        if existing is not None and int(existing.get("ContentLength", -1)) == size:
+            recorded = existing.get("Metadata", {}).get(SHA256_META)
+            if sha256 is not None:
+                # known from a manifest (or the WAL's digest cache): the object was verified against that
+                # sha256 when it went up; comparing it spares a read of every unchanged file at every push
+                if recorded == sha256:
+                    return Transfer(key, size, sha256, done=False)
+            else:
+                # the same bytes uploaded the same way (the part size it was uploaded with) give the same checksum
+                digests = checksums.of_file(path, _part_size_of(existing, size))
+                if not _problems(existing, digests):
+                    return Transfer(key, size, digests.sha256, done=False, multipart=bool(digests.part_size))
         digests = checksums.of_file(path, self.config.part_size)
         if sha256 is not None and digests.sha256 != sha256:
             raise OffsiteCorrupt(f"{path} does not match its manifest (sha256 {digests.sha256}, manifest "

@@ -4,6 +4,7 @@ bucket alone — the local dump deleted, the chain's RECOVERY_DIR not given to t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -14,7 +15,7 @@ from orchestrator_data.backups import create_backup, list_backups, restore_check
 from orchestrator_data.offsite import catalogue, keys
 from orchestrator_data.offsite.errors import OffsiteMissing, OffsiteRefused
 from orchestrator_data.offsite.fetch import chain_workdir, dump_workdir, fetch_dump
-from orchestrator_data.offsite.push import push
+from orchestrator_data.offsite.push import DIGEST_CACHE, push
 from orchestrator_data.postgres.client import create_engine
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
@@ -96,6 +97,9 @@ def test_the_recovery_chain_restores_from_the_bucket_alone(recovery_chain, offsi
     for backup_id in (chain.full.id, chain.incremental.id):  # each base backup's manifest after its files
         files = [i for i, k in enumerate(uploaded) if k.startswith(f"base/{backup_id}/")]
         assert uploaded[files[-1]] == keys.base(backup_id, keys.MANIFEST)
+    # the WAL's digests are kept beside it: the next push compares them with the objects' without reading
+    cached = json.loads((chain.layout.wal / DIGEST_CACHE).read_text())
+    assert {k.removeprefix("wal/") for k in uploaded if k.startswith("wal/")} <= set(cached)
     assert not push(store, backup_dir=None, recovery_root=chain.layout.root, encrypted_wal_only=True).uploaded
     assert catalogue.verify(store, backup_dir=None, recovery_root=chain.layout.root).ok
 
