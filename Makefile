@@ -19,11 +19,12 @@ elasticsearch-node/target/.built: $(ES_NODE_SOURCES)
 	touch $@
 
 # MinIO, the tests' S3-compatible server: built from the Go module proxy at the version pinned in
-# orchestrator_data/stack/object_store.py, into a cache outside the clone (a no-op once there).
+# orchestrator_data/stack/object_store.py, into a cache outside the clone (a no-op once there). Only
+# `make test` needs it: `make run` does not pay the first build.
 minio: $(BIN)/.installed
 	$(BIN)/python -m orchestrator_data.stack.object_store build
 
-install: $(BIN)/.installed elasticsearch-node/target/.built minio
+install: $(BIN)/.installed elasticsearch-node/target/.built
 
 run: install
 	$(CLI) stack start
@@ -35,7 +36,7 @@ run: install
 # others wait on servers and subprocesses; worksteal evens out the long tests (tests/conftest.py).
 TEST_WORKERS ?= 3
 
-test: install
+test: install minio
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-unit: install
