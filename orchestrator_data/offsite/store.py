@@ -236,7 +236,7 @@ class ObjectStore:
             raise OffsiteRefused("no credentials for the object store: set OFFSITE_ACCESS_KEY_ID and "
                                  "OFFSITE_SECRET_ACCESS_KEY") from None
         except BotoConnectionError as exc:
-            raise OffsiteError(f"cannot reach the object store at {config.endpoint_url or 'AWS S3'} "
+            raise OffsiteError(f"not reachable at {config.endpoint_url or 'AWS S3'} "
                                f"({type(exc).__name__}) to {action} {key or config.bucket}") from None
         except BotoCoreError as exc:
             raise OffsiteError(f"{action} {what} failed: {type(exc).__name__}: {redact(str(exc))[:300]}") from None

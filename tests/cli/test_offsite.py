@@ -81,7 +81,7 @@ def test_refusals_name_what_is_wrong_and_never_the_secret(cli, env):
               "bucket 'not-a-bucket-of-ours' does not exist")
     dead = f"http://127.0.0.1:{free_port()}"
     _one_line(cli("backup", "offsite", "list", env={**env, "OFFSITE_ENDPOINT_URL": dead}), 1,
-              f"cannot reach the object store at {dead}")
+              f"object store: not reachable at {dead}")
     with_password = env["OFFSITE_ENDPOINT_URL"].replace("://", f"://user:{secret}@")
     line = _one_line(cli("backup", "offsite", "list", env={**env, "OFFSITE_ENDPOINT_URL": with_password}), 2,
                      "OFFSITE_ENDPOINT_URL", "must not carry credentials")
