@@ -172,4 +172,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from orchestrator_data.errors import DataLayerError, exit_code
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except DataLayerError as exc:  # one line, as the CLI says it (MinIO not built, no Go, a bad setting)
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        sys.exit(exit_code(exc))
