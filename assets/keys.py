@@ -32,6 +32,8 @@ WAL_ARCHIVE = "wal_archive"
 POSTGRES_BASE_BACKUP = "postgres_base_backup"
 RECOVERY_CHECK = "recovery_check"
 RECOVERY_PRUNE = "recovery_prune"
+# copies off the machine (docs/backups.md)
+OFFSITE_COPIES = "offsite_copies"
 
 
 def index_key(name: str) -> str:

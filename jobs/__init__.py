@@ -142,11 +142,21 @@ recovery_check_job = dg.define_asset_job(
     description="Restore a random moment of the recovery window into a scratch cluster and prove it with marker rows.",
 )
 
+# copies off the machine (docs/backups.md): what the bucket lacks, verified by checksum
+offsite_push_job = dg.define_asset_job(
+    "offsite_push_job",
+    metadata=runbook_metadata("offsite_push_job"),
+    selection=dg.AssetSelection.assets(keys.OFFSITE_COPIES),
+    description="Copy the dumps, base backups and completed WAL files the bucket (OFFSITE_BUCKET) lacks, each "
+                "verified by checksum after upload; check the age of the newest copy.",
+)
+
 JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, postgres_backup_job, postgres_restore_check_job,
         postgres_backup_prune_job,
         search_sync_job, search_full_load_job, search_lifecycle_job, search_snapshot_job, system_metrics_job,
-        gdpr_export_job, gdpr_erase_job, retention_job, postgres_base_backup_job, recovery_check_job]
+        gdpr_export_job, gdpr_erase_job, retention_job, postgres_base_backup_job, recovery_check_job,
+        offsite_push_job]
 
-__all__ = ["JOBS", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job",
+__all__ = ["JOBS", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job", "offsite_push_job",
            "postgres_backup_job", "postgres_backup_prune_job", "postgres_base_backup_job", "postgres_restore_check_job", "recovery_check_job", "reset_job", "retention_job", "search_full_load_job",
            "search_lifecycle_job", "search_snapshot_job", "search_sync_job", "seed_job", "system_metrics_job"]

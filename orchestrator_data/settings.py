@@ -161,6 +161,36 @@ class Settings(BaseSettings):
     recovery_keep_base_backups: int = Field(
         2, ge=1, le=1000, validation_alias="RECOVERY_KEEP_BASE_BACKUPS",
         description="Base backups `recovery prune` always keeps (the newest), whatever their age.")
+    # copies off the machine (docs/backups.md, "Copies off the machine"): on when OFFSITE_BUCKET is set
+    offsite_bucket: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", validation_alias="OFFSITE_BUCKET",
+        description="S3 bucket the dumps, base backups and WAL archive are copied to (verified by checksum), and "
+                    "restored from with `--from-offsite`. Unset: nothing leaves the machine.")
+    offsite_endpoint_url: str | None = Field(
+        None, validation_alias="OFFSITE_ENDPOINT_URL",
+        description="Endpoint of an S3-compatible store (`http(s)://host:port`, no credentials in it), e.g. MinIO. "
+                    "Unset: AWS S3 of OFFSITE_REGION.")
+    offsite_prefix: str = Field(
+        "orchestrator-data", max_length=512, pattern=r"^[A-Za-z0-9._/-]*$", validation_alias="OFFSITE_PREFIX",
+        description="Key prefix of every copy in the bucket (`dumps/`, `base/`, `wal/` below it); empty: the "
+                    "bucket's root.")
+    offsite_region: str = Field(
+        "us-east-1", pattern=r"^[a-z0-9-]{1,40}$", validation_alias="OFFSITE_REGION",
+        description="Region the requests are signed for (SigV4).")
+    offsite_access_key_id: str | None = Field(
+        None, validation_alias="OFFSITE_ACCESS_KEY_ID",
+        description="Access key id of the store. Unset: boto3's own chain (AWS_ACCESS_KEY_ID, an instance role).")
+    offsite_secret_access_key: SecretStr | None = Field(
+        None, validation_alias="OFFSITE_SECRET_ACCESS_KEY",
+        description="Secret access key of the store; never printed, logged or recorded.")
+    offsite_part_size_mb: int = Field(
+        64, ge=5, le=5120, validation_alias="OFFSITE_PART_SIZE_MB",
+        description="Files larger than this many MiB are uploaded in parts of this size (multipart), each part "
+                    "checksummed by the store.")
+    offsite_max_lag_hours: float = Field(
+        26.0, gt=0, le=24 * 90, validation_alias="OFFSITE_MAX_LAG_HOURS",
+        description="How old the newest copy off the machine may be before the offsite_copies freshness check "
+                    "fails.")
     # a nightly backup plus two hours of slack
     backup_max_age_hours: float = Field(
         26.0, gt=0, le=24 * 90, validation_alias="BACKUP_MAX_AGE_HOURS",
@@ -284,6 +314,29 @@ class Settings(BaseSettings):
         if not value.get_secret_value().strip().lower().startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("offsite_endpoint_url")
+    @classmethod
+    def _offsite_endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.username is not None or parts.password is not None:
+            # the secret belongs in OFFSITE_SECRET_ACCESS_KEY, which is never printed
+            raise ValueError("must not carry credentials: set OFFSITE_ACCESS_KEY_ID and OFFSITE_SECRET_ACCESS_KEY")
+        if parts.query or parts.fragment or parts.path.strip("/"):
+            raise ValueError("must be a bare endpoint (scheme, host, port), without a path or query")
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("offsite_bucket", "offsite_access_key_id", "offsite_secret_access_key", mode="before")
+    @classmethod
+    def _offsite_blank_is_unset(cls, value):
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(raw, str) and not raw.strip() else value
 
     @field_validator("dagster_webserver_url")
     @classmethod

@@ -27,6 +27,9 @@ SERVICE_VARIABLES = (
     "DATABASE_URL", "REDIS_URL", "ELASTICSEARCH_URL", "DAGSTER_PG_URL", "ELASTICSEARCH_API_KEY",
     "ELASTICSEARCH_USERNAME", "ELASTICSEARCH_PASSWORD", "ELASTICSEARCH_CA_CERT", "ENVIRONMENT",
     "ORCHESTRATOR_ENV", "BACKUP_DIR", "DAGSTER_HOME",
+    # a developer's bucket must never receive the tests' backups
+    "OFFSITE_BUCKET", "OFFSITE_ENDPOINT_URL", "OFFSITE_PREFIX", "OFFSITE_REGION", "OFFSITE_ACCESS_KEY_ID",
+    "OFFSITE_SECRET_ACCESS_KEY",
 )
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # the test nodes live minutes: the JIT's optimizing tier would be most of their CPU (settings.py)
@@ -46,6 +49,7 @@ LONG_FIRST = (
     "tests/jobs/test_celery.py", "tests/cli/test_ui.py", "tests/cli/test_run.py",
     "tests/orchestrator_data/recovery/test_chain.py", "tests/elasticsearch_node/test_smoke.py",
     "tests/orchestrator_data/test_stack.py", "tests/orchestrator_data/search/test_node_restart.py",
+    "tests/cli/test_offsite.py",
 )
 
 
@@ -184,3 +188,22 @@ def recovery_chain():
 
     with archived_chain() as built:
         yield built
+
+
+@pytest.fixture(scope="session")
+def s3_server(session_dir):
+    """A real S3-compatible server (MinIO, `make minio` builds it) on a free port for the session; the
+    tests that need it fail, never skip, when it is missing (tests/offsite_store.py)."""
+    from tests.offsite_store import started_server
+
+    with started_server(session_dir / "s3") as server:
+        yield server
+
+
+@pytest.fixture
+def offsite_env(s3_server):
+    """The OFFSITE_* variables of a new, empty bucket of the test's own on the session's S3 server."""
+    from tests.offsite_store import new_bucket_env
+
+    return new_bucket_env(s3_server)
+

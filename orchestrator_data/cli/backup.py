@@ -15,15 +15,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from orchestrator_data.cli import output, recording
+from orchestrator_data.cli import offsite, output, recording
 from orchestrator_data.cli.choices import TEMP_GRACE_HOURS
 from orchestrator_data.cli.context import load_settings, service_url
+from orchestrator_data.cli.offsite import app as offsite_app
 
 app = typer.Typer(rich_markup_mode=None, help="PostgreSQL backups: create, list, verify, restore-check, prune; "
                   "the key ring.", no_args_is_help=True)
 keys_app = typer.Typer(rich_markup_mode=None, help="The backup key ring: rotate to a new key, list the keys.",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(offsite_app, name="offsite")
 
 BackupId = Annotated[str, typer.Argument(help="A backup id, or 'latest'.")]
 
@@ -78,6 +80,7 @@ def create(
     settings = load_settings()
     keys = load_key_ring(settings)
     url = service_url(settings, "postgres")
+    offsite.precheck(settings)
     with _interruptible("backup create", "pg_dump stopped, temporary directory removed, no backup written"), \
             progress.shown() as report:
         entry = create_backup(url, settings.backup_dir, keys=keys, compress=not no_compress, on_progress=report)
@@ -89,6 +92,7 @@ def create(
     output.info(f"  path {entry.path}")
     recording.record(settings, "backup create", lambda keys: [(keys.POSTGRES_BACKUP, entry)])
     output.info(f"  sha256 {entry.sha256}")
+    offsite.push_if_configured(settings, dump_ids=[entry.id])
 
 
 def _check(ok: bool | None, at) -> str:
@@ -159,7 +163,12 @@ def verify(backup_id: BackupId) -> None:
 
 
 @app.command("restore-check")
-def restore_check_cmd(backup_id: BackupId) -> None:
+def restore_check_cmd(
+    backup_id: BackupId,
+    from_offsite: Annotated[bool, typer.Option(
+        "--from-offsite", help="Take the dump from the object store (OFFSITE_BUCKET), not BACKUP_DIR: fetched "
+                               "into a private directory, verified, checked, removed.")] = False,
+) -> None:
     """Restore into a scratch database (dropped afterwards), compare every table with the manifest."""
     from orchestrator_data.backups import load_key_ring, restore_check
     from orchestrator_data.cli import progress
@@ -168,8 +177,14 @@ def restore_check_cmd(backup_id: BackupId) -> None:
     keys = load_key_ring(settings)
     url = service_url(settings, "postgres")
     with _interruptible("restore check", "pg_restore stopped, scratch database dropped, nothing recorded"), \
-            progress.shown() as report:
-        result = restore_check(url, settings.backup_dir, backup_id, keys=keys,
+            progress.shown() as report, contextlib.ExitStack() as source:
+        backup_dir = settings.backup_dir
+        if from_offsite:
+            from orchestrator_data.offsite.fetch import dump_workdir
+
+            backup_dir, backup_id = source.enter_context(
+                dump_workdir(offsite.store_of(settings), settings.backup_dir, backup_id, report))
+        result = restore_check(url, backup_dir, backup_id, keys=keys,
                                erasure_ledger=settings.gdpr_ledger_path, on_progress=report)
     if not result.ok:  # as the asset: a failed check fails, it does not materialize
         output.error(f"restore check of {result.backup_id} FAILED at {result.stage}; first differences:")

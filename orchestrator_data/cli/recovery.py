@@ -92,7 +92,10 @@ def base_backup(
     from orchestrator_data.recovery import keying
     from orchestrator_data.recovery.base_backups import take_base_backup
 
+    from orchestrator_data.cli import offsite
+
     settings = load_settings()
+    offsite.precheck(settings)
     backup = take_base_backup(_primary(settings), _layout(settings), slot=settings.wal_archive_slot,
                               key=keying.current_key(settings), incremental=incremental, wait_timeout_s=wait)
     recording.record(settings, "recovery base-backup", lambda keys: [(keys.POSTGRES_BASE_BACKUP, backup)])
@@ -101,6 +104,7 @@ def base_backup(
     else:
         output.info(f"{output.OK} base backup {backup.id} ({backup.kind}, {backup.size_bytes} bytes, "
                     f"LSN {backup.as_dict()['start_lsn']}..{backup.as_dict()['end_lsn']})")
+    offsite.push_if_configured(settings, base_ids=[backup.id], as_json=as_json)  # with the WAL it needs, when a bucket is set
 
 
 @app.command("list")
@@ -151,6 +155,9 @@ def restore(
     in_place: Annotated[bool, typer.Option("--in-place", help="Restore over the local stack's data directory "
                                            "(its server stopped; the old directory is moved aside).")] = False,
     confirm: Annotated[bool, typer.Option("--confirm", help="Required with --in-place.")] = False,
+    from_offsite: Annotated[bool, typer.Option(
+        "--from-offsite", help="Take the base backups and WAL from the object store (OFFSITE_BUCKET), not "
+                               "RECOVERY_DIR: fetched into a scratch directory, verified, removed afterwards.")] = False,
     as_json: Json = False,
 ) -> None:
     """Restore the chain to a target into a new cluster and start it; report what it recovered to and how
@@ -162,6 +169,9 @@ def restore(
     settings = load_settings()
     target = parse_target(time=target_time, lsn=target_lsn, xid=target_xid, name=target_name, latest=latest)
     if in_place:
+        if from_offsite:
+            raise BadInput("--from-offsite restores --into a new directory; switch to it as after any restore "
+                           "(docs/recovery.md)")
         if into is not None or port is not None:
             raise BadInput("--in-place restores into the local stack's data directory: leave out --into and --port")
         if not confirm:
@@ -172,7 +182,16 @@ def restore(
     else:
         if into is None:
             raise BadInput("--into DIR is required (or --in-place --confirm)")
-        result = restoring.restore(_layout(settings), target, into, port=port, key_for=keying.key_lookup(settings))
+        if from_offsite:
+            from orchestrator_data.cli import offsite
+            from orchestrator_data.offsite.fetch import chain_workdir
+
+            restoring.check_destination(into.expanduser().absolute())  # refused before anything is fetched
+            with chain_workdir(offsite.store_of(settings), _layout(settings).root) as layout:
+                result = restoring.restore(layout, target, into, port=port, key_for=keying.key_lookup(settings))
+        else:
+            result = restoring.restore(_layout(settings), target, into, port=port,
+                                       key_for=keying.key_lookup(settings))
     if as_json:
         output.print_json(result.as_dict())
         return

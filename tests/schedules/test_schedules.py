@@ -11,6 +11,7 @@ import schedules
 import schedules.alerts
 import schedules.backups
 import schedules.metrics
+import schedules.offsite
 import schedules.recovery
 import schedules.search
 
@@ -26,6 +27,7 @@ EXPECTED_SCHEDULES = {
     "retention_schedule": ("41 3 * * *", "retention_job"),
     "nightly_base_backup_schedule": ("30 1 * * *", "postgres_base_backup_job"),
     "weekly_recovery_check_schedule": ("0 5 * * 0", "recovery_check_job"),
+    "offsite_push_schedule": ("7-59/15 * * * *", "offsite_push_job"),
 }
 SENSORS = ("run_failure_alert_sensor", "stale_backup_sensor", "stale_search_snapshot_sensor", "wal_archive_sensor")
 
@@ -34,6 +36,7 @@ def _reload():
     importlib.reload(schedules.alerts)
     importlib.reload(schedules.backups)
     importlib.reload(schedules.metrics)
+    importlib.reload(schedules.offsite)
     importlib.reload(schedules.recovery)
     importlib.reload(schedules.search)
     return importlib.reload(schedules)
@@ -110,7 +113,9 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
                       "retention_schedule": dg.DefaultScheduleStatus.RUNNING,
                       # no WAL archive: a base backup could only fail
                       "nightly_base_backup_schedule": dg.DefaultScheduleStatus.STOPPED,
-                      "weekly_recovery_check_schedule": dg.DefaultScheduleStatus.STOPPED}
+                      "weekly_recovery_check_schedule": dg.DefaultScheduleStatus.STOPPED,
+                      # no bucket: every push could only fail
+                      "offsite_push_schedule": dg.DefaultScheduleStatus.STOPPED}
     assert {s.name: s.default_status for s in module.SENSORS} == {
         name: dg.DefaultSensorStatus.RUNNING for name in SENSORS}
 
@@ -121,6 +126,15 @@ def test_production_with_the_wal_archive_runs_the_base_backups_and_recovery_chec
     status = {s.name: s.default_status for s in module.SCHEDULES}
     assert status["nightly_base_backup_schedule"] == status["weekly_recovery_check_schedule"] == \
         dg.DefaultScheduleStatus.RUNNING
+
+
+def test_production_with_a_bucket_copies_off_the_machine(environment, monkeypatch):
+    monkeypatch.setenv("OFFSITE_BUCKET", "prod-backups")
+    module = environment("production")
+    status = {s.name: s.default_status for s in module.SCHEDULES}
+    assert status["offsite_push_schedule"] == dg.DefaultScheduleStatus.RUNNING
+    assert {s.name: s.default_status for s in environment("development").SCHEDULES}["offsite_push_schedule"] == \
+        dg.DefaultScheduleStatus.STOPPED
 
 
 def test_system_metrics_runs_sample_at_their_tick_time():
