@@ -242,8 +242,8 @@ class ObjectStore:
             raise OffsiteError(f"{action} {what} failed: {type(exc).__name__}: {redact(str(exc))[:300]}") from None
 
 
-class _Missing(Exception):
-    """The object does not exist (a 404 on a key)."""
+class _Missing(OffsiteMissing):
+    """The object does not exist (a 404 on a key); caught inside this module."""
 
 
 def _client(config: StoreConfig):

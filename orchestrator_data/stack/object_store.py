@@ -9,7 +9,7 @@ not semantic versions, so the proxy knows its commits by pseudo-version; the pin
 
     python -m orchestrator_data.stack.object_store build     # (make minio) build into the cache once
     python -m orchestrator_data.stack.object_store path      # where the binary is (or would be)
-    python -m orchestrator_data.stack.object_store serve [DIR]   # the local stack's store (OFFSITE_* settings)"""
+    python -m orchestrator_data.offsite.local_server [DIR]  # the local stack's store (OFFSITE_* settings)"""
 
 from __future__ import annotations
 
@@ -121,44 +121,8 @@ class MinioServer:
             self.process.wait(5)
 
 
-def serve(data_dir: Path) -> int:
-    """For the local stack: MinIO in the foreground with the OFFSITE_* settings as its credentials and
-    address (OFFSITE_ENDPOINT_URL's port on 127.0.0.1), the bucket OFFSITE_BUCKET created if missing.
-    Stops on Ctrl-C or SIGTERM. Prints where it listens, never the secret."""
-    import signal
-    from urllib.parse import urlsplit
-
-    from orchestrator_data.offsite.config import required
-    from orchestrator_data.offsite.store import ObjectStore
-    from orchestrator_data.settings import load_settings
-
-    config = required(load_settings())
-    if not (config.endpoint_url and config.access_key_id and config.secret_access_key):
-        print("set OFFSITE_ENDPOINT_URL (http://127.0.0.1:<port>), OFFSITE_ACCESS_KEY_ID and "
-              "OFFSITE_SECRET_ACCESS_KEY (8+ characters) for the local server", file=sys.stderr)
-        return 2
-    port = urlsplit(config.endpoint_url).port or 80
-    server = MinioServer(data_dir, config.access_key_id, config.secret_access_key.get_secret_value(), port=port)
-    server.start()
-    try:
-        store = ObjectStore(config)
-        client = store._client
-        if config.bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
-            client.create_bucket(Bucket=config.bucket)
-        print(f"MinIO at {server.endpoint}, bucket {config.bucket}, data in {data_dir} (Ctrl-C stops it)")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        server.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
-
-
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "path"
-    if command == "serve":
-        return serve(Path(argv[1] if len(argv) > 1 else ".orchestrator-data/minio").expanduser().absolute())
     if command == "build":
         started = time.monotonic()
         built = build()
@@ -167,7 +131,7 @@ def main(argv: list[str]) -> int:
     if command == "path":
         print(binary())
         return 0
-    print("usage: python -m orchestrator_data.stack.object_store build|path|serve [DATA_DIR]", file=sys.stderr)
+    print("usage: python -m orchestrator_data.stack.object_store build|path", file=sys.stderr)
     return 2
 
 

@@ -1,4 +1,4 @@
-"""`python -m orchestrator_data.stack.object_store serve`: the local stack's store, from the OFFSITE_*
+"""`python -m orchestrator_data.offsite.local_server`: the local stack's store, from the OFFSITE_*
 settings — MinIO on the endpoint's port with those credentials, the bucket created, stopped by SIGTERM."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_serve_starts_minio_with_the_settings_and_creates_the_bucket(session_dir
     env = {"OFFSITE_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "OFFSITE_BUCKET": "local-copies",
            "OFFSITE_ACCESS_KEY_ID": "local-admin", "OFFSITE_SECRET_ACCESS_KEY": secrets.token_hex(12)}
     data = session_dir / f"serve-{secrets.token_hex(3)}"
-    process = subprocess.Popen([sys.executable, "-m", "orchestrator_data.stack.object_store", "serve", str(data)],
+    process = subprocess.Popen([sys.executable, "-m", "orchestrator_data.offsite.local_server", str(data)],
                                env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     try:
