@@ -50,19 +50,21 @@ class DrillResult:
     two_primaries_rounds: int
     watcher_rounds: int
     failed_attempts: int = 0
+    commits_per_s: float = 0.0  # the writer's rate on the old primary, before the kill
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 class Writer(threading.Thread):
-    """Commits row n = 1, 2, ... one per transaction, through the multi-host string; after an error it
+    """Commits row n = first, first + step, ... one per transaction, through the multi-host string; after an error it
     reconnects (libpq finds the new primary) and goes on with the next n. Paced to `rate` commits/s."""
 
-    def __init__(self, conninfo: str, rate: float | None = None):
+    def __init__(self, conninfo: str, rate: float | None = None, *, first: int = 1, step: int = 1):
         super().__init__(daemon=True, name="drill-writer")
         self.conninfo = conninfo
         self.interval = 1.0 / rate if rate else 0.0
+        self.first, self.step = first, step  # writers side by side number their rows apart
         self.acknowledged: list[Commit] = []
         self.uncertain: list[int] = []
         self.failed_attempts = 0
@@ -70,7 +72,7 @@ class Writer(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        n, conn, port = 0, None, 0
+        n, conn, port = self.first - self.step, None, 0
         next_at = time.monotonic()
         try:
             while not self.stopping.is_set():
@@ -82,7 +84,7 @@ class Writer(threading.Thread):
                         self.failed_attempts += 1
                         time.sleep(0.05)
                         continue
-                n += 1
+                n += self.step
                 try:
                     conn.execute(f"INSERT INTO {TABLE} (n) VALUES (%s)", (n,))
                 except psycopg.Error:
@@ -109,6 +111,43 @@ class Writer(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         self.join(30)
+
+
+class WriterGroup:
+    """`count` writers side by side (row numbers interleaved), sharing the rate; read as one writer."""
+
+    def __init__(self, conninfo: str, rate: float | None, count: int):
+        self.writers = [Writer(conninfo, rate / count if rate else None, first=i + 1, step=count)
+                        for i in range(count)]
+
+    def start(self) -> None:
+        for writer in self.writers:
+            writer.start()
+
+    def stop(self) -> None:
+        for writer in self.writers:
+            writer.stopping.set()
+        for writer in self.writers:
+            writer.join(30)
+
+    @property
+    def acknowledged(self) -> list[Commit]:
+        return [c for writer in self.writers for c in writer.acknowledged]
+
+    @property
+    def uncertain(self) -> list[int]:
+        return [n for writer in self.writers for n in writer.uncertain]
+
+    @property
+    def failed_attempts(self) -> int:
+        return sum(writer.failed_attempts for writer in self.writers)
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((writer.error for writer in self.writers if writer.error is not None), None)
+
+    def any_acknowledged_by_another(self, port: int) -> bool:
+        return any(c.port != port for writer in self.writers for c in writer.acknowledged[-5:])
 
 
 class PrimaryWatcher(threading.Thread):
@@ -183,11 +222,12 @@ def wait_rejoined(cluster: HACluster, name: str, timeout_s: float) -> bool:
 
 
 def run_drill(cluster: HACluster, *, kind: str = "postgres", rate: float | None = 200.0, before_s: float = 1.0,
-              timeout_s: float = 60.0, rejoin_timeout_s: float = 60.0) -> DrillResult:
+              timeout_s: float = 60.0, rejoin_timeout_s: float = 60.0, writers: int = 4) -> DrillResult:
     """Kill the primary (-9) under a writer and measure. `kind`: `postgres` kills the primary's server
     (Patroni stays and fails over at once, primary_start_timeout 0); `member` kills Patroni and the
     server together (the leader key then has to expire: up to ttl), and starts the member again once a
-    new primary runs, as a supervisor would."""
+    new primary runs, as a supervisor would. `rate` (commits/s) is shared by `writers` connections side by
+    side: one connection alone waits a round trip to the standby per commit in sync mode."""
     if kind not in KINDS:
         raise DrillFailed(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
     cluster.wait_healthy(timeout_s)
@@ -195,7 +235,8 @@ def run_drill(cluster: HACluster, *, kind: str = "postgres", rate: float | None 
     old_port = old.port
     old_member = cluster.member(old.name)
     prepare_table(cluster)
-    watcher, writer = PrimaryWatcher(cluster), Writer(cluster.conninfo(), rate)
+    watcher = PrimaryWatcher(cluster)
+    writer = WriterGroup(cluster.conninfo(), rate, writers)
     watcher.start()
     writer.start()
     try:
@@ -209,7 +250,7 @@ def run_drill(cluster: HACluster, *, kind: str = "postgres", rate: float | None 
             old_member.kill()
         deadline = killed_at + timeout_s
         while time.monotonic() < deadline and writer.error is None:
-            if any(c.port != old_port for c in writer.acknowledged[-50:]):
+            if writer.any_acknowledged_by_another(old_port):
                 break
             time.sleep(0.05)
         else:
@@ -227,9 +268,12 @@ def run_drill(cluster: HACluster, *, kind: str = "postgres", rate: float | None 
         watcher.stop()
     if writer.error is not None:
         raise DrillFailed(f"the writer failed: {type(writer.error).__name__}: {writer.error}")
-    on_old = [c for c in writer.acknowledged if c.port == old_port]
-    on_new = [c for c in writer.acknowledged if c.port != old_port and c.at > killed_at]
+    acknowledged = sorted(writer.acknowledged, key=lambda c: c.at)
+    on_old = [c for c in acknowledged if c.port == old_port]
+    on_new = [c for c in acknowledged if c.port != old_port and c.at > killed_at]
     resumed = on_new[0].at - on_old[-1].at
+    span = on_old[-1].at - on_old[0].at
+    rate_seen = (len(on_old) - 1) / span if span > 0 else 0.0
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         held = {row[0] for row in conn.execute(f"SELECT n FROM {TABLE}")}
     lost = sum(1 for c in writer.acknowledged if c.n not in held)
@@ -237,4 +281,4 @@ def run_drill(cluster: HACluster, *, kind: str = "postgres", rate: float | None 
                        commits_acknowledged=len(writer.acknowledged), commits_lost=lost,
                        uncertain_commits=len(writer.uncertain), rejoin_s=round(rejoin_s, 3) if rejoin_s else None,
                        two_primaries_rounds=watcher.two_primaries, watcher_rounds=watcher.rounds,
-                       failed_attempts=writer.failed_attempts)
+                       failed_attempts=writer.failed_attempts, commits_per_s=round(rate_seen, 1))
