@@ -32,6 +32,8 @@ WAL_ARCHIVE = "wal_archive"
 POSTGRES_BASE_BACKUP = "postgres_base_backup"
 RECOVERY_CHECK = "recovery_check"
 RECOVERY_PRUNE = "recovery_prune"
+# the failover drill on a scratch HA pair (docs/failover.md)
+FAILOVER_DRILL = "failover_drill"
 
 
 def index_key(name: str) -> str:
