@@ -48,7 +48,7 @@ def start(
             output.info(f"{s.name}: {s.detail['note']}")
         where = f" at {s.masked_url}" if s.masked_url else ""
         output.info(f"{output.OK} {s.name} {s.version or ''}{where} (pid {s.pid})")
-        for line in _member_lines(s):
+        for line in member_lines(s):
             output.info(f"  {line}")
 
     stack.start(only=only, on_started=report)
@@ -84,15 +84,15 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
                           s.version or "-", str(s.pid or "-"), s.data_dir or "-")
         output.console.print(table)
         for s in statuses:
-            for line in _member_lines(s):
+            for line in member_lines(s):
                 output.info(line)
     if not all(s.running for s in statuses):
         raise typer.Exit(1)
 
 
-def _member_lines(status) -> list[str]:
+def member_lines(status) -> list[str]:
     """The HA pair's members, one line each, as Patroni reports them (role, state, timeline, lag)."""
-    ha = status.detail.get("ha")
+    ha = status.detail.get("ha") if status is not None else None
     if not ha:
         return []
     lines = [f"{status.name}: HA pair ({ha['mode']} replication), etcd at {ha['etcd']}"
