@@ -39,4 +39,5 @@ def drill_on_scratch_pair(*, kind: str = "postgres", mode: str = "sync", rate: f
                           parent: Path | None = None) -> DrillResult:
     """One failover drill (replication/drill.py) on a pair started for it and removed after."""
     with scratch_pair(mode, parent=parent) as cluster:
-        return run_drill(cluster, kind=kind, rate=rate)
+        # generous bounds: on a loaded machine the old primary's crash recovery alone can take tens of seconds
+        return run_drill(cluster, kind=kind, rate=rate, timeout_s=90, rejoin_timeout_s=120)

@@ -86,6 +86,9 @@ def test_the_stack_starts_a_pair_whose_standby_streams_what_the_primary_commits(
         [(m["name"], m["role"]) for m in members]
     secrets = json.loads((Path(stack.root) / "secrets.json").read_text())
     assert not [name for name, value in secrets.items() if value in shown.stdout + started.stdout + health.stdout]
+    logs = "".join(path.read_text(errors="replace") for path in (Path(stack.root) / "ha").rglob("*.log"))
+    assert "bootstrap" in logs or "initdb" in logs  # the members' logs are there to be read
+    assert not [name for name, value in secrets.items() if value in logs]
 
     cluster = _cluster(ha)
     standby = next(m for m in cluster.cluster() if not m.is_leader)
@@ -107,7 +110,7 @@ def test_the_stack_starts_a_pair_whose_standby_streams_what_the_primary_commits(
 
 def test_the_primary_killed_under_a_writer_is_replaced_and_rejoins_with_no_acknowledged_commit_lost(ha):
     cluster = _cluster(ha)
-    result = run_drill(cluster, kind="postgres", rate=200, before_s=1.0, timeout_s=30, rejoin_timeout_s=60)
+    result = run_drill(cluster, kind="postgres", rate=200, before_s=1.0, timeout_s=60, rejoin_timeout_s=120)
     assert result.new_primary != result.old_primary
     assert result.commits_acknowledged > 100
     assert result.commits_lost == 0  # synchronous standby
