@@ -104,9 +104,10 @@ class HACluster:
         self.write_configs()
         for member in self.members:
             member.start()
-        members = self.wait_healthy(timeout_s)
+        # first streaming under the mode etcd holds, then the settings' mode (it may have changed since)
+        self.wait_healthy(timeout_s, require_sync=False)
         self.apply_dynamic_config()
-        return members
+        return self.wait_healthy(timeout_s)
 
     def apply_dynamic_config(self) -> None:
         """The timings and replication mode in etcd as the settings say (bootstrap.dcs only applies to a
@@ -115,7 +116,7 @@ class HACluster:
         wanted = dynamic_config(self.mode)
         patroni_api.patch_config(leader.api_url.removesuffix("/patroni"), self.api_auth, wanted)
 
-    def wait_healthy(self, timeout_s: float = 120.0) -> list[Member]:
+    def wait_healthy(self, timeout_s: float = 120.0, *, require_sync: bool = True) -> list[Member]:
         """Wait for a running leader and every other member streaming from it (one of them synchronous
         when the mode says so)."""
         deadline = time.monotonic() + timeout_s
@@ -135,7 +136,8 @@ class HACluster:
                 others = [m for m in members if m is not leader]
                 # in sync mode a standby counts once Patroni made it synchronous: before that, it may not
                 # be promoted, and a crashed primary is restarted in place rather than failed over
-                synchronous = self.mode == "async" or any(m.role == "sync_standby" for m in others)
+                synchronous = (self.mode == "async" or not require_sync
+                               or any(m.role == "sync_standby" for m in others))
                 if (leader is not None and len(members) == len(self.members) and synchronous
                         and all(m.state == "streaming" for m in others)):
                     return members

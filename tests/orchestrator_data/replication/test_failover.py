@@ -159,6 +159,25 @@ def test_a_planned_switchover_from_the_cli_hands_over_without_two_primaries_or_a
     assert watcher.two_primaries == 0 and watcher.rounds > 10
 
 
+def _roles() -> list[str]:
+    shown = json.loads(cli("stack", "status", "--json").stdout)
+    [postgres] = [s for s in shown["services"] if s["name"] == "postgres"]
+    return sorted(m["role"] for m in postgres["detail"]["ha"]["members"])
+
+
+def test_a_changed_replication_mode_reaches_the_running_pair_on_stack_start(ha):
+    _cluster(ha).wait_healthy(60)  # after the tests before: a synchronous standby again
+    assert _roles() == ["leader", "sync_standby"]
+    for mode, standby_role in (("async", "replica"), ("sync", "sync_standby")):
+        started = cli("stack", "start", env={"REPLICATION_MODE": mode})
+        assert started.returncode == 0, started.stderr
+        assert f"({mode} replication)" in started.stdout
+        deadline = time.monotonic() + 15
+        while _roles() != ["leader", standby_role]:  # Patroni applies it within a loop or two
+            assert time.monotonic() < deadline, (mode, _roles())
+            time.sleep(0.2)
+
+
 def test_stack_stop_stops_etcd_patroni_and_every_server_of_the_pair(ha):
     _, _, root = ha
     assert _processes_naming(root)  # the pair runs: what follows can fail
