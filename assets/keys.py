@@ -34,6 +34,8 @@ RECOVERY_CHECK = "recovery_check"
 RECOVERY_PRUNE = "recovery_prune"
 # copies off the machine (docs/backups.md)
 OFFSITE_COPIES = "offsite_copies"
+# the failover drill on a scratch HA pair (docs/failover.md)
+FAILOVER_DRILL = "failover_drill"
 
 
 def index_key(name: str) -> str:

@@ -151,12 +151,22 @@ offsite_push_job = dg.define_asset_job(
                 "verified by checksum after upload; check the age of the newest copy.",
 )
 
+# a failover drill on a scratch HA pair of its own (docs/failover.md), never on the configured database
+dr_drill_job = dg.define_asset_job(
+    "dr_drill_job",
+    metadata=runbook_metadata("dr_drill_job"),
+    selection=dg.AssetSelection.assets(keys.FAILOVER_DRILL),
+    description="Start a scratch Patroni pair, kill its primary under writers, record writes-resumed time, commits "
+                "lost and rejoin time.",
+)
+
 JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, postgres_backup_job, postgres_restore_check_job,
         postgres_backup_prune_job,
         search_sync_job, search_full_load_job, search_lifecycle_job, search_snapshot_job, system_metrics_job,
         gdpr_export_job, gdpr_erase_job, retention_job, postgres_base_backup_job, recovery_check_job,
-        offsite_push_job]
+        offsite_push_job, dr_drill_job]
 
-__all__ = ["JOBS", "bootstrap_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job", "offsite_push_job",
-           "postgres_backup_job", "postgres_backup_prune_job", "postgres_base_backup_job", "postgres_restore_check_job", "recovery_check_job", "reset_job", "retention_job", "search_full_load_job",
+__all__ = ["JOBS", "bootstrap_job", "dr_drill_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job",
+           "offsite_push_job", "postgres_backup_job", "postgres_backup_prune_job", "postgres_base_backup_job",
+           "postgres_restore_check_job", "recovery_check_job", "reset_job", "retention_job", "search_full_load_job",
            "search_lifecycle_job", "search_snapshot_job", "search_sync_job", "seed_job", "system_metrics_job"]

@@ -281,6 +281,22 @@ class Settings(BaseSettings):
                                            description="HTTP port of the local stack's Elasticsearch node.")
     stack_elasticsearch_heap: str = Field("512m", pattern=r"^\d+[mg]$", validation_alias="STACK_ELASTICSEARCH_HEAP",
                                           description="Java heap of the local Elasticsearch node (`512m`, `1g`).")
+    # The local HA pair (`stack start --standby`): etcd and Patroni members (docs/failover.md).
+    postgres_standbys: int = Field(
+        0, ge=0, le=3, validation_alias="POSTGRES_STANDBYS",
+        description="Streaming standbys of the local stack's PostgreSQL. 0 runs the single server; 1 or more runs "
+                    "the server under Patroni (with a local etcd) with that many standbys, failed over to "
+                    "automatically (`stack start --standby` is 1). docs/failover.md.")
+    replication_mode: str = Field(
+        "sync", pattern=r"^(async|sync|strict)$", validation_alias="REPLICATION_MODE",
+        description="How the HA pair's standbys replicate: `sync` (a commit is acknowledged once a standby has it; "
+                    "only that standby may be promoted, so no acknowledged commit is lost; without a healthy "
+                    "standby the primary goes on alone), `strict` (as sync, but without a standby commits wait) or "
+                    "`async` (commits do not wait; a failover may lose the last ones, at most 1 MB behind).")
+    stack_patroni_port: Port = Field(58008, validation_alias="STACK_PATRONI_PORT",
+                                     description="REST API port of the HA pair's first Patroni member (member i: +i).")
+    stack_etcd_port: Port = Field(52379, validation_alias="STACK_ETCD_PORT",
+                                  description="Client port of the HA pair's etcd (its peer port is the next one).")
     # the tests set `-XX:TieredStopAtLevel=1`: their nodes live minutes, and the JIT's optimizing tier is
     # then most of a node's CPU (about half of what the search tests cost on 2 cores)
     stack_elasticsearch_java_opts: str = Field(

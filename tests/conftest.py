@@ -50,6 +50,7 @@ LONG_FIRST = (
     "tests/orchestrator_data/recovery/test_chain.py", "tests/elasticsearch_node/test_smoke.py",
     "tests/orchestrator_data/test_stack.py", "tests/orchestrator_data/search/test_node_restart.py",
     "tests/cli/test_offsite.py",
+    "tests/orchestrator_data/replication/test_failover.py", "tests/jobs/test_dr_drill.py",
 )
 
 

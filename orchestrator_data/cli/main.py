@@ -111,6 +111,7 @@ def status(
             "services": {h.service: h.as_dict() for h in results},
             **({"search": search_status.as_json(search)} if search is not None else {}),
             **({"search_error": search_error} if search_error else {}),
+            **({"ha": pair.detail["ha"]} if (pair := _ha_pair(settings)) else {}),
         })
     else:
         output.console.print(output.health_table(results, f"orchestrator-data ({settings.environment.value})"))
@@ -120,8 +121,20 @@ def status(
             output.info(f"{output.OK if fine else output.FAIL} search {r.name:<15} {state}")
         if search_error:
             output.info(f"{output.FAIL} search unavailable: {search_error}")
+        for line in stack_cli.member_lines(_ha_pair(settings)):
+            output.info(line)
     if not healthy:
         raise typer.Exit(1)
+
+
+def _ha_pair(settings):
+    """The local HA pair's status (members as Patroni reports them) when the stack runs one, else None."""
+    if settings.database_url:
+        return None
+    from orchestrator_data.stack import Stack
+
+    service = Stack(settings).service("postgres")
+    return service.status() if hasattr(service, "ha") and service.is_running() else None
 
 
 NOT_MIGRATED = "the schema is not migrated yet: run `orchestrator-data init`"

@@ -318,3 +318,9 @@ def reconcile(
     for service in report.not_configured:
         output.note(f"{service}: not configured, nothing to bring in line")
     output.info(f"{output.OK} brought in line in {report.duration_s:.1f} s ({report.reason})")
+
+
+# the local HA pair's planned switchover (cli/failover.py)
+from orchestrator_data.cli.failover import failover as _failover  # noqa: E402
+
+app.command("failover")(_failover)

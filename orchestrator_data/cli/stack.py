@@ -28,12 +28,17 @@ def _check_only(only: list[str] | None) -> list[str] | None:
 
 
 @app.command()
-def start(only: Only = None) -> None:
+def start(
+    only: Only = None,
+    standby: Annotated[bool, typer.Option(
+        "--standby", help="Run PostgreSQL as an HA pair: a primary and a streaming standby under Patroni and a "
+                          "local etcd, failed over automatically (as POSTGRES_STANDBYS=1).")] = False,
+) -> None:
     """Start every service whose URL is not configured (idempotent; data is kept between runs)."""
     from orchestrator_data.stack import Stack
 
     settings = load_settings()
-    stack = Stack(settings)
+    stack = Stack(settings, standbys=max(1, settings.postgres_standbys) if standby else None)
     only = _check_only(only)
     external = [name for name in STACK_SERVICES if stack.configured_externally(name)]
     for name in external:
@@ -43,6 +48,8 @@ def start(only: Only = None) -> None:
             output.info(f"{s.name}: {s.detail['note']}")
         where = f" at {s.masked_url}" if s.masked_url else ""
         output.info(f"{output.OK} {s.name} {s.version or ''}{where} (pid {s.pid})")
+        for line in member_lines(s):
+            output.info(f"  {line}")
 
     stack.start(only=only, on_started=report)
 
@@ -76,5 +83,21 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
             table.add_row(output.OK if s.running else output.FAIL, s.name, s.masked_url or "-",
                           s.version or "-", str(s.pid or "-"), s.data_dir or "-")
         output.console.print(table)
+        for s in statuses:
+            for line in member_lines(s):
+                output.info(line)
     if not all(s.running for s in statuses):
         raise typer.Exit(1)
+
+
+def member_lines(status) -> list[str]:
+    """The HA pair's members, one line each, as Patroni reports them (role, state, timeline, lag)."""
+    ha = status.detail.get("ha") if status is not None else None
+    if not ha:
+        return []
+    lines = [f"{status.name}: HA pair ({ha['mode']} replication), etcd at {ha['etcd']}"
+             + (f"; {ha['error']}" if ha.get("error") else "")]
+    for m in ha["members"]:
+        lag = "" if m["lag_bytes"] is None else f", lag {m['lag_bytes']} B"
+        lines.append(f"  {m['name']}: {m['role']}, {m['state']}, port {m['port']}, timeline {m['timeline']}{lag}")
+    return lines

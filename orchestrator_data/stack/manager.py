@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator_data.errors import BadInput
 from orchestrator_data.settings import Settings
 from orchestrator_data.stack.archiver import ArchiverService, recovery_conf
 from orchestrator_data.stack.common import Secrets, ServiceStatus, file_lock, write_atomically
@@ -39,8 +40,10 @@ class Endpoints:
 
 
 class Stack:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, standbys: int | None = None):
         self.settings = settings
+        # > 0: PostgreSQL runs as an HA pair (stack/ha_postgres.py); `stack start --standby` sets 1
+        self.standbys = settings.postgres_standbys if standbys is None else standbys
         self.root = Path(settings.state_dir).expanduser().resolve()
         self.state_file = self.root / "stack.json"
         self.secrets = Secrets(self.root / "secrets.json")
@@ -66,6 +69,10 @@ class Stack:
 
     def service(self, name: str, for_start: bool = False):
         port = self._port(name, for_start)
+        if name == "postgres" and self._high_availability(for_start):
+            from orchestrator_data.stack.ha_postgres import HAPostgresService
+
+            return HAPostgresService(self.root, self.secrets, self.settings, standbys=self.standbys or None)
         if name == "postgres":
             return PostgresService(self.root, port, self.secrets, recovery_conf=self._recovery_conf(sync_now=False))
         if name == "redis":
@@ -74,6 +81,14 @@ class Stack:
             return ElasticsearchService(self.root, port, heap=self.settings.stack_elasticsearch_heap,
                                         java_options=self.settings.stack_elasticsearch_java_opts)
         raise KeyError(name)
+
+    def _high_availability(self, for_start: bool) -> bool:
+        """The pair when asked for, or when the stack was started as one and its pair is still there (a
+        plain `stack start` does not swap the pair's database for the single server's)."""
+        recorded = self._recorded_ports().get("postgres")
+        if recorded is None or for_start:
+            return self.standbys > 0 or bool(recorded and recorded.get("ha") and (self.root / "ha" / "ha.json").exists())
+        return bool(recorded.get("ha"))
 
     # -- the WAL archiver (a service of the local stack when WAL_ARCHIVE_MODE is not off) ---------
     def _recovery_conf(self, sync_now: bool) -> str:
@@ -110,12 +125,15 @@ class Stack:
                 if only and name not in only:
                     continue
                 running = self.service(name)
+                if name == "postgres" and self.standbys > 0 and running.is_running() and not hasattr(running, "ha"):
+                    raise BadInput("the local PostgreSQL runs as a single server: stop it (`stack stop --only "
+                                   "postgres`) before starting the HA pair, which is a new cluster of its own")
                 if running.is_running():
                     # start() of a running service only brings it up to date (e.g. the dagster login)
                     status = running.start()
                 else:
                     status = self.service(name, for_start=True).start()
-                    recorded[name] = {"port": status.port}
+                    recorded[name] = {"port": status.port, **({"ha": True} if "ha" in status.detail else {})}
                     self._write_state(recorded)
                 results.append(status)
                 if on_started:
