@@ -32,6 +32,8 @@ WAL_ARCHIVE = "wal_archive"
 POSTGRES_BASE_BACKUP = "postgres_base_backup"
 RECOVERY_CHECK = "recovery_check"
 RECOVERY_PRUNE = "recovery_prune"
+# replication (docs/recovery.md#replication-and-failover)
+POSTGRES_REPLICATION = "postgres_replication"
 
 
 def index_key(name: str) -> str:
@@ -80,6 +82,7 @@ RECONCILIATION = "reconciliation"
 FRESHNESS = "freshness"
 RPO = "rpo"          # the archive's lag within RPO_TARGET_SECONDS
 WINDOW = "window"    # the recovery window covered by base backups and gapless WAL
+LAG = "lag"          # each standby within REPLICATION_LAG_TARGET_SECONDS / _BYTES
 
 
 def check_section(asset: str, check: str) -> str:

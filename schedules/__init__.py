@@ -11,6 +11,7 @@ from schedules.backups import (daily_postgres_backup_prune_schedule, nightly_pos
                                weekly_postgres_restore_check_schedule)
 from schedules.metrics import system_metrics_schedule
 from schedules.recovery import nightly_base_backup_schedule, wal_archive_sensor, weekly_recovery_check_schedule
+from schedules.replication import replication_schedule, replication_sensor
 from schedules.search import daily_search_snapshot_schedule, stale_search_snapshot_sensor
 
 # Off by default outside production: a developer's laptop should not poll on its own.
@@ -61,10 +62,12 @@ retention_schedule = dg.ScheduleDefinition(
 SCHEDULES = [health_schedule, nightly_postgres_backup_schedule, weekly_postgres_restore_check_schedule,
              daily_postgres_backup_prune_schedule, search_sync_schedule,
              search_lifecycle_schedule, daily_search_snapshot_schedule, system_metrics_schedule, retention_schedule,
-             nightly_base_backup_schedule, weekly_recovery_check_schedule]
-SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor, stale_search_snapshot_sensor, wal_archive_sensor]
+             nightly_base_backup_schedule, weekly_recovery_check_schedule, replication_schedule]
+SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor, stale_search_snapshot_sensor, wal_archive_sensor,
+                      replication_sensor]
 
 __all__ = ["SCHEDULES", "SENSORS", "daily_postgres_backup_prune_schedule", "daily_search_snapshot_schedule", "health_schedule", "nightly_postgres_backup_schedule",
            "retention_schedule", "run_failure_alert_sensor", "search_lifecycle_schedule", "search_sync_schedule", "stale_backup_sensor",
            "stale_search_snapshot_sensor", "system_metrics_schedule", "weekly_postgres_restore_check_schedule",
-           "nightly_base_backup_schedule", "weekly_recovery_check_schedule", "wal_archive_sensor"]
+           "nightly_base_backup_schedule", "weekly_recovery_check_schedule", "wal_archive_sensor",
+           "replication_schedule", "replication_sensor"]

@@ -184,3 +184,13 @@ def recovery_chain():
 
     with archived_chain() as built:
         yield built
+
+
+@pytest.fixture(scope="session")
+def standby_pair():
+    """A scratch primary and its streaming standby (tests/replication_pair.py), shared by the tests that
+    only observe it; each leaves it streaming and caught up. Tests that promote build a pair of their own."""
+    from tests.replication_pair import replication_pair
+
+    with replication_pair() as built:
+        yield built

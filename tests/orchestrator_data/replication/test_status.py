@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from orchestrator_data.metrics import replication as replication_metrics
@@ -11,6 +12,11 @@ from orchestrator_data.postgres import client as pg
 from orchestrator_data.replication.status import observe, observe_engine, summary_lines
 from orchestrator_data.stack.common import Secrets
 from orchestrator_data.stack.postgres import PostgresService
+
+
+@pytest.fixture
+def pair(standby_pair):
+    return standby_pair
 
 
 def _write_wal(conn, rows: int = 2000) -> None:
