@@ -42,13 +42,21 @@ def _given(value, default):
 
 def postgres_engine(settings: Settings, url: str | None = None, *, pool_size: int | None = None,
                     max_overflow: int | None = None, pool_timeout: float | None = None,
-                    tls: pg.TlsOptions = pg.TlsOptions(), application_name: str = "orchestrator-data"):
-    """A pooled engine; the pool is DATABASE_POOL_SIZE / _MAX_OVERFLOW / _POOL_TIMEOUT unless given."""
+                    tls: pg.TlsOptions = pg.TlsOptions(), application_name: str = "orchestrator-data",
+                    reconnect_timeout_s: float | None = None):
+    """A pooled engine; the pool is DATABASE_POOL_SIZE / _MAX_OVERFLOW / _POOL_TIMEOUT unless given. It follows
+    the primary through a failover, reconnecting for DATABASE_RECONNECT_TIMEOUT_S (replication/follow.py)."""
     pool = pg.PoolOptions(size=_given(pool_size, settings.database_pool_size),
                           max_overflow=_given(max_overflow, settings.database_max_overflow),
                           timeout=_given(pool_timeout, settings.database_pool_timeout))
     return pg.create_engine(url or resolve_url("postgres", settings), pool=pool, tls=tls,
-                            application_name=application_name)
+                            application_name=application_name,
+                            reconnect_timeout_s=_given(reconnect_timeout_s, settings.database_reconnect_timeout_s))
+
+
+def postgres_read_engine(settings: Settings, *, application_name: str = "orchestrator-data-read"):
+    """An engine for read-only work (exports): DATABASE_READ_URL (a standby) when set, else DATABASE_URL's."""
+    return postgres_engine(settings, settings.database_read_url or None, application_name=application_name)
 
 
 def redis_client(settings: Settings, url: str | None = None, *, max_connections: int | None = None,
@@ -79,7 +87,7 @@ def elasticsearch_client(settings: Settings, url: str | None = None, *, credenti
 
 
 def _postgres_health(settings: Settings, url: str, attempts: int) -> ServiceHealth:
-    engine = postgres_engine(settings, url)
+    engine = postgres_engine(settings, url, reconnect_timeout_s=0)  # a health check reports at once
     try:
         return pg.check_health(engine, attempts=attempts)
     finally:

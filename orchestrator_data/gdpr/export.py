@@ -108,12 +108,14 @@ def record_export(engine: sa.Engine, person: dict[str, Any], requested_by: str) 
 
 
 def export_user(engine: sa.Engine, redis_client: redis.Redis | None, search_client: Elasticsearch | None,
-                layout: Layout | None, user_id: str | uuid.UUID, requested_by: str) -> dict[str, Any]:
-    """The export document (format FORMAT_VERSION). Raises InvalidUserId, UnknownUser."""
+                layout: Layout | None, user_id: str | uuid.UUID, requested_by: str,
+                read_engine: sa.Engine | None = None) -> dict[str, Any]:
+    """The export document (format FORMAT_VERSION). The rows are read through `read_engine` when given (a
+    standby: DATABASE_READ_URL), the export is recorded through `engine`. Raises InvalidUserId, UnknownUser."""
     user = as_user_id(user_id)
     document = {"format_version": FORMAT_VERSION, "exported_at": datetime.now(timezone.utc),
                 "user_id": user, "requested_by": requested_by}
-    document.update(read_postgres(engine, user))
+    document.update(read_postgres(read_engine or engine, user))
     document["sessions"] = read_sessions(redis_client, user) if redis_client is not None else None
     document["search_documents"] = (read_search(search_client, layout, user)
                                     if search_client is not None and layout is not None else None)

@@ -12,6 +12,7 @@ from sqlalchemy import exc as sa_exc
 from orchestrator_data import urls
 from orchestrator_data.health import ServiceHealth, failed, median_latency_ms, version_problem
 from orchestrator_data.redaction import register_secret
+from orchestrator_data.replication.follow import follow_primary
 from orchestrator_data.replication.status import observe as observe_replication
 from orchestrator_data.retry import transient_retrying
 
@@ -44,10 +45,14 @@ def create_engine(
     tls: TlsOptions = TlsOptions(),
     application_name: str = "orchestrator-data",
     connect_timeout: int = 10,
+    reconnect_timeout_s: float = 0.0,
 ) -> sa.Engine:
+    """An engine on `url` (one host, or several: libpq's multi-host form). `reconnect_timeout_s`: how long
+    opening a connection keeps retrying while no host takes a read-write session (a failover;
+    replication/follow.py); 0 fails at once, as a health check wants."""
     parsed = urls.parse_postgres_url(url)
     register_secret(parsed.password)
-    return sa.create_engine(
+    engine = sa.create_engine(
         urls.sqlalchemy_url(parsed),  # built from the parsed parts: SQLAlchemy never reads the text
         pool_size=pool.size,
         max_overflow=pool.max_overflow,
@@ -58,6 +63,7 @@ def create_engine(
                       **tls.connect_args()},
         hide_parameters=True,  # bound values never appear in error messages
     )
+    return follow_primary(engine, reconnect_timeout_s)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -118,6 +124,7 @@ def check_health(engine: sa.Engine, attempts: int = 3) -> ServiceHealth:
             **pool_figures(engine),
             "role": replication.role,
             "timeline": replication.timeline,
+            "server": replication.server,  # host:port that answered: with several hosts, which is primary
             # standbys, slots and lag only when there is any: a lone primary's status stays short
             **({"replication": replication.as_dict()} if replication.has_replication else {}),
         },
