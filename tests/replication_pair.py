@@ -66,6 +66,10 @@ class Pair:
                 assert time.monotonic() < deadline, "the standby did not catch up"
                 time.sleep(0.05)
 
+    def standby_receiving(self) -> bool:
+        with self.connect(self.standby, "postgres") as conn:
+            return bool(conn.execute("SELECT count(*) FROM pg_stat_wal_receiver").fetchone()[0])
+
     def pause_replay(self) -> None:
         with self.connect(self.standby, "postgres") as conn:
             conn.execute("SELECT pg_wal_replay_pause()")

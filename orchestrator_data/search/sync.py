@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
 from orchestrator_data.replication.follow import run_again_if_cut_off
+from orchestrator_data.replication.timeline import position_of
 from orchestrator_data.search.bulk import backing_indices
 from orchestrator_data.search.errors import elasticsearch_errors
 from orchestrator_data.search.history import claim, histories_differ, next_writer, stamp
@@ -111,7 +112,7 @@ def _sync_index_once(engine: sa.Engine, client: Elasticsearch, layout: Layout, n
                 writer = None
                 if state is None:
                     writer = next_writer(None)
-                    stamp(client, backing, writer)
+                    stamp(client, backing, writer, position_of(engine))
                 save_state(engine, alias, report, writer=writer)  # only now: every document was acknowledged
     report.duration_s = time.monotonic() - started
     log.info("%s sync of %s: %d written, %d deleted, watermark %s -> %s", report.mode, alias,
