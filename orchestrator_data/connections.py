@@ -49,9 +49,25 @@ def postgres_engine(settings: Settings, url: str | None = None, *, pool_size: in
     pool = pg.PoolOptions(size=_given(pool_size, settings.database_pool_size),
                           max_overflow=_given(max_overflow, settings.database_max_overflow),
                           timeout=_given(pool_timeout, settings.database_pool_timeout))
-    return pg.create_engine(url or resolve_url("postgres", settings), pool=pool, tls=tls,
-                            application_name=application_name,
-                            reconnect_timeout_s=_given(reconnect_timeout_s, settings.database_reconnect_timeout_s))
+    url = url or resolve_url("postgres", settings)
+    budget = _given(reconnect_timeout_s, settings.database_reconnect_timeout_s)
+    return pg.create_engine(url, pool=pool, tls=tls, application_name=application_name,
+                            reconnect_timeout_s=default_reconnect_timeout(url) if budget is None else budget)
+
+
+# how long a failover takes with Patroni's settings tuned for it, with room to spare
+FOLLOW_PRIMARY_S = 30.0
+
+
+def default_reconnect_timeout(url: str) -> float:
+    """Unset DATABASE_RECONNECT_TIMEOUT_S: wait for a primary only where the URL says there is more than one
+    server to find it among (several hosts, or target_session_attrs); a lone server that is down fails at once."""
+    from orchestrator_data import urls
+
+    parsed = urls.parse_postgres_url(url)
+    replicated = bool(parsed.more_hosts) or parsed.param("target_session_attrs") is not None \
+        or "," in (parsed.param("host") or "")
+    return FOLLOW_PRIMARY_S if replicated else 0.0
 
 
 def postgres_read_engine(settings: Settings, *, application_name: str = "orchestrator-data-read"):
@@ -87,7 +103,7 @@ def elasticsearch_client(settings: Settings, url: str | None = None, *, credenti
 
 
 def _postgres_health(settings: Settings, url: str, attempts: int) -> ServiceHealth:
-    engine = postgres_engine(settings, url, reconnect_timeout_s=0)  # a health check reports at once
+    engine = postgres_engine(settings, url)
     try:
         return pg.check_health(engine, attempts=attempts)
     finally:

@@ -121,11 +121,12 @@ class Settings(BaseSettings):
                                        description="Upper bound of each process's Redis connection pool.")
 
     # a failover takes seconds (Patroni: about 10-30 s); clients keep trying that long, then fail with one line
-    database_reconnect_timeout_s: float = Field(
-        30.0, ge=0, le=600, validation_alias="DATABASE_RECONNECT_TIMEOUT_S",
-        description="Seconds a process keeps reconnecting (backoff, then fail) when PostgreSQL is unreachable or "
-                    "read-only, as during a failover; a write that was cut off is retried only when it is safe "
-                    "to repeat. 0: no retry.")
+    database_reconnect_timeout_s: float | None = Field(
+        None, ge=0, le=600, validation_alias="DATABASE_RECONNECT_TIMEOUT_S",
+        description="Seconds a process keeps reconnecting (backoff, then fail) while no PostgreSQL host takes a "
+                    "read-write session, as during a failover; work cut off is run again only when it is safe to "
+                    "repeat. Unset: 30 when DATABASE_URL lists several hosts or sets target_session_attrs (a "
+                    "replicated setup), else 0 (a single server that is down fails at once). 0: never wait.")
     replication_lag_target_seconds: float = Field(
         30.0, gt=0, le=86_400, validation_alias="REPLICATION_LAG_TARGET_SECONDS",
         description="How far (replay lag, seconds) a standby may be behind its primary before the replication "
@@ -314,7 +315,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.strip()
     @field_validator("search_snapshot_repository", "search_snapshot_location", "backup_keyring_file",
-                     "gdpr_ledger_file", "recovery_dir", mode="before")
+                     "gdpr_ledger_file", "recovery_dir", "database_reconnect_timeout_s", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         # `SEARCH_SNAPSHOT_LOCATION=` in an env file means "the default", as the URLs' blanks do

@@ -46,6 +46,7 @@ LONG_FIRST = (
     "tests/jobs/test_celery.py", "tests/cli/test_ui.py", "tests/cli/test_run.py",
     "tests/orchestrator_data/recovery/test_chain.py", "tests/elasticsearch_node/test_smoke.py",
     "tests/orchestrator_data/test_stack.py", "tests/orchestrator_data/search/test_node_restart.py",
+    "tests/orchestrator_data/replication/test_follow.py",
 )
 
 

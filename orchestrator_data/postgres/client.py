@@ -12,7 +12,7 @@ from sqlalchemy import exc as sa_exc
 from orchestrator_data import urls
 from orchestrator_data.health import ServiceHealth, failed, median_latency_ms, version_problem
 from orchestrator_data.redaction import register_secret
-from orchestrator_data.replication.follow import follow_primary
+from orchestrator_data.replication.follow import follow_primary, reporting_now
 from orchestrator_data.replication.status import observe as observe_replication
 from orchestrator_data.retry import transient_retrying
 
@@ -96,7 +96,8 @@ def pool_figures(engine: sa.Engine) -> dict:
 
 def check_health(engine: sa.Engine, attempts: int = 3) -> ServiceHealth:
     try:
-        with connect(engine, attempts=attempts) as conn:
+        # a health check reports what it finds now: it never waits out a failover (replication/follow.py)
+        with reporting_now(), connect(engine, attempts=attempts) as conn:
             version = conn.execute(sa.text("SHOW server_version")).scalar_one()
             latency = median_latency_ms(lambda: conn.execute(sa.text("SELECT 1")).scalar_one())
             row = conn.execute(sa.text(

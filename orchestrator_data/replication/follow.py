@@ -22,7 +22,9 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -43,6 +45,18 @@ _PERMANENT = ("authentication failed", "does not exist", "no pg_hba.conf entry",
               "too many connections")
 # each engine's reconnect budget, set when the engine is made (engines are not ours to add attributes to)
 _budgets: weakref.WeakKeyDictionary[sa.Engine, float] = weakref.WeakKeyDictionary()
+# a health check reports what it finds now: inside `reporting_now()` no connection waits for a primary
+_waiting: ContextVar[bool] = ContextVar("orchestrator_data_wait_for_primary", default=True)
+
+
+@contextmanager
+def reporting_now() -> Iterator[None]:
+    """Connections opened inside fail at once instead of waiting out a failover (health checks, status)."""
+    token = _waiting.set(False)
+    try:
+        yield
+    finally:
+        _waiting.reset(token)
 
 
 class WriteCutOff(OperationFailed):
@@ -90,6 +104,8 @@ def follow_primary(engine: sa.Engine, reconnect_timeout_s: float) -> sa.Engine:
 
     @event.listens_for(engine, "do_connect")
     def _connect_until_a_primary_answers(dialect, conn_rec, cargs, cparams):
+        if not _waiting.get():
+            return dialect.connect(*cargs, **cparams)
         started = time.monotonic()
         for attempt in Retrying(retry=retry_if_exception(is_cut_off), stop=stop_after_delay(reconnect_timeout_s),
                                 wait=wait_exponential_jitter(multiplier=0.1, max=2.0), reraise=True,

@@ -4,19 +4,22 @@ sync wait for the new primary and carry on, and search and Redis agree with it a
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
 import pytest
 import sqlalchemy as sa
 
+from orchestrator_data.backups._pg import split_password, tool, tool_env
 from orchestrator_data.errors import OperationFailed
 from orchestrator_data.postgres import client as pg
 from orchestrator_data.postgres.seed import seed
 from orchestrator_data.postgres.seed_data import SeedPlan
 from orchestrator_data.redis.execution_state import ExecutionStateStore
 from orchestrator_data.redis.keyspace import EXECUTION_STATUS
-from orchestrator_data.replication.follow import WriteCutOff, is_cut_off, run_again_if_cut_off, write_once
+from orchestrator_data.replication.follow import (WriteCutOff, is_cut_off, reporting_now, run_again_if_cut_off,
+                                                  write_once)
 from orchestrator_data.search import sync
 from orchestrator_data.search.indices import Layout, drop_indices
 from orchestrator_data.search.sources import SYNCED
@@ -62,12 +65,17 @@ def test_an_engine_waits_for_a_primary_for_its_budget_only(migrated_url):
         engine.connect()
     assert 1.0 <= time.monotonic() - started < 6 and is_cut_off(caught.value)
     engine.dispose()
+    with reporting_now(), pytest.raises(sa.exc.OperationalError):  # a health check never waits
+        started = time.monotonic()
+        engine.connect()
+    assert time.monotonic() - started < 1.0
     missing = pg.create_engine(migrated_url.rsplit("/", 1)[0] + "/no_such_database", reconnect_timeout_s=30)
     started = time.monotonic()
     with pytest.raises(sa.exc.OperationalError) as caught:
         missing.connect()
     assert time.monotonic() - started < 5 and not is_cut_off(caught.value)
     missing.dispose()
+    engine.dispose()
 
 
 @pytest.fixture
@@ -75,8 +83,8 @@ def failover_setup(stack, es, redis_client):
     """A migrated primary and its standby of their own (promoted here), search under a prefix of the test's."""
     layout = Layout(prefix=f"f{int(time.time() * 1000) % 10**9}")
     with replication_pair(migrated=True) as pair:
-        env = {"DATABASE_URL": pair.multi_host_url(), "SEARCH_INDEX_PREFIX": layout.prefix,
-               "DATABASE_RECONNECT_TIMEOUT_S": "60"}
+        # DATABASE_RECONNECT_TIMEOUT_S unset: a multi-host URL waits for a primary (30 s) by default
+        env = {"DATABASE_URL": pair.multi_host_url(), "SEARCH_INDEX_PREFIX": layout.prefix}
         try:
             yield pair, layout, env
         finally:
@@ -133,7 +141,21 @@ def test_after_a_failover_to_a_lagging_standby_the_cli_and_search_follow_the_new
         assert '"role": "primary"' in status.stdout and '"timeline": 2' in status.stdout
         assert f'"server": "127.0.0.1:{pair.standby.port}"' in status.stdout
 
+        # libpq's own tools take the multi-host URL as it is, the password kept out of argv
+        connstr, password = split_password(pair.multi_host_url())
+        psql = subprocess.run([str(tool("psql")), connstr, "-Atc", "SELECT pg_is_in_recovery(), inet_server_port()"],
+                              capture_output=True, text=True, env=tool_env(password), timeout=30)
+        assert psql.returncode == 0 and psql.stdout.strip() == f"f|{pair.standby.port}", psql.stderr
+
         again = invoke_cli("search", "sync", env=env)  # once per failover: the stamps now name timeline 2
         assert again.returncode == 0 and "primary changed" not in again.stderr, again.stderr
     finally:
         new_primary.dispose()
+
+
+def test_only_a_replicated_url_waits_for_a_primary_by_default():
+    from orchestrator_data.connections import default_reconnect_timeout
+
+    assert default_reconnect_timeout("postgresql://u@db1:5432,db2:5432/app") == 30.0
+    assert default_reconnect_timeout("postgresql://u@proxy:5432/app?target_session_attrs=read-write") == 30.0
+    assert default_reconnect_timeout("postgresql://u@db1:5432/app") == 0.0
