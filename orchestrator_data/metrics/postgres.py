@@ -16,7 +16,7 @@ from orchestrator_data.metrics import replication as replication_metrics
 from orchestrator_data.metrics.samples import BYTES, COUNT, MILLISECONDS, RATIO, Sample
 from orchestrator_data.redaction import redact
 from orchestrator_data.replication.status import ReplicationStatus
-from orchestrator_data.replication.status import observe as observe_replication
+from orchestrator_data.replication.status import observe_or_why as observe_replication
 
 SERVICE = "postgres"
 # States always reported, at 0 when no session is in them, so each one's series has no gaps.
@@ -131,7 +131,8 @@ def collect(engine: sa.Engine, *, largest_tables: int = 10, slowest_statements: 
             labels = {**on_database, "queryid": s.queryid, "query": s.query}
             figures.samples += [Sample(SERVICE, "statement_mean_time", s.mean_ms, MILLISECONDS, labels),
                                 Sample(SERVICE, "statement_calls", s.calls, COUNT, labels)]
-        figures.replication = observe_replication(conn)
-        figures.samples += replication_metrics.samples(figures.replication)
+        figures.replication, _ = observe_replication(conn)  # unreadable (a managed service): no samples
+        if figures.replication is not None:
+            figures.samples += replication_metrics.samples(figures.replication)
         conn.rollback()
     return figures

@@ -13,7 +13,7 @@ from orchestrator_data import urls
 from orchestrator_data.health import ServiceHealth, failed, median_latency_ms, version_problem
 from orchestrator_data.redaction import register_secret
 from orchestrator_data.replication.follow import follow_primary, reporting_now
-from orchestrator_data.replication.status import observe as observe_replication
+from orchestrator_data.replication.status import observe_or_why as observe_replication
 from orchestrator_data.retry import transient_retrying
 
 
@@ -105,7 +105,7 @@ def check_health(engine: sa.Engine, attempts: int = 3) -> ServiceHealth:
                 " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
                 " current_setting('max_connections')::int, current_setting('ssl') = 'on'"
             )).one()
-            replication = observe_replication(conn)
+            replication, unobserved = observe_replication(conn)
     except Exception as exc:  # noqa: BLE001 - a health check reports every failure
         return failed("postgres", exc)
     problem = version_problem("postgres", version)
@@ -123,13 +123,19 @@ def check_health(engine: sa.Engine, attempts: int = 3) -> ServiceHealth:
             "max_connections": row[4],
             "server_ssl": row[5],
             **pool_figures(engine),
-            "role": replication.role,
-            "timeline": replication.timeline,
-            "server": replication.server,  # host:port that answered: with several hosts, which is primary
-            # standbys, slots and lag only when there is any: a lone primary's status stays short
-            **({"replication": replication.as_dict()} if replication.has_replication else {}),
+            **(_replication_detail(replication) if replication else {"replication_error": unobserved}),
         },
     )
+
+
+def _replication_detail(replication) -> dict:
+    return {
+        "role": replication.role,
+        "timeline": replication.timeline,
+        "server": replication.server,  # host:port that answered: with several hosts, which is the primary
+        # standbys, slots and lag only when there is any: a lone primary's status stays short
+        **({"replication": replication.as_dict()} if replication.has_replication else {}),
+    }
 
 
 # What the schema tools (migrator, catalog, security check) accept: an engine, an open connection,

@@ -271,3 +271,19 @@ def from_dict(record: dict) -> ReplicationStatus:
         receive_lsn=record.get("receive_lsn"), replay_paused=record.get("replay_paused"),
         last_replayed_commit_age_s=record.get("last_replayed_commit_age_s"),
         upstream=Upstream(**upstream) if upstream else None)
+
+
+def observe_or_why(conn) -> tuple[ReplicationStatus | None, str | None]:
+    """`observe`, or why it could not (a managed service that hides a view or a function): the caller, a
+    health check or a metrics run, carries on without it. A savepoint keeps an SQLAlchemy transaction usable."""
+    import sqlalchemy as sa
+
+    from orchestrator_data.redaction import describe_error
+
+    try:
+        if isinstance(conn, sa.Connection):
+            with conn.begin_nested():
+                return observe(conn), None
+        return observe(conn), None
+    except Exception as exc:  # noqa: BLE001 - what replication looks like is extra; its absence is reported
+        return None, describe_error(exc)[:300]

@@ -8,8 +8,11 @@ import subprocess
 import threading
 import time
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
+
+from assets.replication import postgres_replication
 
 from orchestrator_data.backups._pg import split_password, tool, tool_env
 from orchestrator_data.errors import OperationFailed
@@ -26,6 +29,7 @@ from orchestrator_data.search.sources import SYNCED
 from tests.cli.conftest import invoke_cli
 from tests.orchestrator_data.search.test_history import change_everything
 from tests.replication_pair import replication_pair
+from resources import PostgresResource
 from tests.search_contents import documents, rows
 
 
@@ -146,6 +150,12 @@ def test_after_a_failover_to_a_lagging_standby_the_cli_and_search_follow_the_new
         psql = subprocess.run([str(tool("psql")), connstr, "-Atc", "SELECT pg_is_in_recovery(), inet_server_port()"],
                               capture_output=True, text=True, env=tool_env(password), timeout=30)
         assert psql.returncode == 0 and psql.stdout.strip() == f"f|{pair.standby.port}", psql.stderr
+
+        # a Dagster run given the same URL observes the new primary
+        observed = dg.materialize([postgres_replication],
+                                  resources={"postgres": PostgresResource(database_url=pair.multi_host_url())})
+        metadata = observed.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["primary"].value == f"127.0.0.1:{pair.standby.port}" and metadata["timeline"].value == 2
 
         again = invoke_cli("search", "sync", env=env)  # once per failover: the stamps now name timeline 2
         assert again.returncode == 0 and "primary changed" not in again.stderr, again.stderr

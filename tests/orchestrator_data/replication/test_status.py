@@ -113,3 +113,17 @@ def test_a_standby_answers_as_a_standby_through_sqlalchemy(pair):
         engine.dispose()
     assert status.role == "standby" and status.standbys == [] and status.has_replication
     assert status.upstream is not None and status.upstream.received_tli == 1
+
+
+def test_a_server_that_hides_replication_is_still_healthy(engine, monkeypatch):
+    """A managed service may refuse a view or function the observation reads: the health check and the
+    metrics carry on without it, and say why."""
+    from orchestrator_data.replication import status as replication_status
+
+    monkeypatch.setattr(replication_status, "QUERY", "SELECT * FROM pg_no_such_view")
+    health = pg.check_health(engine)
+    assert health.ok and "role" not in health.detail
+    assert "pg_no_such_view" in health.detail["replication_error"]
+    with engine.connect() as conn:
+        assert replication_status.observe_or_why(conn)[0] is None
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1  # the savepoint kept the transaction usable
