@@ -94,10 +94,17 @@ def parse_history(text: str) -> list[SwitchPoint]:
 
 def read_history(conn, timeline: int) -> list[SwitchPoint] | None:
     """The current timeline's ancestors and switch points; [] for timeline 1; None when unreadable."""
+    import sqlalchemy as sa
+
     if timeline <= 1:
         return []
+    query = f"SELECT pg_read_file('pg_wal/{timeline:08X}.history')"
     try:
-        text = _scalar_row(conn, f"SELECT pg_read_file('pg_wal/{timeline:08X}.history')")[0]
+        if isinstance(conn, sa.Connection):
+            with conn.begin_nested():  # a refusal must not abort the caller's transaction
+                text = _scalar_row(conn, query)[0]
+        else:
+            text = _scalar_row(conn, query)[0]
     except Exception:  # noqa: BLE001 - no privilege, or the file is gone: the history is unknown
         return None
     return parse_history(text)

@@ -31,3 +31,18 @@ def test_same_timeline_is_kept_and_an_unknown_history_is_treated_as_lost():
     assert unknown.lost and "unreadable" in unknown.why
     stranger = verdict(Position(7, "0/1"), Position(3, "0/2"), parse_history(HISTORY_3))
     assert stranger.lost and "not an ancestor" in stranger.why
+
+
+def test_an_unreadable_history_is_unknown_and_the_transaction_goes_on(engine):
+    """The session's server is on timeline 1: a history file for timeline 2 is not there, as it is not
+    readable without the privilege; the caller's next statement still runs."""
+    import sqlalchemy as sa
+
+    from orchestrator_data.replication.timeline import current_position, read_history
+
+    with engine.connect() as conn:
+        assert read_history(conn, 1) == []
+        assert read_history(conn, 2) is None
+        here = current_position(conn)
+        assert here is not None and here.timeline >= 1 and "/" in here.lsn
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
