@@ -20,6 +20,7 @@ from elasticsearch import Elasticsearch
 from orchestrator_data.gdpr import UnknownUser, user_id as as_user_id
 from orchestrator_data.postgres import models, roles
 from orchestrator_data.redis.sessions import SessionStore
+from orchestrator_data.replication.follow import write_once
 from orchestrator_data.search.indices import Layout
 
 FORMAT_VERSION = 1
@@ -119,7 +120,9 @@ def export_user(engine: sa.Engine, redis_client: redis.Redis | None, search_clie
     document["sessions"] = read_sessions(redis_client, user) if redis_client is not None else None
     document["search_documents"] = (read_search(search_client, layout, user)
                                     if search_client is not None and layout is not None else None)
-    document["audit_row_id"] = record_export(engine, document["user"], requested_by)
+    # an audit row is not safe to write twice: a failover cutting it off is reported, never repeated
+    document["audit_row_id"] = write_once(lambda: record_export(engine, document["user"], requested_by),
+                                          "the GDPR export's audit row")
     return document
 
 
