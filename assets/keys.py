@@ -36,6 +36,8 @@ RECOVERY_PRUNE = "recovery_prune"
 OFFSITE_COPIES = "offsite_copies"
 # the failover drill on a scratch HA pair (docs/failover.md)
 FAILOVER_DRILL = "failover_drill"
+# replication (docs/recovery.md#replication-and-failover)
+POSTGRES_REPLICATION = "postgres_replication"
 
 
 def index_key(name: str) -> str:
@@ -84,6 +86,7 @@ RECONCILIATION = "reconciliation"
 FRESHNESS = "freshness"
 RPO = "rpo"          # the archive's lag within RPO_TARGET_SECONDS
 WINDOW = "window"    # the recovery window covered by base backups and gapless WAL
+LAG = "lag"          # each standby within REPLICATION_LAG_TARGET_SECONDS / _BYTES
 
 
 def check_section(asset: str, check: str) -> str:

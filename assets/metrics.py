@@ -25,6 +25,7 @@ from resources import ElasticsearchResource, PostgresResource, RedisResource
 SAMPLED_AT_TAG = "orchestrator-data/sampled_at"
 # Headline figures that are whole numbers; the others (percentages, rates, seconds) are floats.
 WHOLE = {"pg_connections", "pg_database_bytes", "redis_used_memory_bytes", "redis_clients", "queue_depth_total",
+         "pg_standbys", "pg_timeline", "pg_replication_replay_lag_bytes", "pg_slot_retained_bytes",
          "es_documents", "es_store_bytes", "samples_written"}
 # How the UI shows the core's ratios and rates: ratios as percentages, rates with their unit in the
 # name (the core's headline keys, which `metrics collect --json` prints, stay as they are)

@@ -160,13 +160,24 @@ dr_drill_job = dg.define_asset_job(
                 "lost and rejoin time.",
 )
 
+# replication observed (docs/recovery.md#replication-and-failover): one query, in the run's own process
+replication_job = dg.define_asset_job(
+    "replication_job",
+    metadata=runbook_metadata("replication_job"),
+    selection=dg.AssetSelection.assets(keys.POSTGRES_REPLICATION),
+    executor_def=dg.in_process_executor,
+    description="Observe replication: who is primary, its timeline, each standby's lag, each slot's retained WAL; "
+                "check the lag against its target.",
+)
+
 JOBS = [bootstrap_job, health_job, migrate_job, seed_job, reset_job, postgres_backup_job, postgres_restore_check_job,
         postgres_backup_prune_job,
         search_sync_job, search_full_load_job, search_lifecycle_job, search_snapshot_job, system_metrics_job,
         gdpr_export_job, gdpr_erase_job, retention_job, postgres_base_backup_job, recovery_check_job,
-        offsite_push_job, dr_drill_job]
+        offsite_push_job, dr_drill_job, replication_job]
 
 __all__ = ["JOBS", "bootstrap_job", "dr_drill_job", "gdpr_erase_job", "gdpr_export_job", "health_job", "migrate_job",
            "offsite_push_job", "postgres_backup_job", "postgres_backup_prune_job", "postgres_base_backup_job",
-           "postgres_restore_check_job", "recovery_check_job", "reset_job", "retention_job", "search_full_load_job",
+           "postgres_restore_check_job", "recovery_check_job", "replication_job", "reset_job", "retention_job",
+           "search_full_load_job",
            "search_lifecycle_job", "search_snapshot_job", "search_sync_job", "seed_job", "system_metrics_job"]

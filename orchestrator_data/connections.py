@@ -42,13 +42,37 @@ def _given(value, default):
 
 def postgres_engine(settings: Settings, url: str | None = None, *, pool_size: int | None = None,
                     max_overflow: int | None = None, pool_timeout: float | None = None,
-                    tls: pg.TlsOptions = pg.TlsOptions(), application_name: str = "orchestrator-data"):
-    """A pooled engine; the pool is DATABASE_POOL_SIZE / _MAX_OVERFLOW / _POOL_TIMEOUT unless given."""
+                    tls: pg.TlsOptions = pg.TlsOptions(), application_name: str = "orchestrator-data",
+                    reconnect_timeout_s: float | None = None):
+    """A pooled engine; the pool is DATABASE_POOL_SIZE / _MAX_OVERFLOW / _POOL_TIMEOUT unless given. It follows
+    the primary through a failover, reconnecting for DATABASE_RECONNECT_TIMEOUT_S (replication/follow.py)."""
     pool = pg.PoolOptions(size=_given(pool_size, settings.database_pool_size),
                           max_overflow=_given(max_overflow, settings.database_max_overflow),
                           timeout=_given(pool_timeout, settings.database_pool_timeout))
-    return pg.create_engine(url or resolve_url("postgres", settings), pool=pool, tls=tls,
-                            application_name=application_name)
+    url = url or resolve_url("postgres", settings)
+    budget = _given(reconnect_timeout_s, settings.database_reconnect_timeout_s)
+    return pg.create_engine(url, pool=pool, tls=tls, application_name=application_name,
+                            reconnect_timeout_s=default_reconnect_timeout(url) if budget is None else budget)
+
+
+# how long a failover takes with Patroni's settings tuned for it, with room to spare
+FOLLOW_PRIMARY_S = 30.0
+
+
+def default_reconnect_timeout(url: str) -> float:
+    """Unset DATABASE_RECONNECT_TIMEOUT_S: wait for a primary only where the URL says there is more than one
+    server to find it among (several hosts, or target_session_attrs); a lone server that is down fails at once."""
+    from orchestrator_data import urls
+
+    parsed = urls.parse_postgres_url(url)
+    replicated = bool(parsed.more_hosts) or parsed.param("target_session_attrs") is not None \
+        or "," in (parsed.param("host") or "")
+    return FOLLOW_PRIMARY_S if replicated else 0.0
+
+
+def postgres_read_engine(settings: Settings, *, application_name: str = "orchestrator-data-read"):
+    """An engine for read-only work (exports): DATABASE_READ_URL (a standby) when set, else DATABASE_URL's."""
+    return postgres_engine(settings, settings.database_read_url or None, application_name=application_name)
 
 
 def redis_client(settings: Settings, url: str | None = None, *, max_connections: int | None = None,

@@ -88,6 +88,13 @@ class Settings(BaseSettings):
                     "any `postgresql://` form, rewritten for psycopg2). Unset: the local stack's `dagster` database, "
                     "which only exists while DATABASE_URL is unset.")
 
+    # read-only work (exports, metrics, full loads) may go to a standby; everything that writes uses DATABASE_URL
+    database_read_url: str | None = Field(
+        None, validation_alias="DATABASE_READ_URL",
+        description="PostgreSQL for read-only work (GDPR exports, system metrics, the search sync's full loads): "
+                    "a standby, or a multi-host URL with `target_session_attrs=prefer-standby`. Unset: DATABASE_URL. "
+                    "docs/recovery.md#replication-and-failover.")
+
     elasticsearch_api_key: SecretStr | None = Field(
         None, validation_alias="ELASTICSEARCH_API_KEY",
         description="API key for Elasticsearch. Unset, with no username either: a `user:password@` in "
@@ -112,6 +119,22 @@ class Settings(BaseSettings):
                                                      "failing.")
     redis_max_connections: int = Field(20, ge=1, le=10_000, validation_alias="REDIS_MAX_CONNECTIONS",
                                        description="Upper bound of each process's Redis connection pool.")
+
+    # a failover takes seconds (Patroni: about 10-30 s); clients keep trying that long, then fail with one line
+    database_reconnect_timeout_s: float | None = Field(
+        None, ge=0, le=600, validation_alias="DATABASE_RECONNECT_TIMEOUT_S",
+        description="Seconds a process keeps reconnecting (backoff, then fail) while no PostgreSQL host takes a "
+                    "read-write session, as during a failover; work cut off is run again only when it is safe to "
+                    "repeat. Unset: 30 when DATABASE_URL lists several hosts or sets target_session_attrs (a "
+                    "replicated setup), else 0 (a single server that is down fails at once). 0: never wait.")
+    replication_lag_target_seconds: float = Field(
+        30.0, gt=0, le=86_400, validation_alias="REPLICATION_LAG_TARGET_SECONDS",
+        description="How far (replay lag, seconds) a standby may be behind its primary before the replication "
+                    "asset's lag check fails and replication_sensor alerts.")
+    replication_lag_target_bytes: int = Field(
+        64 << 20, ge=1 << 16, validation_alias="REPLICATION_LAG_TARGET_BYTES",
+        description="How much WAL (bytes not yet replayed) a standby may be behind its primary before the lag "
+                    "check fails and replication_sensor alerts.")
 
     backup_dir: Path = Field(Path("backups"), validation_alias="BACKUP_DIR",
                              description="Directory backups are written to and read from (docs/backups.md).")
@@ -307,7 +330,7 @@ class Settings(BaseSettings):
 
     # Each URL is kept in its canonical text (urls.parse_url's reading, re-encoded), so any parser
     # that reads it later reads the same parts; an ambiguous one is refused here.
-    @field_validator("database_url", "dagster_pg_url")
+    @field_validator("database_url", "dagster_pg_url", "database_read_url")
     @classmethod
     def _postgres(cls, value: str | None) -> str | None:
         return urls.validate_postgres_url(value) if value else None
@@ -361,7 +384,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.strip()
     @field_validator("search_snapshot_repository", "search_snapshot_location", "backup_keyring_file",
-                     "gdpr_ledger_file", "recovery_dir", mode="before")
+                     "gdpr_ledger_file", "recovery_dir", "database_reconnect_timeout_s", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         # `SEARCH_SNAPSHOT_LOCATION=` in an env file means "the default", as the URLs' blanks do

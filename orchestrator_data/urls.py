@@ -74,6 +74,13 @@ class ServiceUrl:
     port: int | None
     path: str = ""
     query: tuple[tuple[str, str], ...] = ()
+    # libpq's multi-host form (`host1:5432,host2:5433`): the hosts after the first, tried in order
+    more_hosts: tuple[tuple[str, int | None], ...] = ()
+
+    @property
+    def hosts(self) -> tuple[tuple[str | None, int | None], ...]:
+        """Every (host, port) of the authority, in the order a client tries them."""
+        return ((self.host, self.port), *self.more_hosts)
 
     def render(self, *, masked: bool = False) -> str:
         """The canonical text: every reserved character of the user name, password and query
@@ -84,9 +91,8 @@ class ServiceUrl:
             if self.password is not None:
                 userinfo += ":" + (MASK if masked else _encode(self.password))
             userinfo += "@"
-        host = f"[{self.host}]" if self.host and ":" in self.host else (self.host or "")
-        port = f":{self.port}" if self.port is not None else ""
-        text = f"{self.scheme}://{userinfo}{host}{port}{self.path}"
+        hosts = ",".join(_hostport(host, port) for host, port in self.hosts)
+        text = f"{self.scheme}://{userinfo}{hosts}{self.path}"
         if self.query:
             text += "?" + "&".join(
                 f"{_encode(k, safe='/')}="
@@ -110,6 +116,11 @@ class ServiceUrl:
     def database(self) -> str:
         """PostgreSQL's database name (the decoded path, else ?dbname=), or Redis's db number."""
         return unquote(self.path.removeprefix("/")) or self.param("dbname") or ""
+
+
+def _hostport(host: str | None, port: int | None) -> str:
+    shown = f"[{host}]" if host and ":" in host else (host or "")
+    return shown + (f":{port}" if port is not None else "")
 
 
 def _encode(value: str, safe: str = "") -> str:
@@ -173,7 +184,11 @@ def parse_url(url: str, schemes: set[str] | None = None, what: str = "a URL") ->
         password = _decode(raw_password, "password") if colon else None
     else:
         hostport = authority
-    host, port = _host_and_port(hostport)
+    # libpq's multi-host form: host1:port1,host2:port2 (a client tries them in order)
+    parts = [_host_and_port(part) for part in hostport.split(",")] if "," in hostport else [_host_and_port(hostport)]
+    if len(parts) > 1 and any(part[0] is None for part in parts):
+        raise InvalidUrl("has an empty host in its list of hosts (host1:port1,host2:port2)")
+    (host, port), more_hosts = parts[0], tuple(parts[1:])
 
     _check_chars(path, _PATH, "path", "e.g. '@' as %40")
     query: list[tuple[str, str]] = []
@@ -189,7 +204,7 @@ def parse_url(url: str, schemes: set[str] | None = None, what: str = "a URL") ->
                 key, _, value = pair.partition("=")
                 query.append((_decode(key, "query"), _decode(value, "query")))
     return ServiceUrl(scheme=scheme.lower(), username=username, password=password, host=host, port=port,
-                      path=path, query=tuple(query))
+                      path=path, query=tuple(query), more_hosts=more_hosts)
 
 
 def _host_and_port(hostport: str) -> tuple[str | None, int | None]:
@@ -231,6 +246,8 @@ def parse_postgres_url(url: str | ServiceUrl) -> ServiceUrl:
         raise InvalidUrl("has no host (give host:port, or ?host=/socket/dir for a Unix socket)")
     if not parsed.database:
         raise InvalidUrl("has no database name (postgresql://user@host:5432/<dbname>)")
+    if parsed.more_hosts and parsed.param("host"):
+        raise InvalidUrl("names its hosts twice: in host1,host2 and in ?host=; give them in one place")
     sslmode, channel_binding = parsed.param("sslmode"), parsed.param("channel_binding")
     if sslmode is not None and sslmode not in _SSLMODES:
         raise InvalidUrl(f"has an unknown sslmode; expected one of: {', '.join(sorted(_SSLMODES))}")
@@ -241,8 +258,14 @@ def parse_postgres_url(url: str | ServiceUrl) -> ServiceUrl:
     return parsed
 
 
+def _single_host(parsed: ServiceUrl) -> None:
+    if parsed.more_hosts:
+        raise InvalidUrl("has several hosts (a,b), which only a PostgreSQL URL may have")
+
+
 def parse_redis_url(url: str | ServiceUrl) -> ServiceUrl:
     parsed = parse_url(url, REDIS_SCHEMES, "a Redis URL") if isinstance(url, str) else url
+    _single_host(parsed)
     if parsed.scheme == "unix":
         if not parsed.path:
             raise InvalidUrl("is a unix:// URL without a socket path")
@@ -257,6 +280,7 @@ def parse_redis_url(url: str | ServiceUrl) -> ServiceUrl:
 
 def parse_elasticsearch_url(url: str | ServiceUrl) -> ServiceUrl:
     parsed = parse_url(url, ELASTICSEARCH_SCHEMES, "an Elasticsearch URL") if isinstance(url, str) else url
+    _single_host(parsed)
     if not parsed.host:
         raise InvalidUrl("has no host")
     if parsed.query:
@@ -326,10 +350,18 @@ def sqlalchemy_url(url: str | ServiceUrl, drivername: str = "postgresql+psycopg"
     values: dict[str, list[str]] = {}
     for key, value in parsed.query:
         values.setdefault(key, []).append(value)
+    host, port = parsed.host, parsed.port
+    if parsed.more_hosts:
+        # SQLAlchemy's psycopg dialects take several hosts as ?host=a,b&port=1,2 and hand libpq exactly
+        # that (its multi-host form); not as repeated host=a:1, which splits an IPv6 address at its ':'
+        values["host"] = [",".join(h or "" for h, _ in parsed.hosts)]
+        if any(p is not None for _, p in parsed.hosts):
+            values["port"] = [",".join("" if p is None else str(p) for _, p in parsed.hosts)]
+        host = port = None
     query = {key: found[0] if len(found) == 1 else tuple(found) for key, found in values.items()}
     return sa.engine.URL.create(
-        drivername, username=parsed.username or None, password=parsed.password, host=parsed.host,
-        port=parsed.port, database=unquote(parsed.path.removeprefix("/")) or None, query=query,
+        drivername, username=parsed.username or None, password=parsed.password, host=host,
+        port=port, database=unquote(parsed.path.removeprefix("/")) or None, query=query,
     )
 
 

@@ -12,6 +12,7 @@ from schedules.backups import (daily_postgres_backup_prune_schedule, nightly_pos
 from schedules.metrics import system_metrics_schedule
 from schedules.offsite import offsite_push_schedule
 from schedules.recovery import nightly_base_backup_schedule, wal_archive_sensor, weekly_recovery_check_schedule
+from schedules.replication import replication_schedule, replication_sensor
 from schedules.search import daily_search_snapshot_schedule, stale_search_snapshot_sensor
 
 # Off by default outside production: a developer's laptop should not poll on its own.
@@ -62,11 +63,13 @@ retention_schedule = dg.ScheduleDefinition(
 SCHEDULES = [health_schedule, nightly_postgres_backup_schedule, weekly_postgres_restore_check_schedule,
              daily_postgres_backup_prune_schedule, search_sync_schedule,
              search_lifecycle_schedule, daily_search_snapshot_schedule, system_metrics_schedule, retention_schedule,
-             nightly_base_backup_schedule, weekly_recovery_check_schedule, offsite_push_schedule]
-SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor, stale_search_snapshot_sensor, wal_archive_sensor]
+             nightly_base_backup_schedule, weekly_recovery_check_schedule, offsite_push_schedule,
+             replication_schedule]
+SENSORS: list = [run_failure_alert_sensor, stale_backup_sensor, stale_search_snapshot_sensor, wal_archive_sensor,
+                 replication_sensor]
 
 __all__ = ["SCHEDULES", "SENSORS", "daily_postgres_backup_prune_schedule", "daily_search_snapshot_schedule", "health_schedule", "nightly_postgres_backup_schedule",
            "retention_schedule", "run_failure_alert_sensor", "search_lifecycle_schedule", "search_sync_schedule", "stale_backup_sensor",
            "stale_search_snapshot_sensor", "system_metrics_schedule", "weekly_postgres_restore_check_schedule",
            "nightly_base_backup_schedule", "weekly_recovery_check_schedule", "wal_archive_sensor",
-           "offsite_push_schedule"]
+           "offsite_push_schedule", "replication_schedule", "replication_sensor"]

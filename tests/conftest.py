@@ -51,6 +51,7 @@ LONG_FIRST = (
     "tests/orchestrator_data/test_stack.py", "tests/orchestrator_data/search/test_node_restart.py",
     "tests/cli/test_offsite.py",
     "tests/orchestrator_data/replication/test_failover.py", "tests/jobs/test_dr_drill.py",
+    "tests/orchestrator_data/replication/test_follow.py",
 )
 
 
@@ -208,3 +209,10 @@ def offsite_env(s3_server):
 
     return new_bucket_env(s3_server)
 
+def standby_pair():
+    """A scratch primary and its streaming standby (tests/replication_pair.py), shared by the tests that
+    only observe it; each leaves it streaming and caught up. Tests that promote build a pair of their own."""
+    from tests.replication_pair import replication_pair
+
+    with replication_pair() as built:
+        yield built

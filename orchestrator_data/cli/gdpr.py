@@ -77,8 +77,17 @@ def export(
     if output_file is not None:
         checked_output(output_file)
     with _gdpr_clients() as c:
-        document = gdpr_export.export_user(c.engine, c.redis, c.es, c.layout, user_id,
-                                           requested_by or default_requester())
+        read_engine = None
+        if c.settings.database_read_url:  # the rows from a standby; the audit row still goes to the primary
+            from orchestrator_data.connections import postgres_read_engine
+
+            read_engine = postgres_read_engine(c.settings, application_name="orchestrator-data-gdpr")
+        try:
+            document = gdpr_export.export_user(c.engine, c.redis, c.es, c.layout, user_id,
+                                               requested_by or default_requester(), read_engine=read_engine)
+        finally:
+            if read_engine is not None:
+                read_engine.dispose()
     text = gdpr_export.to_json(document)
     if output_file is None:
         output.console.file.write(text)

@@ -115,6 +115,12 @@ def status(
         })
     else:
         output.console.print(output.health_table(results, f"orchestrator-data ({settings.environment.value})"))
+        for health in results:
+            if health.service == "postgres" and "replication" in health.detail:
+                from orchestrator_data.replication.status import summary_lines, from_dict
+
+                for line in summary_lines(from_dict(health.detail["replication"])):
+                    output.info(line)
         for r in search or []:
             fine = r.exists and r.state not in (search_status.State.DIFFERS, search_status.State.NEVER_SYNCED)
             state = r.describe() if r.exists else "missing: run `orchestrator-data search init`"

@@ -86,8 +86,14 @@ def sync_(
     from orchestrator_data.cli import progress
     from orchestrator_data.search import sync
 
+    from orchestrator_data.timeline_change import follow_timeline
+
     names = _names(index, SYNCED_INDICES)
     with search_clients() as c, progress.shown() as report:
+        # after a failover: search and Redis brought in line with the new primary first (once per failover)
+        changed = follow_timeline(c.settings, c.engine, c.es, c.layout)
+        if changed is not None:
+            output.note(changed.describe())
         reports = sync.sync(c.engine, c.es, c.layout, names, full=full,
                             on_progress=lambda r: report(f"{r.index} ({r.mode})", r.rows_read, None, "rows"))
     recording.record(c.settings, "search sync", lambda keys: [(keys.documents_key(r.index), r) for r in reports])

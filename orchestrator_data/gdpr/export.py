@@ -20,6 +20,7 @@ from elasticsearch import Elasticsearch
 from orchestrator_data.gdpr import UnknownUser, user_id as as_user_id
 from orchestrator_data.postgres import models, roles
 from orchestrator_data.redis.sessions import SessionStore
+from orchestrator_data.replication.follow import write_once
 from orchestrator_data.search.indices import Layout
 
 FORMAT_VERSION = 1
@@ -108,16 +109,20 @@ def record_export(engine: sa.Engine, person: dict[str, Any], requested_by: str) 
 
 
 def export_user(engine: sa.Engine, redis_client: redis.Redis | None, search_client: Elasticsearch | None,
-                layout: Layout | None, user_id: str | uuid.UUID, requested_by: str) -> dict[str, Any]:
-    """The export document (format FORMAT_VERSION). Raises InvalidUserId, UnknownUser."""
+                layout: Layout | None, user_id: str | uuid.UUID, requested_by: str,
+                read_engine: sa.Engine | None = None) -> dict[str, Any]:
+    """The export document (format FORMAT_VERSION). The rows are read through `read_engine` when given (a
+    standby: DATABASE_READ_URL), the export is recorded through `engine`. Raises InvalidUserId, UnknownUser."""
     user = as_user_id(user_id)
     document = {"format_version": FORMAT_VERSION, "exported_at": datetime.now(timezone.utc),
                 "user_id": user, "requested_by": requested_by}
-    document.update(read_postgres(engine, user))
+    document.update(read_postgres(read_engine or engine, user))
     document["sessions"] = read_sessions(redis_client, user) if redis_client is not None else None
     document["search_documents"] = (read_search(search_client, layout, user)
                                     if search_client is not None and layout is not None else None)
-    document["audit_row_id"] = record_export(engine, document["user"], requested_by)
+    # an audit row is not safe to write twice: a failover cutting it off is reported, never repeated
+    document["audit_row_id"] = write_once(lambda: record_export(engine, document["user"], requested_by),
+                                          "the GDPR export's audit row")
     return document
 
 

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from orchestrator_data.metrics import replication as replication_metrics
 from orchestrator_data.metrics.samples import BYTES, COUNT, MILLISECONDS, RATIO, Sample
 from orchestrator_data.redaction import redact
+from orchestrator_data.replication.status import ReplicationStatus
+from orchestrator_data.replication.status import observe_or_why as observe_replication
 
 SERVICE = "postgres"
 # States always reported, at 0 when no session is in them, so each one's series has no gaps.
@@ -49,6 +52,7 @@ class PostgresFigures:
     statements_on: bool = False
     statements_note: str = ""        # why the slowest statements are not there
     slowest_statements: list[Statement] = field(default_factory=list)
+    replication: ReplicationStatus | None = None
 
 
 def _statements_schema(conn: sa.Connection) -> str | None:
@@ -127,5 +131,8 @@ def collect(engine: sa.Engine, *, largest_tables: int = 10, slowest_statements: 
             labels = {**on_database, "queryid": s.queryid, "query": s.query}
             figures.samples += [Sample(SERVICE, "statement_mean_time", s.mean_ms, MILLISECONDS, labels),
                                 Sample(SERVICE, "statement_calls", s.calls, COUNT, labels)]
+        figures.replication, _ = observe_replication(conn)  # unreadable (a managed service): no samples
+        if figures.replication is not None:
+            figures.samples += replication_metrics.samples(figures.replication)
         conn.rollback()
     return figures

@@ -20,6 +20,7 @@ from orchestrator_data.errors import OperationFailed
 from orchestrator_data.metrics import elasticsearch as es_metrics
 from orchestrator_data.metrics import postgres as pg_metrics
 from orchestrator_data.metrics import redis as redis_metrics
+from orchestrator_data.metrics import replication as replication_metrics
 from orchestrator_data.metrics import wal_archive as archive_metrics
 from orchestrator_data.metrics.samples import Sample, rates, total, values
 from orchestrator_data.metrics.writer import WriteReport, previous_readings, stored_time, write_samples
@@ -65,6 +66,7 @@ class MetricsReport:
             "wal_archive_lag_bytes": self.wal_archive.lag_bytes if self.wal_archive else None,
             "wal_archive_lag_seconds": self.wal_archive.lag_seconds if self.wal_archive else None,
             "recovery_window_days": self.wal_archive.window_days if self.wal_archive else None,
+            **replication_metrics.worst(self.postgres.replication if self.postgres else None),
             "samples_written": self.written.written if self.written else 0,
             "duration_s": round(self.duration_s, 3),
         }

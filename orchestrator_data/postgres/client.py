@@ -12,6 +12,8 @@ from sqlalchemy import exc as sa_exc
 from orchestrator_data import urls
 from orchestrator_data.health import ServiceHealth, failed, median_latency_ms, version_problem
 from orchestrator_data.redaction import register_secret
+from orchestrator_data.replication.follow import follow_primary, reporting_now
+from orchestrator_data.replication.status import observe_or_why as observe_replication
 from orchestrator_data.retry import transient_retrying
 
 
@@ -43,10 +45,14 @@ def create_engine(
     tls: TlsOptions = TlsOptions(),
     application_name: str = "orchestrator-data",
     connect_timeout: int = 10,
+    reconnect_timeout_s: float = 0.0,
 ) -> sa.Engine:
+    """An engine on `url` (one host, or several: libpq's multi-host form). `reconnect_timeout_s`: how long
+    opening a connection keeps retrying while no host takes a read-write session (a failover;
+    replication/follow.py); 0 fails at once, as a health check wants."""
     parsed = urls.parse_postgres_url(url)
     register_secret(parsed.password)
-    return sa.create_engine(
+    engine = sa.create_engine(
         urls.sqlalchemy_url(parsed),  # built from the parsed parts: SQLAlchemy never reads the text
         pool_size=pool.size,
         max_overflow=pool.max_overflow,
@@ -57,6 +63,7 @@ def create_engine(
                       **tls.connect_args()},
         hide_parameters=True,  # bound values never appear in error messages
     )
+    return follow_primary(engine, reconnect_timeout_s)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -89,7 +96,8 @@ def pool_figures(engine: sa.Engine) -> dict:
 
 def check_health(engine: sa.Engine, attempts: int = 3) -> ServiceHealth:
     try:
-        with connect(engine, attempts=attempts) as conn:
+        # a health check reports what it finds now: it never waits out a failover (replication/follow.py)
+        with reporting_now(), connect(engine, attempts=attempts) as conn:
             version = conn.execute(sa.text("SHOW server_version")).scalar_one()
             latency = median_latency_ms(lambda: conn.execute(sa.text("SELECT 1")).scalar_one())
             row = conn.execute(sa.text(
@@ -97,6 +105,7 @@ def check_health(engine: sa.Engine, attempts: int = 3) -> ServiceHealth:
                 " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
                 " current_setting('max_connections')::int, current_setting('ssl') = 'on'"
             )).one()
+            replication, unobserved = observe_replication(conn)
     except Exception as exc:  # noqa: BLE001 - a health check reports every failure
         return failed("postgres", exc)
     problem = version_problem("postgres", version)
@@ -114,8 +123,19 @@ def check_health(engine: sa.Engine, attempts: int = 3) -> ServiceHealth:
             "max_connections": row[4],
             "server_ssl": row[5],
             **pool_figures(engine),
+            **(_replication_detail(replication) if replication else {"replication_error": unobserved}),
         },
     )
+
+
+def _replication_detail(replication) -> dict:
+    return {
+        "role": replication.role,
+        "timeline": replication.timeline,
+        "server": replication.server,  # host:port that answered: with several hosts, which is the primary
+        # standbys, slots and lag only when there is any: a lone primary's status stays short
+        **({"replication": replication.as_dict()} if replication.has_replication else {}),
+    }
 
 
 # What the schema tools (migrator, catalog, security check) accept: an engine, an open connection,

@@ -19,8 +19,10 @@ later one would otherwise match the index while it holds them. The claim commits
 was taken, so a database that still has the claim has every commit the run's documents came from; one
 that lost it has lost the claim too. A run with nothing to write claims nothing.
 
-Why not PostgreSQL's timeline or system identifier: a logical restore over the live database changes
-neither, and a clean switchover changes the timeline with nothing lost (a needless rebuild).
+Why not PostgreSQL's timeline or system identifier alone: a logical restore over the live database changes
+neither, and a clean switchover changes the timeline with nothing lost (a needless rebuild). Each stamp
+carries the primary's WAL position all the same (timeline and LSN): after a failover it says whether what
+the index holds is in the new primary's history (replication/timeline.py, replication/aftermath.py).
 
 Not covered: a database moved back to between a full load by month (full_load.py, which claims
 nothing: its partitions run side by side) and the first sync after it; that sync starts from the
@@ -34,13 +36,15 @@ was restored from an older snapshot or recreated by hand. Both unset: written be
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch, NotFoundError
 
 from orchestrator_data.postgres import models
+from orchestrator_data.replication.timeline import Position, current_position
 from orchestrator_data.search.indices import Layout
 
 META_KEY = "writer"
@@ -51,9 +55,13 @@ DIFFER = "database and index histories differ (restore or failover)"
 class Writer:
     id: str
     generation: int
+    # where the primary's WAL stood when the stamp was put on (replication/timeline.py): after a failover,
+    # whether what the index holds is in the new primary's history. Not part of the writer's identity.
+    position: Position | None = field(default=None, compare=False)
 
     def as_meta(self) -> dict:
-        return {"id": self.id, "generation": self.generation}
+        return {"id": self.id, "generation": self.generation,
+                **({"position": self.position.as_meta()} if self.position else {})}
 
 
 def next_writer(previous: Writer | None) -> Writer:
@@ -71,7 +79,7 @@ def _from_meta(mappings: dict) -> Writer | None:
     found = (mappings.get("_meta") or {}).get(META_KEY)
     if not isinstance(found, dict) or "id" not in found:
         return None
-    return Writer(str(found["id"]), int(found.get("generation", 0)))
+    return Writer(str(found["id"]), int(found.get("generation", 0)), Position.from_meta(found.get("position")))
 
 
 def index_writers(client: Elasticsearch, layout: Layout, name: str) -> dict[str, Writer | None]:
@@ -116,8 +124,10 @@ def histories_differ(client: Elasticsearch, layout: Layout, name: str, state: sa
     return difference(database_writer(state), index_writers(client, layout, name))
 
 
-def stamp(client: Elasticsearch, indices: list[str], writer: Writer) -> None:
-    """Name `writer` in each index's `_meta`, keeping what else is there (the template's mapping version)."""
+def stamp(client: Elasticsearch, indices: list[str], writer: Writer, position: Position | None = None) -> None:
+    """Name `writer` in each index's `_meta`, keeping what else is there (the template's mapping version),
+    with the primary's WAL `position` now: every document written so far came from commits before it."""
+    writer = dataclasses.replace(writer, position=position) if position is not None else writer
     for index in indices:
         meta = client.indices.get_mapping(index=index)[index]["mappings"].get("_meta") or {}
         client.indices.put_mapping(index=index, meta={**meta, META_KEY: writer.as_meta()})
@@ -139,5 +149,5 @@ def claim(engine: sa.Engine, client: Elasticsearch, alias: str, backing: list[st
         if generation is None:
             return None
         writer = Writer(str(writer_id), int(generation))
-        stamp(client, backing, writer)
+        stamp(client, backing, writer, current_position(conn))
     return writer

@@ -39,6 +39,7 @@ from orchestrator_data.search.indices import Layout, definition
 from orchestrator_data.search.loading import load_into
 from orchestrator_data.search.reports import SyncReport
 from orchestrator_data.search.sources import RewriteFound, source_of
+from orchestrator_data.replication.timeline import position_of
 from orchestrator_data.search.history import claim, database_writer, next_writer, stamp
 from orchestrator_data.search.watermarks import load_state, save_state
 
@@ -102,7 +103,7 @@ def rebuild(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str,
         writer = None
         if not claimed:
             writer = next_writer(database_writer(state))
-            stamp(client, old, writer)
+            stamp(client, old, writer, position_of(engine))
         save_state(engine, alias, report, rebuilt_snapshot=loaded.text, writer=writer)
         return Rebuilt(old, target, in_place=True)
     # out of sight until the swap: its writer is stamped just before, once every snapshot was read
@@ -122,7 +123,7 @@ def rebuild(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str,
                 if report.rows_read - before < SMALL_ENOUGH:
                     break
             client.indices.refresh(index=new)
-            stamp(client, [new], writer)
+            stamp(client, [new], writer, position_of(engine))
             _swap(client, layout, name, old, new)
         except RewriteFound as found:
             client.options(ignore_status=404).indices.delete(index=new)

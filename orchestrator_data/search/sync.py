@@ -41,6 +41,8 @@ from collections.abc import Callable, Iterable
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch
 
+from orchestrator_data.replication.follow import run_again_if_cut_off
+from orchestrator_data.replication.timeline import position_of
 from orchestrator_data.search.bulk import backing_indices
 from orchestrator_data.search.errors import elasticsearch_errors
 from orchestrator_data.search.history import claim, histories_differ, next_writer, stamp
@@ -64,7 +66,17 @@ def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: s
     trail since the last rebuild (a REWRITE mark in the window).
     A never-synced index whose partitioned full load covers every row starts from the loads instead
     (watermark_from_loads). Raises SyncError (watermark unchanged), SyncBusy (SyncDeferred: a full load
-    is running or incomplete), UnknownIndex."""
+    is running or incomplete), UnknownIndex.
+
+    A sync is safe to repeat (versions; the watermark moves only after Elasticsearch acknowledged): one cut
+    off by a failover runs again on the new primary, within the engine's reconnect budget (replication/follow.py)."""
+    source_of(name)  # an unknown name is refused, never retried
+    return run_again_if_cut_off(engine, lambda: _sync_index_once(engine, client, layout, name, full, on_progress),
+                                f"sync of {layout.read_alias(name)}")
+
+
+def _sync_index_once(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: str, full: bool,
+                     on_progress: Callable[[SyncReport], None] | None) -> SyncReport:
     src = source_of(name)
     alias = layout.read_alias(name)
     started = time.monotonic()
@@ -100,7 +112,7 @@ def sync_index(engine: sa.Engine, client: Elasticsearch, layout: Layout, name: s
                 writer = None
                 if state is None:
                     writer = next_writer(None)
-                    stamp(client, backing, writer)
+                    stamp(client, backing, writer, position_of(engine))
                 save_state(engine, alias, report, writer=writer)  # only now: every document was acknowledged
     report.duration_s = time.monotonic() - started
     log.info("%s sync of %s: %d written, %d deleted, watermark %s -> %s", report.mode, alias,

@@ -24,6 +24,7 @@ from orchestrator_data.stack.common import (
     pid_alive,
     tail,
 )
+from orchestrator_data.replication.status import observe as observe_replication
 from orchestrator_data.urls import make_url
 
 SYSTEM_USER = "embedded_postgres"
@@ -311,6 +312,9 @@ class PostgresService:
             try:
                 with psycopg.connect(self.url(), connect_timeout=5) as conn:
                     status.version = conn.execute("SHOW server_version").fetchone()[0]
+                    replication = observe_replication(conn)
+                    if replication.has_replication:  # a standby or a slot attached: its state and lag
+                        status.detail["replication"] = replication.as_dict()
             except psycopg.Error as exc:
                 status.detail["error"] = type(exc).__name__
         return status

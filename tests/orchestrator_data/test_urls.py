@@ -3,6 +3,7 @@ from __future__ import annotations
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 from orchestrator_data import urls
 from orchestrator_data.redaction import redact, register_secret
@@ -147,7 +148,11 @@ def test_a_percent_escape_is_decoded_like_every_driver_does():
         ("postgresql://db:5432/app?note=a@b", "'@' after the host"),  # SQLAlchemy: user db, password 5432/...
         ("postgresql://u:p@db/app#frag", "'#'"),
         ("postgresql://u:p@db/app?options=-c+x", "'+'"),
-        ("postgresql://u:p@h1:5432,h2:5432/app", "more than one ':'"),
+        ("postgresql://u:p@h1:5432:6432/app", "more than one ':'"),
+        ("postgresql://u:p@h1:5432,,h2/app", "empty host"),
+        ("postgresql://u:p@h1,h2/app?host=/run/pg", "names its hosts twice"),
+        ("redis://:p@r1:6379,r2:6379/0", "several hosts"),
+        ("https://es1:9200,es2:9200", "several hosts"),
         ("postgresql://u:p@[::1/app", "IPv6"),
         ("postgresql://u:p\N{FULLWIDTH COMMERCIAL AT}x@db/app", "non-ASCII"),
         ("postgresql://u:%FFx@db/app", "not UTF-8"),
@@ -195,3 +200,18 @@ def test_make_url_encodes_what_it_is_given():
 def test_redact_masks_up_to_the_last_at_sign():
     cleaned = redact("could not connect: postgresql://u:p@Zq9Secret@127.0.0.1:1/db refused")
     assert "Zq9Secret" not in cleaned and "postgresql://u:***@127.0.0.1:1/db" in cleaned
+
+
+def test_a_multi_host_postgres_url_keeps_every_host_for_libpq_and_sqlalchemy():
+    """libpq's form for following the primary: every host tried in order, the writable one kept."""
+    text = "postgresql://app:s%40cret@db1:5432,db2:5433,[::1]/orchestrator?target_session_attrs=read-write"
+    parsed = urls.parse_postgres_url(text)
+    assert parsed.hosts == (("db1", 5432), ("db2", 5433), ("::1", None))
+    assert parsed.render() == text and urls.validate_postgres_url(text) == text
+    assert str(parsed) == text.replace("s%40cret", "***") and urls.mask_url(text) == str(parsed)
+    assert urls.libpq_url(text) == text  # psql, pg_dump and pg_restore take it as it is
+    engine = sa.create_engine(urls.sqlalchemy_url(text))
+    args = engine.dialect.create_connect_args(engine.url)[1]
+    assert (args["host"], args["port"]) == ("db1,db2,::1", "5432,5433,")
+    assert args["target_session_attrs"] == "read-write" and args["password"] == "s@cret"
+    assert urls.replace_database(text, "other").startswith("postgresql://app:s%40cret@db1:5432,db2:5433,[::1]/other?")

@@ -13,6 +13,7 @@ import schedules.backups
 import schedules.metrics
 import schedules.offsite
 import schedules.recovery
+import schedules.replication
 import schedules.search
 
 EXPECTED_SCHEDULES = {
@@ -28,8 +29,10 @@ EXPECTED_SCHEDULES = {
     "nightly_base_backup_schedule": ("30 1 * * *", "postgres_base_backup_job"),
     "weekly_recovery_check_schedule": ("0 5 * * 0", "recovery_check_job"),
     "offsite_push_schedule": ("7-59/15 * * * *", "offsite_push_job"),
+    "replication_schedule": ("*/5 * * * *", "replication_job"),
 }
-SENSORS = ("run_failure_alert_sensor", "stale_backup_sensor", "stale_search_snapshot_sensor", "wal_archive_sensor")
+SENSORS = ("run_failure_alert_sensor", "stale_backup_sensor", "stale_search_snapshot_sensor", "wal_archive_sensor",
+           "replication_sensor")
 
 
 def _reload():
@@ -38,6 +41,7 @@ def _reload():
     importlib.reload(schedules.metrics)
     importlib.reload(schedules.offsite)
     importlib.reload(schedules.recovery)
+    importlib.reload(schedules.replication)
     importlib.reload(schedules.search)
     return importlib.reload(schedules)
 
@@ -68,6 +72,7 @@ def test_schedules_and_sensors_are_registered_with_their_cron_and_job():
     sensors = {s.name for s in schedules.SENSORS}
     assert sensors == set(SENSORS)
     assert defs.resolve_sensor_def("wal_archive_sensor").required_resource_keys == {"alerts", "postgres"}
+    assert defs.resolve_sensor_def("replication_sensor").required_resource_keys == {"alerts", "postgres"}
     assert defs.resolve_sensor_def("stale_backup_sensor").minimum_interval_seconds == 3600
     assert defs.resolve_sensor_def("run_failure_alert_sensor").required_resource_keys == {"alerts"}
 
@@ -116,6 +121,8 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
                       "weekly_recovery_check_schedule": dg.DefaultScheduleStatus.STOPPED,
                       # no bucket: every push could only fail
                       "offsite_push_schedule": dg.DefaultScheduleStatus.STOPPED}
+                      # quiet without a standby: observing one costs one query
+                      "replication_schedule": dg.DefaultScheduleStatus.RUNNING}
     assert {s.name: s.default_status for s in module.SENSORS} == {
         name: dg.DefaultSensorStatus.RUNNING for name in SENSORS}
 
