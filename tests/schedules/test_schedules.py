@@ -120,7 +120,7 @@ def test_production_runs_the_backup_schedules_and_alert_sensors(environment):
                       "nightly_base_backup_schedule": dg.DefaultScheduleStatus.STOPPED,
                       "weekly_recovery_check_schedule": dg.DefaultScheduleStatus.STOPPED,
                       # no bucket: every push could only fail
-                      "offsite_push_schedule": dg.DefaultScheduleStatus.STOPPED}
+                      "offsite_push_schedule": dg.DefaultScheduleStatus.STOPPED,
                       # quiet without a standby: observing one costs one query
                       "replication_schedule": dg.DefaultScheduleStatus.RUNNING}
     assert {s.name: s.default_status for s in module.SENSORS} == {
