@@ -209,6 +209,8 @@ def offsite_env(s3_server):
 
     return new_bucket_env(s3_server)
 
+
+@pytest.fixture(scope="session")
 def standby_pair():
     """A scratch primary and its streaming standby (tests/replication_pair.py), shared by the tests that
     only observe it; each leaves it streaming and caught up. Tests that promote build a pair of their own."""

@@ -24,7 +24,7 @@ from orchestrator_data.stack.postgres import (
     PostgresService,
     bin_dir,
 )
-from orchestrator_data.urls import make_url
+from orchestrator_data.urls import make_url, parse_postgres_url
 
 HA_DIR = "ha"
 
@@ -75,7 +75,7 @@ class HAPostgresService(PostgresService):
         self.ha = build_cluster(stack_root / HA_DIR, standbys=layout["standbys"], ports=ports,
                                 passwords=passwords(secrets), mode=settings.replication_mode)
 
-    # -- URLs: the current primary (a client that must follow it uses multi_host_conninfo) ------------
+    # -- URLs: every member, the primary first (libpq keeps the one that takes writes) ----------------
     def primary_port(self) -> int:
         try:
             return self.ha.leader().port
@@ -83,12 +83,24 @@ class HAPostgresService(PostgresService):
             return self.port
 
     def url(self, database: str = APP_DATABASE) -> str:
-        return make_url("postgresql", "127.0.0.1", self.primary_port(), username=SUPERUSER,
-                        password=self.secrets.get("postgres_password"), database=database)
+        return self._members_url(SUPERUSER, self.secrets.get("postgres_password"), database)
 
     def dagster_url(self) -> str:
+        # the current primary only: dagster-postgres hands its URL to SQLAlchemy's psycopg2 dialect,
+        # which does not read libpq's multi-host form; Dagster's processes resolve it again when they start
         return make_url("postgresql", "127.0.0.1", self.primary_port(), username=DAGSTER_LOGIN,
                         password=self.secrets.get("dagster_password"), database=DAGSTER_DATABASE)
+
+    def _members_url(self, user: str, password: str | None, database: str) -> str:
+        """Every member, the current primary first, with target_session_attrs=read-write: a process
+        that keeps its URL (the Dagster daemon, a worker, a long sync) follows the primary through a
+        failover (replication/follow.py retries while no member takes writes)."""
+        first = self.primary_port()
+        ports = [first, *(spec.pg_port for spec in self.ha.specs if spec.pg_port != first)]
+        single = parse_postgres_url(make_url("postgresql", "127.0.0.1", ports[0], username=user, password=password,
+                                             database=database))
+        return single.replace(more_hosts=tuple(("127.0.0.1", port) for port in ports[1:]),
+                              query=(("target_session_attrs", "read-write"),)).render()
 
     def multi_host_conninfo(self, database: str = APP_DATABASE) -> str:
         """Every member, the writable one wanted (libpq's target_session_attrs=read-write)."""

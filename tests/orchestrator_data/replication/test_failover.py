@@ -138,6 +138,16 @@ def test_a_planned_switchover_from_the_cli_hands_over_without_two_primaries_or_a
     assert cluster.leader().name == before.name  # neither changed anything
 
     prepare_table(cluster)
+    # what every process of the project resolves: the stack's URL names both members, read-write wanted;
+    # an engine made before the switch (a daemon's, a worker's) follows the primary after it
+    from orchestrator_data import connections, urls
+
+    stack_url = connections.resolve_url("postgres", load_settings())
+    assert [port for _, port in urls.parse_postgres_url(stack_url).hosts] == [before.port, cluster.member(standby).spec.pg_port]
+    assert urls.parse_postgres_url(stack_url).param("target_session_attrs") == "read-write"
+    kept = connections.postgres_engine(load_settings(), pool_size=1, max_overflow=0)
+    with kept.connect() as conn:
+        assert conn.exec_driver_sql("SELECT inet_server_port()").scalar() == before.port
     watcher, writer = PrimaryWatcher(cluster), Writer(cluster.conninfo(), rate=100)
     watcher.start()
     writer.start()
@@ -157,6 +167,10 @@ def test_a_planned_switchover_from_the_cli_hands_over_without_two_primaries_or_a
         held = {row[0] for row in conn.execute(f"SELECT n FROM {TABLE}")}
     assert [c.n for c in writer.acknowledged if c.n not in held] == []
     assert watcher.two_primaries == 0 and watcher.rounds > 10
+    with kept.connect() as conn:
+        assert conn.exec_driver_sql("SELECT inet_server_port(), pg_is_in_recovery()").one() == (
+            cluster.leader().port, False)
+    kept.dispose()
 
 
 def _roles() -> list[str]:
