@@ -286,18 +286,22 @@ def verify(layout: Layout, backup: BaseBackup, key_for: KeyFor | None) -> dict:
 
 
 def restore_chain(layout: Layout, backup: BaseBackup, destination: Path, key_for: KeyFor | None,
-                  scratch: Path, cancelled=None) -> list[str]:
-    """Rebuild `backup` (its chain combined with pg_combinebackup when incremental) into `destination`,
-    verifying each piece first. Returns the ids used."""
+                  scratch: Path, cancelled=None, mark: Callable[[str], None] | None = None) -> list[str]:
+    """Rebuild `backup` (its chain combined when incremental) into `destination`, verifying each piece
+    first. Returns the ids used. `mark(step)` is called as each step ends (the restore's timings)."""
+    mark = mark or (lambda step: None)
     chain = chain_of(layout, backup)
     if len(chain) == 1:
         unpack(backup, destination, key_for, cancelled)
+        mark("unpacked_full")
         verify_unpacked(backup, destination, checksums=False)
+        mark("verified")
         return [backup.id]
     parts = [scratch / f"chain-{index}" for index in range(len(chain))]
 
     def rebuild_piece(piece: BaseBackup, part: Path) -> None:
         unpack(piece, part, key_for, cancelled)
+        mark(f"unpacked_{piece.kind}_{piece.id}")
         verify_unpacked(piece, part, checksums=False)
 
     # the pieces in parallel: creating a cluster's ~1000 files costs more than its bytes here, and file
@@ -308,10 +312,17 @@ def restore_chain(layout: Layout, backup: BaseBackup, destination: Path, key_for
         futures = [pool.submit(rebuild_piece, piece, part) for piece, part in zip(chain, parts)]
     for future in futures:
         future.result()  # the first piece's failure, in chain order
+    mark("verified")
+    combine(parts, destination)
+    mark("combined")
+    for part in parts:
+        shutil.rmtree(part, ignore_errors=True)
+    return [piece.id for piece in chain]
+
+
+def combine(parts: list[Path], destination: Path) -> None:
+    """Combine unpacked pieces (oldest first; private scratch copies) into `destination`."""
     # no fsync here: the restored server syncs its whole data directory before recovery starts; --link: the
     # pieces are scratch copies removed right after, so the output may share their files instead of copying
     run_tool([tool("pg_combinebackup"), "--no-sync", "--link", "-o", str(destination), *map(str, parts)],
              what="pg_combinebackup")
-    for part in parts:
-        shutil.rmtree(part, ignore_errors=True)
-    return [piece.id for piece in chain]

@@ -142,7 +142,8 @@ class _Rebuild:
     decryption and unpacking with the WAL's staging and pg_waldump. Nothing it writes is used unless
     plan() then chose the same backup and the rebuild (with every check) succeeded."""
 
-    def __init__(self, layout: Layout, backup: BaseBackup, key_for: KeyFor | None, scratch: Path):
+    def __init__(self, layout: Layout, backup: BaseBackup, key_for: KeyFor | None, scratch: Path,
+                 mark: Callable[[str], None] | None = None):
         import threading
 
         self.backup, self.destination = backup, scratch / "data"
@@ -153,7 +154,7 @@ class _Rebuild:
         def work() -> None:
             try:
                 self.used = base_backups.restore_chain(layout, backup, self.destination, key_for, scratch,
-                                                       self.cancelled)
+                                                       self.cancelled, mark)
             except BaseException as exc:  # noqa: BLE001 - handed to result()
                 self.failure = exc
 
@@ -311,12 +312,18 @@ def restore(layout: Layout, target: Target, into: Path, *, port: int | None = No
     scratch_dir = layout.scratch("restore")
     created = not into.exists()
     rebuild = None
+    timings: dict[str, float] = {}
+
+    def mark(step: str) -> None:
+        timings[step] = round(time.monotonic() - started, 3)
+
     try:
         likely = likely_backup(layout, target)
-        rebuild = _Rebuild(layout, likely, key_for, scratch_dir) if likely is not None else None
+        rebuild = _Rebuild(layout, likely, key_for, scratch_dir, mark) if likely is not None else None
         try:
             the_plan = plan(layout, target, key_for, scratch_dir / "wal")
-            the_plan.timings["wal_staged_and_read"] = round(time.monotonic() - started, 3)
+            the_plan.timings = timings
+            mark("wal_staged_and_read")
         except BaseException:
             if rebuild is not None:
                 rebuild.cancel()  # and wait: before the scratch directory it writes into is removed
@@ -352,7 +359,9 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
     if rebuild is not None:
         used = rebuild.result()
     else:
-        used = base_backups.restore_chain(layout, the_plan.backup, rebuilt, key_for, scratch)
+        used = base_backups.restore_chain(layout, the_plan.backup, rebuilt, key_for, scratch,
+                                          mark=lambda step: the_plan.timings.__setitem__(
+                                              step, round(time.monotonic() - started, 3)))
     the_plan.timings["base_rebuilt"] = round(time.monotonic() - started, 3)
     for child in rebuilt.iterdir():
         shutil.move(str(child), into / child.name)
