@@ -321,8 +321,27 @@ def restore_chain(layout: Layout, backup: BaseBackup, destination: Path, key_for
 
 
 def combine(parts: list[Path], destination: Path) -> None:
-    """Combine unpacked pieces (oldest first; private scratch copies) into `destination`."""
+    """Combine unpacked pieces (oldest first; private scratch copies, changed or removed here) into
+    `destination`: in place (combine.py: only the changed blocks are written) when the chain is one it
+    knows, else with pg_combinebackup."""
+    from orchestrator_data.recovery.combine import NotCombinable, combine_in_place
+
+    try:
+        os.replace(combine_in_place(parts, block_size(parts[-1])), destination)
+        return
+    except NotCombinable:
+        pass
     # no fsync here: the restored server syncs its whole data directory before recovery starts; --link: the
     # pieces are scratch copies removed right after, so the output may share their files instead of copying
     run_tool([tool("pg_combinebackup"), "--no-sync", "--link", "-o", str(destination), *map(str, parts)],
              what="pg_combinebackup")
+
+
+def block_size(data_dir: Path) -> int | None:
+    """The cluster's block size, from its pg_control."""
+    import re
+
+    result = subprocess.run([tool("pg_controldata"), "-D", str(data_dir)], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "LC_ALL": "C"})
+    match = re.search(r"^Database block size:\s+(\d+)$", result.stdout, re.M)
+    return int(match.group(1)) if match else None
