@@ -61,6 +61,7 @@ class Incremental:
 class _Rebuilt:
     relative: str                  # the output file, relative to the data directory
     full: Path                     # the newest whole copy in the chain
+    full_size: int
     incrementals: list[Incremental]  # oldest first; the last is the newest piece's
 
 
@@ -145,26 +146,27 @@ def plan(pieces: list[Path]) -> Plan:
         raise NotCombinable("a chain of one piece has nothing to combine")
     result = Plan(label=_check_chain(pieces))
     newest = pieces[-1]
-    for directory, dirs, files in os.walk(newest):
-        relative_dir = os.path.relpath(directory, newest)
-        relative_dir = "" if relative_dir == "." else relative_dir
-        for name in list(dirs):
-            path = os.path.join(directory, name)
-            if os.path.islink(path):
-                raise NotCombinable(f"{path}: a symbolic link (a tablespace) in the chain")
-            result.directories.append(os.path.join(relative_dir, name))
-        for name in files:
-            relative = os.path.join(relative_dir, name)
-            path = Path(directory) / name
-            if not path.is_file() or path.is_symlink():
-                raise NotCombinable(f"{path}: not a regular file")
-            if relative in ("backup_label", "backup_manifest"):
-                continue
-            if _incremental_directory(relative_dir) and name.startswith(INCREMENTAL_PREFIX):
-                bare = os.path.join(relative_dir, name[len(INCREMENTAL_PREFIX):])
-                result.rebuilt.append(_sources(pieces, bare))
-            else:
-                result.moves.append(relative)
+    pending = [""]
+    while pending:
+        relative_dir = pending.pop()
+        with os.scandir(newest / relative_dir) as entries:   # the entry types come with the listing: no stat each
+            for entry in entries:
+                relative = os.path.join(relative_dir, entry.name)
+                if entry.is_symlink():
+                    raise NotCombinable(f"{entry.path}: a symbolic link (a tablespace?) in the chain")
+                if entry.is_dir():
+                    result.directories.append(relative)
+                    pending.append(relative)
+                elif not entry.is_file():
+                    raise NotCombinable(f"{entry.path}: not a regular file")
+                elif relative in ("backup_label", "backup_manifest"):
+                    continue
+                elif _incremental_directory(relative_dir) and entry.name.startswith(INCREMENTAL_PREFIX):
+                    bare = os.path.join(relative_dir, entry.name[len(INCREMENTAL_PREFIX):])
+                    result.rebuilt.append(_sources(pieces, bare))
+                else:
+                    result.moves.append(relative)
+    result.directories.sort()   # parents before their children
     return result
 
 
@@ -174,8 +176,13 @@ def _sources(pieces: list[Path], relative: str) -> _Rebuilt:
     incrementals = []
     for piece in reversed(pieces):
         whole = piece / relative
-        if whole.is_file() and piece is not pieces[-1]:
-            return _Rebuilt(relative, whole, list(reversed(incrementals)))
+        if piece is not pieces[-1]:
+            try:
+                size = whole.stat().st_size
+            except FileNotFoundError:
+                pass
+            else:
+                return _Rebuilt(relative, whole, size, list(reversed(incrementals)))
         partial = piece / directory / (INCREMENTAL_PREFIX + name)
         if not partial.is_file():
             raise NotCombinable(f"{relative}: neither whole nor incremental in {piece}")
@@ -206,6 +213,8 @@ def _rebuild(rebuilt: _Rebuilt, output: Path) -> None:
         for index, block in enumerate(incremental.blocks):
             if incremental is newest or block < newest.truncation:
                 chosen[block] = (incremental, index)
+    if not chosen and rebuilt.full == output and rebuilt.full_size == length * BLCKSZ:
+        return   # unchanged since the full backup (most files): nothing to write
     if rebuilt.full != output:
         os.replace(rebuilt.full, output)   # a later piece sent it whole: that copy is the base
     handles: dict[Path, int] = {}
