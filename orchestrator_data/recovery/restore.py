@@ -378,7 +378,11 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
     _prepare_permissions(into)
     chown_tree(into, SYSTEM_USER)
     # syncfs: one call per file system instead of an fsync per file before recovery starts
-    recovery = {"restore_command": f"cp {shlex.quote(str(staged_dir))}/%f %p", "recovery_init_sync_method": "syncfs",
+    # a hard link, not a copy: the staged segment is already this restore's own plaintext, in DIR (one file
+    # system); the server keeps what it restored in pg_wal and never writes into it before it recycles it
+    staged = shlex.quote(str(staged_dir))
+    recovery = {"restore_command": f"ln {staged}/%f %p 2>/dev/null || cp {staged}/%f %p",
+                "recovery_init_sync_method": "syncfs",
                 **the_plan.settings}
     if throwaway:
         recovery["fsync"] = "off"  # on the command line only: never in the directory's own configuration
