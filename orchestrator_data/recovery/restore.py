@@ -53,9 +53,9 @@ class Plan:
     backup: BaseBackup
     target: Target
     settings: dict[str, str]   # the recovery_target_* settings (none: recover to the archive's end)
-    window: Window
+    window: Window | None      # None for --latest: its WAL is not read before the start
     staged: wal.Staged
-    index: wal.WalIndex
+    index: wal.WalIndex | None
     note: str | None = None
     timings: dict[str, float] = field(default_factory=dict)   # seconds from the start, by step (RestoreResult.extra)
 
@@ -193,6 +193,10 @@ def plan(layout: Layout, target: Target, key_for: KeyFor | None, scratch: Path) 
     if staged.last_segno is None:
         raise RecoveryRefused(f"the archive lacks WAL segment {segment_name(first.timeline, staged.first_segno, segment_size)}, "
                               f"the first base backup {first.id} needs")
+    if target.kind == "latest":
+        # nothing to refuse and nothing to look up: the server replays all the staged WAL. Reading it first
+        # with pg_waldump (a pass over every byte) would only delay the start; the other targets need it
+        return Plan(first, target, {}, None, staged, None)
     index = wal.scan(scratch, first.timeline, first.start_lsn, staged.last_segno, segment_size)
     window = _window(backups, index, layout, staged)
     outside = (f"{target.describe()} is outside the recovery window: {window.describe()}"
