@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import re
 import signal
 import subprocess
 import tempfile
@@ -143,9 +144,10 @@ def rto_and_incremental(root: Path, scale: int, wal_mb: int, repeat: int = 1) ->
     unencrypted = _decrypted_copy(layout, root / "unencrypted-recovery", key)
     # by hand, ours encrypted, ours unencrypted, in turn `repeat` times: the machine's load changes within
     # a run, so each figure is the (lower) median of its repetitions, measured between the others'
-    by_hand_runs, ours_runs, unencrypted_runs, copies = [], [], [], []
+    by_hand_runs, ours_runs, unencrypted_runs, copies, redo_by_hand = [], [], [], [], []
     for _ in range(repeat):
         by_hand_runs.append(_by_hand(root, hand_backup, plain_wal, copies))
+        redo_by_hand.append(_redo_done(root / "by-hand.log"))
         started = time.monotonic()
         result = restore.restore(layout, Target("latest"), root / "ours", key_for=lambda _: key)
         ours_runs.append((time.monotonic() - started, result))
@@ -169,7 +171,8 @@ def rto_and_incremental(root: Path, scale: int, wal_mb: int, repeat: int = 1) ->
             "unencrypted_ratio": round(unencrypted_s / by_hand_s, 2),
             "unencrypted_timings": plain_result.extra.get("timings"), "repeat": repeat,
             "runs": {"by_hand": [round(x, 2) for x in by_hand_runs], "by_hand_copy": [round(x, 2) for x in copies],
-                     "ours": [round(x[0], 2) for x in ours_runs],
+                     "ours": [round(x[0], 2) for x in ours_runs], "redo_done_by_hand": redo_by_hand,
+                     "redo_done_ours": [x[1].recovered_to_lsn for x in ours_runs + unencrypted_runs],
                      "unencrypted": [round(x[0], 2) for x in unencrypted_runs]},
             "base_bytes": sum(f.stat().st_size for f in hand_backup.rglob("*") if f.is_file())}
 
@@ -187,14 +190,26 @@ def _by_hand(root: Path, hand_backup: Path, plain_wal: Path, copies: list[float]
                    "listen_addresses = ''\n")
     chown_tree(plain, SYSTEM_USER)
     chown_tree(plain_wal, SYSTEM_USER)
-    _run_as([tool("pg_ctl"), "-D", str(plain), "-l", str(root / "by-hand.log"), "-w", "-t", "900",
-             "-o", "-p 5999", "start"], timeout=960)
+    # the log inside the copy: the server's OS user cannot write into the bench's root (as root, before this
+    # the start failed on its log file unseen, and the copied pg_control's "in production" ended the wait)
+    log = plain / "by-hand.log"
+    started_server = _run_as([tool("pg_ctl"), "-D", str(plain), "-l", str(log), "-w", "-t", "900",
+                              "-o", "-p 5999", "start"], timeout=960)
+    if started_server.returncode != 0:
+        raise RuntimeError(f"the by-hand restore did not start: {started_server.stdout[-300:]} {started_server.stderr[-300:]}")
     while "in production" not in _run_as([tool("pg_controldata"), "-D", str(plain)], timeout=30).stdout:
         time.sleep(0.1)
     seconds = time.monotonic() - started
     _run_as([tool("pg_ctl"), "-D", str(plain), "-m", "fast", "stop"], timeout=120)
+    shutil.copyfile(log, root / "by-hand.log")
     shutil.rmtree(plain)
     return seconds
+
+
+def _redo_done(log: Path) -> str | None:
+    """Where the by-hand recovery's redo ended (its log), to compare with ours: the same moment."""
+    found = re.findall(r"redo done at ([0-9A-F]+/[0-9A-F]+)", log.read_text(errors="replace")) if log.exists() else []
+    return found[-1] if found else None
 
 
 def _median(runs: list[tuple[float, restore.RestoreResult]]) -> tuple[float, restore.RestoreResult]:
