@@ -136,3 +136,16 @@ def test_another_block_size_is_left_to_pg_combinebackup(tmp_path):
     newest = _piece(tmp_path / "newest", "0/3000028", {}, parent_start="0/2000028")
     with pytest.raises(NotCombinable, match="block size"):
         combine_in_place([full, newest], block_size=16384)
+
+
+def test_a_chain_it_does_not_know_goes_to_pg_combinebackup(tmp_path):
+    """base_backups.combine hands what combine.py refuses to the tool, which judges it itself (here: it
+    refuses the hand-made pieces too, having no backup_manifest it can read)."""
+    from orchestrator_data.recovery.errors import RecoveryError
+
+    full = _piece(tmp_path / "full", "0/2000028", {"base/1/100": _block("a0")})
+    newest = _piece(tmp_path / "newest", "0/3000028", {"base/1/INCREMENTAL.100": b"\xff" * 64},
+                    parent_start="0/2000028")
+    with pytest.raises(RecoveryError, match="pg_combinebackup failed"):
+        base_backups.combine([full, newest], tmp_path / "out")
+    assert (full / "base/1/100").read_bytes() == _block("a0")
