@@ -15,7 +15,7 @@ from assets import keys, records
 from assets._metadata import code_version, with_human_sizes
 from assets._runbook import runbook_metadata
 from assets.backups import BackupPruneConfig  # the same run config: dry_run
-from orchestrator_data.recovery import base_backups, check as recovery_check_module, keying, report, status
+from orchestrator_data.recovery import base_backups, cadence, check as recovery_check_module, keying, report, status
 from orchestrator_data.recovery import prune as prune_module
 from orchestrator_data.recovery.errors import RecoveryError, RecoveryRefused
 from orchestrator_data.recovery.layout import Layout
@@ -85,20 +85,21 @@ def base_backup_metadata(backup: "base_backups.BaseBackup", live: records.Live |
     deps=[keys.WAL_ARCHIVE],
     code_version=code_version(base_backups),
     description="A physical base backup in RECOVERY_DIR/base (pg_basebackup -X none; incremental from the previous "
-                f"one, full at least every {FULL_EVERY_DAYS} days), encrypted with the backup key when set.",
+                f"one, full at least every {FULL_EVERY_DAYS} days and once the incrementals add up to BASE_BACKUP_CHAIN_SHARE of "
+                "the full's size), encrypted with the backup key when set.",
 )
 def postgres_base_backup(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     settings = postgres.settings
     layout = _layout(postgres)
-    existing = base_backups.list_base_backups(layout)
-    fulls = [b for b in existing if b.kind == "full"]
-    incremental = bool(fulls) and fulls[-1].finished_at > datetime.now(UTC) - timedelta(days=FULL_EVERY_DAYS)
+    decision = cadence.next_kind(base_backups.list_base_backups(layout), datetime.now(UTC),
+                                 full_every_days=FULL_EVERY_DAYS, chain_share=settings.base_backup_chain_share)
     try:
         backup = base_backups.take_base_backup(Primary(postgres.url()), layout, slot=settings.wal_archive_slot,
-                                               key=keying.current_key(settings), incremental=incremental)
+                                               key=keying.current_key(settings),
+                                               incremental=decision.kind == "incremental")
     except (RecoveryError, RecoveryRefused) as exc:
         raise dg.Failure(description=redact(exc.one_line())) from None
-    context.log.info(f"base backup {backup.id} ({backup.kind}): {backup.size_bytes} bytes")
+    context.log.info(f"base backup {backup.id} ({backup.kind}: {decision.reason}): {backup.size_bytes} bytes")
     return dg.MaterializeResult(metadata=base_backup_metadata(backup))
 
 

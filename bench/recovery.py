@@ -8,7 +8,7 @@
   plain recovery from a plain WAL directory (goal: ratio at most 1.1).
 - Incremental base backup after 5 % of the rows changed, against a full one (size and time).
 
-    .venv/bin/python -m bench.recovery [--scale 10] [--wal-mb 64] [--seconds 5]
+    .venv/bin/python -m bench.recovery [--scale 10] [--wal-mb 64] [--seconds 5] [--repeat 1] [--rto-only]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import re
 import signal
 import subprocess
 import tempfile
@@ -109,7 +110,7 @@ def _pgbench(cluster, *args: str) -> None:
                    check=True, capture_output=True)
 
 
-def rto_and_incremental(root: Path, scale: int, wal_mb: int) -> dict:
+def rto_and_incremental(root: Path, scale: int, wal_mb: int, repeat: int = 1) -> dict:
     key = os.urandom(32)
     cluster, layout, archiver, thread = _archiving(root, "rto", "async", key)
     _pgbench(cluster, "-i", "-q", "-s", str(scale))
@@ -140,33 +141,27 @@ def rto_and_incremental(root: Path, scale: int, wal_mb: int) -> dict:
     plain_wal.mkdir()
     for item in wal.list_archive(layout.wal, 16 << 20):  # the archive decrypted: a plain WAL directory
         wal.materialize(item, plain_wal / item.name, lambda _: key)
-    plain = root / "by-hand"
-    started = time.monotonic()
-    shutil.copytree(hand_backup, plain)
-    (plain / "recovery.signal").touch()
-    with open(plain / "postgresql.auto.conf", "a") as conf:
-        conf.write(f"restore_command = 'cp {plain_wal}/%f %p'\nunix_socket_directories = '{plain}'\n"
-                   "listen_addresses = ''\n")
-    chown_tree(plain, SYSTEM_USER)
-    chown_tree(plain_wal, SYSTEM_USER)
-    _run_as([tool("pg_ctl"), "-D", str(plain), "-l", str(root / "by-hand.log"), "-w", "-t", "900",
-             "-o", "-p 5999", "start"], timeout=960)
-    while "in production" not in _run_as([tool("pg_controldata"), "-D", str(plain)], timeout=30).stdout:
-        time.sleep(0.1)
-    by_hand_s = time.monotonic() - started
-    _run_as([tool("pg_ctl"), "-D", str(plain), "-m", "fast", "stop"], timeout=120)
-    started = time.monotonic()
-    result = restore.restore(layout, Target("latest"), root / "ours", key_for=lambda _: key)
-    ours_s = time.monotonic() - started
-    restore.stop_cluster(root / "ours")
-    shutil.rmtree(root / "ours")
-    # the same archive without encryption: what the envelope costs, and what bounds the rest
     unencrypted = _decrypted_copy(layout, root / "unencrypted-recovery", key)
-    started = time.monotonic()
-    plain_result = restore.restore(unencrypted, Target("latest"), root / "ours-unencrypted")
-    unencrypted_s = time.monotonic() - started
-    restore.stop_cluster(root / "ours-unencrypted")
+    # by hand, ours encrypted, ours unencrypted, in turn `repeat` times: the machine's load changes within
+    # a run, so each figure is the (lower) median of its repetitions, measured between the others'
+    by_hand_runs, ours_runs, unencrypted_runs, copies, redo_by_hand = [], [], [], [], []
+    for _ in range(repeat):
+        by_hand_runs.append(_by_hand(root, hand_backup, plain_wal, copies))
+        redo_by_hand.append(_redo_done(root / "by-hand.log"))
+        started = time.monotonic()
+        result = restore.restore(layout, Target("latest"), root / "ours", key_for=lambda _: key)
+        ours_runs.append((time.monotonic() - started, result))
+        restore.stop_cluster(root / "ours")
+        shutil.rmtree(root / "ours")
+        started = time.monotonic()
+        plain_result = restore.restore(unencrypted, Target("latest"), root / "ours-unencrypted")
+        unencrypted_runs.append((time.monotonic() - started, plain_result))
+        restore.stop_cluster(root / "ours-unencrypted")
+        shutil.rmtree(root / "ours-unencrypted")
     _run_as([tool("pg_ctl"), "-D", str(cluster.data_dir), "-m", "immediate", "stop"], timeout=60)
+    by_hand_s = sorted(by_hand_runs)[(repeat - 1) // 2]   # the lower median, as _median
+    ours_s, result = _median(ours_runs)
+    unencrypted_s, plain_result = _median(unencrypted_runs)
     return {"scale": scale, "accounts": rows, "full_bytes": full.size_bytes, "full_s": round(full_s, 2),
             "incremental_bytes": incremental.size_bytes, "incremental_s": round(incremental_s, 2),
             "size_ratio": round(incremental.size_bytes / full.size_bytes, 3),
@@ -174,8 +169,53 @@ def rto_and_incremental(root: Path, scale: int, wal_mb: int) -> dict:
             "rto_ratio": round(ours_s / by_hand_s, 2), "wal_segments": result.wal_segments,
             "timings": result.extra.get("timings"), "unencrypted_s": round(unencrypted_s, 2),
             "unencrypted_ratio": round(unencrypted_s / by_hand_s, 2),
-            "unencrypted_timings": plain_result.extra.get("timings"),
+            "unencrypted_timings": plain_result.extra.get("timings"), "repeat": repeat,
+            "runs": {"by_hand": [round(x, 2) for x in by_hand_runs], "by_hand_copy": [round(x, 2) for x in copies],
+                     "ours": [round(x[0], 2) for x in ours_runs], "redo_done_by_hand": redo_by_hand,
+                     "redo_done_ours": [x[1].recovered_to_lsn for x in ours_runs + unencrypted_runs],
+                     "unencrypted": [round(x[0], 2) for x in unencrypted_runs]},
             "base_bytes": sum(f.stat().st_size for f in hand_backup.rglob("*") if f.is_file())}
+
+
+def _by_hand(root: Path, hand_backup: Path, plain_wal: Path, copies: list[float]) -> float:
+    """pg_basebackup's plain copy of the moment, copied into place, and a plain recovery from a plain WAL
+    directory (restore_command cp), until the server is in production. `copies` gets the copy's seconds."""
+    plain = root / "by-hand"
+    started = time.monotonic()
+    shutil.copytree(hand_backup, plain)
+    copies.append(time.monotonic() - started)
+    (plain / "recovery.signal").touch()
+    with open(plain / "postgresql.auto.conf", "a") as conf:
+        conf.write(f"restore_command = 'cp {plain_wal}/%f %p'\nunix_socket_directories = '{plain}'\n"
+                   "listen_addresses = ''\n")
+    chown_tree(plain, SYSTEM_USER)
+    chown_tree(plain_wal, SYSTEM_USER)
+    # the log inside the copy: the server's OS user cannot write into the bench's root (as root, before this
+    # the start failed on its log file unseen, and the copied pg_control's "in production" ended the wait)
+    log = plain / "by-hand.log"
+    started_server = _run_as([tool("pg_ctl"), "-D", str(plain), "-l", str(log), "-w", "-t", "900",
+                              "-o", "-p 5999", "start"], timeout=960)
+    if started_server.returncode != 0:
+        raise RuntimeError(f"the by-hand restore did not start: {started_server.stdout[-300:]} {started_server.stderr[-300:]}")
+    while "in production" not in _run_as([tool("pg_controldata"), "-D", str(plain)], timeout=30).stdout:
+        time.sleep(0.1)
+    seconds = time.monotonic() - started
+    _run_as([tool("pg_ctl"), "-D", str(plain), "-m", "fast", "stop"], timeout=120)
+    shutil.copyfile(log, root / "by-hand.log")
+    shutil.rmtree(plain)
+    return seconds
+
+
+def _redo_done(log: Path) -> str | None:
+    """Where the by-hand recovery's redo ended (its log), to compare with ours: the same moment."""
+    found = re.findall(r"redo done at ([0-9A-F]+/[0-9A-F]+)", log.read_text(errors="replace")) if log.exists() else []
+    return found[-1] if found else None
+
+
+def _median(runs: list[tuple[float, restore.RestoreResult]]) -> tuple[float, restore.RestoreResult]:
+    """The lower median (of two runs, the faster) and its result."""
+    ordered = sorted(runs, key=lambda run: run[0])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def _decrypted_copy(layout: Layout, root: Path, key: bytes) -> Layout:
@@ -204,21 +244,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=int, default=10, help="pgbench scale of the RTO database (70: about 1 GB)")
     parser.add_argument("--wal-mb", type=int, default=64, help="WAL to replay after the base backup")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long the RPO writer runs")
+    parser.add_argument("--repeat", type=int, default=1, help="RTO: restores of each kind, in turn (medians)")
+    parser.add_argument("--rto-only", action="store_true", help="skip the RPO runs")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
     os.chmod(root, 0o755)
     try:
-        for mode in ("sync", "async"):
+        for mode in () if args.rto_only else ("sync", "async"):
             figures = rpo(root, mode, args.seconds)
             print(f"RPO {mode:>5}: {figures['commits_per_s']} commits/s, {figures['acknowledged']} acknowledged, "
                   f"{figures['missing']} missing after a kill -9 and a restore to the archive's end "
                   f"(loss {figures['loss_s']} s){'  goal: 0 missing' if mode == 'sync' else ''}")
-        figures = rto_and_incremental(root, args.scale, args.wal_mb)
+        figures = rto_and_incremental(root, args.scale, args.wal_mb, args.repeat)
         print(f"RTO: restore of scale {figures['scale']} ({figures['base_bytes'] / 1e6:.0f} MB) + {args.wal_mb} MB WAL "
               f"{figures['restore_s']} s, by hand {figures['by_hand_s']} s: ratio {figures['rto_ratio']} (goal <= 1.1); "
               f"steps (s from start) {figures['timings']}")
         print(f"RTO unencrypted: {figures['unencrypted_s']} s, ratio {figures['unencrypted_ratio']}; "
               f"steps {figures['unencrypted_timings']}")
+        print(f"RTO runs (s, in turn): {figures['runs']}")
         print(f"incremental after 5 % changed: {figures['incremental_bytes']} bytes in {figures['incremental_s']} s "
               f"against full {figures['full_bytes']} bytes in {figures['full_s']} s (size ratio {figures['size_ratio']})")
     finally:

@@ -132,7 +132,8 @@ postgres_base_backup_job = dg.define_asset_job(
     "postgres_base_backup_job",
     metadata=runbook_metadata("postgres_base_backup_job"),
     selection=dg.AssetSelection.assets(keys.WAL_ARCHIVE, keys.POSTGRES_BASE_BACKUP),
-    description="Observe the WAL archive, then take a base backup (incremental, full weekly) into RECOVERY_DIR.",
+    description="Observe the WAL archive, then take a base backup (incremental; full weekly or once the incrementals "
+                "reach BASE_BACKUP_CHAIN_SHARE of the full) into RECOVERY_DIR.",
 )
 
 recovery_check_job = dg.define_asset_job(

@@ -214,6 +214,11 @@ class Settings(BaseSettings):
         26.0, gt=0, le=24 * 90, validation_alias="OFFSITE_MAX_LAG_HOURS",
         description="How old the newest copy off the machine may be before the offsite_copies freshness check "
                     "fails.")
+    base_backup_chain_share: float = Field(
+        0.5, gt=0, le=10, validation_alias="BASE_BACKUP_CHAIN_SHARE",
+        description="The nightly base backup is a full one (not incremental) once the incrementals since the newest "
+                    "full add up to this share of its size: a restore unpacks every piece of its chain "
+                    "(docs/recovery.md, \"Full or incremental\"). A full one is also taken at least weekly.")
     # a nightly backup plus two hours of slack
     backup_max_age_hours: float = Field(
         26.0, gt=0, le=24 * 90, validation_alias="BACKUP_MAX_AGE_HOURS",

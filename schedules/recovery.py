@@ -26,14 +26,16 @@ def _archive_schedule_status() -> dg.DefaultScheduleStatus:
         archiving = False
     return schedule_status() if archiving else dg.DefaultScheduleStatus.STOPPED
 
-# 01:30 UTC, before the logical backup at 02:00: incremental most nights, full weekly
+# 01:30 UTC, before the logical backup at 02:00: incremental most nights, full weekly or once the
+# incrementals reach BASE_BACKUP_CHAIN_SHARE of the full (recovery/cadence.py)
 nightly_base_backup_schedule = dg.ScheduleDefinition(
     name="nightly_base_backup_schedule",
     job=postgres_base_backup_job,
     metadata=runbook_metadata("postgres_base_backup_job"),
     cron_schedule="30 1 * * *",
     execution_timezone="UTC",
-    description="Take a base backup (incremental, full weekly) every night at 01:30 UTC.",
+    description="Take a base backup (incremental; full weekly or once the incrementals reach BASE_BACKUP_CHAIN_SHARE "
+                "of the full) every night at 01:30 UTC.",
     default_status=_archive_schedule_status(),
 )
 

@@ -28,13 +28,15 @@ from orchestrator_data.recovery.errors import ArchiveCorrupt, RecoveryError, Rec
 from orchestrator_data.recovery.layout import Layout, int_to_lsn, lsn_to_int, new_id
 from orchestrator_data.stack.common import fsync_directory
 from orchestrator_data.recovery.server import Primary, run_tool, server_facts, tool
-from orchestrator_data.recovery.tarstream import Cancelled, Tee, TarMemberCatcher, extract, plaintext
+from orchestrator_data.recovery.tarstream import (
+    ENVELOPE_HEAD, Cancelled, Tee, TarMemberCatcher, envelope_id, extract, plaintext,
+)
 
 MANIFEST = "manifest.json"
 DATA = "base.tar"
 PG_MANIFEST = "backup_manifest"
 ENC = ".enc"
-FORMAT = 1
+FORMAT = 2   # 2: an encrypted backup's manifest names its envelope id (unpack's check); 1 is still read
 
 KeyFor = Callable[[str], bytes]
 
@@ -202,6 +204,9 @@ def take_base_backup(primary: Primary, layout: Layout, *, slot: str, key: bytes 
             "system_identifier": facts.system_identifier, "server_version": facts.server_version,
             "segment_size": facts.segment_size,
         }
+        if key is not None:
+            with open(temporary / (DATA + suffix), "rb") as stored:
+                manifest["envelope_id"] = envelope_id(stored.read(ENVELOPE_HEAD))
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         fsync_directory(temporary)
         final = layout.base / backup_id
@@ -243,22 +248,33 @@ def check_stored_file(backup: BaseBackup) -> None:
 
 
 def unpack(backup: BaseBackup, destination: Path, key_for: KeyFor | None, cancelled=None) -> None:
-    """Decrypt and unpack the stored file into `destination`, hashing it in the same read. The sha256 is
-    compared once the stream ends: a changed file raises ArchiveCorrupt before anything can use
-    `destination` (every caller unpacks into a directory of its own and only starts a server on it after
-    this returns); a changed chunk of an encrypted file already fails its authentication on the way."""
+    """Decrypt and unpack the stored file into `destination`, checking it in the same read, and compare
+    once the stream ends: a changed file raises ArchiveCorrupt before anything can use `destination` (every
+    caller unpacks into a directory of its own and only starts a server on it after this returns).
+
+    The check: an encrypted backup whose manifest names its envelope id (format 2) is proved by its
+    encryption — every chunk authenticated with the header (that id), its index and the final flag, so a
+    changed, reordered, cut or appended byte fails — and by that id, so another file of the same key put in
+    its place fails too: the sha256 over the stored file (the slowest step of the pass) adds nothing and is
+    skipped. Otherwise (unencrypted, or format 1) the sha256 of the stored file, as written."""
     if not backup.data_file.is_file():
         raise ArchiveCorrupt(f"base backup {backup.id}: {backup.data_file.name} is missing")
     if backup.data_file.stat().st_size != backup.size_bytes:
         raise _changed(backup)  # cheap, and before any byte is unpacked
     key = _key_of(backup, key_for=key_for)  # a key the ring lacks is bad input, not a corrupt backup
+    expected_id = backup.manifest.get("envelope_id") if key is not None else None
     try:
-        size, sha256 = extract(backup.data_file, key, destination, cancelled)
+        size, sha256, head = extract(backup.data_file, key, destination, cancelled, hashed=expected_id is None)
     except (RecoveryError, Cancelled):
         raise
     except Exception as exc:  # a failed authentication or a broken tar: the backup is not usable
         raise ArchiveCorrupt(f"base backup {backup.id} cannot be read back: {' '.join(str(exc).split())[:200]}") from None
-    if size != backup.size_bytes or sha256 != backup.sha256:
+    if size != backup.size_bytes:
+        raise _changed(backup)
+    if expected_id is not None:
+        if envelope_id(head) != expected_id:
+            raise _changed(backup)
+    elif sha256 != backup.sha256:
         raise _changed(backup)
 
 
@@ -286,18 +302,22 @@ def verify(layout: Layout, backup: BaseBackup, key_for: KeyFor | None) -> dict:
 
 
 def restore_chain(layout: Layout, backup: BaseBackup, destination: Path, key_for: KeyFor | None,
-                  scratch: Path, cancelled=None) -> list[str]:
-    """Rebuild `backup` (its chain combined with pg_combinebackup when incremental) into `destination`,
-    verifying each piece first. Returns the ids used."""
+                  scratch: Path, cancelled=None, mark: Callable[[str], None] | None = None) -> list[str]:
+    """Rebuild `backup` (its chain combined when incremental) into `destination`, verifying each piece
+    first. Returns the ids used. `mark(step)` is called as each step ends (the restore's timings)."""
+    mark = mark or (lambda step: None)
     chain = chain_of(layout, backup)
     if len(chain) == 1:
         unpack(backup, destination, key_for, cancelled)
+        mark("unpacked_full")
         verify_unpacked(backup, destination, checksums=False)
+        mark("verified")
         return [backup.id]
     parts = [scratch / f"chain-{index}" for index in range(len(chain))]
 
     def rebuild_piece(piece: BaseBackup, part: Path) -> None:
         unpack(piece, part, key_for, cancelled)
+        mark(f"unpacked_{piece.kind}_{piece.id}")
         verify_unpacked(piece, part, checksums=False)
 
     # the pieces in parallel: creating a cluster's ~1000 files costs more than its bytes here, and file
@@ -308,10 +328,36 @@ def restore_chain(layout: Layout, backup: BaseBackup, destination: Path, key_for
         futures = [pool.submit(rebuild_piece, piece, part) for piece, part in zip(chain, parts)]
     for future in futures:
         future.result()  # the first piece's failure, in chain order
+    mark("verified")
+    combine(parts, destination)
+    mark("combined")
+    for part in parts:
+        shutil.rmtree(part, ignore_errors=True)
+    return [piece.id for piece in chain]
+
+
+def combine(parts: list[Path], destination: Path) -> None:
+    """Combine unpacked pieces (oldest first; private scratch copies, changed or removed here) into
+    `destination`: in place (combine.py: only the changed blocks are written) when the chain is one it
+    knows, else with pg_combinebackup."""
+    from orchestrator_data.recovery.combine import NotCombinable, combine_in_place
+
+    try:
+        os.replace(combine_in_place(parts, block_size(parts[-1])), destination)
+        return
+    except NotCombinable:
+        pass
     # no fsync here: the restored server syncs its whole data directory before recovery starts; --link: the
     # pieces are scratch copies removed right after, so the output may share their files instead of copying
     run_tool([tool("pg_combinebackup"), "--no-sync", "--link", "-o", str(destination), *map(str, parts)],
              what="pg_combinebackup")
-    for part in parts:
-        shutil.rmtree(part, ignore_errors=True)
-    return [piece.id for piece in chain]
+
+
+def block_size(data_dir: Path) -> int | None:
+    """The cluster's block size, from its pg_control."""
+    import re
+
+    result = subprocess.run([tool("pg_controldata"), "-D", str(data_dir)], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "LC_ALL": "C"})
+    match = re.search(r"^Database block size:\s+(\d+)$", result.stdout, re.M)
+    return int(match.group(1)) if match else None

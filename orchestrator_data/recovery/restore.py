@@ -53,9 +53,9 @@ class Plan:
     backup: BaseBackup
     target: Target
     settings: dict[str, str]   # the recovery_target_* settings (none: recover to the archive's end)
-    window: Window
+    window: Window | None      # None for --latest: its WAL is not read before the start
     staged: wal.Staged
-    index: wal.WalIndex
+    index: wal.WalIndex | None
     note: str | None = None
     timings: dict[str, float] = field(default_factory=dict)   # seconds from the start, by step (RestoreResult.extra)
 
@@ -142,7 +142,8 @@ class _Rebuild:
     decryption and unpacking with the WAL's staging and pg_waldump. Nothing it writes is used unless
     plan() then chose the same backup and the rebuild (with every check) succeeded."""
 
-    def __init__(self, layout: Layout, backup: BaseBackup, key_for: KeyFor | None, scratch: Path):
+    def __init__(self, layout: Layout, backup: BaseBackup, key_for: KeyFor | None, scratch: Path,
+                 mark: Callable[[str], None] | None = None):
         import threading
 
         self.backup, self.destination = backup, scratch / "data"
@@ -153,7 +154,7 @@ class _Rebuild:
         def work() -> None:
             try:
                 self.used = base_backups.restore_chain(layout, backup, self.destination, key_for, scratch,
-                                                       self.cancelled)
+                                                       self.cancelled, mark)
             except BaseException as exc:  # noqa: BLE001 - handed to result()
                 self.failure = exc
 
@@ -192,6 +193,10 @@ def plan(layout: Layout, target: Target, key_for: KeyFor | None, scratch: Path) 
     if staged.last_segno is None:
         raise RecoveryRefused(f"the archive lacks WAL segment {segment_name(first.timeline, staged.first_segno, segment_size)}, "
                               f"the first base backup {first.id} needs")
+    if target.kind == "latest":
+        # nothing to refuse and nothing to look up: the server replays all the staged WAL. Reading it first
+        # with pg_waldump (a pass over every byte) would only delay the start; the other targets need it
+        return Plan(first, target, {}, None, staged, None)
     index = wal.scan(scratch, first.timeline, first.start_lsn, staged.last_segno, segment_size)
     window = _window(backups, index, layout, staged)
     outside = (f"{target.describe()} is outside the recovery window: {window.describe()}"
@@ -311,12 +316,18 @@ def restore(layout: Layout, target: Target, into: Path, *, port: int | None = No
     scratch_dir = layout.scratch("restore")
     created = not into.exists()
     rebuild = None
+    timings: dict[str, float] = {}
+
+    def mark(step: str) -> None:
+        timings[step] = round(time.monotonic() - started, 3)
+
     try:
         likely = likely_backup(layout, target)
-        rebuild = _Rebuild(layout, likely, key_for, scratch_dir) if likely is not None else None
+        rebuild = _Rebuild(layout, likely, key_for, scratch_dir, mark) if likely is not None else None
         try:
             the_plan = plan(layout, target, key_for, scratch_dir / "wal")
-            the_plan.timings["wal_staged_and_read"] = round(time.monotonic() - started, 3)
+            the_plan.timings = timings
+            mark("wal_staged_and_read")
         except BaseException:
             if rebuild is not None:
                 rebuild.cancel()  # and wait: before the scratch directory it writes into is removed
@@ -352,7 +363,9 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
     if rebuild is not None:
         used = rebuild.result()
     else:
-        used = base_backups.restore_chain(layout, the_plan.backup, rebuilt, key_for, scratch)
+        used = base_backups.restore_chain(layout, the_plan.backup, rebuilt, key_for, scratch,
+                                          mark=lambda step: the_plan.timings.__setitem__(
+                                              step, round(time.monotonic() - started, 3)))
     the_plan.timings["base_rebuilt"] = round(time.monotonic() - started, 3)
     for child in rebuilt.iterdir():
         shutil.move(str(child), into / child.name)
@@ -369,7 +382,11 @@ def _run(layout: Layout, the_plan: Plan, into: Path, port: int, key_for, scratch
     _prepare_permissions(into)
     chown_tree(into, SYSTEM_USER)
     # syncfs: one call per file system instead of an fsync per file before recovery starts
-    recovery = {"restore_command": f"cp {shlex.quote(str(staged_dir))}/%f %p", "recovery_init_sync_method": "syncfs",
+    # a hard link, not a copy: the staged segment is already this restore's own plaintext, in DIR (one file
+    # system); the server keeps what it restored in pg_wal and never writes into it before it recycles it
+    staged = shlex.quote(str(staged_dir))
+    recovery = {"restore_command": f"ln {staged}/%f %p 2>/dev/null || cp {staged}/%f %p",
+                "recovery_init_sync_method": "syncfs",
                 **the_plan.settings}
     if throwaway:
         recovery["fsync"] = "off"  # on the command line only: never in the directory's own configuration

@@ -144,21 +144,46 @@ def test_a_tampered_base_backup_is_refused(chain):
     assert not (chain.root / "from-tampered").exists()
 
 
-def test_a_swapped_base_backup_file_is_refused_by_the_restore_single_pass(chain):
-    """The restore hashes the stored file in the same pass that decrypts and unpacks it. A whole valid file
-    of the same key put in another backup's place authenticates chunk by chunk; the sha256 compared at the
-    stream's end refuses it before any server starts on it."""
-    copy = _copy_layout(chain, "swapped")
+def _as_first_format(layout: Layout) -> None:
+    """Manifests as base backups were written before the envelope id (format 1): proved by their sha256."""
+    for backup in base_backups.list_base_backups(layout):
+        manifest = json.loads((backup.path / base_backups.MANIFEST).read_text())
+        assert manifest.pop("envelope_id") and manifest["format"] == 2
+        manifest["format"] = 1
+        (backup.path / base_backups.MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("form", [2, 1])
+def test_a_swapped_base_backup_file_is_refused_by_the_restore_single_pass(chain, form):
+    """The restore checks the stored file in the same pass that decrypts and unpacks it. A whole valid file
+    of the same key put in another backup's place authenticates chunk by chunk; its envelope id (format 2)
+    or the sha256 (format 1), compared at the stream's end, refuses it before any server starts on it."""
+    copy = _copy_layout(chain, f"swapped-{form}")
+    if form == 1:
+        _as_first_format(copy)
     full = base_backups.get_base_backup(copy, chain.full.id)
     incremental = base_backups.get_base_backup(copy, chain.incremental.id)
     shutil.copyfile(incremental.data_file, full.data_file)
     manifest = json.loads((full.path / base_backups.MANIFEST).read_text())
-    manifest["size_bytes"] = incremental.size_bytes  # past the size check; the sha256 stays the full's
+    manifest["size_bytes"] = incremental.size_bytes  # past the size check; the sha256 and the id stay the full's
     (full.path / base_backups.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ArchiveCorrupt, match="does not match its manifest"):
         restore.restore(copy, Target("lsn", lsn=lsn_to_int(chain.marks[2].lsn)), chain.root / "from-swapped",
                         key_for=chain.key_for)
     assert not (chain.root / "from-swapped").exists()
+
+
+def test_base_backups_of_the_first_format_still_restore(chain):
+    copy = _copy_layout(chain, "first-format")
+    _as_first_format(copy)
+    mark = chain.marks[14]   # after the incremental: both pieces, each proved by its sha256
+    into = chain.root / "from-first-format"
+    result = restore.restore(copy, Target("lsn", lsn=lsn_to_int(mark.lsn)), into, key_for=chain.key_for, scratch=True)
+    try:
+        assert result.base_backups == [chain.full.id, chain.incremental.id]
+        assert chain.rows(into, result.port) == list(range(1, mark.i + 1))
+    finally:
+        stop_restored(into)
 
 
 def test_targets_outside_the_window_are_refused(chain):

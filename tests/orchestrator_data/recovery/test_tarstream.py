@@ -36,7 +36,7 @@ def test_the_stored_file_is_hashed_in_the_pass_that_unpacks_it_padding_included(
             encrypt_stream(io.BytesIO(plain), out, key)
     else:
         stored.write_bytes(plain)
-    size, sha256 = extract(stored, key, tmp_path / "out")
+    size, sha256, _ = extract(stored, key, tmp_path / "out")
     assert (size, sha256) == (stored.stat().st_size, hashlib.sha256(stored.read_bytes()).hexdigest())
     assert (tmp_path / "out" / "base" / "1" / "16384").stat().st_size == 3 << 20
 
