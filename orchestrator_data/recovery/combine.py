@@ -31,6 +31,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator_data.errors import OperationFailed
+
 BLCKSZ = 8192                      # the block size the tools were built with (checked: pg_control)
 RELSEG_SIZE = 131072               # blocks per relation segment file (1 GB)
 INCREMENTAL_MAGIC = 0xD3AE1F0D
@@ -42,8 +44,9 @@ _LABEL_FROM_LSN = re.compile(r"^INCREMENTAL FROM LSN: ([0-9A-F]+/[0-9A-F]+)$", r
 _LABEL_FROM_TLI = re.compile(r"^INCREMENTAL FROM TLI: (\d+)$", re.M)
 
 
-class NotCombinable(Exception):
-    """The chain is not one this code combines exactly: nothing was changed; use pg_combinebackup."""
+class NotCombinable(OperationFailed):
+    """The chain is not one this code combines exactly: nothing was changed; use pg_combinebackup
+    (caught by base_backups.combine, which does; never reaches a user)."""
 
 
 @dataclass(frozen=True)
