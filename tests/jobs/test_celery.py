@@ -217,34 +217,38 @@ def test_a_worker_killed_mid_step_fails_the_run_and_the_rerun_is_exact(deploymen
     sync.create_indices(deployment.engine, client, deployment.layout)
     client.close()
     run = subprocess.Popen([str(SCRIPT), "run", "search_sync_job"], env={**os.environ, **deployment.env},
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    victim = None
-    deadline = time.monotonic() + 120
-    with _instance() as instance:
-        while victim is None and time.monotonic() < deadline:
-            assert run.poll() is None, run.communicate()
-            runs = instance.get_runs(dg.RunsFilter(job_name="search_sync_job",
-                                                   statuses=[dg.DagsterRunStatus.STARTED]), limit=1)
-            starts = instance.all_logs(runs[0].run_id, of_type=DagsterEventType.STEP_START) if runs else []
-            step = next((r for r in starts if r.step_key == "search_executions_documents"), None)
-            if step is not None and _documents(deployment, "executions") > 0:
-                victim = _worker_of(step.dagster_event.pid, deployment)
-            time.sleep(0.2)
-        assert victim is not None, "the executions sync was never seen running on a worker"
-        run_id = runs[0].run_id
-        written = _documents(deployment, "executions")
-        os.killpg(victim.pid, signal.SIGKILL)
-        victim.wait()
-        stdout, stderr = run.communicate(timeout=120)
-        assert run.returncode == 1, stdout + stderr
-        # the summary names the failed step and why (the reason is only in the run's failure event)
-        [lost] = [line for line in stdout.splitlines() if "step search_executions_documents failed" in line]
-        assert f"-{victim.pid}@" in lost and "stopped answering" in lost, stdout
-        assert written < sources.postgres_rows(deployment.engine, "executions"), "killed before it finished"
-        failed = instance.get_run_by_id(run_id)
-        assert failed.status == dg.DagsterRunStatus.FAILURE
-        failure = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)[0].dagster_event
-        assert f"-{victim.pid}@" in str(failure.event_specific_data) + (failure.message or "")
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        victim = None
+        deadline = time.monotonic() + 120
+        with _instance() as instance:
+            while victim is None and time.monotonic() < deadline:
+                assert run.poll() is None, run.communicate()
+                runs = instance.get_runs(dg.RunsFilter(job_name="search_sync_job",
+                                                       statuses=[dg.DagsterRunStatus.STARTED]), limit=1)
+                starts = instance.all_logs(runs[0].run_id, of_type=DagsterEventType.STEP_START) if runs else []
+                step = next((r for r in starts if r.step_key == "search_executions_documents"), None)
+                if step is not None and _documents(deployment, "executions") > 0:
+                    victim = _worker_of(step.dagster_event.pid, deployment)
+                time.sleep(0.2)
+            assert victim is not None, "the executions sync was never seen running on a worker"
+            run_id = runs[0].run_id
+            written = _documents(deployment, "executions")
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait()
+            stdout, stderr = run.communicate(timeout=120)
+            assert run.returncode == 1, stdout + stderr
+            # the summary names the failed step and why (the reason is only in the run's failure event)
+            [lost] = [line for line in stdout.splitlines() if "step search_executions_documents failed" in line]
+            assert f"-{victim.pid}@" in lost and "stopped answering" in lost, stdout
+            assert written < sources.postgres_rows(deployment.engine, "executions"), "killed before it finished"
+            failed = instance.get_run_by_id(run_id)
+            assert failed.status == dg.DagsterRunStatus.FAILURE
+            failure = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)[0].dagster_event
+            assert f"-{victim.pid}@" in str(failure.event_specific_data) + (failure.message or "")
+    finally:  # a failed assertion must not leave the run (and its code server) spinning for the next tests
+        _stop(run)
 
     rerun = run_cli("run", "search_sync_job", "--from-failure", run_id, env=deployment.env, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
