@@ -123,8 +123,11 @@ def status(
                     output.info(line)
         for r in search or []:
             fine = r.exists and r.state not in (search_status.State.DIFFERS, search_status.State.NEVER_SYNCED)
+            # the index may still show rows the database lost (a restore, a failover): the next sync rebuilds it
+            warned = fine and r.state == search_status.State.HISTORIES_DIFFER
+            mark = output.WARN if warned else output.OK if fine else output.FAIL
             state = r.describe() if r.exists else "missing: run `orchestrator-data search init`"
-            output.info(f"{output.OK if fine else output.FAIL} search {r.name:<15} {state}")
+            output.info(f"{mark} search {r.name:<15} {state}")
         if search_error:
             output.info(f"{output.FAIL} search unavailable: {search_error}")
         for line in stack_cli.member_lines(_ha_pair(settings)):

@@ -17,6 +17,7 @@ err_console = Console(stderr=True, highlight=False)
 
 OK = "[green]✓[/green]"
 FAIL = "[red]✗[/red]"
+WARN = "[yellow]![/yellow]"  # not a failure, not fine either: mended by the next scheduled run
 
 
 def print_json(payload) -> None:
