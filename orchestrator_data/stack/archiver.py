@@ -71,15 +71,6 @@ class ArchiverService(PidFileServer):
         except psycopg.Error:
             return False
 
-    def stop(self) -> bool:
-        pid = self._pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        terminate(pid, timeout=30)
-        self.pid_file.unlink(missing_ok=True)
-        return True
-
     def status(self) -> ServiceStatus:
         pid = self._pid()
         status = ServiceStatus(name=self.name, running=pid is not None and pid_alive(pid), pid=pid,

@@ -160,6 +160,17 @@ class PidFileServer:
     def is_running(self) -> bool:
         return self._pid() is not None
 
+    stop_timeout: float = 30.0  # seconds between SIGTERM and SIGKILL
+
+    def stop(self) -> bool:
+        """SIGTERM (SIGKILL after `stop_timeout`) to the recorded server, its pid file removed either
+        way; False when none was running."""
+        pid = self._pid()
+        if pid is not None:
+            terminate(pid, timeout=self.stop_timeout)
+        self.pid_file.unlink(missing_ok=True)
+        return pid is not None
+
     def remove_stale_pid_file(self) -> int | None:
         """Drop a pid file whose server is gone; returns the pid it named, if any."""
         stale = read_pid(self.pid_file)

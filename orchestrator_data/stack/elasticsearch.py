@@ -156,14 +156,7 @@ class ElasticsearchService(PidFileServer):
             status.detail["note"] = f"removed a stale pid file (pid {stale} was not a running Elasticsearch node)"
         return status
 
-    def stop(self) -> bool:
-        pid = self._pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        terminate(pid, timeout=60)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+    stop_timeout = 60.0  # a node flushing its shards on SIGTERM
 
     def status(self) -> ServiceStatus:
         pid = self._pid()

@@ -82,15 +82,6 @@ class EtcdService(PidFileServer):
             time.sleep(0.1)
         return self.status()
 
-    def stop(self) -> bool:
-        pid = self._pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        terminate(pid, timeout=30)
-        self.pid_file.unlink(missing_ok=True)
-        return True
-
     def status(self) -> ServiceStatus:
         pid = self._pid()
         status = ServiceStatus(name=self.name, running=pid is not None, url=self.url, pid=pid,
