@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestrator_data.settings import production_by_default
+from collections.abc import Callable
+
+from orchestrator_data.settings import Settings, SettingsError, load_settings, production_by_default
 
 
 def schedule_status() -> dg.DefaultScheduleStatus:
     return dg.DefaultScheduleStatus.RUNNING if production_by_default() else dg.DefaultScheduleStatus.STOPPED
+
+
+def schedule_status_if(needed: Callable[[Settings], bool]) -> dg.DefaultScheduleStatus:
+    """`schedule_status()` where `needed(settings)` holds (what the schedule's job needs is configured),
+    STOPPED otherwise, and with settings that do not load: without it every run could only fail."""
+    try:
+        configured = needed(load_settings())
+    except SettingsError:
+        configured = False
+    return schedule_status() if configured else dg.DefaultScheduleStatus.STOPPED
 
 
 def sensor_status() -> dg.DefaultSensorStatus:

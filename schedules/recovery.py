@@ -13,18 +13,11 @@ from orchestrator_data.recovery.server import Primary
 from orchestrator_data.recovery.status import archive_status
 from orchestrator_data.runbook import described
 from resources import AlertsResource, PostgresResource
-from orchestrator_data.settings import SettingsError, load_settings
-from schedules._status import schedule_status, sensor_status
+from schedules._status import schedule_status_if, sensor_status
 
-
-def _archive_schedule_status() -> dg.DefaultScheduleStatus:
-    """RUNNING as the other backup schedules (production) only where the WAL archive is on: without it a
-    base backup can only fail waiting for its WAL. Decided once at load time, as they are."""
-    try:
-        archiving = load_settings().wal_archive_mode != "off"
-    except SettingsError:
-        archiving = False
-    return schedule_status() if archiving else dg.DefaultScheduleStatus.STOPPED
+# RUNNING (in production) only where the WAL archive is on: without it a base backup can only fail
+# waiting for its WAL, and a recovery check has nothing to restore
+_WITH_ARCHIVE = schedule_status_if(lambda settings: settings.wal_archive_mode != "off")
 
 # 01:30 UTC, before the logical backup at 02:00: incremental most nights, full weekly or once the
 # incrementals reach BASE_BACKUP_CHAIN_SHARE of the full (recovery/cadence.py)
@@ -36,7 +29,7 @@ nightly_base_backup_schedule = dg.ScheduleDefinition(
     execution_timezone="UTC",
     description="Take a base backup (incremental; full weekly or once the incrementals reach BASE_BACKUP_CHAIN_SHARE "
                 "of the full) every night at 01:30 UTC.",
-    default_status=_archive_schedule_status(),
+    default_status=_WITH_ARCHIVE,
 )
 
 # Sunday 05:00, after the night's base backup and the logical restore check
@@ -47,7 +40,7 @@ weekly_recovery_check_schedule = dg.ScheduleDefinition(
     cron_schedule="0 5 * * 0",
     execution_timezone="UTC",
     description="Restore a random moment of the recovery window and prove it, every Sunday 05:00 UTC.",
-    default_status=_archive_schedule_status(),
+    default_status=_WITH_ARCHIVE,
 )
 
 SENSOR = "wal_archive_sensor"
