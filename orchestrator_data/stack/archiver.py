@@ -3,14 +3,12 @@ of its own, started after PostgreSQL when WAL_ARCHIVE_MODE is not off, with a pi
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
 
-from orchestrator_data.stack.common import PidFileServer, ServiceStatus, StackError, pid_alive, tail, terminate
+from orchestrator_data.stack.common import PidFileServer, ServiceStatus, pid_alive
 
 MARKER = "recovery archiver"
 # the server keeps at most this much WAL for a stopped archiver (then the slot is lost and the archive has a
@@ -47,20 +45,10 @@ class ArchiverService(PidFileServer):
             return self.status()
         self.remove_stale_pid_file()
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator_data.cli.main", *MARKER.split()],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.environment,
-                start_new_session=True)  # survives the CLI that started it
-        self.pid_file.write_text(f"{process.pid}\n")
-        deadline = time.monotonic() + timeout_s
-        while not self._streaming(postgres_url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                terminate(process.pid, timeout=10)
-                self.pid_file.unlink(missing_ok=True)
-                raise StackError(f"the WAL archiver did not start streaming. Last lines of {self.log_file}:\n"
-                                 f"{tail(self.log_file, 10)}")
-            time.sleep(0.2)
+        process = self.spawn([sys.executable, "-m", "orchestrator_data.cli.main", *MARKER.split()], self.log_file,
+                             env=self.environment)
+        self.await_ready(process, lambda: self._streaming(postgres_url), timeout_s, 0.2,
+                         "the WAL archiver did not start streaming", self.log_file)
         return self.status()
 
     def _streaming(self, url: str) -> bool:

@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -159,6 +160,27 @@ class PidFileServer:
 
     def is_running(self) -> bool:
         return self._pid() is not None
+
+    def spawn(self, args: list[str], log_file: Path, **popen) -> subprocess.Popen:
+        """Start the server in a session of its own (it outlives the CLI that started it), its output
+        appended to `log_file`, and record its pid."""
+        with open(log_file, "ab") as log:
+            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True, **popen)
+        self.pid_file.write_text(f"{process.pid}\n")
+        return process
+
+    def await_ready(self, process: subprocess.Popen, ready, timeout_s: float, interval: float,
+                    failure: str, log_file: Path) -> None:
+        """Poll `ready()` until it holds; a server that exits first or takes longer than `timeout_s` is
+        stopped, its pid file removed, and StackError says `failure` with the last lines of its log."""
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                terminate(process.pid, timeout=10)
+                self.pid_file.unlink(missing_ok=True)
+                raise StackError(f"{failure}. Last lines of {log_file}:\n{tail(log_file, 10)}")
+            time.sleep(interval)
 
     stop_timeout: float = 30.0  # seconds between SIGTERM and SIGKILL
 

@@ -122,13 +122,7 @@ class ElasticsearchService(PidFileServer):
             "--logs", str(self.logs_dir), "--http-port", str(self.port), "--host", "127.0.0.1",
             "--cluster-name", "orchestrator-data",
         ]
-        with open(self.log_file, "ab") as log:
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,  # survives the CLI that started it
-                preexec_fn=_default_stop_signals,
-            )
-        self.pid_file.write_text(f"{process.pid}\n")
+        process = self.spawn(command, self.log_file, preexec_fn=_default_stop_signals)
 
         def ready() -> bool:
             if process.poll() is not None:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from orchestrator_data.stack.common import PidFileServer, ServiceStatus, StackError, tail, terminate
+from orchestrator_data.stack.common import PidFileServer, ServiceStatus, StackError
 
 MEMBER = "orchestrator-etcd"
 
@@ -68,18 +66,9 @@ class EtcdService(PidFileServer):
                 # the leader key is renewed every second: keep an hour of history, not all of it
                 "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
                 "--logger", "zap", "--log-outputs", "stderr"]
-        with open(self.log_file, "ab") as log:
-            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)  # outlives the CLI that started it
-        self.pid_file.write_text(f"{process.pid}\n")
-        deadline = time.monotonic() + timeout_s
-        while not self.healthy():
-            if process.poll() is not None or time.monotonic() > deadline:
-                terminate(process.pid, timeout=10)
-                self.pid_file.unlink(missing_ok=True)
-                raise StackError(f"etcd did not become healthy on {self.url}. Last lines of {self.log_file}:\n"
-                                 f"{tail(self.log_file, 10)}")
-            time.sleep(0.1)
+        process = self.spawn(args, self.log_file)
+        self.await_ready(process, self.healthy, timeout_s, 0.1, f"etcd did not become healthy on {self.url}",
+                         self.log_file)
         return self.status()
 
     def status(self) -> ServiceStatus:

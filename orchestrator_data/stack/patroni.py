@@ -120,13 +120,8 @@ class PatroniMember(PidFileServer):
             return pid
         self.remove_stale_pid_file()
         args = [*member_interpreter(), "-m", "patroni", str(self.spec.config_file)]
-        with open(self.spec.log_file, "ab") as log:
-            process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=member_environment(),
-                cwd=str(self.spec.root), start_new_session=True,  # outlives the CLI that started it
-                **_as_server_user())
-        self.pid_file.write_text(f"{process.pid}\n")
-        return process.pid
+        return self.spawn(args, self.spec.log_file, env=member_environment(), cwd=str(self.spec.root),
+                          **_as_server_user()).pid
 
     def postmaster_pid(self) -> int | None:
         """The member's PostgreSQL server, whether Patroni still runs or not."""
