@@ -88,21 +88,23 @@ def switchover(api_url: str, auth: tuple[str, str], leader_name: str, candidate:
                timeout: float = 60.0) -> str:
     """POST /switchover to a member's API; Patroni answers once the new leader runs. Returns its message."""
     body = {"leader": leader_name, **({"candidate": candidate} if candidate else {})}
-    try:
-        status, text = _request(f"{api_url}/switchover", "POST", body, auth=auth, timeout=timeout)
-    except OSError as exc:
-        raise PatroniApiError(f"switchover request to {api_url} failed: {type(exc).__name__}") from None
-    if status != 200:
-        raise PatroniApiError(f"switchover refused (HTTP {status}): {' '.join(text.split())[:200]}")
+    text = _change(api_url, "/switchover", "POST", body, auth, timeout, "switchover request to", "switchover")
     return " ".join(text.split())
 
 
 def patch_config(api_url: str, auth: tuple[str, str], changes: dict, timeout: float = 10.0) -> dict:
     """PATCH /config: merge `changes` into the cluster's dynamic configuration kept in etcd."""
+    return json.loads(_change(api_url, "/config", "PATCH", changes, auth, timeout, "config change on",
+                              "config change"))
+
+
+def _change(api_url: str, path: str, method: str, body: dict, auth: tuple[str, str], timeout: float,
+            failed: str, refused: str) -> str:
+    """An authenticated write to the API; PatroniApiError when it cannot be sent or is not answered 200."""
     try:
-        status, text = _request(f"{api_url}/config", "PATCH", changes, auth=auth, timeout=timeout)
+        status, text = _request(f"{api_url}{path}", method, body, auth=auth, timeout=timeout)
     except OSError as exc:
-        raise PatroniApiError(f"config change on {api_url} failed: {type(exc).__name__}") from None
+        raise PatroniApiError(f"{failed} {api_url} failed: {type(exc).__name__}") from None
     if status != 200:
-        raise PatroniApiError(f"config change refused (HTTP {status}): {' '.join(text.split())[:200]}")
-    return json.loads(text)
+        raise PatroniApiError(f"{refused} refused (HTTP {status}): {' '.join(text.split())[:200]}")
+    return text
