@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from orchestrator_data.cli import output, recording
-from orchestrator_data.cli.context import load_settings
+from orchestrator_data.cli.context import describe_failure, load_settings
 
 app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                   help="Copies off the machine (S3-compatible object storage): push, list, verify, fetch.")
@@ -53,6 +53,7 @@ def precheck(settings) -> None:
     """Before a backup that will be pushed: a bucket that does not exist or refused credentials stop the
     command now (exit 2, nothing written); an unreachable store does not stop a local backup (said in one
     note; the push afterwards fails with exit 1, and the next push catches up)."""
+    from orchestrator_data.errors import DataLayerError
     from orchestrator_data.offsite.config import from_settings
     from orchestrator_data.offsite.errors import OffsiteRefused
 
@@ -63,7 +64,9 @@ def precheck(settings) -> None:
     except OffsiteRefused:
         raise
     except Exception as exc:  # noqa: BLE001 - an outage of the store must not cost the local backup
-        output.note(f"{getattr(exc, 'one_line', lambda: str(exc))()}; the backup is taken and kept here")
+        # said as the CLI says any error: our one line, or a driver's redacted
+        said = exc.one_line() if isinstance(exc, DataLayerError) else describe_failure(exc)
+        output.note(f"{said}; the backup is taken and kept here")
 
 
 def push_if_configured(settings, *, dump_ids: list[str] | None = None, base_ids: list[str] | None = None,
