@@ -107,14 +107,19 @@ def follow_primary(engine: sa.Engine, reconnect_timeout_s: float) -> sa.Engine:
         if not _waiting.get():
             return dialect.connect(*cargs, **cparams)
         started = time.monotonic()
-        for attempt in Retrying(retry=retry_if_exception(is_cut_off), stop=stop_after_delay(reconnect_timeout_s),
-                                wait=wait_exponential_jitter(multiplier=0.1, max=2.0), reraise=True,
-                                before_sleep=_log_retry(started)):
+        for attempt in _while_cut_off(reconnect_timeout_s, _log_retry(started)):
             with attempt:
                 return dialect.connect(*cargs, **cparams)
         raise AssertionError("unreachable")
 
     return engine
+
+
+def _while_cut_off(budget_s: float, before_sleep) -> Retrying:
+    """Attempts with backoff (0.1 s doubling to 2 s) while the error is a cut-off, for `budget_s` seconds;
+    then the last error is raised."""
+    return Retrying(retry=retry_if_exception(is_cut_off), stop=stop_after_delay(budget_s),
+                    wait=wait_exponential_jitter(multiplier=0.1, max=2.0), reraise=True, before_sleep=before_sleep)
 
 
 def _log_retry(started: float):
@@ -129,9 +134,7 @@ def run_again_if_cut_off(engine: sa.Engine, work: Callable[[], T], what: str) ->
     engine's reconnect budget allows; then raise the last error."""
     budget = reconnect_budget(engine)
     started = time.monotonic()
-    for attempt in Retrying(retry=retry_if_exception(is_cut_off), stop=stop_after_delay(budget),
-                            wait=wait_exponential_jitter(multiplier=0.1, max=2.0), reraise=True,
-                            before_sleep=_log_again(what, started)):
+    for attempt in _while_cut_off(budget, _log_again(what, started)):
         with attempt:
             return work()
     raise AssertionError("unreachable")
